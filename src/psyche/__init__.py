@@ -1,0 +1,3 @@
+"""Psyche decentralized training, seen from a GPU owner's machine."""
+
+__version__ = "0.2.0"

@@ -1,0 +1,144 @@
+"""Every error the project raises on purpose, in one tree rooted at RunManagerError.
+
+    RunManagerError                      exit_code 1 unless a subclass says otherwise
+    ├── ConfigError                      a bad .env line, variable, flag or file (names it and the fix)
+    ├── WalletError                      the keypair cannot be read or does not hold together
+    ├── ChainError
+    │   ├── RpcError                     an RPC exchange failed
+    │   │   ├── RpcUnavailable           every endpoint failed; lists each with its last error
+    │   │   └── RpcResponseError         the node answered with a JSON-RPC error (an answer, not retried)
+    │   ├── AccountNotFound              the address holds no account
+    │   ├── AccountDecodeError           the bytes are not the account type we expected
+    │   └── TransactionFailed            a transaction was rejected; carries logs and the program error
+    ├── NotAuthorized                    the wallet may not join the run
+    ├── ContainerRuntimeError            the Docker engine refused or is missing
+    │   ├── DockerUnavailable            no engine reachable through the SDK
+    │   ├── ImagePullFailed              the registry did not give us the image
+    │   └── GpuRuntimeMissing            the engine has no NVIDIA runtime for the GPU request
+    └── ClientExited                     the client container ended with a non-zero code
+        └── VersionMismatch              the client reported exit code 10
+
+Foreign exceptions (httpx, websockets, docker) are translated into these once, at the module
+that talks to the outside world, with ``raise ... from exc``. Messages never contain secrets.
+"""
+
+from __future__ import annotations
+
+
+class RunManagerError(Exception):
+    """Base class: catch this to handle every error the project raises on purpose."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(RunManagerError):
+    """A setting, flag or file is invalid; the message names it, where it came from, and the fix."""
+
+
+class WalletError(RunManagerError):
+    """The wallet keypair cannot be loaded or is inconsistent."""
+
+
+class ChainError(RunManagerError):
+    """Something went wrong talking to, or reading from, the Solana chain."""
+
+
+class RpcError(ChainError):
+    """An RPC exchange failed."""
+
+
+class RpcUnavailable(RpcError):
+    """Every configured endpoint failed; ``failures`` maps each (redacted) endpoint to its last error."""
+
+    def __init__(self, failures: dict[str, str]) -> None:
+        self.failures = dict(failures)
+        detail = "; ".join(f"{url}: {err}" for url, err in self.failures.items())
+        super().__init__(
+            f"all RPC endpoints failed: {detail}",
+            hint="check RPC/RPC_2/... in your .env, your API key, and that the node is reachable",
+        )
+
+
+class RpcResponseError(RpcError):
+    """The node answered with a JSON-RPC error object."""
+
+    def __init__(self, code: int, message: str, data: object = None) -> None:
+        self.code = code
+        self.rpc_message = message
+        self.data = data
+        super().__init__(f"RPC error {code}: {message}")
+
+
+class AccountNotFound(ChainError):
+    """No account exists at the address."""
+
+    def __init__(self, what: str, address: str) -> None:
+        self.address = address
+        super().__init__(f"{what} account not found: {address}")
+
+
+class AccountDecodeError(ChainError):
+    """The account bytes do not decode as the expected type (wrong discriminator, size or content)."""
+
+
+class TransactionFailed(ChainError):
+    """A transaction was rejected by the node or a program."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        signature: str | None = None,
+        logs: list[str] | None = None,
+        program_error: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.signature = signature
+        self.logs = list(logs or [])
+        self.program_error = program_error
+
+
+class NotAuthorized(RunManagerError):
+    """The wallet is not authorized to join the run."""
+
+
+class ContainerRuntimeError(RunManagerError):
+    """The container engine failed or refused a request."""
+
+
+class DockerUnavailable(ContainerRuntimeError):
+    """No Docker engine can be reached through the SDK."""
+
+
+class ImagePullFailed(ContainerRuntimeError):
+    """Pulling the client image failed."""
+
+
+class GpuRuntimeMissing(ContainerRuntimeError):
+    """The engine cannot satisfy the GPU device request (no NVIDIA Container Toolkit)."""
+
+
+class ClientExited(RunManagerError):
+    """The client container exited with a non-zero code."""
+
+    def __init__(self, code: int, message: str | None = None) -> None:
+        self.code = code
+        super().__init__(message or f"client container exited with code {code}")
+
+
+class VersionMismatch(ClientExited):
+    """The client exited with code 10: its version differs from the run's client_version."""
+
+    exit_code = 10
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(10, message or "client version differs from the run's client_version (exit code 10)")
