@@ -61,32 +61,36 @@ class Reader:
         self._pos = end
         return start
 
-    def _unpack(self, s: struct.Struct) -> object:
+    def _int(self, s: struct.Struct) -> int:
         start = self._need(s.size)
-        return s.unpack_from(self._data, start)[0]
+        return int(s.unpack_from(self._data, start)[0])
+
+    def _float(self, s: struct.Struct) -> float:
+        start = self._need(s.size)
+        return float(s.unpack_from(self._data, start)[0])
 
     def u8(self) -> int:
-        return int(self._unpack(_U8))  # type: ignore[call-overload]
+        return self._int(_U8)
 
     def u16(self) -> int:
-        return int(self._unpack(_U16))  # type: ignore[call-overload]
+        return self._int(_U16)
 
     def u32(self) -> int:
-        return int(self._unpack(_U32))  # type: ignore[call-overload]
+        return self._int(_U32)
 
     def u64(self) -> int:
-        return int(self._unpack(_U64))  # type: ignore[call-overload]
+        return self._int(_U64)
 
     def i64(self) -> int:
-        return int(self._unpack(_I64))  # type: ignore[call-overload]
+        return self._int(_I64)
 
     def f32(self) -> float:
-        return float(self._unpack(_F32))  # type: ignore[arg-type]
+        return self._float(_F32)
 
     def f64(self) -> float:
-        return float(self._unpack(_F64))  # type: ignore[arg-type]
+        return self._float(_F64)
 
-    def bool(self) -> bool:
+    def boolean(self) -> bool:
         """A Borsh bool: exactly 0 or 1, anything else is corrupt data."""
         value = self.u8()
         if value > 1:
@@ -209,7 +213,7 @@ class Writer:
     def f64(self, value: float) -> Writer:
         return self._pack(_F64, value)
 
-    def bool(self, value: bool) -> Writer:
+    def boolean(self, value: bool) -> Writer:
         return self.u8(1 if value else 0)
 
     def raw(self, data: bytes) -> Writer:
