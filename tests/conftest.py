@@ -30,7 +30,7 @@ _LEAKY_NAMES = {
     "ADDRESS",
     "JOIN_AUTHORITY",
 }
-_KEEP = {"RUN_MANAGER_TEST_RPC"}
+_KEEP = {"RUN_MANAGER_TEST_RPC", "RUN_MANAGER_TEST_REGISTRY"}
 
 
 @pytest.fixture(autouse=True)
