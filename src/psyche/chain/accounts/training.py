@@ -1,0 +1,481 @@
+"""The LLM's training-data location, learning-rate schedule and optimizer, with Borsh, zero-copy and serde.
+
+Zero-copy offsets are absolute (spec onchain.md 4.2.1): data_location tag at 576 (payload 580), lr_schedule
+tag at 880 (payload 888), optimizer tag at 936 (payload 940).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, fields
+from enum import IntEnum
+from typing import ClassVar, TypeAlias
+
+from psyche.chain.accounts.zerocopy import (
+    STR64,
+    STR192,
+    borsh_opt_f32,
+    f32_serde,
+    zc_opt_f32,
+    zc_pack,
+    zc_put_opt_f32,
+    zc_put_str,
+    zc_put_tag,
+    zc_str,
+    zc_tag,
+)
+from psyche.chain.layout import Reader, Writer
+
+DATA_LOCATION_OFFSET = 576
+LR_OFFSET = 880
+OPTIMIZER_OFFSET = 936
+
+_NUMBERED = struct.Struct("<IBI")  # Borsh: start_index, n_left_pad_zeros, num_files
+_NUMBERED_ZC = struct.Struct("<IB3xI")
+_ADAMW = struct.Struct("<4f")  # betas[0], betas[1], weight_decay, eps
+_DISTRO = struct.Struct("<fHHB")  # compression_decay, topk, chunk, quantize_1bit
+
+
+class TokenSize(IntEnum):
+    TwoBytes = 0
+    FourBytes = 1
+
+
+# ---------------------------------------------------------------- HTTP locations
+
+
+@dataclass(frozen=True, slots=True)
+class SingleUrl:
+    url: str
+
+    TAG: ClassVar[int] = 0
+
+    def _borsh(self, w: Writer) -> None:
+        w.fixed_str(self.url, STR192)
+
+    def _zc(self, buf: bytearray, off: int) -> None:
+        zc_put_str(buf, off, STR192, self.url)
+
+    def to_serde(self) -> object:
+        return {"SingleUrl": self.url}
+
+
+@dataclass(frozen=True, slots=True)
+class NumberedFiles:
+    url_template: str
+    start_index: int
+    n_left_pad_zeros: int
+    num_files: int
+
+    TAG: ClassVar[int] = 1
+
+    def _borsh(self, w: Writer) -> None:
+        w.fixed_str(self.url_template, STR64)
+        w.u32(self.start_index).u8(self.n_left_pad_zeros).u32(self.num_files)
+
+    def _zc(self, buf: bytearray, off: int) -> None:
+        zc_put_str(buf, off, STR64, self.url_template)
+        zc_pack(buf, _NUMBERED_ZC, off + 64, self.start_index, self.n_left_pad_zeros, self.num_files)
+
+    def to_serde(self) -> object:
+        return {"NumberedFiles": {f.name: getattr(self, f.name) for f in fields(self)}}
+
+
+@dataclass(frozen=True, slots=True)
+class Gcp:
+    bucket_name: str
+    filter_directory: str = ""  # empty = no filter
+
+    TAG: ClassVar[int] = 2
+
+    def _borsh(self, w: Writer) -> None:
+        w.fixed_str(self.bucket_name, STR64).fixed_str(self.filter_directory, STR192)
+
+    def _zc(self, buf: bytearray, off: int) -> None:
+        zc_put_str(buf, off, STR64, self.bucket_name)
+        zc_put_str(buf, off + 64, STR192, self.filter_directory)
+
+    def to_serde(self) -> object:
+        return {"Gcp": {"bucket_name": self.bucket_name, "filter_directory": self.filter_directory}}
+
+
+HttpLocation: TypeAlias = SingleUrl | NumberedFiles | Gcp
+
+
+@dataclass(frozen=True, slots=True)
+class HttpDataLocation:
+    """Http data: where the token files are, their token width, and the shuffle (None = DontShuffle,
+    else the 32-byte Seeded seed)."""
+
+    location: HttpLocation
+    token_size_in_bytes: TokenSize = TokenSize.TwoBytes
+    shuffle: bytes | None = None
+
+    def _borsh(self, w: Writer) -> None:
+        w.u8(self.location.TAG)
+        self.location._borsh(w)
+        w.u8(self.token_size_in_bytes)
+        w.u8(0 if self.shuffle is None else 1)
+        if self.shuffle is not None:
+            w.raw(_seed(self.shuffle))
+
+    @classmethod
+    def _from_borsh(cls, r: Reader) -> HttpDataLocation:
+        tag = r.enum_tag(1, 3, "http location")
+        loc: HttpLocation
+        if tag == 0:
+            loc = SingleUrl(r.fixed_str(STR192))
+        elif tag == 1:
+            loc = NumberedFiles(r.fixed_str(STR64), *_NUMBERED.unpack(r.raw(_NUMBERED.size)))
+        else:
+            loc = Gcp(r.fixed_str(STR64), r.fixed_str(STR192))
+        token_size = TokenSize(r.enum_tag(1, 2, "token size"))
+        seeded = r.enum_tag(1, 2, "shuffle")
+        return cls(loc, token_size, r.raw(32) if seeded else None)
+
+    @classmethod
+    def _read_zc(cls, data: bytes, off: int) -> HttpDataLocation:
+        tag = zc_tag(data, off, 3, "http location")
+        p = off + 4
+        loc: HttpLocation
+        if tag == 0:
+            loc = SingleUrl(zc_str(data, p, STR192))
+        elif tag == 1:
+            loc = NumberedFiles(zc_str(data, p, STR64), *_NUMBERED_ZC.unpack_from(data, p + 64))
+        else:
+            loc = Gcp(zc_str(data, p, STR64), zc_str(data, p + 64, STR192))
+        token_size = TokenSize(zc_tag(data, off + 260, 2, "token size"))
+        seeded = zc_tag(data, off + 264, 2, "shuffle")
+        return cls(loc, token_size, data[off + 268 : off + 300] if seeded else None)
+
+    def _write_zc(self, buf: bytearray, off: int) -> None:
+        zc_put_tag(buf, off, self.location.TAG)
+        self.location._zc(buf, off + 4)
+        zc_put_tag(buf, off + 260, int(self.token_size_in_bytes))
+        zc_put_tag(buf, off + 264, 0 if self.shuffle is None else 1)
+        if self.shuffle is not None:
+            buf[off + 268 : off + 300] = _seed(self.shuffle)
+
+    def to_serde(self) -> object:
+        shuffle: object = "DontShuffle" if self.shuffle is None else {"Seeded": list(self.shuffle)}
+        return {
+            "location": self.location.to_serde(),
+            "token_size_in_bytes": self.token_size_in_bytes.name,
+            "shuffle": shuffle,
+        }
+
+
+def _seed(seed: bytes) -> bytes:
+    if len(seed) != 32:
+        raise ValueError(f"shuffle seed must be 32 bytes, got {len(seed)}")
+    return bytes(seed)
+
+
+# ---------------------------------------------------------------- data location
+
+
+class DataLocationKind(IntEnum):
+    Dummy = 0
+    Server = 1
+    Local = 2
+    Http = 3
+    WeightedHttp = 4
+    Preprocessed = 5
+
+
+_STR_SIZE = {
+    DataLocationKind.Server: STR64,
+    DataLocationKind.Local: STR192,
+    DataLocationKind.WeightedHttp: STR192,
+    DataLocationKind.Preprocessed: STR192,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DataLocation:
+    """``kind`` plus its payload: None (Dummy), a string (Server "host:port" / Local / WeightedHttp /
+    Preprocessed) or an HttpDataLocation (Http)."""
+
+    kind: DataLocationKind = DataLocationKind.Dummy
+    value: str | HttpDataLocation | None = None
+
+    def __post_init__(self) -> None:
+        want = (
+            HttpDataLocation
+            if self.kind is DataLocationKind.Http
+            else str
+            if self.kind in _STR_SIZE
+            else type(None)
+        )
+        if not isinstance(self.value, want):
+            raise TypeError(f"data location {self.kind.name} needs {want.__name__}, got {self.value!r}")
+
+    def to_borsh(self) -> bytes:
+        w = Writer().u8(self.kind)
+        if isinstance(self.value, HttpDataLocation):
+            self.value._borsh(w)
+        elif isinstance(self.value, str):
+            w.fixed_str(self.value, _STR_SIZE[self.kind])
+        return w.getvalue()
+
+    @classmethod
+    def from_borsh(cls, r: Reader) -> DataLocation:
+        kind = DataLocationKind(r.enum_tag(1, len(DataLocationKind), "data location"))
+        if kind is DataLocationKind.Http:
+            return cls(kind, HttpDataLocation._from_borsh(r))
+        if kind in _STR_SIZE:
+            return cls(kind, r.fixed_str(_STR_SIZE[kind]))
+        return cls(kind)
+
+    @classmethod
+    def read_zc(cls, data: bytes, off: int = DATA_LOCATION_OFFSET) -> DataLocation:
+        kind = DataLocationKind(zc_tag(data, off, len(DataLocationKind), "data location"))
+        if kind is DataLocationKind.Http:
+            return cls(kind, HttpDataLocation._read_zc(data, off + 4))
+        if kind in _STR_SIZE:
+            return cls(kind, zc_str(data, off + 4, _STR_SIZE[kind]))
+        return cls(kind)
+
+    def write_zc(self, buf: bytearray, off: int = DATA_LOCATION_OFFSET) -> None:
+        zc_put_tag(buf, off, int(self.kind))
+        if isinstance(self.value, HttpDataLocation):
+            self.value._write_zc(buf, off + 4)
+        elif isinstance(self.value, str):
+            zc_put_str(buf, off + 4, _STR_SIZE[self.kind], self.value)
+
+    def to_serde(self) -> object:
+        if self.value is None:
+            return self.kind.name
+        value = self.value if isinstance(self.value, str) else self.value.to_serde()
+        return {self.kind.name: value}
+
+
+# ---------------------------------------------------------------- learning-rate schedules
+
+
+class _Scalar:
+    """Shared codec of the LR variants: f64 fields then u32 fields, the same bytes in Borsh and zero-copy."""
+
+    __slots__ = ()
+    TAG: ClassVar[int]
+    VARIANT: ClassVar[str]
+    FIELDS: ClassVar[tuple[str, ...]]
+    FMT: ClassVar[struct.Struct]
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, f) for f in self.FIELDS)
+
+    def to_borsh(self) -> bytes:
+        try:
+            return bytes([self.TAG]) + self.FMT.pack(*self._values())
+        except struct.error as exc:
+            raise ValueError(f"{self.VARIANT} value out of range: {exc}") from exc
+
+    def write_zc(self, buf: bytearray, off: int = LR_OFFSET) -> None:
+        zc_put_tag(buf, off, self.TAG)
+        zc_pack(buf, self.FMT, off + 8, *self._values())
+
+    def to_serde(self) -> object:
+        return {self.VARIANT: dict(zip(self.FIELDS, self._values(), strict=True))}
+
+
+@dataclass(frozen=True, slots=True)
+class ConstantLR(_Scalar):
+    base_lr: float
+    warmup_init_lr: float
+    warmup_steps: int
+
+    TAG: ClassVar[int] = 0
+    VARIANT: ClassVar[str] = "Constant"
+    FIELDS: ClassVar[tuple[str, ...]] = ("base_lr", "warmup_init_lr", "warmup_steps")
+    FMT: ClassVar[struct.Struct] = struct.Struct("<ddI")
+
+
+@dataclass(frozen=True, slots=True)
+class LinearLR(_Scalar):
+    base_lr: float
+    warmup_init_lr: float
+    final_lr: float
+    warmup_steps: int
+    total_steps: int
+
+    TAG: ClassVar[int] = 1
+    VARIANT: ClassVar[str] = "Linear"
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "base_lr",
+        "warmup_init_lr",
+        "final_lr",
+        "warmup_steps",
+        "total_steps",
+    )
+    FMT: ClassVar[struct.Struct] = struct.Struct("<dddII")
+
+
+@dataclass(frozen=True, slots=True)
+class CosineLR(_Scalar):
+    base_lr: float
+    warmup_init_lr: float
+    final_lr: float
+    warmup_steps: int
+    total_steps: int
+
+    TAG: ClassVar[int] = 2
+    VARIANT: ClassVar[str] = "Cosine"
+    FIELDS: ClassVar[tuple[str, ...]] = LinearLR.FIELDS
+    FMT: ClassVar[struct.Struct] = LinearLR.FMT
+
+
+@dataclass(frozen=True, slots=True)
+class WarmupStableDecayLR(_Scalar):
+    base_lr: float
+    warmup_init_lr: float
+    cosine_decay_final_lr: float
+    linear_decay_final_lr: float
+    warmup_steps: int
+    stable_steps: int
+    cosine_decay_steps: int
+    linear_decay_steps: int
+
+    TAG: ClassVar[int] = 3
+    VARIANT: ClassVar[str] = "WarmupStableDecay"
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "base_lr",
+        "warmup_init_lr",
+        "cosine_decay_final_lr",
+        "linear_decay_final_lr",
+        "warmup_steps",
+        "stable_steps",
+        "cosine_decay_steps",
+        "linear_decay_steps",
+    )
+    FMT: ClassVar[struct.Struct] = struct.Struct("<dddd4I")
+
+
+LearningRateSchedule: TypeAlias = ConstantLR | LinearLR | CosineLR | WarmupStableDecayLR
+LR_VARIANTS: tuple[type[LearningRateSchedule], ...] = (ConstantLR, LinearLR, CosineLR, WarmupStableDecayLR)
+
+
+def lr_from_borsh(r: Reader) -> LearningRateSchedule:
+    cls = LR_VARIANTS[r.enum_tag(1, len(LR_VARIANTS), "lr schedule")]
+    return cls(*cls.FMT.unpack(r.raw(cls.FMT.size)))
+
+
+def lr_read_zc(data: bytes, off: int = LR_OFFSET) -> LearningRateSchedule:
+    cls = LR_VARIANTS[zc_tag(data, off, len(LR_VARIANTS), "lr schedule")]
+    return cls(*cls.FMT.unpack_from(data, off + 8))
+
+
+# ---------------------------------------------------------------- optimizers
+
+
+@dataclass(frozen=True, slots=True)
+class DummyOptimizer:
+    TAG: ClassVar[int] = 0
+
+    def to_borsh(self) -> bytes:
+        return b"\x00"
+
+    def write_zc(self, buf: bytearray, off: int = OPTIMIZER_OFFSET) -> None:
+        zc_put_tag(buf, off, self.TAG)
+
+    def to_serde(self) -> object:
+        return "Dummy"
+
+
+@dataclass(frozen=True, slots=True)
+class AdamW:
+    betas: tuple[float, float]
+    weight_decay: float
+    eps: float
+    clip_grad_norm: float | None = None
+
+    TAG: ClassVar[int] = 1
+
+    def to_borsh(self) -> bytes:
+        w = Writer().u8(self.TAG).f32(self.betas[0]).f32(self.betas[1]).f32(self.weight_decay).f32(self.eps)
+        return borsh_opt_f32(w, self.clip_grad_norm).getvalue()
+
+    def write_zc(self, buf: bytearray, off: int = OPTIMIZER_OFFSET) -> None:
+        zc_put_tag(buf, off, self.TAG)
+        zc_pack(buf, _ADAMW, off + 4, self.betas[0], self.betas[1], self.weight_decay, self.eps)
+        zc_put_opt_f32(buf, off + 20, self.clip_grad_norm)
+
+    def to_serde(self) -> object:
+        clip = None if self.clip_grad_norm is None else f32_serde(self.clip_grad_norm)
+        body = {
+            "betas": [f32_serde(b) for b in self.betas],
+            "weight_decay": f32_serde(self.weight_decay),
+            "eps": f32_serde(self.eps),
+            "clip_grad_norm": clip,
+        }
+        return {"AdamW": body}
+
+
+@dataclass(frozen=True, slots=True)
+class Distro:
+    clip_grad_norm: float | None
+    weight_decay: float | None
+    compression_decay: float
+    compression_topk: int
+    compression_chunk: int
+    quantize_1bit: bool
+
+    TAG: ClassVar[int] = 2
+
+    def to_borsh(self) -> bytes:
+        w = borsh_opt_f32(borsh_opt_f32(Writer().u8(self.TAG), self.clip_grad_norm), self.weight_decay)
+        w.f32(self.compression_decay).u16(self.compression_topk).u16(self.compression_chunk)
+        return w.boolean(self.quantize_1bit).getvalue()
+
+    def write_zc(self, buf: bytearray, off: int = OPTIMIZER_OFFSET) -> None:
+        zc_put_tag(buf, off, self.TAG)
+        zc_put_opt_f32(buf, off + 4, self.clip_grad_norm)
+        zc_put_opt_f32(buf, off + 12, self.weight_decay)
+        values = (
+            self.compression_decay,
+            self.compression_topk,
+            self.compression_chunk,
+            int(self.quantize_1bit),
+        )
+        zc_pack(buf, _DISTRO, off + 20, *values)
+
+    def to_serde(self) -> object:
+        def opt(v: float | None) -> float | None:
+            return None if v is None else f32_serde(v)
+
+        body = {
+            "clip_grad_norm": opt(self.clip_grad_norm),
+            "weight_decay": opt(self.weight_decay),
+            "compression_decay": f32_serde(self.compression_decay),
+            "compression_topk": self.compression_topk,
+            "compression_chunk": self.compression_chunk,
+            "quantize_1bit": self.quantize_1bit,
+        }
+        return {"Distro": body}
+
+
+OptimizerDefinition: TypeAlias = DummyOptimizer | AdamW | Distro
+
+
+def optimizer_from_borsh(r: Reader) -> OptimizerDefinition:
+    tag = r.enum_tag(1, 3, "optimizer")
+    if tag == 0:
+        return DummyOptimizer()
+    if tag == 1:
+        betas = (r.f32(), r.f32())
+        return AdamW(betas, r.f32(), r.f32(), r.option(Reader.f32))
+    clip, decay = r.option(Reader.f32), r.option(Reader.f32)
+    return Distro(clip, decay, r.f32(), r.u16(), r.u16(), r.boolean())
+
+
+def optimizer_read_zc(data: bytes, off: int = OPTIMIZER_OFFSET) -> OptimizerDefinition:
+    tag = zc_tag(data, off, 3, "optimizer")
+    if tag == 0:
+        return DummyOptimizer()
+    if tag == 1:
+        b0, b1, wd, eps = _ADAMW.unpack_from(data, off + 4)
+        return AdamW((b0, b1), wd, eps, zc_opt_f32(data, off + 20, "clip_grad_norm"))
+    clip = zc_opt_f32(data, off + 4, "clip_grad_norm")
+    decay = zc_opt_f32(data, off + 12, "weight_decay")
+    cd, topk, chunk, q = _DISTRO.unpack_from(data, off + 20)
+    return Distro(clip, decay, cd, topk, chunk, q != 0)
