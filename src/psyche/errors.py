@@ -9,6 +9,7 @@
     │   │   └── RpcResponseError         the node answered with a JSON-RPC error (an answer, not retried)
     │   ├── AccountNotFound              the address holds no account
     │   ├── AccountDecodeError           the bytes are not the account type we expected
+    │   ├── InvalidClientVersion         the run's client_version is not a Docker tag or sha256 digest
     │   └── TransactionFailed            a transaction was rejected; carries logs and the program error
     ├── NotAuthorized                    the wallet may not join the run
     ├── ContainerRuntimeError            the Docker engine refused or is missing
@@ -87,6 +88,10 @@ class AccountNotFound(ChainError):
 
 class AccountDecodeError(ChainError):
     """The account bytes do not decode as the expected type (wrong discriminator, size or content)."""
+
+
+class InvalidClientVersion(ChainError):
+    """The run's on-chain client_version is not a valid Docker tag or sha256 digest; refused before Docker."""
 
 
 class TransactionFailed(ChainError):
