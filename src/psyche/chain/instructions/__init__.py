@@ -10,6 +10,7 @@ from psyche.chain.instructions.authorizer import (
     authorization_grantor_update,
 )
 from psyche.chain.instructions.coordinator import (
+    checkpoint,
     free_coordinator,
     health_check,
     init_coordinator,
@@ -17,6 +18,7 @@ from psyche.chain.instructions.coordinator import (
     set_future_epoch_rates,
     set_paused,
     tick,
+    update,
     update_client_version,
     warmup_witness,
     witness,
@@ -29,7 +31,7 @@ from psyche.chain.instructions.system import (
     token_transfer,
     token_transfer_checked,
 )
-from psyche.chain.instructions.treasurer import participant_claim, participant_create, run_create
+from psyche.chain.instructions.treasurer import participant_claim, participant_create, run_create, run_update
 
 __all__ = [
     "Committee",
@@ -38,6 +40,7 @@ __all__ = [
     "authorization_create",
     "authorization_grantee_update",
     "authorization_grantor_update",
+    "checkpoint",
     "create_associated_token_account",
     "create_associated_token_account_idempotent",
     "free_coordinator",
@@ -47,6 +50,7 @@ __all__ = [
     "participant_claim",
     "participant_create",
     "run_create",
+    "run_update",
     "set_future_epoch_rates",
     "set_paused",
     "system_create_account",
@@ -54,6 +58,7 @@ __all__ = [
     "tick",
     "token_transfer",
     "token_transfer_checked",
+    "update",
     "update_client_version",
     "warmup_witness",
     "witness",

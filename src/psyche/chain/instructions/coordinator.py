@@ -6,6 +6,7 @@ from solders.instruction import AccountMeta, Instruction
 from solders.pubkey import Pubkey
 
 from psyche.chain import pda
+from psyche.chain.accounts.model import Checkpoint, CoordinatorConfig, CoordinatorProgress, Model, RunMetadata
 from psyche.chain.instructions._common import (
     BorshEncodable,
     anchor_writer,
@@ -102,6 +103,42 @@ def free_coordinator(
         DISCRIMINATORS["free_coordinator"],
         [signer(authority), writable(spill), writable(coordinator_instance), writable(coordinator_account)],
     )
+
+
+def write_run_update(
+    w: Writer,
+    metadata: RunMetadata | None,
+    config: CoordinatorConfig | None,
+    model: Model | None,
+    progress: CoordinatorProgress | None,
+) -> Writer:
+    """Append ``update``'s four ``Option`` args (the treasurer's ``run_update`` starts with the same four)."""
+    parts: tuple[BorshEncodable | None, ...] = (metadata, config, model, progress)
+    for part in parts:
+        w.option(part, _write_borsh)
+    return w
+
+
+def _write_borsh(w: Writer, value: BorshEncodable) -> Writer:
+    return w.raw(value.to_borsh())
+
+
+def update(
+    authority: Pubkey,
+    coordinator_instance: Pubkey,
+    coordinator_account: Pubkey,
+    *,
+    metadata: RunMetadata | None = None,
+    config: CoordinatorConfig | None = None,
+    model: Model | None = None,
+    progress: CoordinatorProgress | None = None,
+    program_id: Pubkey = COORDINATOR_PROGRAM_ID,
+) -> Instruction:
+    """Replace the given parts of the run's setup (config/model/progress only while halted)."""
+    data = write_run_update(
+        anchor_writer(DISCRIMINATORS["update"]), metadata, config, model, progress
+    ).getvalue()
+    return build(program_id, data, _run_accounts(authority, coordinator_instance, coordinator_account))
 
 
 def update_client_version(
@@ -267,4 +304,17 @@ def health_check(
         .u64(index)
         .getvalue()
     )
+    return build(program_id, data, _run_accounts(user, coordinator_instance, coordinator_account))
+
+
+def checkpoint(
+    user: Pubkey,
+    coordinator_instance: Pubkey,
+    coordinator_account: Pubkey,
+    repo: Checkpoint,
+    *,
+    program_id: Pubkey = COORDINATOR_PROGRAM_ID,
+) -> Instruction:
+    """Announce a new model checkpoint (the run-manager sends ``Checkpoint.hub(repo_id, revision)``)."""
+    data = anchor_writer(DISCRIMINATORS["checkpoint"]).raw(repo.to_borsh()).getvalue()
     return build(program_id, data, _run_accounts(user, coordinator_instance, coordinator_account))

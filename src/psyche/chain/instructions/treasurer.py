@@ -6,7 +6,10 @@ from solders.instruction import Instruction
 from solders.pubkey import Pubkey
 
 from psyche.chain import pda
+from psyche.chain.accounts.model import CoordinatorConfig, CoordinatorProgress, Model, RunMetadata
 from psyche.chain.instructions._common import anchor_writer, build, discriminators, readonly, signer, writable
+from psyche.chain.instructions.coordinator import write_run_update
+from psyche.chain.layout import Writer
 from psyche.chain.programs import (
     ASSOCIATED_TOKEN_PROGRAM_ID,
     COORDINATOR_PROGRAM_ID,
@@ -66,6 +69,49 @@ def run_create(
             readonly(associated_token_program_id),
             readonly(token_program_id),
             readonly(SYSTEM_PROGRAM_ID),
+        ],
+    )
+
+
+def run_update(
+    authority: Pubkey,
+    run: Pubkey,
+    coordinator_instance: Pubkey,
+    coordinator_account: Pubkey,
+    *,
+    metadata: RunMetadata | None = None,
+    config: CoordinatorConfig | None = None,
+    model: Model | None = None,
+    progress: CoordinatorProgress | None = None,
+    epoch_earning_rate_total_shared: int | None = None,
+    epoch_slashing_rate_per_client: int | None = None,
+    paused: bool | None = None,
+    client_version: str | None = None,
+    program_id: Pubkey = TREASURER_PROGRAM_ID,
+    coordinator_program_id: Pubkey = COORDINATOR_PROGRAM_ID,
+) -> Instruction:
+    """Change a treasurer run; the program forwards each given part to the coordinator, signed by the Run PDA.
+
+    In one instruction: ``update`` (first four), ``set_future_epoch_rates``, ``set_paused``,
+    ``update_client_version``, in that order, each only when one of its arguments is given.
+    """
+    w = write_run_update(anchor_writer(DISCRIMINATORS["run_update"]), metadata, config, model, progress)
+    data = (
+        w.option(epoch_earning_rate_total_shared, Writer.u64)
+        .option(epoch_slashing_rate_per_client, Writer.u64)
+        .option(paused, Writer.boolean)
+        .option(client_version, Writer.string)
+        .getvalue()
+    )
+    return build(
+        program_id,
+        data,
+        [
+            signer(authority),
+            readonly(run),
+            readonly(coordinator_instance),
+            writable(coordinator_account),
+            readonly(coordinator_program_id),
         ],
     )
 
