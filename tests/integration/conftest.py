@@ -1,0 +1,177 @@
+"""Docker-tier fixtures: the engine, the loopback registry, a pushed busybox image, and container cleanup."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import shutil
+import subprocess
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import docker
+import httpx
+import pytest
+import requests
+
+# Every container a test creates carries both labels (use the `container_labels` fixture). The session
+# label scopes teardown to this run: several developers share one engine, and a sweep of `psyche.test=1`
+# alone would kill their running tests' containers.
+TEST_LABEL = "psyche.test"
+SESSION_LABEL = "psyche.test.session"
+SESSION_ID = uuid.uuid4().hex[:10]
+
+# Tests that use any of these get the `docker` marker automatically, so `-m "not docker"` deselects them.
+DOCKER_FIXTURES = frozenset({"docker_client", "registry", "busybox_image", "container_labels"})
+
+BUSYBOX = Path(os.environ.get("PSYCHE_TEST_BUSYBOX", "/bin/busybox"))
+BUSYBOX_REPOSITORY = "psyche-test-bb"
+_MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"true", "1"}
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip on a developer machine; fail under CI=true, where the Docker tier must prove it ran."""
+    if _in_ci():
+        pytest.fail(f"{reason} (CI=true: the Docker tier must run, so this fails instead of skipping)")
+    pytest.skip(reason)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if DOCKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.docker)
+
+
+@dataclass(frozen=True, slots=True)
+class PushedImage:
+    """An image that is in the loopback registry (and, until a test removes it, in the local engine)."""
+
+    repository: str
+    tag: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """docker.from_env() after a ping; skipped (CI: failed) with the reason when no engine answers."""
+    where = os.environ.get("DOCKER_HOST", "the default socket")
+    reason = None
+    # docker-py leaves the socket of a failed connect unclosed; with warnings as errors its ResourceWarning
+    # would surface in some later test, so drop it here, quietly, before skipping.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            client = docker.from_env(timeout=60)
+            client.ping()
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            reason = f"no Docker engine at {where}: {exc} (start one: scripts/services start)"
+        gc.collect()
+    if reason is not None:
+        unavailable(reason)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def registry() -> str:
+    """The loopback registry's host:port, checked via /v2/ (RUN_MANAGER_TEST_REGISTRY; 127.0.0.1:5000)."""
+    address = os.environ.get("RUN_MANAGER_TEST_REGISTRY", "127.0.0.1:5000")
+    host = address.rsplit(":", 1)[0]
+    if not (host.startswith("127.") or host == "localhost"):
+        pytest.fail(f"RUN_MANAGER_TEST_REGISTRY must be a loopback host:port, got {address!r}")
+    try:
+        answer = httpx.get(f"http://{address}/v2/", timeout=5, trust_env=False)
+    except httpx.HTTPError as exc:
+        unavailable(f"no registry at http://{address}/v2/: {exc!r} (start one: scripts/services start)")
+    if answer.status_code != 200:
+        unavailable(f"http://{address}/v2/ answered {answer.status_code}, not a registry without auth")
+    return address
+
+
+@pytest.fixture(scope="session")
+def busybox_image(
+    docker_client: docker.DockerClient, registry: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], PushedImage]]:
+    """Factory: tag -> a pushed `FROM scratch` busybox image, <registry>/psyche-test-bb:<tag>-<session>.
+
+    The image has /bin/busybox plus a symlink per applet (sh, echo, sleep, wget, ...) and no entrypoint, so a
+    command such as ["sh", "-c", "exit 3"] runs as written. The same tag in one session gives the same image.
+    """
+    if not BUSYBOX.is_file():
+        unavailable(f"{BUSYBOX} not found: the busybox image needs it (apt-get install busybox-static)")
+    repository = f"{registry}/{BUSYBOX_REPOSITORY}"
+    pushed: dict[str, PushedImage] = {}
+
+    def build(tag: str) -> PushedImage:
+        if tag in pushed:
+            return pushed[tag]
+        image = PushedImage(repository, f"{tag}-{SESSION_ID}")
+        context = tmp_path_factory.mktemp("busybox-image")
+        _busybox_rootfs(context / "rootfs")
+        (context / "Dockerfile").write_text('FROM scratch\nCOPY rootfs/ /\nENV PATH=/bin\nCMD ["sh"]\n')
+        # The legacy builder (all docker-py has) is enough for FROM scratch + COPY; nothing is pulled.
+        docker_client.images.build(path=str(context), tag=image.ref, rm=True, forcerm=True)
+        for event in docker_client.api.push(image.repository, tag=image.tag, stream=True, decode=True):
+            if "error" in event:
+                pytest.fail(f"push of {image.ref} failed: {event['error']}")
+        pushed[tag] = image
+        return image
+
+    yield build
+
+    for image in pushed.values():
+        with contextlib.suppress(docker.errors.ImageNotFound):  # a test removed it to prove a pull
+            docker_client.images.remove(image.ref, force=True)
+        _delete_from_registry(registry, image)
+
+
+def _busybox_rootfs(rootfs: Path) -> None:
+    bin_dir = rootfs / "bin"
+    bin_dir.mkdir(parents=True)
+    shutil.copy2(BUSYBOX, bin_dir / "busybox")
+    applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True, check=True).stdout
+    for applet in applets.split():
+        if applet != "busybox":
+            (bin_dir / applet).symlink_to("busybox")
+
+
+def _delete_from_registry(registry: str, image: PushedImage) -> None:
+    """Drop the tag's manifest so a shared development registry does not fill with per-session tags."""
+    manifest = f"http://{registry}/v2/{BUSYBOX_REPOSITORY}/manifests/"
+    with httpx.Client(timeout=10, trust_env=False) as http:
+        head = http.head(manifest + image.tag, headers={"Accept": _MANIFEST_V2})
+        if head.status_code == 200:
+            http.delete(manifest + head.headers["Docker-Content-Digest"]).raise_for_status()
+
+
+@pytest.fixture
+def container_labels() -> dict[str, str]:
+    """Labels every test container must carry, so teardown finds and removes it."""
+    return {TEST_LABEL: "1", SESSION_LABEL: SESSION_ID}
+
+
+@pytest.fixture(autouse=True)
+def _remove_test_containers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test that uses the engine, remove the containers this session labelled (running or not)."""
+    if "docker_client" not in request.fixturenames:
+        yield
+        return
+    client: docker.DockerClient = request.getfixturevalue("docker_client")
+    yield
+    for container in client.containers.list(all=True, filters={"label": f"{SESSION_LABEL}={SESSION_ID}"}):
+        container.remove(force=True)
