@@ -11,7 +11,7 @@ meaningful bytes only, over a base buffer, so padding and stale union bytes of a
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import ClassVar
 
@@ -90,7 +90,7 @@ class RunMetadata:
         zc_pack(buf, _META, o + 344, self.num_parameters, self.vocab_size)
 
     def to_serde(self) -> dict[str, object]:
-        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +115,7 @@ class CoordinatorConfig:
     OFFSET: ClassVar[int] = 968
 
     def _values(self) -> tuple[int, ...]:
-        return tuple(getattr(self, f) for f in self.__dataclass_fields__)
+        return tuple(getattr(self, f.name) for f in fields(self))
 
     def to_borsh(self) -> bytes:
         try:
@@ -135,7 +135,7 @@ class CoordinatorConfig:
         zc_pack(buf, _CONFIG, self.OFFSET, *self._values())
 
     def to_serde(self) -> dict[str, object]:
-        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True, slots=True)
