@@ -14,6 +14,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 import httpx
 from solders.account_decoder import UiAccountEncoding
 from solders.commitment_config import CommitmentLevel
+from solders.errors import SerdeJSONError
 from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.rpc.config import (
@@ -280,7 +281,7 @@ class RpcClient:
         _result_of(parsed)
         try:
             resp = cls.from_json(text)
-        except ValueError as exc:
+        except (SerdeJSONError, ValueError) as exc:
             raise RpcError(f"{method}: unexpected response from {self.current_endpoint}: {exc}") from exc
         if not isinstance(resp, cls):  # solders maps unexpected shapes to error objects instead of raising
             raise RpcError(f"{method}: unexpected response from {self.current_endpoint}: {resp}")
