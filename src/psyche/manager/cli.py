@@ -1,0 +1,315 @@
+"""The run-manager command line: parse, build the App, call the core, map errors to exit codes."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from psyche import __version__
+from psyche.errors import ConfigError, RunManagerError
+from psyche.manager.app import App, RootOptions
+from psyche.manager.constants import DEFAULT_COORDINATOR_PROGRAM_ID, AppEnvVars, EnvVars
+
+# Subcommands, imported only when invoked: name -> "module.path:attribute". Register a command with one line.
+COMMANDS: dict[str, str] = {
+    "show-config": "psyche.manager.cli:show_config",
+}
+
+# One-line summaries for `run-manager --help`, so listing commands imports none of them. A command
+# missing here is imported to read its help (correct, but it slows --help down: add a line).
+COMMAND_HELP: dict[str, str] = {
+    "show-config": "Validate the .env and environment; print each setting and where it came from.",
+}
+
+ENV_FILE_REQUIRED = (
+    "--env-file is required for Docker mode. Use 'run-manager --help' to see available commands."
+)
+MAIN_JOB = "psyche.manager.mainjob:run_main_job"
+_TRAILING = "psyche.trailing_args"
+_VALUE_OPTIONS = frozenset({"--env-file", "--authorizer", "--entrypoint", "--coordinator-program-id"})
+
+
+class MainJobMissing(RunManagerError):
+    """The Docker-mode supervisor is not part of this build yet."""
+
+    exit_code = 2
+
+
+if TYPE_CHECKING:
+    _ParamType = click.ParamType[str]
+else:  # click < 8.2 has no generic ParamType at runtime
+    _ParamType = click.ParamType
+
+
+class PubkeyType(_ParamType):
+    """A 32-byte base58 public key, checked without importing solders."""
+
+    name = "PUBKEY"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from psyche.manager.settings import is_pubkey
+
+        if not isinstance(value, str) or not is_pubkey(value):
+            self.fail(f"not a 32-byte base58 public key: {value!r}", param, ctx)
+        return value
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use, and the one place errors become exit codes."""
+
+    def __init__(self, *args: Any, lazy_commands: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = lazy_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_commands:
+            module_name, _, attribute = self.lazy_commands[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module_name), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{self.lazy_commands[cmd_name]} is not a click command")
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            summary = COMMAND_HELP.get(name)
+            if summary is None:
+                command = self.get_command(ctx, name)
+                if command is None or command.hidden:
+                    continue
+                summary = command.get_short_help_str(formatter.width - 6 - len(name))
+            rows.append((name, summary))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Arguments after a top-level `--` belong to the container entrypoint, unless a subcommand
+        # came first (then the subcommand owns everything after its name).
+        skip_value = False
+        for index, arg in enumerate(args):
+            if skip_value:
+                skip_value = False
+            elif arg == "--":
+                ctx.meta[_TRAILING] = tuple(args[index + 1 :])
+                args = args[:index]
+                break
+            elif arg in _VALUE_OPTIONS:
+                skip_value = True
+            elif arg in self.list_commands(ctx):
+                break
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RunManagerError as err:
+            ui = ctx.obj.ui if isinstance(ctx.obj, App) else _ui(_environ(ctx))
+            ui.error(err.message, err.hint)
+            ctx.exit(err.exit_code)
+
+
+def _environ(ctx: click.Context) -> Mapping[str, str]:
+    # main() passes the environment as the initial ctx.obj; tests may pass their own mapping.
+    obj = ctx.find_root().obj
+    if isinstance(obj, App):
+        return obj.environ
+    if isinstance(obj, Mapping):
+        return obj
+    return dict(os.environ)
+
+
+def _ui(environ: Mapping[str, str]) -> Any:
+    from psyche.manager.ui import UI
+
+    return UI.from_environ(environ)
+
+
+def _git_and_build() -> tuple[str, str]:
+    try:
+        info = importlib.import_module("psyche._build_info")
+        return str(info.GIT), str(info.BUILT)
+    except ImportError:
+        pass
+    # An editable install runs from the checkout: ask git, as the reference's build.rs does.
+    root = Path(__file__).resolve().parents[3]
+    if not (root / ".git").exists():
+        return "unknown", "unknown"
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", "unknown"
+    if head.returncode != 0:
+        return "unknown", "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else ""), "unknown"
+
+
+def _print_version(long: bool) -> Callable[[click.Context, click.Parameter, bool], None]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if not value or ctx.resilient_parsing:
+            return
+        click.echo(f"run-manager {__version__}")
+        if long:
+            git, built = _git_and_build()
+            click.echo(f"git: {git}")
+            click.echo(f"built: {built}")
+        ctx.exit(0)
+
+    return callback
+
+
+def _find_main_job() -> Callable[[App], int | None] | None:
+    module_name, _, attribute = MAIN_JOB.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return None
+    job = getattr(module, attribute, None)
+    return job if callable(job) else None
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=COMMANDS,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--env-file",
+    type=click.Path(path_type=Path),
+    envvar=AppEnvVars.ENV_FILE,
+    show_envvar=True,
+    help=".env file with RPC, RUN_ID, wallet and client settings; required without a subcommand.",
+)
+@click.option("--local", is_flag=True, help="Use a local client image and skip the pull.")
+@click.option(
+    "--authorizer",
+    type=PubkeyType(),
+    help="Only join runs whose join_authority is this key (run discovery only, when RUN_ID is unset). "
+    f"Not the same as the {EnvVars.AUTHORIZER} variable.",
+)
+@click.option("--entrypoint", help="Override the client container's entrypoint; arguments go after `--`.")
+@click.option(
+    "--coordinator-program-id",
+    type=PubkeyType(),
+    help=f"Coordinator program. [default: {DEFAULT_COORDINATOR_PROGRAM_ID}] "
+    f"[env var: {EnvVars.COORDINATOR_PROGRAM_ID}, also read from the .env; this flag wins]",
+)
+@click.option(
+    "--privileged", is_flag=True, help="Run the client container with Docker's --privileged (opt-in here)."
+)
+@click.option(
+    "-V",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version(long=False),
+    help="Print the version.",
+)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version(long=True),
+    help="Print the version, git commit and build time.",
+)
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    env_file: Path | None,
+    local: bool,
+    authorizer: str | None,
+    entrypoint: str | None,
+    coordinator_program_id: str | None,
+    privileged: bool,
+) -> None:
+    """Join a Psyche training run from this GPU machine, or run an admin command.
+
+    Without a command, run-manager reads --env-file, loads your wallet, finds the run and keeps the
+    client container on the run's version (Docker mode). Environment variables override the .env file.
+    """
+    from psyche.manager.ui import UI
+
+    environ = _environ(ctx)
+    options = RootOptions(
+        env_file=env_file,
+        local=local,
+        authorizer=authorizer,
+        entrypoint=entrypoint,
+        entrypoint_args=tuple(ctx.meta.get(_TRAILING, ())),
+        coordinator_program_id=coordinator_program_id,
+        privileged=privileged,
+    )
+    app = App(ui=UI.from_environ(environ), environ=environ, options=options, exit=ctx.exit)
+    ctx.obj = app
+    if ctx.invoked_subcommand is not None:
+        return
+    if env_file is None:
+        raise ConfigError(ENV_FILE_REQUIRED)
+    if options.entrypoint_args and entrypoint is None:
+        shown = ", ".join(f'"{arg}"' for arg in options.entrypoint_args)
+        raise ConfigError(f"unexpected trailing arguments [{shown}]. did you mean to pass --entrypoint?")
+    settings = app.settings
+    wallet = app.wallet
+    app.ui.info(f"User pubkey: {wallet.pubkey}")
+    app.ui.info(f"Using coordinator program ID: {settings.coordinator_program_id}")
+    job = _find_main_job()
+    if job is None:
+        raise MainJobMissing(
+            "the main job (container supervisor) is not built yet; settings and wallet are valid"
+        )
+    ctx.exit(job(app) or 0)
+
+
+@click.command("show-config")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of a table.")
+@click.option("--wallet", "check_wallet", is_flag=True, help="Also load the wallet and print its public key.")
+@click.pass_obj
+def show_config(app: App, as_json: bool, check_wallet: bool) -> None:
+    """Validate the .env and environment; print each setting and where it came from (secrets masked)."""
+    rows = app.settings.describe()
+    if check_wallet:
+        wallet = app.wallet
+        rows.append(("wallet pubkey", wallet.pubkey, wallet.source.description))
+    if as_json:
+        app.ui.data(
+            json.dumps({name: {"value": value, "source": source} for name, value, source in rows}, indent=2)
+        )
+    else:
+        app.ui.table(["variable", "value", "source"], rows)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: click handles usage errors; anything unexpected is a bug report."""
+    environ = dict(os.environ)  # read once; nothing below looks at os.environ again
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="run-manager", obj=environ)
+    except Exception:
+        _ui(environ).exception(show_locals=environ.get(AppEnvVars.DEBUG) == "1")
+        sys.exit(1)

@@ -1,0 +1,83 @@
+"""Every environment variable name the run-manager reads, and every default, in one place."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Plain strings only: this module is imported by `run-manager --help`, which must not pay for solders.
+
+
+class EnvVars:
+    """Names of the variables read from the `.env` file and the process environment."""
+
+    RPC: Final = "RPC"
+    WS_RPC: Final = "WS_RPC"
+    # Backups are RPC_2/WS_RPC_2, RPC_3/WS_RPC_3, ... (see backup_rpc / backup_ws_rpc).
+    RPC_BACKUP_PREFIX: Final = "RPC_"
+    WS_RPC_BACKUP_PREFIX: Final = "WS_RPC_"
+
+    RUN_ID: Final = "RUN_ID"
+    AUTHORIZER: Final = "AUTHORIZER"
+
+    WALLET_PATH: Final = "WALLET_PATH"
+    WALLET_PRIVATE_KEY_PATH: Final = "WALLET_PRIVATE_KEY_PATH"
+    RAW_WALLET_PRIVATE_KEY: Final = "RAW_WALLET_PRIVATE_KEY"
+
+    NVIDIA_DRIVER_CAPABILITIES: Final = "NVIDIA_DRIVER_CAPABILITIES"
+    PARALLELISM_AUTO: Final = "PARALLELISM_AUTO"
+    DATA_PARALLELISM: Final = "DATA_PARALLELISM"
+    TENSOR_PARALLELISM: Final = "TENSOR_PARALLELISM"
+    MICRO_BATCH_SIZE: Final = "MICRO_BATCH_SIZE"
+    SCRATCH_DIR: Final = "SCRATCH_DIR"
+
+    COORDINATOR_PROGRAM_ID: Final = "COORDINATOR_PROGRAM_ID"
+    AUTHORIZER_PROGRAM_ID: Final = "AUTHORIZER_PROGRAM_ID"
+    TREASURER_PROGRAM_ID: Final = "TREASURER_PROGRAM_ID"
+
+    @staticmethod
+    def backup_rpc(n: int) -> str:
+        """Name of the n-th backup HTTP endpoint variable (n >= 2)."""
+        return f"RPC_{n}"
+
+    @staticmethod
+    def backup_ws_rpc(n: int) -> str:
+        """Name of the n-th backup WebSocket endpoint variable (n >= 2)."""
+        return f"WS_RPC_{n}"
+
+
+class AppEnvVars:
+    """Variables that steer the run-manager process itself; never read from the `.env` file."""
+
+    ENV_FILE: Final = "RUN_MANAGER_ENV_FILE"
+    DEBUG: Final = "RUN_MANAGER_DEBUG"
+    NO_COLOR: Final = "NO_COLOR"
+    CI: Final = "CI"
+    HOME: Final = "HOME"
+
+
+DEFAULT_RPC: Final = "http://127.0.0.1:8899"
+DEFAULT_WS_RPC: Final = "ws://127.0.0.1:8900"
+
+# The spec's program IDs (onchain.md); each can be overridden by the variable of the same name.
+DEFAULT_COORDINATOR_PROGRAM_ID: Final = "4SHugWqSXwKE5fqDchkJcPEqnoZE22VYKtSTVm7axbT7"
+DEFAULT_AUTHORIZER_PROGRAM_ID: Final = "PsyAUmhpmiUouWsnJdNGFSX8vZ6rWjXjgDPHsgqPGyw"
+DEFAULT_TREASURER_PROGRAM_ID: Final = "EnU7DRx5az5YWxaxgqEGbXSYtudcfnjXewyBRRZCjJPw"
+
+# Relative to HOME; the seed's docs promise this default, the reference code never had it.
+DEFAULT_WALLET_RELATIVE: Final = ".config/solana/id.json"
+
+# Variables whose values are secrets: never echoed in messages, describe() or logs.
+SECRET_VARS: Final = frozenset({EnvVars.RAW_WALLET_PRIVATE_KEY})
+# Other names that look secret (HF_TOKEN, WANDB_API_KEY, ...) are masked in describe() as well.
+SECRET_NAME_MARKERS: Final = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
+
+
+def is_secret_name(name: str) -> bool:
+    """True when a variable's value must never be shown."""
+    upper = name.upper()
+    if name in SECRET_VARS:
+        return True
+    # A *_PATH or *_FILE names where the secret lives, not the secret itself.
+    if upper.endswith(("_PATH", "_FILE", "_DIR")):
+        return False
+    return any(marker in upper for marker in SECRET_NAME_MARKERS)

@@ -1,0 +1,392 @@
+"""Turn an optional .env file plus the process environment into one validated, frozen Settings."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+from psyche.chain.endpoints import Endpoint, redact
+from psyche.errors import ConfigError
+from psyche.manager.constants import (
+    DEFAULT_AUTHORIZER_PROGRAM_ID,
+    DEFAULT_COORDINATOR_PROGRAM_ID,
+    DEFAULT_RPC,
+    DEFAULT_TREASURER_PROGRAM_ID,
+    DEFAULT_WALLET_RELATIVE,
+    DEFAULT_WS_RPC,
+    AppEnvVars,
+    EnvVars,
+    is_secret_name,
+)
+from psyche.manager.envfile import FileEntry, read_env_file
+
+ENVIRONMENT = "environment"
+DEFAULT = "default"
+
+_KNOWN = frozenset(v for k, v in vars(EnvVars).items() if k.isupper() and not k.endswith("_PREFIX"))
+_BACKUP = re.compile(r"(WS_)?RPC_(\d+)")
+_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+_RUN_ID_MAX_BYTES = 32
+
+
+def b58decode(text: str) -> bytes:
+    """Decode Bitcoin-alphabet base58; a ValueError names the position, never the (maybe secret) character."""
+    number = 0
+    for pos, char in enumerate(text, start=1):
+        digit = _B58_INDEX.get(char)
+        if digit is None:
+            raise ValueError(f"character {pos} is not in the base58 alphabet")
+        number = number * 58 + digit
+    zeros = len(text) - len(text.lstrip("1"))
+    body = number.to_bytes((number.bit_length() + 7) // 8, "big") if number else b""
+    return b"\0" * zeros + body
+
+
+def is_pubkey(text: str) -> bool:
+    """True when ``text`` is base58 for exactly 32 bytes."""
+    try:
+        return len(text) <= 44 and len(b58decode(text)) == 32
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A string that never shows itself in repr, str or f-strings; call reveal() where it must be used."""
+
+    _value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        """The secret text itself; only for the wallet loader and the container environment."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the run-manager reads from the .env file and the environment, validated once."""
+
+    env_file: Path | None
+    endpoints: tuple[Endpoint, ...]
+    run_id: str | None
+    authorizer: str | None
+    coordinator_program_id: str
+    authorizer_program_id: str
+    treasurer_program_id: str
+    raw_wallet_private_key: Secret | None
+    wallet_private_key_path: Path | None
+    wallet_path: Path | None
+    home: Path | None
+    nvidia_driver_capabilities: str | None
+    parallelism_auto: bool | None
+    data_parallelism: int | None
+    tensor_parallelism: int | None
+    micro_batch_size: int | None
+    scratch_dir: Path | None
+    # Every variable named in the .env file with its effective value, for the container's environment.
+    passthrough: Mapping[str, str] = field(repr=False)
+    # Variable -> "file:line", "environment", "default" or the flag that set it.
+    sources: Mapping[str, str] = field(repr=False)
+    # Non-fatal observations worth showing: environment overriding the file, duplicate keys.
+    notes: tuple[str, ...] = ()
+
+    @property
+    def default_wallet_path(self) -> Path | None:
+        """~/.config/solana/id.json under the injected HOME, or None without a HOME."""
+        return None if self.home is None else self.home / DEFAULT_WALLET_RELATIVE
+
+    def where(self, name: str) -> str:
+        """Human phrase for where a variable came from: 'in .env:3', 'in the environment', 'by default'."""
+        return _where(self.sources.get(name, DEFAULT))
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(variable, shown value, source) rows; secret values and URL credentials are masked."""
+        rows: list[tuple[str, str, str]] = []
+        endpoint_names = [(EnvVars.RPC, EnvVars.WS_RPC)] + [
+            (EnvVars.backup_rpc(n), EnvVars.backup_ws_rpc(n)) for n in range(2, len(self.endpoints) + 1)
+        ]
+        for (http_name, ws_name), endpoint in zip(endpoint_names, self.endpoints, strict=False):
+            rows.append((http_name, redact(endpoint.http), self.sources.get(http_name, DEFAULT)))
+            rows.append((ws_name, redact(endpoint.ws or ""), self.sources.get(ws_name, DEFAULT)))
+        shown = {
+            EnvVars.RUN_ID: self.run_id,
+            EnvVars.AUTHORIZER: self.authorizer,
+            EnvVars.COORDINATOR_PROGRAM_ID: self.coordinator_program_id,
+            EnvVars.AUTHORIZER_PROGRAM_ID: self.authorizer_program_id,
+            EnvVars.TREASURER_PROGRAM_ID: self.treasurer_program_id,
+            EnvVars.RAW_WALLET_PRIVATE_KEY: None if self.raw_wallet_private_key is None else "***",
+            EnvVars.WALLET_PRIVATE_KEY_PATH: _opt(self.wallet_private_key_path),
+            EnvVars.WALLET_PATH: _opt(self.wallet_path),
+            EnvVars.NVIDIA_DRIVER_CAPABILITIES: self.nvidia_driver_capabilities,
+            EnvVars.PARALLELISM_AUTO: _opt(self.parallelism_auto),
+            EnvVars.DATA_PARALLELISM: _opt(self.data_parallelism),
+            EnvVars.TENSOR_PARALLELISM: _opt(self.tensor_parallelism),
+            EnvVars.MICRO_BATCH_SIZE: _opt(self.micro_batch_size),
+            EnvVars.SCRATCH_DIR: _opt(self.scratch_dir),
+        }
+        for name, value in shown.items():
+            rows.append((name, "(unset)" if value is None else value, self.sources.get(name, DEFAULT)))
+        for name in sorted(set(self.passthrough) - {row[0] for row in rows}):
+            value = "***" if is_secret_name(name) else self.passthrough[name]
+            rows.append((name, value, self.sources.get(name, DEFAULT)))
+        return rows
+
+
+def _opt(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _where(source: str) -> str:
+    if source == ENVIRONMENT:
+        return "in the environment"
+    if source == DEFAULT:
+        return "by default"
+    if source.startswith("-"):
+        return f"from {source}"
+    return f"in {source}"
+
+
+def _shown(name: str, value: str) -> str:
+    """How a bad value appears in a message: secrets never, URLs without credentials."""
+    if is_secret_name(name):
+        return "(value hidden)"
+    if "://" in value:
+        return repr(redact(value))
+    return repr(value)
+
+
+def _merge(
+    file_entries: Mapping[str, FileEntry],
+    env_file: Path | None,
+    environ: Mapping[str, str],
+    overrides: Mapping[str, tuple[str, str]],
+) -> tuple[dict[str, str], dict[str, str], list[str], dict[str, str]]:
+    """Process environment over the file, flags over both; returns values, sources, notes, passthrough."""
+    values = {k: e.value for k, e in file_entries.items()}
+    sources = {k: f"{env_file}:{e.line}" for k, e in file_entries.items()}
+    notes: list[str] = []
+    for name, value in environ.items():
+        if name in file_entries or name in _KNOWN or _BACKUP.fullmatch(name):
+            if name in file_entries and file_entries[name].value != value:
+                notes.append(f"{name} from the environment overrides {sources[name]}")
+            values[name] = value
+            sources[name] = ENVIRONMENT
+    passthrough = {k: values[k] for k in file_entries}
+    for name, (value, flag) in overrides.items():
+        values[name] = value
+        sources[name] = flag
+    return values, sources, notes, passthrough
+
+
+class _Reader:
+    """Validating accessors over the merged mapping; every failure names the variable and its source."""
+
+    def __init__(self, values: Mapping[str, str], sources: Mapping[str, str]) -> None:
+        self.values = values
+        self.sources = sources
+
+    def at(self, name: str) -> str:
+        return f"{name} {_where(self.sources.get(name, DEFAULT))}"
+
+    def fail(self, name: str, problem: str, value: str | None, fix: str) -> ConfigError:
+        shown = "" if value is None else f": {_shown(name, value)}"
+        return ConfigError(f"{self.at(name)}: {problem}{shown}; {fix}")
+
+    def text(self, name: str) -> str | None:
+        value = self.values.get(name)
+        return value if value else None  # an empty value means unset
+
+    def url(self, name: str, default: str | None, schemes: tuple[str, str]) -> str | None:
+        value = self.values.get(name)
+        if value is None:
+            return default
+        if value == "":
+            fix = f"remove the line to use {default}" if default else f"set it or remove {name}"
+            raise self.fail(name, "empty", None, fix)
+        kind = f"{schemes[0]}({schemes[1][len(schemes[0]) :]})"
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            raise self.fail(
+                name, f"not a {kind} URL", value, f"use {schemes[0]}:// or {schemes[1]}://"
+            ) from None
+        if parts.scheme not in schemes:
+            raise self.fail(name, f"not a {kind} URL", value, f"use {schemes[0]}:// or {schemes[1]}://")
+        if not parts.hostname:
+            raise self.fail(name, "URL has no host", value, f"write it as {schemes[0]}://host[:port][/path]")
+        return value
+
+    def pubkey(self, name: str, default: str | None = None) -> str | None:
+        value = self.text(name)
+        if value is None:
+            return default
+        if not is_pubkey(value):
+            raise self.fail(
+                name,
+                "not a 32-byte base58 public key",
+                value,
+                "paste the address as printed by solana address",
+            )
+        return value
+
+    def positive_int(self, name: str) -> int | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        if not value.isascii() or not value.isdigit() or int(value) < 1:
+            raise self.fail(name, "not a positive integer", value, "use a whole number such as 1")
+        return int(value)
+
+    def boolean(self, name: str) -> bool | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise self.fail(name, "not a boolean", value, "use true or false")
+
+    def path(self, name: str, home: Path | None, *, absolute: bool = False) -> Path | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        path = _expand_home(value, home)
+        if absolute and not path.is_absolute():
+            raise self.fail(
+                name, "not an absolute path", value, "Docker bind mounts need a path starting with /"
+            )
+        return path
+
+
+def _expand_home(value: str, home: Path | None) -> Path:
+    # HOME comes from the injected environment, so tests never see the developer's home directory.
+    if home is not None and (value == "~" or value.startswith("~/")):
+        return home / value[2:]
+    return Path(value)
+
+
+def _endpoints(reader: _Reader) -> tuple[Endpoint, ...]:
+    http_schemes, ws_schemes = ("http", "https"), ("ws", "wss")
+    primary_http = reader.url(EnvVars.RPC, DEFAULT_RPC, http_schemes)
+    primary_ws = reader.url(EnvVars.WS_RPC, DEFAULT_WS_RPC, ws_schemes)
+    assert primary_http is not None
+    endpoints = [Endpoint(primary_http, primary_ws)]
+    numbers = sorted(
+        {int(m.group(2)) for n in reader.values if (m := _BACKUP.fullmatch(n)) and reader.text(n)}
+    )
+    expected = 2
+    for number in numbers:
+        http_name, ws_name = EnvVars.backup_rpc(number), EnvVars.backup_ws_rpc(number)
+        present = http_name if reader.text(http_name) else ws_name
+        if number < expected:
+            raise reader.fail(
+                present, "not a backup name", None, "backups are numbered from 2 (RPC is the first)"
+            )
+        if number > expected:
+            missing = f"{EnvVars.backup_rpc(expected)}/{EnvVars.backup_ws_rpc(expected)}"
+            raise reader.fail(
+                present, f"ignored because {missing} is not set", None, "number backups from 2 without gaps"
+            )
+        expected += 1
+        if not reader.text(http_name) or not reader.text(ws_name):
+            other = ws_name if present == http_name else http_name
+            raise reader.fail(present, f"set without {other}", None, f"set both {http_name} and {ws_name}")
+        http = reader.url(http_name, None, http_schemes)
+        ws = reader.url(ws_name, None, ws_schemes)
+        assert http is not None
+        # As the reference: a backup that repeats an endpoint already listed adds nothing.
+        if all(e.http != http for e in endpoints):
+            endpoints.append(Endpoint(http, ws))
+    return tuple(endpoints)
+
+
+def _run_id(reader: _Reader) -> str | None:
+    value = reader.values.get(EnvVars.RUN_ID)
+    if value is None:
+        return None
+    if value == "":
+        raise reader.fail(
+            EnvVars.RUN_ID,
+            "empty",
+            None,
+            "remove the line to discover runs automatically, or set the run's id",
+        )
+    size = len(value.encode("utf-8"))
+    if size > _RUN_ID_MAX_BYTES:
+        raise reader.fail(
+            EnvVars.RUN_ID,
+            f"{size} bytes long, the limit is 32",
+            value,
+            "use the run id exactly as it was created",
+        )
+    return value
+
+
+def load_settings(
+    env_file: Path | None,
+    environ: Mapping[str, str],
+    *,
+    overrides: Mapping[str, tuple[str, str]] | None = None,
+) -> Settings:
+    """Read ``env_file`` (if any) once, merge it under ``environ`` and validate every variable.
+
+    Precedence, highest first: ``overrides`` (variable -> (value, flag that set it)), the process
+    environment, the .env file, the defaults. ``os.environ`` is never read or written here.
+    Raises ConfigError naming the variable, its source (file:line) and the fix.
+    """
+    file_entries = read_env_file(env_file) if env_file is not None else {}
+    values, sources, notes, passthrough = _merge(file_entries, env_file, environ, overrides or {})
+    reader = _Reader(values, sources)
+    home_text = environ.get(AppEnvVars.HOME)
+    home = Path(home_text) if home_text else None
+    raw_key = reader.text(EnvVars.RAW_WALLET_PRIVATE_KEY)
+    return Settings(
+        env_file=env_file,
+        endpoints=_endpoints(reader),
+        run_id=_run_id(reader),
+        authorizer=reader.pubkey(EnvVars.AUTHORIZER),
+        coordinator_program_id=_required(
+            reader.pubkey(EnvVars.COORDINATOR_PROGRAM_ID, DEFAULT_COORDINATOR_PROGRAM_ID)
+        ),
+        authorizer_program_id=_required(
+            reader.pubkey(EnvVars.AUTHORIZER_PROGRAM_ID, DEFAULT_AUTHORIZER_PROGRAM_ID)
+        ),
+        treasurer_program_id=_required(
+            reader.pubkey(EnvVars.TREASURER_PROGRAM_ID, DEFAULT_TREASURER_PROGRAM_ID)
+        ),
+        raw_wallet_private_key=None if raw_key is None else Secret(raw_key.strip()),
+        wallet_private_key_path=reader.path(EnvVars.WALLET_PRIVATE_KEY_PATH, home),
+        wallet_path=reader.path(EnvVars.WALLET_PATH, home),
+        home=home,
+        nvidia_driver_capabilities=reader.text(EnvVars.NVIDIA_DRIVER_CAPABILITIES),
+        parallelism_auto=reader.boolean(EnvVars.PARALLELISM_AUTO),
+        data_parallelism=reader.positive_int(EnvVars.DATA_PARALLELISM),
+        tensor_parallelism=reader.positive_int(EnvVars.TENSOR_PARALLELISM),
+        micro_batch_size=reader.positive_int(EnvVars.MICRO_BATCH_SIZE),
+        scratch_dir=reader.path(EnvVars.SCRATCH_DIR, home, absolute=True),
+        passthrough=MappingProxyType(passthrough),
+        sources=MappingProxyType(sources),
+        notes=tuple(notes),
+    )
+
+
+def _required(value: str | None) -> str:
+    assert value is not None  # a default was given
+    return value
