@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -255,7 +256,11 @@ def test_witness_is_830_bytes_in_argument_order() -> None:
 
 
 def test_witness_argument_sizes_are_checked() -> None:
-    good = {"proof": bytes(17), "participant_bloom": bytes(192), "broadcast_bloom": bytes(192)}
+    good: dict[str, Any] = {
+        "proof": bytes(17),
+        "participant_bloom": bytes(192),
+        "broadcast_bloom": bytes(192),
+    }
     with pytest.raises(ValueError, match="witness proof must encode to 17 bytes, got 16"):
         ix.warmup_witness(A, B, C, **{**good, "proof": _Raw(bytes(16))}, broadcast_merkle=bytes(32))
     with pytest.raises(ValueError, match="broadcast bloom must be 192 bytes, got 191"):
