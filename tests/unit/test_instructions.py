@@ -25,6 +25,7 @@ from psyche.chain.accounts.model import (
     LLMTrainingDataType,
     RunMetadata,
 )
+from psyche.chain.accounts.state import Bloom, NodeIdentity, WitnessProof
 from psyche.chain.accounts.training import ConstantLR, DataLocation, DummyOptimizer
 from psyche.chain.instructions import authorizer, coordinator, treasurer
 from psyche.chain.programs import (
@@ -255,6 +256,21 @@ def test_witness_is_830_bytes_in_argument_order() -> None:
     assert data(plain)[441:] == bytes(304) + bytes(8) + bytes(64) + bytes(8) + bytes(5)
 
 
+def test_witness_takes_the_coordinator_state_types() -> None:
+    bloom = Bloom(keys=tuple(range(8)), bits=tuple(range(16)))
+    typed = ix.warmup_witness(
+        A,
+        INSTANCE,
+        C,
+        proof=WitnessProof(position=3, index=4, witness=True),
+        participant_bloom=bloom,
+        broadcast_bloom=Bloom(),
+        broadcast_merkle=bytes(32),
+    )
+    bloom_bytes = struct.pack("<24Q", *range(8), *range(16))
+    assert data(typed)[8:] == struct.pack("<QQB", 3, 4, 1) + bloom_bytes + bytes(192) + bytes(32)
+
+
 def test_witness_argument_sizes_are_checked() -> None:
     good: dict[str, Any] = {
         "proof": bytes(17),
@@ -295,8 +311,7 @@ def test_health_check_is_89_bytes() -> None:
         A,
         INSTANCE,
         C,
-        accused_signer=D,
-        accused_p2p_identity=E,
+        accused=NodeIdentity(D, E),
         committee=ix.Committee.TRAINER,
         position=5,
         index=6,

@@ -7,6 +7,7 @@ from solders.pubkey import Pubkey
 
 from psyche.chain import pda
 from psyche.chain.accounts.model import Checkpoint, CoordinatorConfig, CoordinatorProgress, Model, RunMetadata
+from psyche.chain.accounts.state import NodeIdentity
 from psyche.chain.instructions._common import (
     BorshEncodable,
     anchor_writer,
@@ -52,6 +53,7 @@ def _run_accounts(
 
 
 def _encoded(value: BorshEncodable | bytes, size: int, what: str) -> bytes:
+    # Proofs and blooms come as psyche.chain.accounts.state objects, or as raw bytes from a test or tool.
     if isinstance(value, bytes | bytearray):
         return fixed_bytes(value, size, what)
     return borsh_of(value, size, what)
@@ -287,18 +289,16 @@ def health_check(
     coordinator_instance: Pubkey,
     coordinator_account: Pubkey,
     *,
-    accused_signer: Pubkey,
-    accused_p2p_identity: bytes | Pubkey,
+    accused: NodeIdentity,
     committee: int,
     position: int,
     index: int,
     program_id: Pubkey = COORDINATOR_PROGRAM_ID,
 ) -> Instruction:
-    """Report the client ``accused_signer`` as unhealthy (89 bytes of data)."""
+    """Report the client ``accused`` as unhealthy (89 bytes of data)."""
     data = (
         anchor_writer(DISCRIMINATORS["health_check"])
-        .pubkey(accused_signer)
-        .raw(fixed_bytes(accused_p2p_identity, 32, "p2p_identity"))
+        .raw(borsh_of(accused, 64, "node identity"))
         .u8(committee)
         .u64(position)
         .u64(index)
