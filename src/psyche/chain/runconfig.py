@@ -270,10 +270,11 @@ def _shuffle(doc: _Doc, t: dict[str, object], key: Key) -> bytes | None:
     if name == "DontShuffle":
         return None
     expected = "an array of 32 integers 0..255"
-    ok = isinstance(payload, list) and len(payload) == 32
-    if not ok or not all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b < 256 for b in payload):
+    items: list[object] = payload if isinstance(payload, list) else []
+    seed = [b for b in items if isinstance(b, int) and not isinstance(b, bool) and 0 <= b < 256]
+    if len(items) != 32 or len(seed) != 32:
         raise doc.error(k, f"got {_describe(payload)}", expected)
-    return bytes(payload)
+    return bytes(seed)
 
 
 def _lr(doc: _Doc, t: dict[str, object], key: Key) -> LearningRateSchedule:
