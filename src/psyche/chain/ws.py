@@ -106,7 +106,8 @@ class AccountWatcher:
             raise ConfigError("no WebSocket endpoint configured", hint="set WS_RPC in your .env")
         if encoding not in SUPPORTED_ENCODINGS:
             raise ConfigError(
-                f"account subscription encoding {encoding!r} is not supported; use {' or '.join(SUPPORTED_ENCODINGS)}"
+                f"account subscription encoding {encoding!r} is not supported; use 'base64'",
+                hint="base64+zstd would need a zstd decoder, which Python 3.11 does not ship",
             )
         self._urls = list(ws_urls)
         self._labels = redacted_labels(self._urls)
