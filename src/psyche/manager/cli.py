@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import importlib
-import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -143,6 +141,8 @@ def _git_and_build() -> tuple[str, str]:
         return str(info.GIT), str(info.BUILT)
     except ImportError:
         pass
+    import subprocess
+
     # An editable install runs from the checkout: ask git, as the reference's build.rs does.
     root = Path(__file__).resolve().parents[3]
     if not (root / ".git").exists():
@@ -293,6 +293,8 @@ def cli(
 @click.pass_obj
 def show_config(app: App, as_json: bool, check_wallet: bool) -> None:
     """Validate the .env and environment; print each setting and where it came from (secrets masked)."""
+    import json
+
     rows = app.settings.describe()
     if check_wallet:
         wallet = app.wallet

@@ -219,15 +219,16 @@ class _Reader:
         if value == "":
             fix = f"remove the line to use {default}" if default else f"set it or remove {name}"
             raise self.fail(name, "empty", None, fix)
-        kind = f"{schemes[0]}({schemes[1][len(schemes[0]) :]})"
+        article = "an" if schemes[0] == "http" else "a"
+        kind = f"{article} {schemes[0]}({schemes[1][len(schemes[0]) :]})"
         try:
             parts = urlsplit(value)
         except ValueError:
             raise self.fail(
-                name, f"not a {kind} URL", value, f"use {schemes[0]}:// or {schemes[1]}://"
+                name, f"not {kind} URL", value, f"use {schemes[0]}:// or {schemes[1]}://"
             ) from None
         if parts.scheme not in schemes:
-            raise self.fail(name, f"not a {kind} URL", value, f"use {schemes[0]}:// or {schemes[1]}://")
+            raise self.fail(name, f"not {kind} URL", value, f"use {schemes[0]}:// or {schemes[1]}://")
         if not parts.hostname:
             raise self.fail(name, "URL has no host", value, f"write it as {schemes[0]}://host[:port][/path]")
         return value
