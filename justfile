@@ -58,8 +58,14 @@ bench:
         .venv/bin/python "$bench"
     done
 
+# The main job on the embedded local default: local chain + run-manager + client container (README).
+# Placeholder until the local chain server and the supervisor land: replace this recipe, keep its name.
+demo:
+    @echo "demo: not available yet: it needs the local chain server (psyche.localnet) and the container" >&2
+    @echo "      supervisor. Today: 'just run-manager path/to/.env' against a chain you choose, 'just test'." >&2
+    @exit 2
+
 # Reserved for the issues that add them (keep the names; README and docs refer to them):
-#   demo          the main job on the embedded local default: local chain + run-manager + client container
 #   localnet      the local Solana-compatible chain on 127.0.0.1:8899 (RPC) / 8900 (WebSocket)
 #   build-image   the client image, built offline from a local base (spec/ci-docker.md recipe)
 #   build-binary  a single-file run-manager executable
