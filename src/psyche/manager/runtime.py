@@ -1,0 +1,372 @@
+"""The container-engine seam: the ContainerRuntime protocol and DockerRuntime (the only docker importer).
+
+docker (and requests, which it uses) are imported lazily, inside DockerRuntime, so that
+``run-manager --help`` and every pure module stay fast and work without an engine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, NoReturn, Protocol
+
+from psyche.errors import (
+    ContainerRuntimeError,
+    DockerUnavailable,
+    GpuRuntimeMissing,
+    ImagePullFailed,
+    RunManagerError,
+)
+from psyche.manager.events import PullProgress
+from psyche.manager.images import ImageRef
+
+Stream = Literal["stdout", "stderr"]
+ProgressCallback = Callable[[PullProgress], None]
+
+DOCKER_UNAVAILABLE = "Failed to execute docker command. Is Docker installed and accessible?"
+GPU_MISSING = (
+    "the Docker engine cannot give the container GPUs (no NVIDIA runtime): "
+    "install the NVIDIA Container Toolkit, run 'nvidia-ctk runtime configure --runtime=docker' "
+    "and restart Docker"
+)
+INFINIBAND = "/dev/infiniband"
+SCRATCH_TARGET = "/scratch"
+
+# Start errors that mean "no NVIDIA runtime", as the 20.10 engine words them.
+_GPU_ERRORS = (
+    "could not select device driver",
+    "unknown or invalid runtime name: nvidia",
+    "nvidia-container-cli",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSpec:
+    """Everything needed to start one client container. ``env`` holds secrets, so it is not in the repr."""
+
+    image: str
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    gpus: bool = True
+    privileged: bool = False
+    entrypoint: str | None = None
+    command: tuple[str, ...] = ()
+    scratch_dir: str | None = None
+    shm_size: str = "1g"
+    devices: tuple[str, ...] = ()
+    network_mode: str = "host"
+    name: str | None = None
+    runtime: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerHandle:
+    """A started container."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInfo:
+    """A container found by label (running or not)."""
+
+    id: str
+    name: str
+    status: str
+    labels: Mapping[str, str]
+
+
+class ContainerRuntime(Protocol):
+    """What the supervisor needs from a container engine; every method raises ContainerRuntimeError kinds."""
+
+    def version(self) -> str:
+        """The engine's version; raises DockerUnavailable when it cannot be reached."""
+        ...
+
+    def has_nvidia_runtime(self) -> bool:
+        """Whether the engine lists an ``nvidia`` runtime (informational: --gpus may work without it)."""
+        ...
+
+    def image_exists(self, image: str) -> bool:
+        """Whether ``image`` (name:tag, name@digest or image ID) is present in the engine."""
+        ...
+
+    def pull(self, image: ImageRef, on_progress: ProgressCallback) -> None:
+        """Pull ``image``, reporting each engine progress message; raises ImagePullFailed."""
+        ...
+
+    def run(self, spec: ContainerSpec) -> ContainerHandle:
+        """Create and start a container; a container that fails to start is removed before raising."""
+        ...
+
+    def logs(self, handle: ContainerHandle, *, stream: Stream, timestamps: bool = False) -> Iterator[bytes]:
+        """Follow one output stream from the first byte until the container stops."""
+        ...
+
+    def wait(self, handle: ContainerHandle) -> int:
+        """Block until the container stops; its exit code."""
+        ...
+
+    def stop(self, handle: ContainerHandle, grace: float) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; a container already gone is not an error."""
+        ...
+
+    def kill(self, handle: ContainerHandle) -> None:
+        """SIGKILL now; a container already stopped or gone is not an error."""
+        ...
+
+    def remove(self, handle: ContainerHandle) -> None:
+        """Remove the container (forcibly); a container already gone is not an error."""
+        ...
+
+    def list_by_label(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        """Every container, running or not, that carries all of ``labels``."""
+        ...
+
+
+def host_devices(exists: Callable[[str], bool] = os.path.exists) -> tuple[str, ...]:
+    """The host devices to pass through: /dev/infiniband when this host has it."""
+    return (INFINIBAND,) if exists(INFINIBAND) else ()
+
+
+def _explanation(exc: BaseException) -> str:
+    text = getattr(exc, "explanation", None) or str(exc)
+    return " ".join(str(text).split())
+
+
+class DockerRuntime:
+    """ContainerRuntime over docker-py; docker and requests exceptions become psyche.errors here only."""
+
+    def __init__(self, client: Any = None, *, environ: Mapping[str, str] | None = None) -> None:
+        """Connect to the engine named by ``environ`` (DOCKER_HOST, ...) or use ``client``.
+
+        Raises:
+            DockerUnavailable: the SDK is missing or no engine answers.
+        """
+        try:
+            import docker
+            import requests
+        except ImportError as exc:  # pragma: no cover - docker is a hard dependency
+            raise DockerUnavailable(DOCKER_UNAVAILABLE, hint="install the 'docker' Python package") from exc
+        sdk: Any = docker  # untyped package
+        self._docker: Any = sdk
+        self._foreign: tuple[type[BaseException], ...] = (
+            sdk.errors.DockerException,
+            requests.exceptions.RequestException,
+        )
+        self._connection_errors: tuple[type[BaseException], ...] = (requests.exceptions.ConnectionError,)
+        if client is None:
+            try:
+                client = sdk.from_env(environment=dict(environ) if environ is not None else None)
+            except self._foreign as exc:
+                raise self._unavailable(exc, environ) from exc
+        self._client: Any = client
+
+    # -- translation ---------------------------------------------------------------------------
+
+    def _unavailable(self, exc: BaseException, environ: Mapping[str, str] | None = None) -> DockerUnavailable:
+        host = (environ or {}).get("DOCKER_HOST") or "the default socket (unix:///var/run/docker.sock)"
+        return DockerUnavailable(
+            DOCKER_UNAVAILABLE,
+            hint=f"no engine answered at {host} ({_explanation(exc)}); start Docker, check DOCKER_HOST, "
+            "and make sure your user may use the socket (the 'docker' group)",
+        )
+
+    def _translate(self, exc: BaseException, action: str) -> RunManagerError:
+        if isinstance(exc, self._connection_errors) or (
+            isinstance(exc, self._docker.errors.DockerException)
+            and not isinstance(exc, self._docker.errors.APIError)
+            and "connection" in str(exc).lower()
+        ):
+            return self._unavailable(exc)
+        return ContainerRuntimeError(f"{action} failed: {_explanation(exc)}")
+
+    def _raise(self, exc: BaseException, action: str) -> NoReturn:
+        raise self._translate(exc, action) from exc
+
+    def _is_not_found(self, exc: BaseException) -> bool:
+        return isinstance(exc, self._docker.errors.NotFound)
+
+    def _is_conflict(self, exc: BaseException) -> bool:
+        return isinstance(exc, self._docker.errors.APIError) and exc.status_code == 409
+
+    # -- engine ---------------------------------------------------------------------------------
+
+    def version(self) -> str:
+        """The engine's version string."""
+        try:
+            return str(self._client.version().get("Version", "unknown"))
+        except self._foreign as exc:
+            raise self._unavailable(exc) from exc
+
+    def has_nvidia_runtime(self) -> bool:
+        """Whether ``docker info`` lists an ``nvidia`` runtime."""
+        try:
+            runtimes = self._client.api.info().get("Runtimes") or {}
+        except self._foreign as exc:
+            self._raise(exc, "docker info")
+        return "nvidia" in runtimes
+
+    # -- images ---------------------------------------------------------------------------------
+
+    def image_exists(self, image: str) -> bool:
+        """Whether the engine has ``image``."""
+        try:
+            self._client.api.inspect_image(image)
+        except self._foreign as exc:
+            if self._is_not_found(exc):
+                return False
+            self._raise(exc, f"inspecting image {image}")
+        return True
+
+    def pull(self, image: ImageRef, on_progress: ProgressCallback) -> None:
+        """Pull ``image``; an error the registry reports mid-stream fails the pull too."""
+        if image.repository is None:
+            raise ImagePullFailed(f"cannot pull {image.reference}: a bare image ID exists only locally")
+        try:
+            events = self._client.api.pull(image.repository, tag=image.tag, stream=True, decode=True)
+            for event in events:
+                if not isinstance(event, dict):
+                    continue
+                error = event.get("error") or (event.get("errorDetail") or {}).get("message")
+                if error:
+                    raise ImagePullFailed(f"pulling {image.reference} failed: {' '.join(str(error).split())}")
+                detail = event.get("progressDetail") or {}
+                on_progress(
+                    PullProgress(
+                        layer=str(event.get("id", "")),
+                        status=str(event.get("status", "")),
+                        current=_int_or_none(detail.get("current")),
+                        total=_int_or_none(detail.get("total")),
+                    )
+                )
+        except self._foreign as exc:
+            translated = self._translate(exc, f"pulling {image.reference}")
+            if isinstance(translated, DockerUnavailable):
+                raise translated from exc
+            raise ImagePullFailed(
+                f"pulling {image.reference} failed: {_explanation(exc)}",
+                hint="check that this client_version exists in the registry and that it is reachable",
+            ) from exc
+
+    # -- containers -----------------------------------------------------------------------------
+
+    def _create_kwargs(self, spec: ContainerSpec) -> dict[str, Any]:
+        types = self._docker.types
+        kwargs: dict[str, Any] = {
+            "image": spec.image,
+            "command": list(spec.command) or None,
+            "environment": dict(spec.env),
+            "labels": dict(spec.labels),
+            "network_mode": spec.network_mode,
+            "shm_size": spec.shm_size,
+            "privileged": spec.privileged,
+        }
+        if spec.name:
+            kwargs["name"] = spec.name
+        if spec.entrypoint is not None:
+            kwargs["entrypoint"] = [spec.entrypoint]  # like --entrypoint: one executable, args in command
+        if spec.gpus:
+            kwargs["device_requests"] = [types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        if spec.devices:
+            kwargs["devices"] = [f"{d}:{d}:rwm" for d in spec.devices]
+        if spec.scratch_dir:
+            kwargs["mounts"] = [types.Mount(target=SCRATCH_TARGET, source=spec.scratch_dir, type="bind")]
+        if spec.runtime:
+            kwargs["runtime"] = spec.runtime
+        return kwargs
+
+    def _start_error(self, exc: BaseException, spec: ContainerSpec) -> RunManagerError:
+        text = _explanation(exc)
+        if any(marker in text for marker in _GPU_ERRORS):
+            return GpuRuntimeMissing(f"{GPU_MISSING} (engine said: {text})")
+        translated = self._translate(exc, f"starting a container from {spec.image}")
+        return translated
+
+    def run(self, spec: ContainerSpec) -> ContainerHandle:
+        """Create and start the container, removing it again if the start fails (docker-py leaves it)."""
+        try:
+            container = self._client.containers.create(**self._create_kwargs(spec))
+        except self._foreign as exc:
+            if isinstance(exc, self._docker.errors.ImageNotFound):
+                raise ContainerRuntimeError(f"image {spec.image} is not present in the engine") from exc
+            raise self._start_error(exc, spec) from exc
+        handle = ContainerHandle(id=str(container.id), name=str(container.name))
+        try:
+            container.start()
+        except self._foreign as exc:
+            error = self._start_error(exc, spec)
+            self.remove(handle)
+            raise error from exc
+        return handle
+
+    def logs(self, handle: ContainerHandle, *, stream: Stream, timestamps: bool = False) -> Iterator[bytes]:
+        """Follow ``stream`` of the container from its first line to its end."""
+        try:
+            chunks = self._client.api.logs(
+                handle.id,
+                stdout=stream == "stdout",
+                stderr=stream == "stderr",
+                stream=True,
+                follow=True,
+                timestamps=timestamps,
+            )
+            for chunk in chunks:
+                yield bytes(chunk)
+        except self._foreign as exc:
+            self._raise(exc, f"reading {stream} of container {handle.name}")
+
+    def wait(self, handle: ContainerHandle) -> int:
+        """The container's exit code, once it stops (no request timeout)."""
+        try:
+            result = self._client.api.wait(handle.id, timeout=None)
+        except self._foreign as exc:
+            self._raise(exc, f"waiting for container {handle.name}")
+        return int(result.get("StatusCode", -1))
+
+    def stop(self, handle: ContainerHandle, grace: float) -> None:
+        """``docker stop -t grace``."""
+        try:
+            self._client.api.stop(handle.id, timeout=max(0, round(grace)))
+        except self._foreign as exc:
+            if not self._is_not_found(exc):
+                self._raise(exc, f"stopping container {handle.name}")
+
+    def kill(self, handle: ContainerHandle) -> None:
+        """``docker kill``; not running or gone is fine."""
+        try:
+            self._client.api.kill(handle.id)
+        except self._foreign as exc:
+            if not (self._is_not_found(exc) or self._is_conflict(exc)):
+                self._raise(exc, f"killing container {handle.name}")
+
+    def remove(self, handle: ContainerHandle) -> None:
+        """``docker rm -f``; gone, or a removal already in progress, is fine."""
+        try:
+            self._client.api.remove_container(handle.id, force=True)
+        except self._foreign as exc:
+            if not (self._is_not_found(exc) or self._is_conflict(exc)):
+                self._raise(exc, f"removing container {handle.name}")
+
+    def list_by_label(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        """Containers (any state) carrying every ``key=value`` of ``labels``."""
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        try:
+            found = self._client.api.containers(all=True, filters=filters)
+        except self._foreign as exc:
+            self._raise(exc, "listing containers")
+        return [
+            ContainerInfo(
+                id=str(c["Id"]),
+                name=str((c.get("Names") or ["?"])[0]).lstrip("/"),
+                status=str(c.get("Status") or c.get("State") or ""),
+                labels=dict(c.get("Labels") or {}),
+            )
+            for c in found
+        ]
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -1,0 +1,550 @@
+"""Supervise the client container: resolve -> pull -> run -> stream -> wait -> decide, reporting events.
+
+One thread (the caller's) makes every decision and emits every event; helper threads only read log
+streams, wait for the exit, pull, or stop, and report back through one queue. See docs/supervisor.md.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import signal
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+from psyche.errors import ClientExited, ImagePullFailed, RunManagerError, VersionMismatch
+from psyche.manager import events as ev
+from psyche.manager.images import DEFAULT_LOCAL_REPOSITORY, DEFAULT_REPOSITORY, ImageRef, image_for_version
+from psyche.manager.logs import parse_log_line, split_lines
+from psyche.manager.runtime import ContainerHandle, ContainerRuntime, ContainerSpec, Stream
+
+VERSION_MISMATCH_EXIT = 10
+LABEL_MANAGED = "io.psyche.run-manager"
+LABEL_INSTANCE = "io.psyche.run-manager.instance"
+LABEL_RUN_ID = "io.psyche.run-manager.run-id"
+LABEL_CLIENT_VERSION = "io.psyche.run-manager.client-version"
+_STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """When to restart, how long to wait, and when to give up (defaults follow the reference entrypoint)."""
+
+    max_restarts: int = 5  # restarts after consecutive quick failures; the next failure gives up
+    healthy_after: float = 120.0  # a client that ran this long resets the failure counters
+    backoff_base: float = 5.0
+    backoff_cap: float = 60.0
+    max_version_retries: int = 5  # exit-10 restarts while the on-chain client_version stays the same
+    pull_attempts: int = 3
+    pull_backoff: float = 2.0
+    stop_grace: float = 10.0  # SIGTERM -> SIGKILL
+    log_drain_timeout: float = 5.0  # after the exit, how long to wait for the last log bytes
+    last_lines: int = 40  # client lines kept for the give-up report
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before restart ``attempt`` (1-based): base, 2*base, 4*base, ... capped."""
+        return float(min(self.backoff_cap, self.backoff_base * 2 ** max(0, attempt - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchConfig:
+    """What every client container gets, whatever the image. ``env`` holds the wallet key: not in the repr.
+
+    ``env`` is the whole client environment (.env variables, RPC/WS_RPC and fallbacks, AUTHORIZER,
+    RAW_WALLET_PRIVATE_KEY, parallelism, NVIDIA_DRIVER_CAPABILITIES, ...); the supervisor adds
+    RUN_ID and the CLIENT_VERSION matching the image it runs.
+    """
+
+    run_id: str
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    local: bool = False
+    repository: str = DEFAULT_REPOSITORY
+    local_repository: str = DEFAULT_LOCAL_REPOSITORY
+    gpus: bool = True
+    privileged: bool = False
+    entrypoint: str | None = None
+    command: tuple[str, ...] = ()
+    scratch_dir: str | None = None
+    shm_size: str = "1g"
+    devices: tuple[str, ...] = ()
+    timestamps: bool = False
+    instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def scope_labels(self) -> dict[str, str]:
+        """Labels shared by every container any run-manager starts for this run (orphan search)."""
+        return {LABEL_MANAGED: "true", LABEL_RUN_ID: self.run_id}
+
+    def spec_for(self, image: ImageRef, seq: int) -> ContainerSpec:
+        """The container spec for ``image``; ``seq`` numbers containers within this instance."""
+        safe_run = re.sub(r"[^A-Za-z0-9_.-]", "-", self.run_id)[:32] or "run"
+        return ContainerSpec(
+            image=image.reference,
+            env={**self.env, "RUN_ID": self.run_id, "CLIENT_VERSION": image.client_version},
+            labels={
+                **self.scope_labels(),
+                LABEL_INSTANCE: self.instance_id,
+                LABEL_CLIENT_VERSION: image.client_version,
+            },
+            gpus=self.gpus,
+            privileged=self.privileged,
+            entrypoint=self.entrypoint,
+            command=self.command,
+            scratch_dir=self.scratch_dir,
+            shm_size=self.shm_size,
+            devices=self.devices,
+            name=f"psyche-client-{safe_run}-{self.instance_id[:8]}-{seq}",
+        )
+
+
+# Messages from helper threads to the deciding thread; ``task`` tells stale ones apart.
+@dataclass(frozen=True, slots=True)
+class _Log:
+    task: int
+    line: ev.LogLine
+
+
+@dataclass(frozen=True, slots=True)
+class _StreamEnd:
+    task: int
+    stream: str
+    error: RunManagerError | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Exit:
+    task: int
+    code: int
+    error: BaseException | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Progress:
+    task: int
+    progress: ev.PullProgress
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    task: int
+    error: BaseException | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Wake:
+    pass
+
+
+_Msg = _Log | _StreamEnd | _Exit | _Progress | _Done | _Wake
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    kind: Literal["exited", "stopped", "swap"]
+    code: int = 0
+    seconds: float = 0.0
+    version: str = ""
+    image: ImageRef | None = None
+
+
+class Supervisor:
+    """Keeps the run's client container running; ``run()`` returns 0 or raises a RunManagerError.
+
+    Args:
+        runtime: the container engine (DockerRuntime, or a fake in tests).
+        launch: what every container gets (run id, env, flags).
+        version_source: reads the run's client_version from chain; called at start and on every restart.
+        on_event: receives every event, always from the thread that called ``run()``.
+        policy: restart, backoff and stop timings.
+        sleep, monotonic: time, injectable for tests.
+    """
+
+    def __init__(
+        self,
+        runtime: ContainerRuntime,
+        launch: LaunchConfig,
+        version_source: Callable[[], str],
+        *,
+        on_event: Callable[[ev.Event], None] = lambda _event: None,
+        policy: RestartPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        poll_interval: float = 0.1,
+    ) -> None:
+        self._runtime = runtime
+        self._launch = launch
+        self._version_source = version_source
+        self._emit = on_event
+        self._policy = policy or RestartPolicy()
+        self._sleep_fn = sleep
+        self._monotonic = monotonic
+        self._poll = poll_interval
+        self._queue: queue.Queue[_Msg] = queue.Queue()
+        self._stop = threading.Event()
+        self._force = threading.Event()
+        self._notice_lock = threading.Lock()
+        self._notice: str | None = None
+        self._tasks = 0
+        self._containers = 0
+        self._last_lines: deque[str] = deque(maxlen=self._policy.last_lines)
+
+    # -- called from other threads ------------------------------------------------------------
+
+    def notify_version_changed(self, version: str) -> None:
+        """A watcher saw the run's client_version become ``version`` (thread-safe, never blocks)."""
+        with self._notice_lock:
+            self._notice = version.rstrip("\x00")
+        self._queue.put(_Wake())
+
+    def request_stop(self) -> None:
+        """Stop gracefully; a second call kills. Safe in a signal handler: it only sets two Events."""
+        if self._stop.is_set():
+            self._force.set()
+        self._stop.set()
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Supervise until the client finishes (0), a stop is requested (0), or giving up (raises)."""
+        self._remove_orphans()
+        policy = self._policy
+        version = self._read_version()
+        ready: ImageRef | None = None
+        crashes = mismatches = 0
+        while True:
+            if self._stop.is_set():
+                return self._stopped()
+            image = self._resolve(version)
+            if image != ready and not self._obtain(image):
+                return self._stopped()
+            ready = None
+            outcome = self._watch(self._start(image), image)
+            if outcome.kind == "stopped":
+                return self._stopped()
+            if outcome.kind == "swap":
+                version, ready, crashes, mismatches = outcome.version, outcome.image, 0, 0
+                continue
+            code = outcome.code
+            if code == 0:
+                self._emit(ev.Finished(0))
+                return 0
+            if outcome.seconds >= policy.healthy_after:
+                crashes = mismatches = 0
+            if code == VERSION_MISMATCH_EXIT:
+                latest = self._read_version()
+                if latest != version:
+                    self._emit(ev.VersionChanged(version, latest, live=False))
+                    version, mismatches = latest, 0
+                    continue  # the fix is already on chain: no sleep
+                mismatches += 1
+                if mismatches > policy.max_version_retries:
+                    self._give_up(f"exit code 10 on an unchanged client_version {version!r}", code)
+                    raise VersionMismatch(
+                        f"the client exited 10 (version mismatch) {mismatches} times while the run's "
+                        f"client_version stayed {version!r}"
+                    )
+                delay = policy.backoff(mismatches)
+                reason = f"exit code 10 (version mismatch) but client_version is still {version!r}"
+                self._emit(ev.Restarting(mismatches, delay, reason))
+            else:
+                crashes += 1
+                if crashes > policy.max_restarts:
+                    self._give_up(f"exit code {code}, {crashes} quick failures in a row", code)
+                    raise ClientExited(
+                        code,
+                        f"the client kept failing: exit code {code}, {crashes} times in a row, each within "
+                        f"{policy.healthy_after:g} s of starting",
+                    )
+                delay = policy.backoff(crashes)
+                self._emit(ev.Restarting(crashes, delay, f"exit code {code}"))
+            if not self._sleep(delay, version):
+                return self._stopped()
+            latest = self._read_version()
+            if latest != version:
+                self._emit(ev.VersionChanged(version, latest, live=False))
+                version, mismatches = latest, 0
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def _read_version(self) -> str:
+        return self._version_source().rstrip("\x00")
+
+    def _resolve(self, version: str) -> ImageRef:
+        launch = self._launch
+        image = image_for_version(
+            version,
+            local=launch.local,
+            repository=launch.repository,
+            local_repository=launch.local_repository,
+        )
+        self._emit(ev.ImageResolved(image.client_version, image.reference, image.local))
+        return image
+
+    def _remove_orphans(self) -> None:
+        for found in self._runtime.list_by_label(self._launch.scope_labels()):
+            if found.labels.get(LABEL_INSTANCE) == self._launch.instance_id:
+                continue
+            self._emit(ev.OrphanFound(found.id, found.name, found.status))
+            self._runtime.remove(ContainerHandle(found.id, found.name))
+            self._emit(ev.OrphanRemoved(found.id, found.name))
+
+    def _obtain(self, image: ImageRef) -> bool:
+        """Make ``image`` present; False when a stop request interrupted the pull."""
+        if image.local:
+            if not self._runtime.image_exists(image.reference):
+                raise ImagePullFailed(
+                    f"local image {image.reference} not found (--local skips the pull)",
+                    hint="build or load that image, or run without --local",
+                )
+            self._emit(ev.UsingLocalImage(image.reference))
+            return True
+        attempts = self._policy.pull_attempts
+        for attempt in range(1, attempts + 1):
+            self._emit(ev.PullStarted(image.reference, attempt))
+            began = self._monotonic()
+            task = self._start_pull(image)
+            done: _Done | None = None
+            while done is None:
+                if self._stop.is_set():
+                    return False
+                msg = self._next()
+                if isinstance(msg, _Progress) and msg.task == task:
+                    self._emit(msg.progress)
+                elif isinstance(msg, _Done) and msg.task == task:
+                    done = msg
+            if done.error is None:
+                self._emit(ev.PullDone(image.reference, self._monotonic() - began))
+                return True
+            error = done.error
+            retry = isinstance(error, ImagePullFailed) and attempt < attempts
+            delay = self._policy.pull_backoff * 2 ** (attempt - 1) if retry else None
+            self._emit(ev.PullFailed(image.reference, attempt, str(error), delay))
+            if delay is None:
+                raise error
+            if not self._sleep(delay):
+                return False
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start(self, image: ImageRef) -> ContainerHandle:
+        self._containers += 1
+        handle = self._runtime.run(self._launch.spec_for(image, self._containers))
+        self._emit(ev.ContainerStarted(handle.id, handle.name, image.reference, image.client_version))
+        return handle
+
+    def _watch(self, handle: ContainerHandle, image: ImageRef) -> _Outcome:
+        """Stream, wait, and react to stop requests and version notices until the container is gone."""
+        task = self._next_task()
+        started = self._monotonic()
+        self._last_lines.clear()
+        for stream in _STREAMS:
+            self._spawn(self._read_stream, task, handle, stream)
+        self._spawn(self._wait_exit, task, handle)
+        open_streams = set(_STREAMS)
+        code: int | None = None
+        seconds = 0.0
+        drain_until = 0.0
+        stopping = user_stop = killed = False
+        swap: tuple[str, ImageRef] | None = None
+        prepull: tuple[int, str, ImageRef] | None = None
+        gone = False
+        try:
+            while True:
+                if code is None:
+                    if self._stop.is_set() and not user_stop:
+                        user_stop = True
+                        stopping = stopping or self._begin_stop(task, handle, "stop requested")
+                    if self._force.is_set() and not killed:
+                        killed = True
+                        self._emit(ev.Killing(handle.id))
+                        self._quietly(self._runtime.kill, handle)
+                    notice = None if stopping else self._take_notice()
+                    if notice is None:
+                        pass
+                    elif notice == image.client_version:
+                        prepull = None  # back to the running version (or a pause): nothing to swap to
+                    elif prepull is None or prepull[1] != notice:
+                        prepull = self._prepare_swap(image.client_version, notice)
+                        if prepull is not None and prepull[0] == 0:  # --local: nothing to pull
+                            swap = (prepull[1], prepull[2])
+                            stopping = self._begin_stop(task, handle, f"client_version changed to {notice!r}")
+                elif not open_streams or time.monotonic() >= drain_until:
+                    break
+                msg = self._next()
+                if (
+                    msg is None
+                    or isinstance(msg, _Wake)
+                    or msg.task not in (task, prepull[0] if prepull else -1)
+                ):
+                    continue
+                elif isinstance(msg, _Log):
+                    self._last_lines.append(msg.line.text)
+                    self._emit(msg.line)
+                elif isinstance(msg, _StreamEnd):
+                    open_streams.discard(msg.stream)
+                    if msg.error is not None:
+                        self._emit(ev.Notice(f"lost the client's {msg.stream}: {msg.error}"))
+                elif isinstance(msg, _Exit):
+                    if msg.error is not None:
+                        raise msg.error
+                    code, seconds = msg.code, self._monotonic() - started
+                    drain_until = time.monotonic() + self._policy.log_drain_timeout
+                elif isinstance(msg, _Progress):
+                    self._emit(msg.progress)
+                elif isinstance(msg, _Done) and prepull is not None and msg.task == prepull[0]:
+                    _, new_version, new_image = prepull
+                    prepull = None
+                    if msg.error is not None:
+                        self._emit(ev.PullFailed(new_image.reference, 1, str(msg.error), None))
+                        self._emit(ev.Notice(f"keeping client_version {image.client_version!r} running"))
+                    elif code is None and not stopping:
+                        self._emit(ev.PullDone(new_image.reference, 0.0))
+                        swap = (new_version, new_image)
+                        stopping = self._begin_stop(
+                            task, handle, f"client_version changed to {new_version!r}"
+                        )
+                elif isinstance(msg, _Done) and msg.error is not None:  # the stop request failed
+                    self._emit(ev.Notice(f"stopping {handle.name} failed: {msg.error}"))
+            assert code is not None  # the loop ends only after the exit
+            self._emit(ev.ContainerExited(handle.id, code, seconds))
+            self._runtime.remove(handle)
+            gone = True
+            self._emit(ev.ContainerRemoved(handle.id))
+        finally:
+            if not gone:  # an error is on its way out: never leave the container behind
+                self._quietly(self._runtime.remove, handle)
+        if user_stop:
+            return _Outcome("stopped", code, seconds)
+        if swap is not None:
+            return _Outcome("swap", code, seconds, version=swap[0], image=swap[1])
+        return _Outcome("exited", code, seconds)
+
+    def _prepare_swap(self, old: str, new: str) -> tuple[int, str, ImageRef] | None:
+        """Resolve ``new`` and start pulling it while the old client runs; task 0 means nothing to pull."""
+        launch = self._launch
+        try:
+            image = image_for_version(
+                new,
+                local=launch.local,
+                repository=launch.repository,
+                local_repository=launch.local_repository,
+            )
+        except RunManagerError as exc:
+            self._emit(ev.Notice(f"ignoring the client_version change: {exc}"))
+            return None
+        self._emit(ev.VersionChanged(old, new, live=True))
+        self._emit(ev.ImageResolved(image.client_version, image.reference, image.local))
+        if image.local:
+            if not self._runtime.image_exists(image.reference):
+                self._emit(ev.Notice(f"local image {image.reference} not found; keeping the running client"))
+                return None
+            self._emit(ev.UsingLocalImage(image.reference))
+            return (0, new, image)
+        self._emit(ev.PullStarted(image.reference, 1, background=True))
+        return (self._start_pull(image), new, image)
+
+    def _begin_stop(self, task: int, handle: ContainerHandle, reason: str) -> bool:
+        grace = self._policy.stop_grace
+        self._emit(ev.Stopping(handle.id, reason, grace))
+        self._spawn(self._stop_container, task, handle, grace)
+        return True
+
+    def _give_up(self, reason: str, code: int) -> None:
+        self._emit(ev.GivingUp(reason, code, tuple(self._last_lines)))
+
+    def _stopped(self) -> int:
+        self._emit(ev.Stopped("stop requested"))
+        return 0
+
+    def _sleep(self, delay: float, version: str | None = None) -> bool:
+        """Sleep ``delay`` on the injected clock; False if a stop came first.
+
+        A pending notice of a client_version other than ``version`` ends the sleep early: the fix is on chain.
+        """
+        deadline = self._monotonic() + delay
+        while not self._stop.is_set():
+            left = deadline - self._monotonic()
+            with self._notice_lock:
+                moved = version is not None and self._notice is not None and self._notice != version
+            if left <= 0 or moved:
+                return True
+            self._sleep_fn(min(left, self._poll))
+        return False
+
+    # -- helper threads -------------------------------------------------------------------------
+
+    def _next_task(self) -> int:
+        self._tasks += 1
+        return self._tasks
+
+    def _next(self) -> _Msg | None:
+        try:
+            return self._queue.get(timeout=self._poll)
+        except queue.Empty:
+            return None
+
+    def _take_notice(self) -> str | None:
+        with self._notice_lock:
+            notice, self._notice = self._notice, None
+        return notice
+
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        threading.Thread(target=target, args=args, daemon=True, name=f"supervisor-{target.__name__}").start()
+
+    def _start_pull(self, image: ImageRef) -> int:
+        task = self._next_task()
+        self._spawn(self._pull, task, image)
+        return task
+
+    def _pull(self, task: int, image: ImageRef) -> None:
+        try:
+            self._runtime.pull(image, lambda progress: self._queue.put(_Progress(task, progress)))
+        except BaseException as exc:
+            self._queue.put(_Done(task, exc))
+        else:
+            self._queue.put(_Done(task, None))
+
+    def _read_stream(self, task: int, handle: ContainerHandle, stream: Stream) -> None:
+        timestamps = self._launch.timestamps
+        error: RunManagerError | None = None
+        try:
+            for text in split_lines(self._runtime.logs(handle, stream=stream, timestamps=timestamps)):
+                self._queue.put(_Log(task, parse_log_line(text, stream=stream, timestamped=timestamps)))
+        except RunManagerError as exc:
+            error = exc
+        self._queue.put(_StreamEnd(task, stream, error))
+
+    def _wait_exit(self, task: int, handle: ContainerHandle) -> None:
+        try:
+            self._queue.put(_Exit(task, self._runtime.wait(handle), None))
+        except BaseException as exc:
+            self._queue.put(_Exit(task, -1, exc))
+
+    def _stop_container(self, task: int, handle: ContainerHandle, grace: float) -> None:
+        try:
+            self._runtime.stop(handle, grace)
+        except RunManagerError as exc:
+            self._queue.put(_Done(task, exc))
+
+    def _quietly(self, action: Callable[[ContainerHandle], None], handle: ContainerHandle) -> None:
+        try:
+            action(handle)
+        except RunManagerError as exc:
+            self._emit(ev.Notice(f"{action.__name__} {handle.name} failed: {exc}"))
+
+
+@contextmanager
+def handle_signals(
+    request_stop: Callable[[], None], signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+) -> Iterator[None]:
+    """Route Ctrl+C and SIGTERM to ``request_stop`` (main thread only); restore the old handlers after."""
+    previous = {sig: signal.signal(sig, lambda _signum, _frame: request_stop()) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
