@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from solders.pubkey import Pubkey
 
 COORDINATOR_PROGRAM_ID = Pubkey.from_string("4SHugWqSXwKE5fqDchkJcPEqnoZE22VYKtSTVm7axbT7")
@@ -19,3 +21,12 @@ NATIVE_MINT = Pubkey.from_string("So11111111111111111111111111111111111111112")
 PERMISSIONLESS_GRANTEE = SYSTEM_PROGRAM_ID
 
 JOIN_RUN_AUTHORIZATION_SCOPE = b"CoordinatorJoinRun"
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramIds:
+    """The three Psyche program IDs a deployment uses (defaults: the spec's IDs)."""
+
+    coordinator: Pubkey = COORDINATOR_PROGRAM_ID
+    authorizer: Pubkey = AUTHORIZER_PROGRAM_ID
+    treasurer: Pubkey = TREASURER_PROGRAM_ID
