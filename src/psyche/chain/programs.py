@@ -30,3 +30,6 @@ class ProgramIds:
     coordinator: Pubkey = COORDINATOR_PROGRAM_ID
     authorizer: Pubkey = AUTHORIZER_PROGRAM_ID
     treasurer: Pubkey = TREASURER_PROGRAM_ID
+
+
+DEFAULT_PROGRAM_IDS = ProgramIds()

@@ -1,0 +1,325 @@
+"""The one place that fetches AND decodes: runs, join authorization decisions and treasurer rewards."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from solders.pubkey import Pubkey
+
+from psyche.chain import pda
+from psyche.chain.accounts.authorization import Authorization
+from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
+from psyche.chain.accounts.instance import CoordinatorInstance
+from psyche.chain.accounts.token import Mint, TokenAccount
+from psyche.chain.accounts.treasurer import Participant, TreasurerRun
+from psyche.chain.programs import (
+    DEFAULT_PROGRAM_IDS,
+    JOIN_RUN_AUTHORIZATION_SCOPE,
+    PERMISSIONLESS_GRANTEE,
+    ProgramIds,
+)
+from psyche.chain.rpc import AccountInfo
+from psyche.errors import AccountDecodeError, AccountNotFound, NotAuthorized
+
+
+class AccountReader(Protocol):
+    """The slice of RpcClient that queries need (a fake in unit tests, RpcClient for real)."""
+
+    def get_account_info(self, pubkey: Pubkey) -> AccountInfo | None: ...
+
+    def get_multiple_accounts(self, pubkeys: Sequence[Pubkey]) -> list[AccountInfo | None]: ...
+
+    def get_program_accounts(
+        self, program: Pubkey, filters: Sequence[int | tuple[int, bytes]] = ()
+    ) -> list[tuple[Pubkey, bytes]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A run as the chain holds it: the small instance PDA and the big coordinator account."""
+
+    instance_address: Pubkey
+    instance: CoordinatorInstance
+    coordinator: CoordinatorAccount
+
+    @property
+    def run_id(self) -> str:
+        return self.instance.run_id
+
+    @property
+    def coordinator_address(self) -> Pubkey:
+        return self.instance.coordinator_account
+
+    @property
+    def state(self) -> RunState:
+        return self.coordinator.run_state
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.coordinator.epoch_state.clients)
+
+    @property
+    def min_clients(self) -> int:
+        return self.coordinator.config.min_clients
+
+    @property
+    def epoch_time(self) -> int:
+        return self.coordinator.config.epoch_time
+
+    @property
+    def epoch_start_timestamp(self) -> int:
+        return self.coordinator.epoch_state.start_timestamp
+
+    @property
+    def client_version(self) -> str:
+        return self.coordinator.client_version
+
+
+def _decode_instance(
+    info: AccountInfo | None, address: Pubkey, run_id: str, programs: ProgramIds
+) -> CoordinatorInstance:
+    if info is None:
+        raise AccountNotFound(f"run {run_id!r}: coordinator instance", str(address))
+    if info.owner != programs.coordinator:
+        raise AccountDecodeError(
+            f"coordinator instance {address}: owned by {info.owner}, not the coordinator program "
+            f"{programs.coordinator}"
+        )
+    return CoordinatorInstance.decode(info.data)
+
+
+def _decode_coordinator(info: AccountInfo | None, address: Pubkey, run_id: str) -> CoordinatorAccount:
+    if info is None:
+        raise AccountNotFound(f"run {run_id!r}: coordinator", str(address))
+    return CoordinatorAccount.decode(info.data)
+
+
+def fetch_run(rpc: AccountReader, run_id: str, programs: ProgramIds = DEFAULT_PROGRAM_IDS) -> Run:
+    """The run ``run_id``: two reads (the instance PDA, then the coordinator account it names)."""
+    address = pda.coordinator_instance(run_id, program_id=programs.coordinator)
+    instance = _decode_instance(rpc.get_account_info(address), address, run_id, programs)
+    coordinator_address = instance.coordinator_account
+    coordinator = _decode_coordinator(rpc.get_account_info(coordinator_address), coordinator_address, run_id)
+    return Run(address, instance, coordinator)
+
+
+def fetch_coordinator(rpc: AccountReader, address: Pubkey, run_id: str = "?") -> CoordinatorAccount:
+    """Re-read only the coordinator account of a run already found (one read)."""
+    return _decode_coordinator(rpc.get_account_info(address), address, run_id)
+
+
+def list_runs(rpc: AccountReader, programs: ProgramIds = DEFAULT_PROGRAM_IDS) -> list[Run]:
+    """Every decodable run of the coordinator program, in RPC order.
+
+    Filters on the instance's size and discriminator (the reference fetches every account the program
+    owns, which some public RPCs refuse), then reads the coordinator accounts in batches of 100.
+    Runs whose coordinator account is missing or not decodable are skipped, as the reference does.
+    """
+    keyed = rpc.get_program_accounts(
+        programs.coordinator,
+        [CoordinatorInstance.SIZE, (0, CoordinatorInstance.DISCRIMINATOR)],
+    )
+    instances: list[tuple[Pubkey, CoordinatorInstance]] = []
+    for address, data in keyed:
+        try:
+            instances.append((address, CoordinatorInstance.decode(data)))
+        except AccountDecodeError:
+            continue
+    infos = rpc.get_multiple_accounts([inst.coordinator_account for _, inst in instances])
+    runs: list[Run] = []
+    for (address, instance), info in zip(instances, infos, strict=True):
+        if info is None:
+            continue
+        try:
+            runs.append(Run(address, instance, CoordinatorAccount.decode(info.data)))
+        except AccountDecodeError:
+            continue
+    return runs
+
+
+@dataclass(frozen=True, slots=True)
+class JoinCheck:
+    """Whether ``user`` may join a run, and through which authorization grantee."""
+
+    run: Run
+    user: Pubkey
+    grantee: Pubkey | None  # the grantee whose authorization admits the user; None = not authorized
+    tried: tuple[tuple[Pubkey, Pubkey, str], ...]  # (grantee, authorization PDA, outcome) in order
+    already_in_epoch: bool
+
+    @property
+    def authorized(self) -> bool:
+        return self.grantee is not None
+
+    @property
+    def can_join(self) -> bool:
+        return self.authorized and not self.already_in_epoch and self.run.state != RunState.Finished
+
+
+def authorization_grantees(user: Pubkey, authorizer: Pubkey | None) -> list[Pubkey]:
+    """Grantees to try, in the reference's order: anyone (111…1), the user's own key, the AUTHORIZER key."""
+    order = [PERMISSIONLESS_GRANTEE, user]
+    if authorizer is not None:
+        order.append(authorizer)
+    seen: list[Pubkey] = []
+    for key in order:
+        if key not in seen:
+            seen.append(key)
+    return seen
+
+
+def _authorization_outcome(
+    info: AccountInfo | None, join_authority: Pubkey, user: Pubkey, programs: ProgramIds
+) -> str:
+    if info is None or info.lamports == 0:
+        return "no authorization account"
+    if info.owner != programs.authorizer:
+        return f"account not owned by the authorizer program ({info.owner})"
+    try:
+        auth = Authorization.decode(info.data)
+    except AccountDecodeError as exc:
+        return f"not an authorization ({exc})"
+    if not auth.active:
+        return "authorization inactive"
+    if auth.is_valid_for(join_authority, user, JOIN_RUN_AUTHORIZATION_SCOPE):
+        return "valid"
+    if auth.grantee not in (PERMISSIONLESS_GRANTEE, user):
+        return f"{user} is neither the grantee nor one of its {len(auth.delegates)} delegate(s)"
+    return "authorization does not match this run's join authority or scope"
+
+
+def check_join(
+    rpc: AccountReader,
+    run_id: str,
+    user: Pubkey,
+    authorizer: Pubkey | None = None,
+    programs: ProgramIds = DEFAULT_PROGRAM_IDS,
+) -> JoinCheck:
+    """Decide whether ``user`` may join ``run_id`` in two RPC round trips.
+
+    Trip 1 reads the instance (for the join authority); trip 2 reads, in one getMultipleAccounts, the
+    coordinator account and every candidate authorization PDA.
+    """
+    address = pda.coordinator_instance(run_id, program_id=programs.coordinator)
+    instance = _decode_instance(rpc.get_account_info(address), address, run_id, programs)
+    grantees = authorization_grantees(user, authorizer)
+    pdas = [pda.authorization(instance.join_authority, g, program_id=programs.authorizer) for g in grantees]
+    infos = rpc.get_multiple_accounts([instance.coordinator_account, *pdas])
+    coordinator = _decode_coordinator(infos[0], instance.coordinator_account, run_id)
+    run = Run(address, instance, coordinator)
+    tried: list[tuple[Pubkey, Pubkey, str]] = []
+    chosen: Pubkey | None = None
+    for grantee, auth_address, info in zip(grantees, pdas, infos[1:], strict=True):
+        outcome = _authorization_outcome(info, instance.join_authority, user, programs)
+        tried.append((grantee, auth_address, outcome))
+        if outcome == "valid":
+            chosen = grantee
+            break
+    in_epoch = not coordinator.run_state.halted and any(
+        c.signer == user for c in coordinator.epoch_state.clients
+    )
+    return JoinCheck(run, user, chosen, tuple(tried), in_epoch)
+
+
+def require_authorized(check: JoinCheck) -> Pubkey:
+    """The grantee to pass to the client as AUTHORIZER, or NotAuthorized naming the run, key and reasons."""
+    if check.grantee is not None:
+        return check.grantee
+    reasons = "; ".join(f"grantee {g}: {outcome}" for g, _, outcome in check.tried)
+    raise NotAuthorized(
+        f"{check.user} is not authorized to join run {check.run.run_id!r} ({reasons})",
+        hint="ask the run owner for a join authorization, or set AUTHORIZER to the key that authorized you "
+        "if this wallet is a delegate; check with `run-manager can-join`",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Rewards:
+    """A user's points and the treasurer's ability to pay them (1 point = 1 base unit of collateral)."""
+
+    run: Run
+    treasurer_address: Pubkey
+    treasurer: TreasurerRun
+    mint: Mint
+    user: Pubkey
+    earned: int
+    claimed: int
+    participant_exists: bool
+    user_token_account: Pubkey
+    user_token_balance: int | None  # None: the associated token account does not exist yet
+    treasury_balance: int
+
+    @property
+    def unclaimed(self) -> int:
+        return max(self.earned - self.claimed, 0)
+
+    @property
+    def claimable(self) -> int:
+        """What a claim pays now: min(unclaimed, what the treasury holds)."""
+        return min(self.unclaimed, self.treasury_balance)
+
+
+def earned_points(coordinator: CoordinatorAccount, user: Pubkey) -> int:
+    """Points of the first ledger entry whose signer is ``user`` (0 if the user never joined)."""
+    for client in coordinator.clients_state.clients:
+        if client.signer == user:
+            return client.earned
+    return 0
+
+
+def fetch_treasurer(
+    rpc: AccountReader, run_id: str, index: int | None = None, programs: ProgramIds = DEFAULT_PROGRAM_IDS
+) -> tuple[Pubkey, TreasurerRun] | None:
+    """The treasurer Run PDA of ``run_id`` (default index from sha256(run_id)), or None if there is none."""
+    address = pda.treasurer_run(
+        pda.treasurer_index(run_id) if index is None else index, program_id=programs.treasurer
+    )
+    info = rpc.get_account_info(address)
+    if info is None or info.lamports == 0:
+        return None
+    return address, TreasurerRun.decode(info.data)
+
+
+def fetch_rewards(
+    rpc: AccountReader,
+    run_id: str,
+    user: Pubkey,
+    index: int | None = None,
+    programs: ProgramIds = DEFAULT_PROGRAM_IDS,
+) -> Rewards:
+    """Earned, claimed and claimable points of ``user`` in a treasurer-backed run."""
+    run = fetch_run(rpc, run_id, programs)
+    found = fetch_treasurer(rpc, run_id, index, programs)
+    if found is None:
+        raise AccountNotFound(f"run {run_id!r} has no treasurer; treasurer run", "(none)")
+    treasurer_address, treasurer = found
+    mint_key = treasurer.collateral_mint
+    participant_address = pda.participant(treasurer_address, user, program_id=programs.treasurer)
+    user_ata = pda.associated_token_account(user, mint_key)
+    run_ata = pda.associated_token_account(treasurer_address, mint_key)
+    mint_info, participant_info, user_ata_info, run_ata_info = rpc.get_multiple_accounts(
+        [mint_key, participant_address, user_ata, run_ata]
+    )
+    if mint_info is None:
+        raise AccountNotFound("collateral mint", str(mint_key))
+    mint = Mint.decode(mint_info.data)
+    claimed = 0
+    if participant_info is not None and participant_info.lamports > 0:
+        claimed = Participant.decode(participant_info.data).claimed_earned_points
+    user_balance = None if user_ata_info is None else TokenAccount.decode(user_ata_info.data).amount
+    treasury = 0 if run_ata_info is None else TokenAccount.decode(run_ata_info.data).amount
+    return Rewards(
+        run=run,
+        treasurer_address=treasurer_address,
+        treasurer=treasurer,
+        mint=mint,
+        user=user,
+        earned=earned_points(run.coordinator, user),
+        claimed=claimed,
+        participant_exists=participant_info is not None and participant_info.lamports > 0,
+        user_token_account=user_ata,
+        user_token_balance=user_balance,
+        treasury_balance=treasury,
+    )
