@@ -81,7 +81,7 @@ def test_values_and_sources_from_file(envdir: Path) -> None:
 
 
 def test_quotes_are_removed_once(envdir: Path) -> None:
-    env = write("RUN_ID='\"quoted\"'\nNVIDIA_DRIVER_CAPABILITIES=\"all\"\n")
+    env = write('RUN_ID=\'"quoted"\'\nNVIDIA_DRIVER_CAPABILITIES="all"\n')
     settings = load_settings(env, {})
     assert settings.run_id == '"quoted"'
     assert settings.nvidia_driver_capabilities == "all"
@@ -154,7 +154,10 @@ def test_backup_endpoints_in_order_and_duplicate_of_primary_dropped() -> None:
         "WS_RPC_3": "wss://three",
     }
     settings = load_settings(None, environ)
-    assert settings.endpoints == (Endpoint("http://one", "ws://one"), Endpoint("https://three", "wss://three"))
+    assert settings.endpoints == (
+        Endpoint("http://one", "ws://one"),
+        Endpoint("https://three", "wss://three"),
+    )
 
 
 def test_empty_backup_pair_is_unset() -> None:
@@ -173,13 +176,17 @@ def test_empty_backup_pair_is_unset() -> None:
             "RPC=http://x\nWS_RPC=http://x\n",
             "WS_RPC in .env.local:2: not a ws(s) URL: 'http://x'; use ws:// or wss://",
         ),
-        ("RPC=http://\n", "RPC in .env.local:1: URL has no host: 'http://'; write it as http://host[:port][/path]"),
+        (
+            "RPC=http://\n",
+            "RPC in .env.local:1: URL has no host: 'http://'; write it as http://host[:port][/path]",
+        ),
         ("RPC=\n", f"RPC in .env.local:1: empty; remove the line to use {DEFAULT_RPC}"),
         ("RPC_2=http://b\n", "RPC_2 in .env.local:1: set without WS_RPC_2; set both RPC_2 and WS_RPC_2"),
         ("\nWS_RPC_2=ws://b\n", "WS_RPC_2 in .env.local:2: set without RPC_2; set both RPC_2 and WS_RPC_2"),
         (
             "RPC_3=http://c\nWS_RPC_3=ws://c\n",
-            "RPC_3 in .env.local:1: ignored because RPC_2/WS_RPC_2 is not set; number backups from 2 without gaps",
+            "RPC_3 in .env.local:1: ignored because RPC_2/WS_RPC_2 is not set; "
+            "number backups from 2 without gaps",
         ),
         (
             "RPC_1=http://c\nWS_RPC_1=ws://c\n",
@@ -211,7 +218,8 @@ def test_environment_source_is_named() -> None:
     [
         (
             "RUN_ID=\n",
-            "RUN_ID in .env.local:1: empty; remove the line to discover runs automatically, or set the run's id",
+            "RUN_ID in .env.local:1: empty; "
+            "remove the line to discover runs automatically, or set the run's id",
         ),
         (
             "RUN_ID=" + "x" * 33 + "\n",
@@ -278,7 +286,10 @@ def test_missing_file(envdir: Path) -> None:
 
 def test_unreadable_file(envdir: Path) -> None:
     Path("adir").mkdir()
-    assert error_of(Path("adir")) == "--env-file adir: cannot read it (Is a directory); check the path and its permissions"
+    assert (
+        error_of(Path("adir"))
+        == "--env-file adir: cannot read it (Is a directory); check the path and its permissions"
+    )
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any file")
@@ -297,7 +308,10 @@ def test_not_utf8(envdir: Path) -> None:
 
 def test_line_without_equals(envdir: Path) -> None:
     env = write("RUN_ID=x\n\nFOO\n")
-    assert error_of(env) == "FOO in .env.local:3: no '=' on this line; write FOO=<value> or comment it out with #"
+    assert (
+        error_of(env)
+        == "FOO in .env.local:3: no '=' on this line; write FOO=<value> or comment it out with #"
+    )
 
 
 def test_line_without_equals_that_may_be_a_key_is_not_echoed(envdir: Path) -> None:
@@ -341,7 +355,12 @@ def test_raw_key_never_in_repr_or_describe(envdir: Path) -> None:
     assert settings.raw_wallet_private_key == Secret(secret)
     assert settings.raw_wallet_private_key is not None
     assert settings.raw_wallet_private_key.reveal() == secret
-    for text in (repr(settings), str(settings), repr(settings.raw_wallet_private_key), str(settings.describe())):
+    for text in (
+        repr(settings),
+        str(settings),
+        repr(settings.raw_wallet_private_key),
+        str(settings.describe()),
+    ):
         assert secret not in text
         assert "hf_abc123" not in text
     described = {name: value for name, value, _ in settings.describe()}
@@ -366,5 +385,5 @@ def test_b58decode_known_vectors() -> None:
     assert b58decode("2g") == b"a"
     assert is_pubkey(PUBKEY)
     assert not is_pubkey("1111")
-    with pytest.raises(ValueError, match="^character 3 is not in the base58 alphabet$"):
+    with pytest.raises(ValueError, match=r"^character 3 is not in the base58 alphabet$"):
         b58decode("110")

@@ -119,7 +119,8 @@ def test_missing_default_file(tmp_path: Path) -> None:
     err = wallet_error({"HOME": str(home)})
     path = home / ".config/solana/id.json"
     assert err.message == (
-        f"Failed to read wallet file from: {path} (no such file; path from the default ~/.config/solana/id.json)"
+        f"Failed to read wallet file from: {path} "
+        "(no such file; path from the default ~/.config/solana/id.json)"
     )
     assert err.hint is not None and "solana-keygen new" in err.hint
 
@@ -128,14 +129,16 @@ def test_missing_named_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.json"
     err = wallet_error({"WALLET_PRIVATE_KEY_PATH": str(path)})
     assert err.message == (
-        f"Failed to read wallet file from: {path} (no such file; path from WALLET_PRIVATE_KEY_PATH in the environment)"
+        f"Failed to read wallet file from: {path} "
+        "(no such file; path from WALLET_PRIVATE_KEY_PATH in the environment)"
     )
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
     err = wallet_error({"WALLET_PATH": str(tmp_path)})
     assert err.message == (
-        f"Failed to read wallet file from: {tmp_path} (Is a directory; path from WALLET_PATH in the environment)"
+        f"Failed to read wallet file from: {tmp_path} "
+        "(Is a directory; path from WALLET_PATH in the environment)"
     )
 
 
@@ -150,8 +153,14 @@ def test_no_home_and_no_wallet() -> None:
         (json.dumps(list(KEY_BYTES[:63])), "JSON key array has 63 numbers, expected 64"),
         (json.dumps([*KEY_BYTES[:63], 256]), "JSON key array item 63 is not a byte (an integer 0 to 255)"),
         (json.dumps([*KEY_BYTES[:63], -1]), "JSON key array item 63 is not a byte (an integer 0 to 255)"),
-        (json.dumps(["1"] + list(KEY_BYTES[1:])), "JSON key array item 0 is not a byte (an integer 0 to 255)"),
-        (json.dumps([True] + list(KEY_BYTES[1:])), "JSON key array item 0 is not a byte (an integer 0 to 255)"),
+        (
+            json.dumps(["1", *KEY_BYTES[1:]]),
+            "JSON key array item 0 is not a byte (an integer 0 to 255)",
+        ),
+        (
+            json.dumps([True, *KEY_BYTES[1:]]),
+            "JSON key array item 0 is not a byte (an integer 0 to 255)",
+        ),
         ("[1, 2,", "not a valid JSON array (Expecting value at char 6)"),
         (KEY_B58[:10] + "0" + KEY_B58[11:], "not valid base58 (character 11 is not in the base58 alphabet)"),
         (b58encode(KEY_BYTES[:32]), "base58 key decodes to 32 bytes, expected 64"),
@@ -168,7 +177,8 @@ def test_mismatched_halves_are_rejected() -> None:
     spliced = KEY_BYTES[:32] + bytes(other.pubkey())
     err = wallet_error({"RAW_WALLET_PRIVATE_KEY": json.dumps(list(spliced))})
     assert err.message == (
-        "RAW_WALLET_PRIVATE_KEY in the environment: the public half of the keypair does not match its secret half"
+        "RAW_WALLET_PRIVATE_KEY in the environment: "
+        "the public half of the keypair does not match its secret half"
     )
 
 

@@ -194,6 +194,7 @@ def _find_main_job() -> Callable[[App], int | None] | None:
 
 
 @click.group(
+    "run-manager",
     cls=LazyGroup,
     lazy_commands=COMMANDS,
     invoke_without_command=True,
