@@ -326,6 +326,18 @@ def test_ui_lines_and_table_are_plain_and_unwrapped() -> None:
     assert out.getvalue().endswith('{"k": [1]}\n')
 
 
+def test_ui_table_never_truncates_cells() -> None:
+    ui, out, _ = UI.for_tests(width=20)
+    key = "4SHugWqSXwKE5fqDchkJcPEqnoZE22VYKtSTVm7axbT7"
+    ui.table(["name", "value"], [["COORDINATOR", key], ["x", "y"]], title="ids")
+    assert out.getvalue().splitlines() == [
+        "ids",
+        "name         value",
+        f"COORDINATOR  {key}",
+        "x            y",
+    ]
+
+
 def test_ui_honours_no_color_and_ci() -> None:
     import io
 

@@ -139,7 +139,7 @@ class Settings:
         for name, value in shown.items():
             rows.append((name, "(unset)" if value is None else value, self.sources.get(name, DEFAULT)))
         for name in sorted(set(self.passthrough) - {row[0] for row in rows}):
-            value = "***" if is_secret_name(name) else self.passthrough[name]
+            value = "***" if is_secret_name(name) else (self.passthrough[name] or "(empty)")
             rows.append((name, value, self.sources.get(name, DEFAULT)))
         return rows
 

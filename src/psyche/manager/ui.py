@@ -8,7 +8,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Literal
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from psyche.manager.constants import AppEnvVars
@@ -102,13 +101,17 @@ class UI:
         *,
         title: str | None = None,
     ) -> None:
-        """A table of strings on stdout; cells are plain text, never markup."""
-        table = Table(title=title, header_style=STYLES["header"], show_edge=False, box=None, pad_edge=False)
-        for column in columns:
-            table.add_column(column, overflow="fold")
+        """Aligned plain-text columns on stdout; cells are never markup, never wrapped nor truncated."""
+        # Not rich.Table: it folds or drops cells to fit the terminal; pubkeys and URLs must stay whole.
+        widths = [max([len(column), *(len(row[i]) for row in rows)]) for i, column in enumerate(columns)]
+        if title:
+            self.out.print(Text(title, style=STYLES["header"]), soft_wrap=True)
+        header = Text("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+        header.stylize(STYLES["header"])
+        self.out.print(header, soft_wrap=True)
         for row in rows:
-            table.add_row(*(Text(cell) for cell in row))
-        self.out.print(table)
+            line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            self.out.print(Text(line), soft_wrap=True)
 
     @contextlib.contextmanager
     def status(self, message: str) -> Iterator[None]:
