@@ -20,7 +20,13 @@ from typing import Literal
 
 from psyche.errors import ClientExited, ImagePullFailed, RunManagerError, VersionMismatch
 from psyche.manager import events as ev
-from psyche.manager.images import DEFAULT_LOCAL_REPOSITORY, DEFAULT_REPOSITORY, ImageRef, image_for_version
+from psyche.manager.images import (
+    DEFAULT_LOCAL_REPOSITORY,
+    DEFAULT_REPOSITORY,
+    ImageRef,
+    image_for_version,
+    validate_client_version,
+)
 from psyche.manager.logs import parse_log_line, split_lines
 from psyche.manager.runtime import ContainerHandle, ContainerRuntime, ContainerSpec, Stream
 
@@ -74,6 +80,7 @@ class LaunchConfig:
     shm_size: str = "1g"
     devices: tuple[str, ...] = ()
     timestamps: bool = False
+    extra_labels: Mapping[str, str] = field(default_factory=dict)
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def scope_labels(self) -> dict[str, str]:
@@ -87,6 +94,7 @@ class LaunchConfig:
             image=image.reference,
             env={**self.env, "RUN_ID": self.run_id, "CLIENT_VERSION": image.client_version},
             labels={
+                **self.extra_labels,
                 **self.scope_labels(),
                 LABEL_INSTANCE: self.instance_id,
                 LABEL_CLIENT_VERSION: image.client_version,
@@ -141,6 +149,14 @@ class _Wake:
 
 
 _Msg = _Log | _StreamEnd | _Exit | _Progress | _Done | _Wake
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepull:
+    task: int  # 0 when nothing is pulled (--local)
+    version: str
+    image: ImageRef
+    began: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,9 +227,9 @@ class Supervisor:
 
     def run(self) -> int:
         """Supervise until the client finishes (0), a stop is requested (0), or giving up (raises)."""
-        self._remove_orphans()
         policy = self._policy
-        version = self._read_version()
+        version = validate_client_version(self._read_version())  # refused before any Docker call
+        self._remove_orphans()
         ready: ImageRef | None = None
         crashes = mismatches = 0
         while True:
@@ -350,7 +366,7 @@ class Supervisor:
         drain_until = 0.0
         stopping = user_stop = killed = False
         swap: tuple[str, ImageRef] | None = None
-        prepull: tuple[int, str, ImageRef] | None = None
+        prepull: _Prepull | None = None
         gone = False
         try:
             while True:
@@ -367,10 +383,10 @@ class Supervisor:
                         pass
                     elif notice == image.client_version:
                         prepull = None  # back to the running version (or a pause): nothing to swap to
-                    elif prepull is None or prepull[1] != notice:
+                    elif prepull is None or prepull.version != notice:
                         prepull = self._prepare_swap(image.client_version, notice)
-                        if prepull is not None and prepull[0] == 0:  # --local: nothing to pull
-                            swap = (prepull[1], prepull[2])
+                        if prepull is not None and prepull.task == 0:  # --local: nothing to pull
+                            swap = (prepull.version, prepull.image)
                             stopping = self._begin_stop(task, handle, f"client_version changed to {notice!r}")
                 elif not open_streams or time.monotonic() >= drain_until:
                     break
@@ -378,7 +394,7 @@ class Supervisor:
                 if (
                     msg is None
                     or isinstance(msg, _Wake)
-                    or msg.task not in (task, prepull[0] if prepull else -1)
+                    or msg.task not in (task, prepull.task if prepull else -1)
                 ):
                     continue
                 elif isinstance(msg, _Log):
@@ -395,14 +411,14 @@ class Supervisor:
                     drain_until = time.monotonic() + self._policy.log_drain_timeout
                 elif isinstance(msg, _Progress):
                     self._emit(msg.progress)
-                elif isinstance(msg, _Done) and prepull is not None and msg.task == prepull[0]:
-                    _, new_version, new_image = prepull
+                elif isinstance(msg, _Done) and prepull is not None and msg.task == prepull.task:
+                    new_version, new_image, began = prepull.version, prepull.image, prepull.began
                     prepull = None
                     if msg.error is not None:
                         self._emit(ev.PullFailed(new_image.reference, 1, str(msg.error), None))
                         self._emit(ev.Notice(f"keeping client_version {image.client_version!r} running"))
                     elif code is None and not stopping:
-                        self._emit(ev.PullDone(new_image.reference, 0.0))
+                        self._emit(ev.PullDone(new_image.reference, self._monotonic() - began))
                         swap = (new_version, new_image)
                         stopping = self._begin_stop(
                             task, handle, f"client_version changed to {new_version!r}"
@@ -423,7 +439,7 @@ class Supervisor:
             return _Outcome("swap", code, seconds, version=swap[0], image=swap[1])
         return _Outcome("exited", code, seconds)
 
-    def _prepare_swap(self, old: str, new: str) -> tuple[int, str, ImageRef] | None:
+    def _prepare_swap(self, old: str, new: str) -> _Prepull | None:
         """Resolve ``new`` and start pulling it while the old client runs; task 0 means nothing to pull."""
         launch = self._launch
         try:
@@ -443,9 +459,9 @@ class Supervisor:
                 self._emit(ev.Notice(f"local image {image.reference} not found; keeping the running client"))
                 return None
             self._emit(ev.UsingLocalImage(image.reference))
-            return (0, new, image)
+            return _Prepull(0, new, image, self._monotonic())
         self._emit(ev.PullStarted(image.reference, 1, background=True))
-        return (self._start_pull(image), new, image)
+        return _Prepull(self._start_pull(image), new, image, self._monotonic())
 
     def _begin_stop(self, task: int, handle: ContainerHandle, reason: str) -> bool:
         grace = self._policy.stop_grace

@@ -1,0 +1,474 @@
+"""The supervisor's decisions, asserted on its event list, with a scripted FakeRuntime and a fake clock."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from psyche.errors import (
+    ClientExited,
+    GpuRuntimeMissing,
+    ImagePullFailed,
+    InvalidClientVersion,
+    VersionMismatch,
+)
+from psyche.manager import events as ev
+from psyche.manager.runtime import ContainerInfo
+from psyche.manager.supervisor import (
+    LABEL_CLIENT_VERSION,
+    LABEL_INSTANCE,
+    LABEL_MANAGED,
+    LABEL_RUN_ID,
+    LaunchConfig,
+    RestartPolicy,
+    Supervisor,
+)
+from tests.fake_runtime import SIGKILL_EXIT, SIGTERM_EXIT, FakeClock, FakeRuntime, Script
+
+REPO = "127.0.0.1:5000/psyche-client"
+V1 = f"{REPO}:v1"
+V2 = f"{REPO}:v2"
+SECRET = "[1,2,3,4]"
+
+
+@dataclass
+class Rig:
+    clock: FakeClock
+    runtime: FakeRuntime
+    supervisor: Supervisor
+    events: list[ev.Event] = field(default_factory=list)
+
+    def of(self, kind: type) -> list[ev.Event]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def manager_events(self) -> list[ev.Event]:
+        """Everything but pull progress (checked separately), in order."""
+        return [e for e in self.events if not isinstance(e, ev.PullProgress)]
+
+
+def versions(*values: str) -> Callable[[], str]:
+    """A version source returning ``values`` in turn, then the last one forever."""
+    remaining = list(values)
+
+    def read() -> str:
+        return remaining.pop(0) if len(remaining) > 1 else remaining[0]
+
+    return read
+
+
+def rig(
+    scripts: list[Script],
+    source: Callable[[], str] | None = None,
+    *,
+    policy: RestartPolicy | None = None,
+    launch: LaunchConfig | None = None,
+    hook: Callable[[ev.Event], None] | None = None,
+    **runtime_options: object,
+) -> Rig:
+    clock = FakeClock()
+    runtime = FakeRuntime(clock, scripts, **runtime_options)  # type: ignore[arg-type]
+    events: list[ev.Event] = []
+
+    def on_event(event: ev.Event) -> None:
+        events.append(event)
+        if hook is not None:
+            hook(event)
+
+    supervisor = Supervisor(
+        runtime,
+        launch
+        or LaunchConfig(
+            run_id="run-1",
+            env={"RPC": "http://rpc", "RAW_WALLET_PRIVATE_KEY": SECRET},
+            repository=REPO,
+            instance_id="inst0001",
+        ),
+        source or versions("v1"),
+        on_event=on_event,
+        policy=policy or RestartPolicy(),
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+        poll_interval=0.005,
+    )
+    return Rig(clock, runtime, supervisor, events)
+
+
+def pulled(image: str, *, background: bool = False) -> list[ev.Event]:
+    return [ev.PullStarted(image, 1, background=background), ev.PullDone(image, 0.0)]
+
+
+def test_happy_path_pulls_runs_streams_and_finishes_zero() -> None:
+    r = rig([Script(exit_code=0, stdout=("hello", "wörld"), stderr=("warn",), runs_for=3.0)])
+
+    assert r.supervisor.run() == 0
+
+    logs = r.of(ev.LogLine)
+    assert [e for e in logs if e.stream == "stdout"] == [ev.LogLine("hello"), ev.LogLine("wörld")]
+    assert [e for e in logs if e.stream == "stderr"] == [ev.LogLine("warn", "stderr")]
+    assert [e for e in r.manager_events() if not isinstance(e, ev.LogLine)] == [
+        ev.ImageResolved("v1", V1, local=False),
+        *pulled(V1),
+        ev.ContainerStarted("c1", "psyche-client-run-1-inst0001-1", V1, "v1"),
+        ev.ContainerExited("c1", 0, 3.0),
+        ev.ContainerRemoved("c1"),
+        ev.Finished(0),
+    ]
+    # Log lines come between the start and the exit, never after.
+    kinds = [type(e) for e in r.manager_events()]
+    assert kinds.index(ev.ContainerStarted) < kinds.index(ev.LogLine) < kinds.index(ev.ContainerExited)
+    assert r.of(ev.PullProgress) == [
+        ev.PullProgress("aaa111", "Downloading", 1, 2),
+        ev.PullProgress("aaa111", "Pull complete"),
+    ]
+    assert r.runtime.live() == []
+
+
+def test_container_spec_carries_env_labels_and_flags_but_no_secret_in_repr() -> None:
+    launch = LaunchConfig(
+        run_id="run/1",
+        env={
+            "RPC": "http://rpc",
+            "RAW_WALLET_PRIVATE_KEY": SECRET,
+            "CLIENT_VERSION": "stale",
+            "HF_TOKEN": "t",
+        },
+        repository=REPO,
+        scratch_dir="/data/scratch",
+        devices=("/dev/infiniband",),
+        entrypoint="/bin/bash",
+        command=("-c", "echo hi"),
+        extra_labels={"team": "a"},
+        instance_id="abcdef0123",
+    )
+    r = rig([Script()], launch=launch)
+    r.supervisor.run()
+
+    (spec,) = r.runtime.specs
+    assert spec.image == V1
+    assert dict(spec.env) == {
+        "RPC": "http://rpc",
+        "RAW_WALLET_PRIVATE_KEY": SECRET,
+        "HF_TOKEN": "t",
+        "RUN_ID": "run/1",
+        "CLIENT_VERSION": "v1",  # always the image's version, whatever the .env said
+    }
+    assert dict(spec.labels) == {
+        "team": "a",
+        LABEL_MANAGED: "true",
+        LABEL_RUN_ID: "run/1",
+        LABEL_INSTANCE: "abcdef0123",
+        LABEL_CLIENT_VERSION: "v1",
+    }
+    assert (spec.gpus, spec.privileged, spec.network_mode, spec.shm_size) == (True, False, "host", "1g")
+    assert (spec.scratch_dir, spec.devices, spec.entrypoint, spec.command) == (
+        "/data/scratch",
+        ("/dev/infiniband",),
+        "/bin/bash",
+        ("-c", "echo hi"),
+    )
+    assert spec.name == "psyche-client-run-1-abcdef01-1"
+    assert SECRET not in repr(spec) and SECRET not in repr(launch)
+
+
+def test_exit_10_with_a_changed_version_runs_the_new_image_without_sleeping() -> None:
+    r = rig([Script(exit_code=10, runs_for=2.0), Script(exit_code=0)], versions("v1", "v2"))
+
+    assert r.supervisor.run() == 0
+
+    assert [e for e in r.manager_events() if not isinstance(e, ev.LogLine)] == [
+        ev.ImageResolved("v1", V1, local=False),
+        *pulled(V1),
+        ev.ContainerStarted("c1", "psyche-client-run-1-inst0001-1", V1, "v1"),
+        ev.ContainerExited("c1", 10, 2.0),
+        ev.ContainerRemoved("c1"),
+        ev.VersionChanged("v1", "v2", live=False),
+        ev.ImageResolved("v2", V2, local=False),
+        *pulled(V2),
+        ev.ContainerStarted("c2", "psyche-client-run-1-inst0001-2", V2, "v2"),
+        ev.ContainerExited("c2", 0, 1.0),
+        ev.ContainerRemoved("c2"),
+        ev.Finished(0),
+    ]
+    assert r.clock.slept == 0.0
+    assert r.runtime.specs[1].env["CLIENT_VERSION"] == "v2"
+
+
+def test_exit_10_on_an_unchanged_version_backs_off_then_gives_up_with_code_10() -> None:
+    policy = RestartPolicy(max_version_retries=2, backoff_base=5.0, backoff_cap=60.0)
+    r = rig([Script(exit_code=10, stdout=(f"mismatch {i}",)) for i in range(3)], policy=policy)
+
+    with pytest.raises(VersionMismatch) as raised:
+        r.supervisor.run()
+
+    assert raised.value.exit_code == 10
+    assert "3 times" in str(raised.value) and "'v1'" in str(raised.value)
+    assert r.of(ev.Restarting) == [
+        ev.Restarting(1, 5.0, "exit code 10 (version mismatch) but client_version is still 'v1'"),
+        ev.Restarting(2, 10.0, "exit code 10 (version mismatch) but client_version is still 'v1'"),
+    ]
+    assert r.of(ev.GivingUp) == [
+        ev.GivingUp("exit code 10 on an unchanged client_version 'v1'", 10, ("mismatch 2",))
+    ]
+    assert r.clock.slept == pytest.approx(15.0)
+    assert [c for c in r.runtime.calls if c[0] == "run"] == [("run", V1)] * 3
+    assert r.runtime.live() == []
+
+
+def test_crash_loop_backs_off_exponentially_then_gives_up_with_the_last_lines() -> None:
+    policy = RestartPolicy(max_restarts=3, backoff_base=1.0, backoff_cap=3.0, last_lines=2)
+    crash = [Script(exit_code=3, stdout=(f"step {i}", f"boom {i}"), runs_for=1.0) for i in range(4)]
+    r = rig(crash, policy=policy)
+
+    with pytest.raises(ClientExited) as raised:
+        r.supervisor.run()
+
+    assert (raised.value.code, raised.value.exit_code) == (3, 1)
+    assert r.of(ev.Restarting) == [
+        ev.Restarting(1, 1.0, "exit code 3"),
+        ev.Restarting(2, 2.0, "exit code 3"),
+        ev.Restarting(3, 3.0, "exit code 3"),  # capped
+    ]
+    assert r.of(ev.GivingUp) == [
+        ev.GivingUp("exit code 3, 4 quick failures in a row", 3, ("step 3", "boom 3"))
+    ]
+    assert r.manager_events()[-1] == r.of(ev.GivingUp)[0]
+    assert r.runtime.live() == []
+
+
+def test_a_healthy_run_resets_the_crash_counter() -> None:
+    policy = RestartPolicy(max_restarts=1, healthy_after=120.0, backoff_base=1.0)
+    scripts = [
+        Script(exit_code=1, runs_for=5.0),
+        Script(exit_code=1, runs_for=500.0),  # healthy for long enough: the counter starts over
+        Script(exit_code=1, runs_for=5.0),
+    ]
+    r = rig(scripts, policy=policy)
+
+    with pytest.raises(ClientExited):
+        r.supervisor.run()
+
+    # Without the reset the second failure would already exceed max_restarts=1.
+    assert [e.attempt for e in r.of(ev.Restarting)] == [1, 1]
+    assert len(r.of(ev.ContainerStarted)) == 3
+
+
+def test_a_crash_restart_picks_up_a_version_changed_during_the_backoff() -> None:
+    r = rig(
+        [Script(exit_code=1), Script(exit_code=0)], versions("v1", "v2"), policy=RestartPolicy(backoff_base=1)
+    )
+
+    assert r.supervisor.run() == 0
+
+    assert ev.VersionChanged("v1", "v2", live=False) in r.events
+    assert [c for c in r.runtime.calls if c[0] == "run"] == [("run", V1), ("run", V2)]
+
+
+def test_live_version_change_pulls_while_the_old_client_runs_then_swaps() -> None:
+    holder: list[Supervisor] = []
+    old = Script(
+        until_stopped=True, stdout=("training",), on_running=lambda: holder[0].notify_version_changed("v2")
+    )
+    r = rig([old, Script(exit_code=0)])
+    holder.append(r.supervisor)
+
+    assert r.supervisor.run() == 0
+
+    assert r.runtime.running_during_pull[V2] == ["c1"]  # pre-pulled while the old one still ran
+    order = [c for c in r.runtime.calls if c[0] in ("pull", "run", "stop", "remove")]
+    assert order == [
+        ("pull", V1),
+        ("run", V1),
+        ("pull", V2),
+        ("stop", "c1"),
+        ("remove", "c1"),
+        ("run", V2),
+        ("remove", "c2"),
+    ]
+    assert [e for e in r.manager_events() if not isinstance(e, ev.LogLine)] == [
+        ev.ImageResolved("v1", V1, local=False),
+        *pulled(V1),
+        ev.ContainerStarted("c1", "psyche-client-run-1-inst0001-1", V1, "v1"),
+        ev.VersionChanged("v1", "v2", live=True),
+        ev.ImageResolved("v2", V2, local=False),
+        *pulled(V2, background=True),
+        ev.Stopping("c1", "client_version changed to 'v2'", 10.0),
+        ev.ContainerExited("c1", SIGTERM_EXIT, 1.0),
+        ev.ContainerRemoved("c1"),
+        ev.ImageResolved("v2", V2, local=False),
+        ev.ContainerStarted("c2", "psyche-client-run-1-inst0001-2", V2, "v2"),
+        ev.ContainerExited("c2", 0, 1.0),
+        ev.ContainerRemoved("c2"),
+        ev.Finished(0),
+    ]
+
+
+def test_a_notice_of_the_running_version_such_as_a_pause_never_stops_a_healthy_client() -> None:
+    holder: list[Supervisor] = []
+
+    def paused_then_done() -> None:
+        holder[0].notify_version_changed("v1")  # the watcher fires, but the version did not move
+        threading.Timer(0.3, r.runtime.finish, args=("c1", 0)).start()
+
+    r = rig([Script(until_stopped=True, on_running=paused_then_done)])
+    holder.append(r.supervisor)
+
+    assert r.supervisor.run() == 0
+    assert [c for c in r.runtime.calls if c[0] in ("stop", "kill")] == []
+    assert r.of(ev.VersionChanged) == [] and r.of(ev.Finished) == [ev.Finished(0)]
+
+
+def test_an_invalid_live_version_is_reported_and_the_client_keeps_running() -> None:
+    holder: list[Supervisor] = []
+
+    def bad_notice() -> None:
+        holder[0].notify_version_changed("../evil")
+        threading.Timer(0.3, r.runtime.finish, args=("c1", 0)).start()
+
+    r = rig([Script(until_stopped=True, on_running=bad_notice)])
+    holder.append(r.supervisor)
+
+    assert r.supervisor.run() == 0
+    (notice,) = r.of(ev.Notice)
+    assert "ignoring the client_version change" in notice.message and "'/'" in notice.message
+    assert [c for c in r.runtime.calls if c[0] == "stop"] == []
+
+
+def test_a_failed_pre_pull_keeps_the_old_client() -> None:
+    holder: list[Supervisor] = []
+
+    def notice() -> None:
+        holder[0].notify_version_changed("v2")
+        threading.Timer(0.3, r.runtime.finish, args=("c1", 0)).start()
+
+    r = rig([Script(until_stopped=True, on_running=notice)], pull_failures={V2: 1})
+    holder.append(r.supervisor)
+
+    assert r.supervisor.run() == 0
+    assert r.of(ev.PullFailed) == [ev.PullFailed(V2, 1, f"pulling {V2} failed: manifest unknown", None)]
+    assert ev.Notice("keeping client_version 'v1' running") in r.events
+    assert [c for c in r.runtime.calls if c[0] == "stop"] == []
+
+
+def test_stop_request_stops_and_removes_the_container_and_returns_zero() -> None:
+    holder: list[Supervisor] = []
+    r = rig([Script(until_stopped=True, stdout=("up",), on_running=lambda: holder[0].request_stop())])
+    holder.append(r.supervisor)
+
+    assert r.supervisor.run() == 0
+
+    assert [e for e in r.manager_events() if not isinstance(e, ev.LogLine)][-4:] == [
+        ev.Stopping("c1", "stop requested", 10.0),
+        ev.ContainerExited("c1", SIGTERM_EXIT, 1.0),
+        ev.ContainerRemoved("c1"),
+        ev.Stopped("stop requested"),
+    ]
+    assert r.of(ev.LogLine) == [ev.LogLine("up")]
+    assert r.runtime.live() == []
+
+
+def test_a_second_stop_request_kills_a_client_that_ignores_sigterm() -> None:
+    holder: list[Supervisor] = []
+
+    def twice() -> None:
+        holder[0].request_stop()
+        holder[0].request_stop()
+
+    r = rig([Script(until_stopped=True, ignores_term=True, on_running=twice)])
+    holder.append(r.supervisor)
+
+    assert r.supervisor.run() == 0
+    assert ev.Killing("c1") in r.events
+    assert ev.ContainerExited("c1", SIGKILL_EXIT, 1.0) in r.events
+    assert [c[0] for c in r.runtime.calls if c[0] in ("stop", "kill", "remove")] == ["stop", "kill", "remove"]
+    assert r.runtime.live() == []
+
+
+def test_a_stop_during_the_backoff_ends_without_another_start() -> None:
+    holder: list[Supervisor] = []
+
+    def stop_on_restart(event: ev.Event) -> None:
+        if isinstance(event, ev.Restarting):
+            holder[0].request_stop()
+
+    r = rig([Script(exit_code=1), Script(exit_code=0)], hook=stop_on_restart)
+    holder.append(r.supervisor)
+
+    assert r.supervisor.run() == 0
+    assert r.manager_events()[-1] == ev.Stopped("stop requested")
+    assert len(r.of(ev.ContainerStarted)) == 1
+
+
+def test_gpu_runtime_missing_is_a_clear_error_with_no_container_left() -> None:
+    r = rig([Script()], gpu_available=False)
+
+    with pytest.raises(GpuRuntimeMissing):
+        r.supervisor.run()
+
+    assert r.runtime.live() == []
+    assert r.of(ev.ContainerStarted) == [] and r.of(ev.Restarting) == []
+
+
+def test_orphans_of_this_run_are_announced_then_removed_before_the_start() -> None:
+    mine = {LABEL_MANAGED: "true", LABEL_RUN_ID: "run-1", LABEL_INSTANCE: "dead-instance"}
+    other_run = {LABEL_MANAGED: "true", LABEL_RUN_ID: "run-2", LABEL_INSTANCE: "live-instance"}
+    orphans = [
+        ContainerInfo("o1", "old-client", "Up 3 hours", mine),
+        ContainerInfo("o2", "other", "Up", other_run),
+    ]
+    r = rig([Script()], orphans=orphans)
+
+    assert r.supervisor.run() == 0
+
+    assert r.manager_events()[:3] == [
+        ev.OrphanFound("o1", "old-client", "Up 3 hours"),
+        ev.OrphanRemoved("o1", "old-client"),
+        ev.ImageResolved("v1", V1, local=False),
+    ]
+    assert r.runtime.live() == ["o2"]
+
+
+def test_invalid_client_version_is_refused_before_any_docker_call() -> None:
+    r = rig([Script()], versions("v1 beta"))
+
+    with pytest.raises(InvalidClientVersion, match="whitespace"):
+        r.supervisor.run()
+    assert r.runtime.calls == []
+
+
+def test_pull_failures_are_retried_with_backoff_then_succeed() -> None:
+    r = rig([Script()], pull_failures={V1: 2}, policy=RestartPolicy(pull_attempts=3, pull_backoff=2.0))
+
+    assert r.supervisor.run() == 0
+    error = f"pulling {V1} failed: manifest unknown"
+    assert r.of(ev.PullFailed) == [ev.PullFailed(V1, 1, error, 2.0), ev.PullFailed(V1, 2, error, 4.0)]
+    assert [e.attempt for e in r.of(ev.PullStarted)] == [1, 2, 3]
+
+
+def test_pull_failures_beyond_the_attempts_raise_naming_the_image() -> None:
+    r = rig([Script()], pull_failures={V1: 5}, policy=RestartPolicy(pull_attempts=2))
+
+    with pytest.raises(ImagePullFailed, match=re.escape(V1)):
+        r.supervisor.run()
+    assert r.of(ev.PullFailed)[-1].retry_in is None
+    assert r.of(ev.ContainerStarted) == []
+
+
+def test_local_mode_uses_the_local_image_without_pulling() -> None:
+    launch = LaunchConfig(run_id="run-1", local=True, instance_id="inst0001")
+    r = rig([Script()], launch=launch, images={"psyche-solana-client:v1"})
+
+    assert r.supervisor.run() == 0
+    assert ev.UsingLocalImage("psyche-solana-client:v1") in r.events
+    assert [c for c in r.runtime.calls if c[0] == "pull"] == []
+
+
+def test_local_mode_with_a_missing_image_says_so() -> None:
+    r = rig([Script()], launch=LaunchConfig(run_id="run-1", local=True))
+
+    with pytest.raises(ImagePullFailed, match=r"local image psyche-solana-client:v1 not found"):
+        r.supervisor.run()
+    assert r.of(ev.ContainerStarted) == []
