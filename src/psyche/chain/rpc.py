@@ -144,7 +144,7 @@ class RpcClient:
     passes, exponential backoff between passes). Other HTTP statuses (401, 403, 404 ...) move on but the
     endpoint is not retried within the request. A JSON-RPC error object is an answer: raised as
     RpcResponseError at once. When nothing answers: RpcUnavailable with every (redacted) endpoint and its
-    last error. See docs/rpc.md.
+    last error. See docs/rpc.md. One client may be shared between threads (httpx.Client is thread-safe).
     """
 
     def __init__(
