@@ -97,7 +97,13 @@ class _Doc:
         self.lines = _positions(text)
 
     def error(self, key: Key, problem: str, expected: str) -> ConfigError:
-        line = next((self.lines[key[:n]] for n in range(len(key), 0, -1) if key[:n] in self.lines), None)
+        line = self.lines.get(key)
+        if line is None:  # a table written as [key.Variant] has no line of its own: its first sub-table
+            line = min((n for k, n in self.lines.items() if k[: len(key)] == key), default=None)
+        if line is None:  # a missing key: its enclosing table
+            line = next(
+                (self.lines[key[:n]] for n in range(len(key) - 1, 0, -1) if key[:n] in self.lines), None
+            )
         where = f"{self.path}:{line}" if line is not None else str(self.path)
         return ConfigError(f"{where}: {'.'.join(key)}: {problem}; expected {expected}")
 
