@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 from solders.keypair import Keypair
 
-from psyche.errors import VersionMismatch
+from psyche.errors import ConfigError, VersionMismatch
 from psyche.manager import cli as cli_module
 from psyche.manager.app import App
 from psyche.manager.ui import UI
@@ -301,6 +301,29 @@ def test_unexpected_exception_is_a_traceback(
     err = capsys.readouterr().err
     assert "Traceback" in err
     assert "RuntimeError: a bug" in err
+
+
+# --- the App object ------------------------------------------------------------------------------
+
+
+def test_app_builds_settings_and_rpc_lazily() -> None:
+    ui, _, err = UI.for_tests()
+    environ = {"RPC": "http://a:1", "WS_RPC": "ws://a:2", "RPC_2": "http://b:1", "WS_RPC_2": "ws://b:2"}
+    app = App(ui=ui, environ=environ)
+    assert app._settings is None and app._rpc is None
+    rpc = app.rpc
+    assert rpc.endpoints == ["http://a:1", "http://b:1"]
+    assert app.rpc is rpc
+    app.close()
+    assert app._rpc is None
+    assert err.getvalue() == ""
+
+
+def test_app_settings_error_surfaces_on_first_use() -> None:
+    ui, _, _ = UI.for_tests()
+    app = App(ui=ui, environ={"RUN_ID": ""})
+    with pytest.raises(ConfigError, match=r"^RUN_ID in the environment: empty"):
+        _ = app.settings
 
 
 # --- the console facade ---------------------------------------------------------------------------

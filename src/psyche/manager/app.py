@@ -84,6 +84,12 @@ class App:
             self._rpc = RpcClient([endpoint.http for endpoint in self.settings.endpoints])
         return self._rpc
 
+    def close(self) -> None:
+        """Release what was opened (the RPC connection pool); safe to call more than once."""
+        if self._rpc is not None:
+            self._rpc.close()
+            self._rpc = None
+
     def abort(self, code: int = 1) -> NoReturn:
         """Leave with ``code`` through the injected exit (click's ctx.exit), or SystemExit without one."""
         if self.exit is not None:

@@ -269,6 +269,7 @@ def cli(
     )
     app = App(ui=UI.from_environ(environ), environ=environ, options=options, exit=ctx.exit)
     ctx.obj = app
+    ctx.call_on_close(app.close)
     if ctx.invoked_subcommand is not None:
         return
     if env_file is None:
