@@ -340,6 +340,12 @@ def test_stray_closing_quote(envdir: Path) -> None:
     )
 
 
+def test_backtick_quoting_is_unknown(envdir: Path) -> None:
+    assert error_of(write("HF_TOKEN=`abc`\n")) == (
+        "HF_TOKEN in .env.local:1: unknown quoting (backticks); use \"double\" or 'single' quotes, or none"
+    )
+
+
 def test_invalid_variable_name(envdir: Path) -> None:
     assert error_of(write("RPC-2=http://a\n")) == (
         "'RPC-2' in .env.local:1: not a valid variable name; use letters, digits and _ (no leading digit)"

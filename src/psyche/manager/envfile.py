@@ -64,6 +64,10 @@ def read_env_file(path: Path) -> dict[str, FileEntry]:
                 f"{key} in {at}: unbalanced quote at the end of the value; "
                 f"wrap the whole value in matching quotes or remove the stray quote"
             )
+        if not after_equals.startswith(("'", '"')) and value.startswith("`"):
+            raise ConfigError(
+                f"{key} in {at}: unknown quoting (backticks); use \"double\" or 'single' quotes, or none"
+            )
         entries.pop(key, None)  # a repeated key keeps the last value, as dotenv and docker do
         entries[key] = FileEntry(value, line)
     return entries
