@@ -67,3 +67,11 @@ def test_new_keys_are_deterministic_and_seed_dependent() -> None:
 def test_wrong_shape_is_rejected() -> None:
     with pytest.raises(ValueError):
         bloom.add((1, 2), bloom.EMPTY_BITS, b"x")
+
+
+def test_dataclass_helpers() -> None:
+    a, b = hashlib.sha256(b"a").digest(), hashlib.sha256(b"b").digest()
+    made = bloom.make_bloom(b"seed", [a])
+    assert bloom.bloom_contains(made, a) and not bloom.bloom_contains(made, b)
+    grown = bloom.bloom_add(made, b)
+    assert bloom.bloom_contains(grown, b) and grown.keys == made.keys

@@ -81,3 +81,8 @@ def test_trainer_indices_is_everyone_without_verification() -> None:
     assert data_selection.trainer_indices(4, 9) == [0, 1, 2, 3]
     some = data_selection.trainer_indices(10, 9, tie_breaker_tasks=0, verification_percent=50)
     assert len(some) == 5
+
+
+def test_fixed_shuffle_vector() -> None:
+    # Computed once with _reference_shuffle above.
+    assert data_selection.deterministic_shuffle(list(range(6)), 42) == [4, 2, 1, 3, 0, 5]

@@ -2,7 +2,8 @@
 
 A bloom is ``keys`` (8 u64 hash keys) and ``bits`` (16 u64 words; bit i is word i // 64, bit i % 64,
 LSB first). Item positions are ``fnv1a64(item, key) % 1024`` for each key. Functions here are pure
-and return new tuples; ``psyche.chain.accounts`` wraps the same two tuples in its ``Bloom`` dataclass.
+and return new tuples; ``make_bloom``, ``bloom_add`` and ``bloom_contains`` do the same on the
+accounts' ``Bloom`` dataclass.
 
 Keys are chosen by whoever builds the bloom (the witness). Upstream picks them at random; we derive
 them from a seed with ``new_keys(seed)`` so tests and replays are reproducible (any keys verify the
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+
+from psyche.chain.accounts.state import Bloom
 
 NUM_KEYS = 8
 NUM_WORDS = 16
@@ -75,3 +78,19 @@ def new_keys(seed: bytes) -> Keys:
         int.from_bytes(hashlib.sha256(_KEY_DOMAIN + seed + bytes((i,))).digest()[:8], "little")
         for i in range(NUM_KEYS)
     )
+
+
+def make_bloom(seed: bytes, items: Sequence[bytes] = ()) -> Bloom:
+    """A new ``Bloom`` with keys from ``seed`` holding ``items`` (e.g. sha256 of participants' signers)."""
+    keys = new_keys(seed)
+    return Bloom(keys, add_all(keys, EMPTY_BITS, items))
+
+
+def bloom_add(b: Bloom, item: bytes) -> Bloom:
+    """``b`` with ``item`` added."""
+    return Bloom(tuple(b.keys), add(b.keys, b.bits, item))
+
+
+def bloom_contains(b: Bloom, item: bytes) -> bool:
+    """Whether ``b`` may contain ``item``."""
+    return contains(b.keys, b.bits, item)
