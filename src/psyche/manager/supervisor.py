@@ -6,149 +6,41 @@ streams, wait for the exit, pull, or stop, and report back through one queue. Se
 
 from __future__ import annotations
 
-import queue
-import re
 import signal
 import threading
 import time
-import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from psyche.errors import ClientExited, ImagePullFailed, RunManagerError, VersionMismatch
 from psyche.manager import events as ev
-from psyche.manager.images import (
-    DEFAULT_LOCAL_REPOSITORY,
-    DEFAULT_REPOSITORY,
-    ImageRef,
-    image_for_version,
-    validate_client_version,
+from psyche.manager import workers as w
+from psyche.manager.images import ImageRef, image_for_version, validate_client_version
+from psyche.manager.launch import (
+    LABEL_CLIENT_VERSION,
+    LABEL_INSTANCE,
+    LABEL_MANAGED,
+    LABEL_RUN_ID,
+    VERSION_MISMATCH_EXIT,
+    LaunchConfig,
+    RestartPolicy,
 )
-from psyche.manager.logs import parse_log_line, split_lines
-from psyche.manager.runtime import ContainerHandle, ContainerRuntime, ContainerSpec, Stream
+from psyche.manager.runtime import ContainerHandle, ContainerRuntime
 
-VERSION_MISMATCH_EXIT = 10
-LABEL_MANAGED = "io.psyche.run-manager"
-LABEL_INSTANCE = "io.psyche.run-manager.instance"
-LABEL_RUN_ID = "io.psyche.run-manager.run-id"
-LABEL_CLIENT_VERSION = "io.psyche.run-manager.client-version"
-_STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
-
-
-@dataclass(frozen=True, slots=True)
-class RestartPolicy:
-    """When to restart, how long to wait, and when to give up (defaults follow the reference entrypoint)."""
-
-    max_restarts: int = 5  # restarts after consecutive quick failures; the next failure gives up
-    healthy_after: float = 120.0  # a client that ran this long resets the failure counters
-    backoff_base: float = 5.0
-    backoff_cap: float = 60.0
-    max_version_retries: int = 5  # exit-10 restarts while the on-chain client_version stays the same
-    pull_attempts: int = 3
-    pull_backoff: float = 2.0
-    stop_grace: float = 10.0  # SIGTERM -> SIGKILL
-    log_drain_timeout: float = 5.0  # after the exit, how long to wait for the last log bytes
-    last_lines: int = 40  # client lines kept for the give-up report
-
-    def backoff(self, attempt: int) -> float:
-        """Delay before restart ``attempt`` (1-based): base, 2*base, 4*base, ... capped."""
-        return float(min(self.backoff_cap, self.backoff_base * 2 ** max(0, attempt - 1)))
-
-
-@dataclass(frozen=True, slots=True)
-class LaunchConfig:
-    """What every client container gets, whatever the image. ``env`` holds the wallet key: not in the repr.
-
-    ``env`` is the whole client environment (.env variables, RPC/WS_RPC and fallbacks, AUTHORIZER,
-    RAW_WALLET_PRIVATE_KEY, parallelism, NVIDIA_DRIVER_CAPABILITIES, ...); the supervisor adds
-    RUN_ID and the CLIENT_VERSION matching the image it runs.
-    """
-
-    run_id: str
-    env: Mapping[str, str] = field(default_factory=dict, repr=False)
-    local: bool = False
-    repository: str = DEFAULT_REPOSITORY
-    local_repository: str = DEFAULT_LOCAL_REPOSITORY
-    gpus: bool = True
-    privileged: bool = False
-    entrypoint: str | None = None
-    command: tuple[str, ...] = ()
-    scratch_dir: str | None = None
-    shm_size: str = "1g"
-    devices: tuple[str, ...] = ()
-    timestamps: bool = False
-    extra_labels: Mapping[str, str] = field(default_factory=dict)
-    instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-    def scope_labels(self) -> dict[str, str]:
-        """Labels shared by every container any run-manager starts for this run (orphan search)."""
-        return {LABEL_MANAGED: "true", LABEL_RUN_ID: self.run_id}
-
-    def spec_for(self, image: ImageRef, seq: int) -> ContainerSpec:
-        """The container spec for ``image``; ``seq`` numbers containers within this instance."""
-        safe_run = re.sub(r"[^A-Za-z0-9_.-]", "-", self.run_id)[:32] or "run"
-        return ContainerSpec(
-            image=image.reference,
-            env={**self.env, "RUN_ID": self.run_id, "CLIENT_VERSION": image.client_version},
-            labels={
-                **self.extra_labels,
-                **self.scope_labels(),
-                LABEL_INSTANCE: self.instance_id,
-                LABEL_CLIENT_VERSION: image.client_version,
-            },
-            gpus=self.gpus,
-            privileged=self.privileged,
-            entrypoint=self.entrypoint,
-            command=self.command,
-            scratch_dir=self.scratch_dir,
-            shm_size=self.shm_size,
-            devices=self.devices,
-            name=f"psyche-client-{safe_run}-{self.instance_id[:8]}-{seq}",
-        )
-
-
-# Messages from helper threads to the deciding thread; ``task`` tells stale ones apart.
-@dataclass(frozen=True, slots=True)
-class _Log:
-    task: int
-    line: ev.LogLine
-
-
-@dataclass(frozen=True, slots=True)
-class _StreamEnd:
-    task: int
-    stream: str
-    error: RunManagerError | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Exit:
-    task: int
-    code: int
-    error: BaseException | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Progress:
-    task: int
-    progress: ev.PullProgress
-
-
-@dataclass(frozen=True, slots=True)
-class _Done:
-    task: int
-    error: BaseException | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Wake:
-    pass
-
-
-_Msg = _Log | _StreamEnd | _Exit | _Progress | _Done | _Wake
+__all__ = [
+    "LABEL_CLIENT_VERSION",
+    "LABEL_INSTANCE",
+    "LABEL_MANAGED",
+    "LABEL_RUN_ID",
+    "VERSION_MISMATCH_EXIT",
+    "LaunchConfig",
+    "RestartPolicy",
+    "Supervisor",
+    "handle_signals",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,12 +92,11 @@ class Supervisor:
         self._sleep_fn = sleep
         self._monotonic = monotonic
         self._poll = poll_interval
-        self._queue: queue.Queue[_Msg] = queue.Queue()
+        self._workers = w.Workers(runtime, timestamps=launch.timestamps)
         self._stop = threading.Event()
         self._force = threading.Event()
         self._notice_lock = threading.Lock()
         self._notice: str | None = None
-        self._tasks = 0
         self._containers = 0
         self._last_lines: deque[str] = deque(maxlen=self._policy.last_lines)
 
@@ -215,7 +106,7 @@ class Supervisor:
         """A watcher saw the run's client_version become ``version`` (thread-safe, never blocks)."""
         with self._notice_lock:
             self._notice = version.rstrip("\x00")
-        self._queue.put(_Wake())
+        self._workers.wake()
 
     def request_stop(self) -> None:
         """Stop gracefully; a second call kills. Safe in a signal handler: it only sets two Events."""
@@ -323,15 +214,15 @@ class Supervisor:
         for attempt in range(1, attempts + 1):
             self._emit(ev.PullStarted(image.reference, attempt))
             began = self._monotonic()
-            task = self._start_pull(image)
-            done: _Done | None = None
+            task = self._workers.pull(image)
+            done: w.Done | None = None
             while done is None:
                 if self._stop.is_set():
                     return False
                 msg = self._next()
-                if isinstance(msg, _Progress) and msg.task == task:
+                if isinstance(msg, w.Progress) and msg.task == task:
                     self._emit(msg.progress)
-                elif isinstance(msg, _Done) and msg.task == task:
+                elif isinstance(msg, w.Done) and msg.task == task:
                     done = msg
             if done.error is None:
                 self._emit(ev.PullDone(image.reference, self._monotonic() - began))
@@ -354,13 +245,10 @@ class Supervisor:
 
     def _watch(self, handle: ContainerHandle, image: ImageRef) -> _Outcome:
         """Stream, wait, and react to stop requests and version notices until the container is gone."""
-        task = self._next_task()
         started = self._monotonic()
+        task = self._workers.follow(handle)
         self._last_lines.clear()
-        for stream in _STREAMS:
-            self._spawn(self._read_stream, task, handle, stream)
-        self._spawn(self._wait_exit, task, handle)
-        open_streams = set(_STREAMS)
+        open_streams = set(w.STREAMS)
         code: int | None = None
         seconds = 0.0
         drain_until = 0.0
@@ -393,25 +281,25 @@ class Supervisor:
                 msg = self._next()
                 if (
                     msg is None
-                    or isinstance(msg, _Wake)
+                    or isinstance(msg, w.Wake)
                     or msg.task not in (task, prepull.task if prepull else -1)
                 ):
                     continue
-                elif isinstance(msg, _Log):
+                elif isinstance(msg, w.Log):
                     self._last_lines.append(msg.line.text)
                     self._emit(msg.line)
-                elif isinstance(msg, _StreamEnd):
+                elif isinstance(msg, w.StreamEnd):
                     open_streams.discard(msg.stream)
                     if msg.error is not None:
                         self._emit(ev.Notice(f"lost the client's {msg.stream}: {msg.error}"))
-                elif isinstance(msg, _Exit):
+                elif isinstance(msg, w.Exit):
                     if msg.error is not None:
                         raise msg.error
                     code, seconds = msg.code, self._monotonic() - started
                     drain_until = time.monotonic() + self._policy.log_drain_timeout
-                elif isinstance(msg, _Progress):
+                elif isinstance(msg, w.Progress):
                     self._emit(msg.progress)
-                elif isinstance(msg, _Done) and prepull is not None and msg.task == prepull.task:
+                elif isinstance(msg, w.Done) and prepull is not None and msg.task == prepull.task:
                     new_version, new_image, began = prepull.version, prepull.image, prepull.began
                     prepull = None
                     if msg.error is not None:
@@ -423,7 +311,7 @@ class Supervisor:
                         stopping = self._begin_stop(
                             task, handle, f"client_version changed to {new_version!r}"
                         )
-                elif isinstance(msg, _Done) and msg.error is not None:  # the stop request failed
+                elif isinstance(msg, w.Done) and msg.error is not None:  # the stop request failed
                     self._emit(ev.Notice(f"stopping {handle.name} failed: {msg.error}"))
             assert code is not None  # the loop ends only after the exit
             self._emit(ev.ContainerExited(handle.id, code, seconds))
@@ -461,12 +349,12 @@ class Supervisor:
             self._emit(ev.UsingLocalImage(image.reference))
             return _Prepull(0, new, image, self._monotonic())
         self._emit(ev.PullStarted(image.reference, 1, background=True))
-        return _Prepull(self._start_pull(image), new, image, self._monotonic())
+        return _Prepull(self._workers.pull(image), new, image, self._monotonic())
 
     def _begin_stop(self, task: int, handle: ContainerHandle, reason: str) -> bool:
         grace = self._policy.stop_grace
         self._emit(ev.Stopping(handle.id, reason, grace))
-        self._spawn(self._stop_container, task, handle, grace)
+        self._workers.stop(task, handle, grace)
         return True
 
     def _give_up(self, reason: str, code: int) -> None:
@@ -493,58 +381,13 @@ class Supervisor:
 
     # -- helper threads -------------------------------------------------------------------------
 
-    def _next_task(self) -> int:
-        self._tasks += 1
-        return self._tasks
-
-    def _next(self) -> _Msg | None:
-        try:
-            return self._queue.get(timeout=self._poll)
-        except queue.Empty:
-            return None
+    def _next(self) -> w.Message | None:
+        return self._workers.next(self._poll)
 
     def _take_notice(self) -> str | None:
         with self._notice_lock:
             notice, self._notice = self._notice, None
         return notice
-
-    def _spawn(self, target: Callable[..., None], *args: object) -> None:
-        threading.Thread(target=target, args=args, daemon=True, name=f"supervisor-{target.__name__}").start()
-
-    def _start_pull(self, image: ImageRef) -> int:
-        task = self._next_task()
-        self._spawn(self._pull, task, image)
-        return task
-
-    def _pull(self, task: int, image: ImageRef) -> None:
-        try:
-            self._runtime.pull(image, lambda progress: self._queue.put(_Progress(task, progress)))
-        except BaseException as exc:
-            self._queue.put(_Done(task, exc))
-        else:
-            self._queue.put(_Done(task, None))
-
-    def _read_stream(self, task: int, handle: ContainerHandle, stream: Stream) -> None:
-        timestamps = self._launch.timestamps
-        error: RunManagerError | None = None
-        try:
-            for text in split_lines(self._runtime.logs(handle, stream=stream, timestamps=timestamps)):
-                self._queue.put(_Log(task, parse_log_line(text, stream=stream, timestamped=timestamps)))
-        except RunManagerError as exc:
-            error = exc
-        self._queue.put(_StreamEnd(task, stream, error))
-
-    def _wait_exit(self, task: int, handle: ContainerHandle) -> None:
-        try:
-            self._queue.put(_Exit(task, self._runtime.wait(handle), None))
-        except BaseException as exc:
-            self._queue.put(_Exit(task, -1, exc))
-
-    def _stop_container(self, task: int, handle: ContainerHandle, grace: float) -> None:
-        try:
-            self._runtime.stop(handle, grace)
-        except RunManagerError as exc:
-            self._queue.put(_Done(task, exc))
 
     def _quietly(self, action: Callable[[ContainerHandle], None], handle: ContainerHandle) -> None:
         try:

@@ -1,0 +1,89 @@
+"""What the supervisor is told up front: the container launch settings and the restart policy (pure)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from psyche.manager.images import DEFAULT_LOCAL_REPOSITORY, DEFAULT_REPOSITORY, ImageRef
+from psyche.manager.runtime import ContainerSpec
+
+VERSION_MISMATCH_EXIT = 10
+LABEL_MANAGED = "io.psyche.run-manager"
+LABEL_INSTANCE = "io.psyche.run-manager.instance"
+LABEL_RUN_ID = "io.psyche.run-manager.run-id"
+LABEL_CLIENT_VERSION = "io.psyche.run-manager.client-version"
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """When to restart, how long to wait, and when to give up (defaults follow the reference entrypoint)."""
+
+    max_restarts: int = 5  # restarts after consecutive quick failures; the next failure gives up
+    healthy_after: float = 120.0  # a client that ran this long resets the failure counters
+    backoff_base: float = 5.0
+    backoff_cap: float = 60.0
+    max_version_retries: int = 5  # exit-10 restarts while the on-chain client_version stays the same
+    pull_attempts: int = 3
+    pull_backoff: float = 2.0
+    stop_grace: float = 10.0  # SIGTERM -> SIGKILL
+    log_drain_timeout: float = 5.0  # after the exit, how long to wait for the last log bytes
+    last_lines: int = 40  # client lines kept for the give-up report
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before restart ``attempt`` (1-based): base, 2*base, 4*base, ... capped."""
+        return float(min(self.backoff_cap, self.backoff_base * 2 ** max(0, attempt - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchConfig:
+    """What every client container gets, whatever the image. ``env`` holds the wallet key: not in the repr.
+
+    ``env`` is the whole client environment (.env variables, RPC/WS_RPC and fallbacks, AUTHORIZER,
+    RAW_WALLET_PRIVATE_KEY, parallelism, NVIDIA_DRIVER_CAPABILITIES, ...); the supervisor adds
+    RUN_ID and the CLIENT_VERSION matching the image it runs.
+    """
+
+    run_id: str
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    local: bool = False
+    repository: str = DEFAULT_REPOSITORY
+    local_repository: str = DEFAULT_LOCAL_REPOSITORY
+    gpus: bool = True
+    privileged: bool = False
+    entrypoint: str | None = None
+    command: tuple[str, ...] = ()
+    scratch_dir: str | None = None
+    shm_size: str = "1g"
+    devices: tuple[str, ...] = ()
+    timestamps: bool = False
+    extra_labels: Mapping[str, str] = field(default_factory=dict)
+    instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def scope_labels(self) -> dict[str, str]:
+        """Labels shared by every container any run-manager starts for this run (orphan search)."""
+        return {LABEL_MANAGED: "true", LABEL_RUN_ID: self.run_id}
+
+    def spec_for(self, image: ImageRef, seq: int) -> ContainerSpec:
+        """The container spec for ``image``; ``seq`` numbers containers within this instance."""
+        safe_run = re.sub(r"[^A-Za-z0-9_.-]", "-", self.run_id)[:32] or "run"
+        return ContainerSpec(
+            image=image.reference,
+            env={**self.env, "RUN_ID": self.run_id, "CLIENT_VERSION": image.client_version},
+            labels={
+                **self.extra_labels,
+                **self.scope_labels(),
+                LABEL_INSTANCE: self.instance_id,
+                LABEL_CLIENT_VERSION: image.client_version,
+            },
+            gpus=self.gpus,
+            privileged=self.privileged,
+            entrypoint=self.entrypoint,
+            command=self.command,
+            scratch_dir=self.scratch_dir,
+            shm_size=self.shm_size,
+            devices=self.devices,
+            name=f"psyche-client-{safe_run}-{self.instance_id[:8]}-{seq}",
+        )

@@ -1,0 +1,135 @@
+"""The supervisor's helper threads: each runs one blocking runtime call and reports through one queue."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from psyche.errors import RunManagerError
+from psyche.manager import events as ev
+from psyche.manager.images import ImageRef
+from psyche.manager.logs import parse_log_line, split_lines
+from psyche.manager.runtime import ContainerHandle, ContainerRuntime, Stream
+
+STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
+
+
+# ``task`` numbers each unit of work, so the supervisor can tell a stale message from a current one.
+@dataclass(frozen=True, slots=True)
+class Log:
+    task: int
+    line: ev.LogLine
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    task: int
+    stream: str
+    error: RunManagerError | None
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    task: int
+    code: int
+    error: BaseException | None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    task: int
+    progress: ev.PullProgress
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A pull finished, or a stop request failed (``error`` set)."""
+
+    task: int
+    error: BaseException | None
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """Nothing to report: only ends the supervisor's wait early (a version notice arrived)."""
+
+
+Message = Log | StreamEnd | Exit | Progress | Done | Wake
+
+
+class Workers:
+    """Starts daemon threads around runtime calls; their results arrive, in order per thread, via next()."""
+
+    def __init__(self, runtime: ContainerRuntime, *, timestamps: bool = False) -> None:
+        self._runtime = runtime
+        self._timestamps = timestamps
+        self._queue: queue.Queue[Message] = queue.Queue()
+        self._tasks = 0
+
+    def next(self, timeout: float) -> Message | None:
+        """The next message, or None after ``timeout`` seconds (real time) without one."""
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def wake(self) -> None:
+        """Make a pending ``next()`` return now (thread-safe)."""
+        self._queue.put(Wake())
+
+    def pull(self, image: ImageRef) -> int:
+        """Pull in the background: Progress messages, then one Done."""
+        task = self._new_task()
+        self._spawn(self._pull, task, image)
+        return task
+
+    def follow(self, handle: ContainerHandle) -> int:
+        """Read both output streams (Log..., StreamEnd each) and wait for the exit (one Exit)."""
+        task = self._new_task()
+        for stream in STREAMS:
+            self._spawn(self._read, task, handle, stream)
+        self._spawn(self._wait, task, handle)
+        return task
+
+    def stop(self, task: int, handle: ContainerHandle, grace: float) -> None:
+        """Stop in the background; only a failure is reported (Done with an error)."""
+        self._spawn(self._stop, task, handle, grace)
+
+    def _new_task(self) -> int:
+        self._tasks += 1
+        return self._tasks
+
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        threading.Thread(target=target, args=args, daemon=True, name=f"supervisor{target.__name__}").start()
+
+    def _pull(self, task: int, image: ImageRef) -> None:
+        try:
+            self._runtime.pull(image, lambda progress: self._queue.put(Progress(task, progress)))
+        except BaseException as exc:  # handed to the deciding thread, which re-raises what it cannot handle
+            self._queue.put(Done(task, exc))
+        else:
+            self._queue.put(Done(task, None))
+
+    def _read(self, task: int, handle: ContainerHandle, stream: Stream) -> None:
+        stamped = self._timestamps
+        error: RunManagerError | None = None
+        try:
+            for text in split_lines(self._runtime.logs(handle, stream=stream, timestamps=stamped)):
+                self._queue.put(Log(task, parse_log_line(text, stream=stream, timestamped=stamped)))
+        except RunManagerError as exc:
+            error = exc
+        self._queue.put(StreamEnd(task, stream, error))
+
+    def _wait(self, task: int, handle: ContainerHandle) -> None:
+        try:
+            self._queue.put(Exit(task, self._runtime.wait(handle), None))
+        except BaseException as exc:
+            self._queue.put(Exit(task, -1, exc))
+
+    def _stop(self, task: int, handle: ContainerHandle, grace: float) -> None:
+        try:
+            self._runtime.stop(handle, grace)
+        except RunManagerError as exc:
+            self._queue.put(Done(task, exc))
