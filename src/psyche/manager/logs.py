@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 from psyche.manager.events import LogLine
 
-# A line longer than this is emitted in pieces, so one endless line (say, a progress bar written
-# without newlines) can neither hold output back nor grow the buffer without bound.
+# Text waiting this long for its newline is emitted as it is, so one endless line (say, a progress
+# bar written without newlines) can neither hold output back nor grow the buffer without bound.
 MAX_LINE_CHARS = 65536
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
