@@ -138,25 +138,23 @@ def peek_run_state(data: bytes) -> RunState:
     return _run_state(data[408])
 
 
+_RUN_STATES = tuple(RunState)
+_CLIENT_STATES = tuple(ClientState)
+
+
 def _run_state(value: int) -> RunState:
-    if value >= len(RunState):
+    if value >= len(_RUN_STATES):
         raise _fail(f"unknown run_state {value} at offset 408")
-    return RunState(value)
-
-
-def _client_state(value: int, off: int) -> ClientState:
-    if value >= len(ClientState):
-        raise _fail(f"unknown client state {value} at offset {off + 64}")
-    return ClientState(value)
+    return _RUN_STATES[value]
 
 
 def _read_epoch_clients(data: bytes, at: int, n: int) -> tuple[EpochClient, ...]:
+    states, key = _CLIENT_STATES, Pubkey.from_bytes
     out = []
-    for off in range(at, at + 72 * n, 72):
-        signer, p2p, state, height = _EPOCH_CLIENT.unpack_from(data, off)
-        out.append(
-            EpochClient(Pubkey.from_bytes(signer), Pubkey.from_bytes(p2p), _client_state(state, off), height)
-        )
+    for k, (signer, p2p, state, height) in enumerate(_EPOCH_CLIENT.iter_unpack(data[at : at + 72 * n])):
+        if state >= len(states):
+            raise _fail(f"unknown client state {state} at offset {at + 72 * k + 64}")
+        out.append(EpochClient(key(signer), key(p2p), states[state], height))
     return tuple(out)
 
 
