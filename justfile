@@ -45,7 +45,7 @@ services-stop:
 services-status:
     scripts/services status
 
-# Run every bench/*.py and print its figures (see docs/benchmarks.md)
+# Run every bench/*.py; each prints its figures
 bench:
     #!/usr/bin/env bash
     set -euo pipefail
