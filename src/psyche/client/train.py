@@ -1,0 +1,263 @@
+"""The Trainer: builds the decoder on its device(s), runs one optimizer step per round over the assigned
+sample indices (data-parallel split, micro-batch accumulation, averaged gradients, AdamW), and saves/resumes
+checkpoints. The chain protocol drives it; it knows nothing of the chain."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from psyche.client import checkpoint as ckpt
+from psyche.client.config import DeviceName, TrainerConfig
+from psyche.client.data import DataSource
+from psyche.client.model import ModelSpec, Transformer, load_hf_weights
+from psyche.client.parallel import (
+    ParallelContext,
+    all_reduce_grads,
+    apply_tensor_parallel,
+    clip_grads,
+    full,
+    local,
+    shard_like,
+    single,
+)
+from psyche.client.schedule import lr_at
+from psyche.errors import ConfigError
+
+log = logging.getLogger("psyche.client")
+
+# Peak dense bf16 tensor-core FLOP/s per GPU (no sparsity), from the vendors' datasheets; MFU divides by it.
+PEAK_BF16_FLOPS: dict[str, float] = {
+    "H100": 989e12,  # SXM; the PCIe card is 756e12 (its name says "PCIe")
+    "H100 PCIE": 756e12,
+    "H200": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10G": 70e12,
+    "RTX 4090": 165e12,
+}
+
+
+def peak_flops(device_name: str) -> float | None:
+    """The table's peak for a device name such as 'NVIDIA H100 80GB HBM3' (longest matching key), or None."""
+    upper = device_name.upper()
+    matches = [k for k in PEAK_BF16_FLOPS if all(part in upper for part in k.split())]
+    return PEAK_BF16_FLOPS[max(matches, key=len)] if matches else None
+
+
+def resolve_device(name: DeviceName) -> torch.device:
+    """'auto' is CUDA when available, else the CPU; asking for CUDA without it is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"DEVICE: {name} requested but torch sees no CUDA device")
+    return torch.device(name)
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """One optimizer step: mean loss per token over the whole (all-replica) batch, tokens trained on,
+    wall seconds, throughput, the learning rate used, and MFU (None off-GPU or for an unknown GPU)."""
+
+    step: int
+    loss: float
+    tokens: int
+    seconds: float
+    tokens_per_second: float
+    lr: float
+    mfu: float | None
+
+
+class Trainer:
+    """One client's training state; in multi-process runs every rank builds one and calls the same methods
+    with the same arguments (``parallel.broadcast_indices`` gives them rank 0's indices)."""
+
+    def __init__(
+        self,
+        config: TrainerConfig,
+        spec: ModelSpec,
+        seed: int,
+        data: DataSource,
+        *,
+        ctx: ParallelContext | None = None,
+        weights_dir: Path | None = None,
+    ) -> None:
+        if data.seq_len != spec.max_seq_len:
+            raise ConfigError(
+                f"data seq_len {data.seq_len} differs from the model's max_seq_len {spec.max_seq_len}"
+            )
+        self.config = config
+        self.spec = spec
+        self.seed = seed
+        self.data = data
+        self.ctx = ctx or single(resolve_device(config.device))
+        if (self.ctx.dp, self.ctx.tp) != (config.data_parallelism, config.tensor_parallelism):
+            raise ConfigError(
+                f"process grid dp={self.ctx.dp} tp={self.ctx.tp} differs from the config's "
+                f"dp={config.data_parallelism} tp={config.tensor_parallelism}"
+            )
+        self.device = self.ctx.device
+        self.step = 0  # optimizer steps taken; the LR schedule's clock
+        on_cuda = self.device.type == "cuda"
+        self.autocast = config.precision == "bf16" or (config.precision == "auto" and on_cuda)
+
+        torch.manual_seed(seed)
+        model = Transformer(spec)
+        if weights_dir is None:
+            model.init_weights(seed)
+        else:
+            load_hf_weights(model, weights_dir)
+        model.to(self.device)
+        if self.ctx.tp > 1:
+            apply_tensor_parallel(model, self.ctx)
+        if config.compile:
+            for layer in model.model.layers:
+                layer.compile()
+        self.model = model
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.names = {id(p): n for n, p in model.named_parameters()}
+        opt = config.optimizer
+        decay = [p for p in self.params if p.ndim >= 2]
+        no_decay = [p for p in self.params if p.ndim < 2]
+        # Fused AdamW is one kernel per step on CUDA; DTensor (tp > 1) params take the foreach path.
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=lr_at(config.lr_schedule, 0),
+            betas=opt.betas,
+            eps=opt.eps,
+            fused=on_cuda and self.ctx.tp == 1,
+        )
+        name = torch.cuda.get_device_name(self.device) if on_cuda else ""
+        self.peak = peak_flops(name) if on_cuda else None
+        self.flops_per_token = spec.flops_per_token()
+
+    # ------------------------------------------------------------------ training
+
+    def _my_share(self, indices: Sequence[int]) -> list[int]:
+        """This dp replica's contiguous slice of the round's samples (tp ranks of a replica share it)."""
+        n, dp, r = len(indices), self.ctx.dp, self.ctx.dp_rank
+        return list(indices[r * n // dp : (r + 1) * n // dp])
+
+    def train_step(self, sample_indices: Sequence[int]) -> StepResult:
+        """Forward/backward over this replica's share of ``sample_indices`` in micro-batches, average the
+        gradients over all replicas (sum of per-token losses / all tokens), clip, and take an AdamW step."""
+        start = time.perf_counter()
+        total_tokens = len(sample_indices) * self.spec.max_seq_len
+        if total_tokens == 0:
+            raise ValueError("train_step needs at least one sample index")
+        lr = lr_at(self.config.lr_schedule, self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        mine = self._my_share(sample_indices)
+        loss_sum = torch.zeros((), dtype=torch.float32, device=self.device)
+        mbs = self.config.micro_batch_size
+        for i in range(0, len(mine), mbs):
+            batch = self.data.fetch(mine[i : i + mbs]).to(self.device, non_blocking=True)
+            ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+            with ctx:
+                loss = self.model.loss_sum(batch)
+            (loss / total_tokens).backward()  # type: ignore[no-untyped-call]
+            loss_sum += loss.detach()
+        loss_sum = all_reduce_grads(self.ctx, self.params, loss_sum.reshape(1))
+        if self.config.optimizer.clip_grad_norm is not None:
+            clip_grads(self.ctx, self.params, self.config.optimizer.clip_grad_norm)
+        self.optimizer.step()
+        self.step += 1
+        mean_loss = float(loss_sum.sum()) / total_tokens  # .item() syncs the device: the timing is honest
+        seconds = time.perf_counter() - start
+        tps = total_tokens / seconds
+        mfu = None if self.peak is None else self.flops_per_token * tps / (self.peak * self.ctx.world_size)
+        if self.ctx.is_leader:
+            log.info(
+                "step %d loss %.4f tokens %d tokens/s %.0f lr %.3g%s",
+                self.step,
+                mean_loss,
+                total_tokens,
+                tps,
+                lr,
+                "" if mfu is None else f" mfu {mfu:.1%}",
+            )
+        return StepResult(self.step, mean_loss, total_tokens, seconds, tps, lr, mfu)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _gather(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Full CPU copies of weights and AdamW moments (a collective under tp: every rank calls it)."""
+        model = {n: full(p.detach()).cpu() for n, p in self.model.named_parameters()}
+        optim: dict[str, torch.Tensor] = {}
+        for p in self.params:
+            state = self.optimizer.state.get(p, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in state:
+                    optim[f"{self.names[id(p)]}.{key}"] = full(state[key]).cpu()
+        return {"model": model, "optimizer": optim}
+
+    def save_checkpoint(self, root: Path, epoch: int, step: int) -> Path | None:
+        """Write a checkpoint for the run's ``epoch`` and ``step`` (rank 0 writes; all ranks must call).
+        Returns the directory on rank 0, None elsewhere."""
+        tensors = self._gather()
+        path = None
+        if self.ctx.is_leader:
+            meta = {"trainer_step": self.step, "seed": self.seed, "spec": self.spec.as_dict()}
+            extra = {"config.json": self.spec.to_hf_config()}
+            path = ckpt.write_checkpoint(root, epoch, step, tensors, meta, extra_json=extra)
+            log.info("checkpoint saved: %s", path)
+        if self.ctx.world_size > 1:
+            dist.barrier()
+        return path
+
+    def load_latest_checkpoint(self, root: Path) -> tuple[int, int] | None:
+        """Resume from the newest valid checkpoint under ``root``: returns its (epoch, step), or None when
+        there is none (corrupt or partial ones are skipped with a warning, never loaded)."""
+        if self.ctx.world_size > 1:
+            dist.barrier()  # a save in progress on rank 0 has finished
+        info = ckpt.latest_checkpoint(root)
+        while info is not None:
+            try:
+                return self._restore(info)
+            except ckpt.CorruptCheckpoint as exc:
+                log.warning("ignoring checkpoint: %s", exc)
+                older = [p for p in ckpt.list_checkpoints(root) if p < info.path]
+                info = next((i for i in map(_try_validate, reversed(older)) if i is not None), None)
+        return None
+
+    @torch.no_grad()
+    def _restore(self, info: ckpt.CheckpointInfo) -> tuple[int, int]:
+        if info.meta.get("spec") != self.spec.as_dict():
+            raise ckpt.CorruptCheckpoint(f"{info.path}: saved for another model shape")
+        weights = info.tensors("model")
+        moments = info.tensors("optimizer")
+        if set(weights) != set(self.names.values()):
+            raise ckpt.CorruptCheckpoint(f"{info.path}: model tensors do not match this model")
+        for name, p in self.model.named_parameters():
+            local(p).copy_(shard_like(weights[name], p))
+        for p in self.params:
+            name = self.names[id(p)]
+            if f"{name}.exp_avg" not in moments:
+                continue
+            state = self.optimizer.state[p]
+            # Fused AdamW keeps its step counter on the parameter's device; the other paths on the CPU.
+            on = local(p).device if self.optimizer.defaults.get("fused") else torch.device("cpu")
+            state["step"] = torch.tensor(float(info.meta["trainer_step"]), dtype=torch.float32, device=on)
+            for key in ("exp_avg", "exp_avg_sq"):
+                state[key] = torch.zeros_like(p)
+                local(state[key]).copy_(shard_like(moments[f"{name}.{key}"], p))
+        self.step = int(info.meta["trainer_step"])
+        log.info("resumed from checkpoint %s (trainer step %d)", info.path, self.step)
+        return info.epoch, info.step
+
+
+def _try_validate(path: Path) -> ckpt.CheckpointInfo | None:
+    try:
+        return ckpt.validate(path)
+    except ckpt.CorruptCheckpoint as exc:
+        log.warning("ignoring checkpoint: %s", exc)
+        return None
