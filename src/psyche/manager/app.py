@@ -37,6 +37,8 @@ class App:
     environ: Mapping[str, str]
     options: RootOptions = field(default_factory=RootOptions)
     exit: Callable[[int], NoReturn] | None = None
+    # Variable -> (value, flag that set it): subcommand flags such as --rpc, applied over .env and environment.
+    overrides: dict[str, tuple[str, str]] = field(default_factory=dict)
     _settings: Settings | None = None
     _wallet: Wallet | None = None
     _rpc: RpcClient | None = None
@@ -53,7 +55,7 @@ class App:
             from psyche.manager.constants import EnvVars
             from psyche.manager.settings import load_settings
 
-            overrides: dict[str, tuple[str, str]] = {}
+            overrides: dict[str, tuple[str, str]] = dict(self.overrides)
             if self.options.coordinator_program_id is not None:
                 overrides[EnvVars.COORDINATOR_PROGRAM_ID] = (
                     self.options.coordinator_program_id,
