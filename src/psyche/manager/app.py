@@ -27,6 +27,9 @@ class RootOptions:
     entrypoint_args: tuple[str, ...] = ()
     coordinator_program_id: str | None = None
     privileged: bool = False
+    image_repository: str = "nousresearch/psyche-client"
+    gpus: bool = True  # request every GPU (DeviceRequest count=-1); --no-gpus for CPU-only clients
+    timestamps: bool = False
 
 
 @dataclass(slots=True)

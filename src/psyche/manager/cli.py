@@ -32,7 +32,9 @@ ENV_FILE_REQUIRED = (
 )
 MAIN_JOB = "psyche.manager.mainjob:run_main_job"
 _TRAILING = "psyche.trailing_args"
-_VALUE_OPTIONS = frozenset({"--env-file", "--authorizer", "--entrypoint", "--coordinator-program-id"})
+_VALUE_OPTIONS = frozenset(
+    {"--env-file", "--authorizer", "--entrypoint", "--coordinator-program-id", "--image-repository"}
+)
 
 
 class MainJobMissing(RunManagerError):
@@ -225,6 +227,21 @@ def _find_main_job() -> Callable[[App], int | None] | None:
     "--privileged", is_flag=True, help="Run the client container with Docker's --privileged (opt-in here)."
 )
 @click.option(
+    "--image-repository",
+    default="nousresearch/psyche-client",
+    show_default=True,
+    envvar=AppEnvVars.IMAGE_REPOSITORY,
+    show_envvar=True,
+    help="Repository of the client image; the tag or digest comes from the run's client_version.",
+)
+@click.option(
+    "--gpus/--no-gpus",
+    default=True,
+    show_default=True,
+    help="Give the client container every GPU (Docker device request); --no-gpus for CPU-only clients.",
+)
+@click.option("--timestamps", is_flag=True, help="Prefix client log lines with Docker's timestamps.")
+@click.option(
     "-V",
     is_flag=True,
     expose_value=False,
@@ -249,6 +266,9 @@ def cli(
     entrypoint: str | None,
     coordinator_program_id: str | None,
     privileged: bool,
+    image_repository: str,
+    gpus: bool,
+    timestamps: bool,
 ) -> None:
     """Join a Psyche training run from this GPU machine, or run an admin command.
 
@@ -266,6 +286,9 @@ def cli(
         entrypoint_args=tuple(ctx.meta.get(_TRAILING, ())),
         coordinator_program_id=coordinator_program_id,
         privileged=privileged,
+        image_repository=image_repository,
+        gpus=gpus,
+        timestamps=timestamps,
     )
     app = App(ui=UI.from_environ(environ), environ=environ, options=options, exit=ctx.exit)
     ctx.obj = app

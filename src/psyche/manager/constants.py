@@ -49,6 +49,7 @@ class AppEnvVars:
     """Variables that steer the run-manager process itself; never read from the `.env` file."""
 
     ENV_FILE: Final = "RUN_MANAGER_ENV_FILE"
+    IMAGE_REPOSITORY: Final = "RUN_MANAGER_IMAGE_REPOSITORY"
     DEBUG: Final = "RUN_MANAGER_DEBUG"
     NO_COLOR: Final = "NO_COLOR"
     CI: Final = "CI"

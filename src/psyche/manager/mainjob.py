@@ -1,0 +1,213 @@
+"""The main job (Docker mode): find the run, check authorization, then supervise the client container."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from solders.pubkey import Pubkey
+
+from psyche.chain import queries
+from psyche.chain.accounts.coordinator import RunState
+from psyche.chain.programs import ProgramIds
+from psyche.chain.ws import SubscriptionDown, SubscriptionUp, WatchEvent
+from psyche.errors import ConfigError, RunManagerError
+from psyche.manager.app import App
+from psyche.manager.constants import EnvVars
+from psyche.manager.settings import Settings
+from psyche.manager.ui import UI
+
+# Variables the run-manager sets for the container itself; .env values of these are replaced.
+_MANAGED = frozenset(
+    {
+        EnvVars.RUN_ID,
+        EnvVars.AUTHORIZER,
+        EnvVars.RAW_WALLET_PRIVATE_KEY,
+        "CLIENT_VERSION",
+    }
+)
+
+
+def program_ids(settings: Settings) -> ProgramIds:
+    return ProgramIds(
+        coordinator=Pubkey.from_string(settings.coordinator_program_id),
+        authorizer=Pubkey.from_string(settings.authorizer_program_id),
+        treasurer=Pubkey.from_string(settings.treasurer_program_id),
+    )
+
+
+def container_env(settings: Settings, wallet_secret: str, run_id: str, grantee: Pubkey) -> dict[str, str]:
+    """The client's whole environment, from the one parsed Settings (never via argv).
+
+    Every .env variable passes through; the endpoints (with fallbacks), the run, the authorization
+    grantee, the key and the parallelism settings are set from their validated values.
+    """
+    env = {k: v for k, v in settings.passthrough.items() if k not in _MANAGED}
+    for n, endpoint in enumerate(settings.endpoints, start=1):
+        http_name = EnvVars.RPC if n == 1 else EnvVars.backup_rpc(n)
+        ws_name = EnvVars.WS_RPC if n == 1 else EnvVars.backup_ws_rpc(n)
+        env[http_name] = endpoint.http
+        if endpoint.ws:
+            env[ws_name] = endpoint.ws
+    env[EnvVars.RUN_ID] = run_id
+    env[EnvVars.AUTHORIZER] = str(grantee)
+    env[EnvVars.RAW_WALLET_PRIVATE_KEY] = wallet_secret
+    env[EnvVars.NVIDIA_DRIVER_CAPABILITIES] = settings.nvidia_driver_capabilities or "all"
+    for name, value in (
+        (EnvVars.DATA_PARALLELISM, settings.data_parallelism),
+        (EnvVars.TENSOR_PARALLELISM, settings.tensor_parallelism),
+        (EnvVars.MICRO_BATCH_SIZE, settings.micro_batch_size),
+    ):
+        if value is not None:
+            env[name] = str(value)
+    if settings.parallelism_auto is not None:
+        env[EnvVars.PARALLELISM_AUTO] = "true" if settings.parallelism_auto else "false"
+    return env
+
+
+@dataclass(frozen=True, slots=True)
+class Selected:
+    run: queries.Run
+    grantee: Pubkey
+
+
+def discover_run(
+    rpc: queries.AccountReader,
+    user: Pubkey,
+    authorizer: Pubkey | None,
+    join_authority_filter: Pubkey | None,
+    programs: ProgramIds,
+    ui: UI,
+    now: int,
+) -> Selected:
+    """Discovery (RUN_ID unset): joinable runs, WaitingForMembers first; the first one is selected."""
+    runs = queries.list_runs(rpc, programs)
+    if not runs:
+        raise RunManagerError(f"No runs found on coordinator program {programs.coordinator}")
+    candidates: list[Selected] = []
+    for run in runs:
+        if run.state in (RunState.Uninitialized, RunState.Finished, RunState.Paused):
+            continue
+        if join_authority_filter is not None and run.instance.join_authority != join_authority_filter:
+            continue
+        try:
+            check = queries.check_join(rpc, run.run_id, user, authorizer, programs)
+        except RunManagerError:
+            continue  # the reference counts errors as "not joinable"
+        if check.grantee is not None:
+            candidates.append(Selected(check.run, check.grantee))
+    if not candidates:
+        raise RunManagerError(
+            f"No joinable runs found for user {user}",
+            hint="set RUN_ID in your .env, or ask a run owner for a join authorization",
+        )
+    from psyche.manager.commands.format import RUN_TABLE_HEADER, format_table, joinable_first, run_table_row
+
+    ordered = [candidates[i] for i in joinable_first([(c.run.state, True) for c in candidates])]
+    rows = [
+        run_table_row(
+            c.run.run_id,
+            c.run.state,
+            c.run.num_clients,
+            c.run.min_clients,
+            c.run.epoch_time,
+            c.run.epoch_start_timestamp,
+            now,
+        )
+        for c in ordered
+    ]
+    ui.data(f"Found {len(ordered)} available run(s):")
+    for line in format_table(RUN_TABLE_HEADER, rows):
+        ui.data(line)
+    chosen = ordered[0]
+    ui.data(f"Selected run: {chosen.run.run_id} ({rows[0][1]}, {rows[0][2]})")
+    return chosen
+
+
+def select_run(app: App, programs: ProgramIds, now: Callable[[], float] = time.time) -> Selected:
+    """RUN_ID from the settings (then authorization in the reference's order), or discovery."""
+    settings, ui = app.settings, app.ui
+    user = app.wallet.keypair().pubkey()
+    authorizer = Pubkey.from_string(settings.authorizer) if settings.authorizer else None
+    if authorizer is None:
+        ui.info("AUTHORIZER env var not set, skipping delegate key authorization")
+    else:
+        ui.info(f"Using delegate authorizer from AUTHORIZER env var: {authorizer}")
+    if settings.run_id:
+        ui.info(f"Using RUN_ID from environment: {settings.run_id}")
+        check = queries.check_join(app.rpc, settings.run_id, user, authorizer, programs)
+        return Selected(check.run, queries.require_authorized(check))
+    ui.info("RUN_ID not set, discovering available runs...")
+    join_filter = Pubkey.from_string(app.options.authorizer) if app.options.authorizer else None
+    return discover_run(app.rpc, user, authorizer, join_filter, programs, ui, int(now()))
+
+
+def _watch_event_reporter(ui: UI) -> Callable[[WatchEvent], None]:
+    def report(event: WatchEvent) -> None:
+        if isinstance(event, SubscriptionDown):
+            ui.warning(f"[run-manager] version watch: {event.url} down ({event.reason}); polling meanwhile")
+        elif isinstance(event, SubscriptionUp):
+            ui.info(f"[run-manager] version watch: subscribed on {event.url}")
+
+    return report
+
+
+def run_main_job(app: App) -> int:
+    """Docker mode, after settings and wallet loaded: returns the process exit code."""
+    from psyche.manager.launch import LaunchConfig
+    from psyche.manager.render import EventRenderer
+    from psyche.manager.runtime import DockerRuntime, host_devices
+    from psyche.manager.supervisor import Supervisor, handle_signals
+    from psyche.manager.versionwatch import VersionWatch
+
+    settings, ui, options = app.settings, app.ui, app.options
+    programs = program_ids(settings)
+    runtime = DockerRuntime(environ=app.environ)
+    try:
+        ui.info(f"Docker engine {runtime.version()} reachable")
+        selected = select_run(app, programs)
+        run = selected.run
+        ui.info(f"Authorized to join run {run.run_id!r} through grantee {selected.grantee}")
+        env = container_env(settings, app.wallet.secret_for_env(), run.run_id, selected.grantee)
+        launch = LaunchConfig(
+            run_id=run.run_id,
+            env=env,
+            local=options.local,
+            repository=options.image_repository,
+            gpus=options.gpus,
+            privileged=options.privileged,
+            entrypoint=options.entrypoint,
+            command=options.entrypoint_args,
+            scratch_dir=str(settings.scratch_dir) if settings.scratch_dir else None,
+            devices=host_devices(),
+            timestamps=options.timestamps,
+        )
+
+        def read_version() -> str:
+            return queries.fetch_coordinator(app.rpc, run.coordinator_address, run.run_id).client_version
+
+        renderer = EventRenderer(ui, timestamps=options.timestamps)
+        supervisor = Supervisor(runtime, launch, read_version, on_event=renderer)
+        watch = VersionWatch(
+            run.coordinator_address,
+            run.client_version,
+            read_version,
+            supervisor.notify_version_changed,
+            ws_urls=_ws_urls(settings),
+            on_event=_watch_event_reporter(ui),
+        )
+        with watch, handle_signals(supervisor.request_stop):
+            try:
+                return supervisor.run()
+            finally:
+                renderer.close()
+    finally:
+        runtime.close()
+
+
+def _ws_urls(settings: Settings) -> Sequence[str]:
+    urls = [e.ws for e in settings.endpoints if e.ws]
+    if not urls:
+        raise ConfigError(f"{EnvVars.WS_RPC} is not set; the version watch needs a WebSocket endpoint")
+    return urls

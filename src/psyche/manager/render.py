@@ -1,0 +1,187 @@
+"""Render supervisor events for people: client logs verbatim on stdout, the manager's own lines on stderr."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import IO
+
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
+
+from psyche.manager import events as ev
+from psyche.manager.ui import UI
+
+MANAGER_PREFIX = "[run-manager]"
+
+
+class PullDisplay:
+    """Pull progress: a rich bar per layer on a terminal, a summary line every few seconds elsewhere."""
+
+    def __init__(self, ui: UI, image: str, *, monotonic: Callable[[], float], every: float = 5.0) -> None:
+        self._ui = ui
+        self._image = image
+        self._monotonic = monotonic
+        self._every = every
+        self._last_line = monotonic()
+        self._layers: dict[str, tuple[int, int]] = {}
+        self._progress: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
+        if ui.interactive:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                console=ui.err,
+                transient=True,
+            )
+            self._progress.start()
+
+    def update(self, event: ev.PullProgress) -> None:
+        current = event.current or 0
+        total = event.total or 0
+        previous = self._layers.get(event.layer, (0, 0))
+        if event.status in ("Pull complete", "Already exists", "Download complete"):
+            total = total or previous[1]
+            current = total
+        self._layers[event.layer] = (max(current, previous[0]), max(total, previous[1]))
+        if self._progress is not None:
+            task = self._tasks.get(event.layer)
+            if task is None:
+                task = self._progress.add_task(f"{event.layer} {event.status}", total=total or None)
+                self._tasks[event.layer] = task
+            self._progress.update(
+                task, completed=current, total=total or None, description=f"{event.layer} {event.status}"
+            )
+            return
+        now = self._monotonic()
+        if now - self._last_line >= self._every:
+            self._last_line = now
+            self._ui.info(f"{MANAGER_PREFIX} pulling {self._image}: {self.summary()}")
+
+    def summary(self) -> str:
+        done = sum(1 for cur, tot in self._layers.values() if tot and cur >= tot)
+        current = sum(cur for cur, _ in self._layers.values())
+        total = sum(tot for _, tot in self._layers.values())
+        return f"{done}/{len(self._layers)} layers, {current / 1e6:.1f}/{total / 1e6:.1f} MB"
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+class EventRenderer:
+    """Turns supervisor events into output. Client log lines are written straight to ``stdout`` (no rich,
+    no buffering delay) so a chatty client never makes the manager fall behind."""
+
+    def __init__(
+        self,
+        ui: UI,
+        *,
+        stdout: IO[str] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        timestamps: bool = False,
+    ) -> None:
+        self._ui = ui
+        self._stdout = stdout if stdout is not None else sys.stdout
+        self._monotonic = monotonic
+        self._timestamps = timestamps
+        self._pull: PullDisplay | None = None
+        self.last_log_at: float | None = None
+        self.log_lines = 0
+
+    def _say(self, message: str) -> None:
+        self._ui.info(f"{MANAGER_PREFIX} {message}")
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.LogLine):
+            self._log(event)
+            return
+        if isinstance(event, ev.PullProgress):
+            if self._pull is not None:
+                self._pull.update(event)
+            return
+        if self._pull is not None and not isinstance(event, ev.PullStarted):
+            self._pull.close()
+            self._pull = None
+        self._render(event)
+
+    def _log(self, event: ev.LogLine) -> None:
+        prefix = ""
+        if self._timestamps and event.timestamp is not None:
+            prefix = event.timestamp.isoformat(timespec="milliseconds") + " "
+        self._stdout.write(f"{prefix}{event.text}\n")
+        self._stdout.flush()
+        self.last_log_at = self._monotonic()
+        self.log_lines += 1
+
+    def _render(self, event: ev.Event) -> None:
+        if isinstance(event, ev.OrphanFound):
+            self._ui.warning(
+                f"{MANAGER_PREFIX} found container {event.name} ({event.container_id[:12]}, {event.status}) "
+                "left by an earlier run-manager; removing it"
+            )
+        elif isinstance(event, ev.OrphanRemoved):
+            self._say(f"removed leftover container {event.name}")
+        elif isinstance(event, ev.ImageResolved):
+            self._say(f"run's client_version {event.client_version!r} -> image {event.image}")
+        elif isinstance(event, ev.UsingLocalImage):
+            self._say(f"using local image {event.image} (no pull)")
+        elif isinstance(event, ev.PullStarted):
+            where = " in the background" if event.background else ""
+            retry = f" (attempt {event.attempt})" if event.attempt > 1 else ""
+            self._say(f"pulling {event.image}{where}{retry}")
+            if self._pull is not None:
+                self._pull.close()
+            self._pull = PullDisplay(self._ui, event.image, monotonic=self._monotonic)
+        elif isinstance(event, ev.PullDone):
+            self._say(f"pulled {event.image} in {event.seconds:.1f}s")
+        elif isinstance(event, ev.PullFailed):
+            retry = f"; retrying in {event.retry_in:.0f}s" if event.retry_in is not None else ""
+            self._ui.warning(f"{MANAGER_PREFIX} pull of {event.image} failed: {event.error}{retry}")
+        elif isinstance(event, ev.ContainerStarted):
+            self._say(
+                f"started {event.name} ({event.container_id[:12]}) from {event.image}, "
+                f"CLIENT_VERSION={event.client_version}"
+            )
+        elif isinstance(event, ev.ContainerExited):
+            self._say(
+                f"container {event.container_id[:12]} exited with code {event.exit_code} "
+                f"after {event.seconds:.0f}s"
+            )
+        elif isinstance(event, ev.ContainerRemoved):
+            self._say(f"removed container {event.container_id[:12]}")
+        elif isinstance(event, ev.VersionChanged):
+            how = "on chain while the client runs" if event.live else "after the client reported a mismatch"
+            self._say(f"client_version changed {event.old!r} -> {event.new!r} ({how})")
+        elif isinstance(event, ev.Restarting):
+            self._ui.warning(
+                f"{MANAGER_PREFIX} restarting the client in {event.delay:.0f}s "
+                f"(attempt {event.attempt}): {event.reason}"
+            )
+        elif isinstance(event, ev.Stopping):
+            self._say(
+                f"stopping container {event.container_id[:12]} ({event.reason}; up to {event.grace:.0f}s)"
+            )
+        elif isinstance(event, ev.Killing):
+            self._ui.warning(f"{MANAGER_PREFIX} killing container {event.container_id[:12]}")
+        elif isinstance(event, ev.Notice):
+            self._say(event.message)
+        elif isinstance(event, ev.GivingUp):
+            self._ui.error(f"{MANAGER_PREFIX} giving up: {event.reason}")
+            if event.last_lines:
+                self._ui.info(f"{MANAGER_PREFIX} last {len(event.last_lines)} client log lines:")
+                for line in event.last_lines:
+                    self._ui.info(f"  {line}")
+        elif isinstance(event, ev.Stopped):
+            self._say(f"stopped: {event.reason}")
+        elif isinstance(event, ev.Finished):
+            self._say(f"client finished with exit code {event.exit_code}")
+        else:
+            self._say(str(event))
+
+    def close(self) -> None:
+        if self._pull is not None:
+            self._pull.close()
+            self._pull = None

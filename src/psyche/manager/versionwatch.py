@@ -1,0 +1,101 @@
+"""Watch the run's client_version: WebSocket subscriptions on every endpoint, RPC polling as the fallback."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Sequence
+
+from solders.pubkey import Pubkey
+
+from psyche.chain.accounts.coordinator import peek_client_version, peek_nonce
+from psyche.chain.ws import AccountUpdate, AccountWatcher, WatcherHandle, WatchEvent
+from psyche.errors import RunManagerError
+
+
+class VersionWatch:
+    """Calls ``on_change(version)`` once per client_version change seen on chain.
+
+    Every WS endpoint is subscribed at once (updates deduplicated by the coordinator's nonce). While no
+    subscription is up, and every ``poll_interval`` seconds regardless, ``read_version`` (an RPC read
+    with endpoint fallback) is polled, so losing every WebSocket endpoint only slows detection down.
+    """
+
+    def __init__(
+        self,
+        coordinator: Pubkey,
+        initial_version: str,
+        read_version: Callable[[], str],
+        on_change: Callable[[str], None],
+        *,
+        ws_urls: Sequence[str],
+        on_event: Callable[[WatchEvent], None] | None = None,
+        poll_interval: float = 15.0,
+        fallback_poll_interval: float = 2.0,
+    ) -> None:
+        self._coordinator = coordinator
+        self._version = initial_version
+        self._read_version = read_version
+        self._on_change = on_change
+        self._ws_urls = [url for url in ws_urls if url]
+        self._on_event = on_event
+        self._poll_interval = poll_interval
+        self._fallback_poll_interval = fallback_poll_interval
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._handle: WatcherHandle | None = None
+        self._poller: threading.Thread | None = None
+        self.watcher: AccountWatcher | None = None
+        self.poll_errors = 0
+
+    def _seen(self, version: str) -> None:
+        with self._lock:
+            if version == self._version:
+                return
+            self._version = version
+        self._on_change(version)
+
+    def _on_update(self, update: AccountUpdate) -> None:
+        try:
+            version = peek_client_version(update.data)
+        except RunManagerError:
+            return  # not a coordinator account we can read: ignore this update, polling still runs
+        self._seen(version)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            connected = self.watcher is not None and self.watcher.any_connected
+            wait = self._poll_interval if connected else self._fallback_poll_interval
+            if self._stop.wait(wait):
+                return
+            try:
+                self._seen(self._read_version())
+            except RunManagerError:
+                self.poll_errors += 1
+
+    def start(self) -> None:
+        if self._ws_urls:
+            self.watcher = AccountWatcher(
+                self._ws_urls, self._coordinator, nonce_of=peek_nonce, on_event=self._on_event
+            )
+            self._handle = self.watcher.start_in_thread(self._on_update, name="version-watch")
+        self._poller = threading.Thread(target=self._poll, name="version-poll", daemon=True)
+        self._poller.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._handle is not None:
+            # Shutting down: an error that ended the watcher must not mask the exit path.
+            with contextlib.suppress(Exception):
+                self._handle.stop(timeout=5.0)
+            self._handle = None
+        if self._poller is not None:
+            self._poller.join(timeout=5.0)
+            self._poller = None
+
+    def __enter__(self) -> VersionWatch:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
