@@ -8,8 +8,18 @@ from psyche.localnet.programs.base import Program
 def default_programs() -> list[Program]:
     """Every program the chain registers at genesis, with its default id."""
     from psyche.localnet.programs.associated_token import AssociatedTokenProgram
+    from psyche.localnet.programs.authorizer import AuthorizerProgram
+    from psyche.localnet.programs.coordinator import CoordinatorProgram
     from psyche.localnet.programs.spl_token import TokenProgram
     from psyche.localnet.programs.system import SystemProgram
+    from psyche.localnet.programs.treasurer import TreasurerProgram
 
-    programs: list[Program] = [SystemProgram(), TokenProgram(), AssociatedTokenProgram()]
+    programs: list[Program] = [
+        SystemProgram(),
+        TokenProgram(),
+        AssociatedTokenProgram(),
+        AuthorizerProgram(),
+        CoordinatorProgram(),
+        TreasurerProgram(),
+    ]
     return programs
