@@ -1,0 +1,463 @@
+"""The client's protocol state machine: coordinator states and timer ticks in, chain and trainer actions out.
+
+Pure: no I/O, no threads, no clock of its own. The runner feeds it events (``start``, ``on_account``,
+``on_timer``, ``on_prepared``, ``on_trained``, ``on_sent``, ``on_version``) with the current unix time and
+executes the actions it returns. See docs/client-protocol.md for the rules and our simplifications.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import struct
+from dataclasses import dataclass, field
+from typing import Literal
+
+from solders.pubkey import Pubkey
+
+from psyche.chain import bloom, round_view
+from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
+from psyche.chain.accounts.state import Bloom, ClientState, WitnessProof
+from psyche.chain.coordinator_logic import CoordinatorErrorCode, simulate_tick
+from psyche.chain.instructions.args import WitnessMetadata
+
+log = logging.getLogger("psyche.client")
+
+TIMER_INTERVAL = 0.5  # the reference's tick-assistance and witness cadence (contract 5.2)
+JOIN_RETRY_S = 5.0
+TICK_MIN_INTERVAL_S = 1.0
+VERSION_POLL_S = 2.0
+EXIT_FINISHED, EXIT_FAILURE, EXIT_VERSION_MISMATCH = 0, 1, 10
+TEST_VERSION = "test"  # an on-chain client_version of "test" disables the version check
+
+RoundKey = tuple[int, int]  # (epoch, round height): unique within a run
+
+
+# ------------------------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True, slots=True)
+class SendJoin:
+    """Send join_run with our identity and the authorization PDA."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendTick:
+    """Send tick: the simulated state machine would move now."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendWarmupWitness:
+    """Send warmup_witness: our model is ready."""
+
+    epoch: int
+    proof: WitnessProof
+
+
+@dataclass(frozen=True, slots=True)
+class SendWitness:
+    """Send witness for the round ``key``."""
+
+    key: RoundKey
+    proof: WitnessProof
+    participant_bloom: Bloom
+    broadcast_bloom: Bloom
+    broadcast_merkle: bytes
+    metadata: WitnessMetadata
+
+
+@dataclass(frozen=True, slots=True)
+class PrepareModel:
+    """Load or keep the model for ``epoch`` (warmup init); the runner answers with ``on_prepared``."""
+
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Train:
+    """Train one step on samples ``start..end`` (inclusive); the runner answers with ``on_trained``."""
+
+    key: RoundKey
+    step: int
+    start: int
+    end: int
+
+    @property
+    def indices(self) -> range:
+        return range(self.start, self.end + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class SaveCheckpoint:
+    """Cooldown: save the model for the epoch that ends at ``step``."""
+
+    epoch: int
+    step: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadVersion:
+    """Re-read the run's client_version over RPC (its change bumps no nonce, so no update announces it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    """Stop the client with ``code`` (0 finished, 1 unrecoverable, 10 version mismatch)."""
+
+    code: int
+    reason: str
+
+
+Send = SendJoin | SendTick | SendWarmupWitness | SendWitness
+Action = Send | PrepareModel | Train | SaveCheckpoint | ReadVersion | Exit
+
+
+@dataclass(frozen=True, slots=True)
+class TrainOutcome:
+    """What a training step produced: its loss and speed, and the commitment (hash) of its result."""
+
+    loss: float
+    tokens: int
+    tokens_per_second: float
+    commitment: bytes
+    efficiency: float = 0.0
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def participant_hash(signer: Pubkey) -> bytes:
+    """What a participant bloom holds for a trainer: sha256 of its signer key."""
+    return hashlib.sha256(bytes(signer)).digest()
+
+
+def merkle_root(leaves: list[bytes]) -> bytes:
+    """sha256 binary Merkle root (odd node carried up); 32 zero bytes when there is nothing."""
+    level = list(leaves)
+    if not level:
+        return bytes(32)
+    while len(level) > 1:
+        pairs = [level[i : i + 2] for i in range(0, len(level), 2)]
+        level = [hashlib.sha256(b"".join(p)).digest() if len(p) == 2 else p[0] for p in pairs]
+    return level[0]
+
+
+def send_name(sent: Send) -> str:
+    """The instruction a send action carries, for log lines."""
+    names = {
+        SendJoin: "join_run",
+        SendTick: "tick",
+        SendWarmupWitness: "warmup_witness",
+        SendWitness: "witness",
+    }
+    return names[type(sent)]
+
+
+def _bloom_seed(kind: bytes, signer: Pubkey, key: RoundKey) -> bytes:
+    return kind + bytes(signer) + struct.pack("<QQ", *key)
+
+
+@dataclass(slots=True)
+class _Epoch:
+    """What we did in one epoch (reset when the epoch number changes)."""
+
+    number: int
+    prepared: bool = False
+    preparing: bool = False
+    warmup_witness: Literal["no", "sending", "sent"] = "no"
+    trained: dict[RoundKey, TrainOutcome | None] = field(default_factory=dict)  # None: failed
+    training: RoundKey | None = None
+    witnessed: set[RoundKey] = field(default_factory=set)
+    checkpointed: bool = False
+    told: set[str] = field(default_factory=set)  # one-time log lines
+
+
+class ClientProtocol:
+    """Follow one run as the wallet ``signer`` with P2P key ``p2p_identity``; see the module docstring."""
+
+    def __init__(
+        self,
+        signer: Pubkey,
+        p2p_identity: bytes,
+        client_version: str | None,
+        *,
+        rng: random.Random | None = None,
+        tick_min_interval: float = TICK_MIN_INTERVAL_S,
+    ) -> None:
+        self.signer = signer
+        self.p2p_identity = p2p_identity
+        self.client_version = client_version
+        self.rng = rng or random.Random()
+        self.tick_min_interval = tick_min_interval
+        self.acc: CoordinatorAccount | None = None
+        self.startup_version: str | None = None
+        self.joined_phase = False  # join_run sent (or not needed) in the current WaitingForMembers phase
+        self.join_inflight = False
+        self.join_retry_at = 0.0
+        self.tick_inflight = False
+        self.last_tick_at = float("-inf")
+        self.last_version_read = float("-inf")
+        self.epoch: _Epoch | None = None
+        self.halted_told: RunState | None = None
+
+    # --------------------------------------------------------------------------------- events
+
+    def start(self, acc: CoordinatorAccount, now: float) -> list[Action]:
+        """The first state read over RPC: the version check, then whatever the state asks for."""
+        self.startup_version = acc.client_version
+        if self.client_version is None:
+            log.warning("Client version env variable was not set - continuing without validating...")
+        elif self.client_version != acc.client_version and acc.client_version != TEST_VERSION:
+            log.error(
+                "Version mismatch detected... client %r, run %r", self.client_version, acc.client_version
+            )
+            return [Exit(EXIT_VERSION_MISMATCH, "version mismatch")]
+        if acc.run_state != RunState.WaitingForMembers and not acc.run_state.halted:
+            log.info("Waiting for the current epoch to end before joining")
+        self.acc = acc
+        return self._drive(now)
+
+    def on_account(self, acc: CoordinatorAccount, now: float) -> list[Action]:
+        """A new account state (from WebSocket or polling); older or repeated nonces are ignored."""
+        if self.acc is not None and acc.nonce <= self.acc.nonce:
+            return []
+        previous, self.acc = self.acc, acc
+        if previous is not None and previous.run_state != acc.run_state:
+            log.info(
+                "run state: %s -> %s (step %d)",
+                previous.run_state.display,
+                acc.run_state.display,
+                acc.progress.step,
+            )
+        if acc.client_version != self.startup_version:
+            return self._version_changed(acc.client_version)
+        return self._drive(now)
+
+    def on_timer(self, now: float) -> list[Action]:
+        """Every TIMER_INTERVAL: tick assistance, join retries, the halted-run version poll."""
+        acc = self.acc
+        if acc is None:
+            return []
+        actions = self._drive(now)
+        if acc.run_state in (RunState.Paused, RunState.Uninitialized):
+            if now - self.last_version_read >= VERSION_POLL_S:
+                self.last_version_read = now
+                actions.append(ReadVersion())
+            return actions
+        if self.tick_inflight or now - self.last_tick_at < self.tick_min_interval:
+            return actions
+        if simulate_tick(acc, int(now)) is None:
+            return actions
+        n = len(acc.epoch_state.clients)
+        # Contract 5.2: with more than two epoch clients each sends with p = 2/n, so about two do.
+        if n <= 2 or self.rng.random() < 2 / n:
+            self.tick_inflight = True
+            self.last_tick_at = now
+            actions.append(SendTick())
+        return actions
+
+    def on_version(self, version: str) -> list[Action]:
+        """The client_version read by ReadVersion."""
+        return [] if version == self.startup_version else self._version_changed(version)
+
+    def on_prepared(self, epoch: int, error: str | None, now: float) -> list[Action]:
+        """PrepareModel finished; an error is unrecoverable (no model, no training)."""
+        ep = self.epoch
+        if ep is not None and ep.number == epoch:
+            ep.preparing = False
+            ep.prepared = error is None
+        if error is not None:
+            log.error("model preparation failed: %s", error)
+            return [Exit(EXIT_FAILURE, f"model preparation failed: {error}")]
+        return self._drive(now)
+
+    def on_trained(
+        self, key: RoundKey, outcome: TrainOutcome | None, error: str | None, now: float
+    ) -> list[Action]:
+        """Train finished (``outcome``) or failed (``error``: unrecoverable, the entrypoint restarts us)."""
+        ep = self.epoch
+        if ep is not None and ep.number == key[0]:
+            ep.training = None
+            ep.trained[key] = outcome
+        if error is not None:
+            log.error("training failed at round %s: %s", key, error)
+            return [Exit(EXIT_FAILURE, f"training failed: {error}")]
+        return self._drive(now)
+
+    def on_sent(self, sent: Send, error: str | None, program_error: int | None, now: float) -> list[Action]:
+        """A send finished; ``error`` is its one-line failure (program error named) or None."""
+        if isinstance(sent, SendTick):
+            self.tick_inflight = False
+        elif isinstance(sent, SendJoin):
+            self.join_inflight = False
+            if error is None:
+                self.joined_phase = True
+                log.info("joined the run for the next epoch")
+            elif program_error is not None:
+                # A program refusal (not authorized, full, ...) will not change by retrying in this phase.
+                self.joined_phase = True
+                log.error("join_run refused: %s; waiting for the next epoch", error)
+            else:
+                self.join_retry_at = now + JOIN_RETRY_S
+                log.warning("join_run failed: %s; retrying in %gs", error, JOIN_RETRY_S)
+            return self._drive(now)
+        elif isinstance(sent, SendWarmupWitness):
+            if self.epoch is not None and self.epoch.number == sent.epoch:
+                # Once per epoch, success or not: the warmup timeout starts the round anyway.
+                self.epoch.warmup_witness = "sent"
+        elif error is not None and program_error is None and self.epoch is not None:
+            # Not an answer from the program (RPC down, timeout): the next timer may send it again.
+            self.epoch.witnessed.discard(sent.key)
+        if error is not None:
+            halted = program_error == CoordinatorErrorCode.CoordinatorErrorHalted
+            log.log(logging.DEBUG if halted else logging.WARNING, "%s failed: %s", send_name(sent), error)
+        return self._drive(now)
+
+    # --------------------------------------------------------------------------------- the rules
+
+    def _version_changed(self, version: str) -> list[Action]:
+        log.error(
+            "Version mismatch detected... the run's client_version changed from %r to %r",
+            self.startup_version,
+            version,
+        )
+        return [Exit(EXIT_VERSION_MISMATCH, "the run's client_version changed")]
+
+    def _tell(self, ep: _Epoch, what: str, message: str, *args: object) -> None:
+        if what not in ep.told:
+            ep.told.add(what)
+            log.info(message, *args)
+
+    def _drive(self, now: float) -> list[Action]:
+        acc = self.acc
+        assert acc is not None
+        state = acc.run_state
+        if state != RunState.WaitingForMembers:
+            self.joined_phase = False
+            self.join_retry_at = 0.0
+        if state == RunState.Finished:
+            log.info("the run is finished")
+            return [Exit(EXIT_FINISHED, "run finished")]
+        if state.halted:
+            if self.halted_told != state:
+                self.halted_told = state
+                log.info("the run is %s: waiting", state.display)
+            return []
+        self.halted_told = None
+        if state == RunState.WaitingForMembers:
+            return self._join(acc, now)
+        ep = self.epoch
+        if ep is None or ep.number != acc.progress.epoch:
+            ep = self.epoch = _Epoch(acc.progress.epoch)
+        me = round_view.client_index(acc, self.signer)
+        if me is None:
+            self._tell(
+                ep,
+                "absent",
+                "not a client of epoch %d: %s; waiting for the next epoch",
+                ep.number,
+                self._absence_reason(acc),
+            )
+            return []
+        mine = acc.epoch_state.clients[me]
+        if mine.state != ClientState.Healthy:
+            self._tell(
+                ep, "unhealthy", "Coordinator says we're %s; waiting for the next epoch", mine.state.name
+            )
+            return []
+        actions: list[Action] = []
+        if not ep.prepared and not ep.preparing and state != RunState.Cooldown:
+            ep.preparing = True
+            actions.append(PrepareModel(ep.number))
+        if state == RunState.Warmup:
+            if ep.prepared and ep.warmup_witness == "no":
+                ep.warmup_witness = "sending"
+                # Only proof.index matters to warmup_witness (duplicate detection); there is no committee yet.
+                actions.append(
+                    SendWarmupWitness(ep.number, WitnessProof(position=me, index=me, witness=True))
+                )
+        elif state == RunState.Cooldown:
+            if any(ep.trained.values()) and not ep.checkpointed:
+                ep.checkpointed = True
+                actions.append(SaveCheckpoint(ep.number, acc.progress.step))
+        else:
+            actions += self._round(acc, ep)
+        return actions
+
+    def _absence_reason(self, acc: CoordinatorAccount) -> str:
+        for c in acc.epoch_state.exited_clients:
+            if c.signer == self.signer:
+                return f"removed as {c.state.name}"
+        if not any(c.signer == self.signer for c in acc.clients_state.clients):
+            return "never registered (join_run did not land)"
+        return "not selected (joined after the epoch started, or no room)"
+
+    def _join(self, acc: CoordinatorAccount, now: float) -> list[Action]:
+        if self.joined_phase or self.join_inflight or now < self.join_retry_at:
+            return []
+        cs = acc.clients_state
+        entry = next((c for c in cs.clients if c.signer == self.signer), None)
+        if (
+            entry is not None
+            and entry.active == cs.next_active
+            and bytes(entry.p2p_identity) == self.p2p_identity
+        ):
+            self.joined_phase = True  # already pending for this selection (e.g. we restarted)
+            return []
+        self.join_inflight = True
+        return [SendJoin()]
+
+    def _round(self, acc: CoordinatorAccount, ep: _Epoch) -> list[Action]:
+        rnd = round_view.current_round(acc)
+        key: RoundKey = (ep.number, rnd.height)
+        actions: list[Action] = []
+        # Contract 5.3: once last_step is set the remaining rounds only apply results; nothing trains.
+        assignment = (
+            round_view.assignment_for(acc, self.signer, rnd) if acc.epoch_state.last_step == 0 else None
+        )
+        training = assignment is not None and acc.run_state == RunState.RoundTrain
+        if (
+            assignment is not None
+            and training
+            and ep.prepared
+            and key not in ep.trained
+            and ep.training is None
+        ):
+            ep.training = key
+            actions.append(Train(key, acc.progress.step, assignment.start, assignment.end))
+        if key in ep.witnessed:
+            return actions
+        # Opportunistic witness once our own result is in (or at once when we train nothing this round);
+        # at RoundWitness whatever we have (contract 5.3).
+        if training and ep.prepared and key not in ep.trained:
+            return actions
+        ep.witnessed.add(key)
+        proof = round_view.witness_proof(acc, self.signer, rnd)
+        if proof is None or not proof.witness:
+            self._tell(ep, f"not-witness-{key}", "not a witness of round %d", rnd.height)
+            return actions
+        actions.append(self._witness(acc, ep, key, proof))
+        return actions
+
+    def _witness(
+        self, acc: CoordinatorAccount, ep: _Epoch, key: RoundKey, proof: WitnessProof
+    ) -> SendWitness:
+        # No P2P network between our clients: results are not exchanged, so a witness attests to every
+        # trainer the round assigned (docs/client-protocol.md), and to its own result's commitment.
+        trainers = [a.trainer for a in round_view.round_assignments(acc)]
+        participants = bloom.make_bloom(
+            _bloom_seed(b"participant", self.signer, key), [participant_hash(t) for t in trainers]
+        )
+        outcome = ep.trained.get(key)
+        mine = [outcome.commitment] if outcome is not None else []
+        broadcasts = bloom.make_bloom(_bloom_seed(b"broadcast", self.signer, key), mine)
+        previous = ep.trained.get((key[0], key[1] - 1))
+        merkle = merkle_root([previous.commitment] if previous is not None else [])
+        metadata = WitnessMetadata(
+            step=acc.progress.step,
+            tokens_per_sec=outcome.tokens_per_second if outcome else 0.0,
+            loss=outcome.loss if outcome else 0.0,
+            efficiency=outcome.efficiency if outcome else 0.0,
+        )
+        return SendWitness(key, proof, participants, broadcasts, merkle, metadata)
