@@ -11,11 +11,11 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing.spawn as mp
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+from torch.multiprocessing.spawn import spawn as mp_spawn
 
 from psyche.client.model import Transformer
 from psyche.errors import ConfigError
@@ -107,9 +107,18 @@ def _entry(
 
 def spawn_local(fn: Callable[..., None], dp: int, tp: int, device_type: str, *args: Any) -> None:
     """Run ``fn(ctx, *args)`` in dp x tp local processes on 127.0.0.1 (``fn`` must be importable: spawn)."""
+    saved = {k: os.environ.get(k) for k in ("MASTER_ADDR", "MASTER_PORT")}
+    # The children inherit these at spawn; the parent's environment is put back afterwards.
     os.environ["MASTER_ADDR"] = LOOPBACK
     os.environ["MASTER_PORT"] = str(free_port())
-    mp.spawn(_entry, args=(fn, dp, tp, device_type, args), nprocs=dp * tp, join=True)  # type: ignore[no-untyped-call]
+    try:
+        mp_spawn(_entry, args=(fn, dp, tp, device_type, args), nprocs=dp * tp, join=True)  # type: ignore[no-untyped-call]
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def apply_tensor_parallel(model: Transformer, ctx: ParallelContext) -> None:
