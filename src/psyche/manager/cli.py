@@ -19,12 +19,14 @@ from psyche.manager.constants import DEFAULT_COORDINATOR_PROGRAM_ID, AppEnvVars,
 # Subcommands, imported only when invoked: name -> "module.path:attribute". Register a command with one line.
 COMMANDS: dict[str, str] = {
     "show-config": "psyche.manager.cli:show_config",
+    "localnet": "psyche.localnet.cli:localnet",
 }
 
 # One-line summaries for `run-manager --help`, so listing commands imports none of them. A command
 # missing here is imported to read its help (correct, but it slows --help down: add a line).
 COMMAND_HELP: dict[str, str] = {
     "show-config": "Validate the .env and environment; print each setting and where it came from.",
+    "localnet": "Run a local Solana-compatible chain with the Psyche programs on 127.0.0.1.",
 }
 
 ENV_FILE_REQUIRED = (
