@@ -9,10 +9,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from psyche.chain.accounts.model import ConstantLR, LinearLR  # noqa: E402
-from psyche.client.config import OptimizerSettings, TrainerConfig  # noqa: E402
+from psyche.client.config import OptimizerSettings, TrainerConfig, TrainerEnv  # noqa: E402
 from psyche.client.data import DummySource  # noqa: E402
 from psyche.client.model import preset  # noqa: E402
-from psyche.client.train import Trainer, peak_flops  # noqa: E402
+from psyche.client.parallelism import Parallelism  # noqa: E402
+from psyche.client.train import Trainer, peak_flops, run_seed, trainer_for_run  # noqa: E402
 from psyche.errors import ConfigError  # noqa: E402
 
 SEQ = 32
@@ -100,3 +101,33 @@ def test_peak_flops_table_matches_device_names() -> None:
     assert peak_flops("NVIDIA H100 PCIe") == 756e12
     assert peak_flops("NVIDIA H200") == 989e12
     assert peak_flops("Some Other GPU") is None
+
+
+def test_trainer_for_a_dummy_run() -> None:
+    from psyche.chain.accounts.model import (
+        LLM,
+        AdamW,
+        Checkpoint,
+        CheckpointKind,
+        DataLocation,
+        HubRepo,
+        LLMArchitecture,
+        LLMTrainingDataType,
+    )
+
+    model = LLM(
+        max_seq_len=SEQ,
+        cold_start_warmup_steps=0,
+        architecture=LLMArchitecture.HfLlama,
+        checkpoint=Checkpoint(CheckpointKind.Dummy, HubRepo("")),
+        data_type=LLMTrainingDataType.Pretraining,
+        data_location=DataLocation(),
+        lr_schedule=LinearLR(1e-3, 0.0, 0.0, 2, 4),
+        optimizer=AdamW((0.9, 0.95), 0.0, 1e-8, None),
+    )
+    seed = run_seed("my-run")
+    assert seed == run_seed("my-run") != run_seed("other-run")
+    t = trainer_for_run(model, TrainerEnv(device="cpu"), seed, Parallelism(micro_batch_size=2))
+    assert t.spec == preset("tiny", SEQ) and t.config.micro_batch_size == 2
+    assert isinstance(t.data, DummySource) and t.data.seed == seed
+    assert t.train_step([0, 1, 2]).lr == 0.0  # the run's schedule: warmup starts at 0

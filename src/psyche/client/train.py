@@ -5,19 +5,22 @@ checkpoints. The chain protocol drives it; it knows nothing of the chain."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import torch
 import torch.distributed as dist
 
+from psyche.chain.accounts.model import LLM
 from psyche.client import checkpoint as ckpt
-from psyche.client.config import DeviceName, TrainerConfig
-from psyche.client.data import DataSource
-from psyche.client.model import ModelSpec, Transformer, load_hf_weights
+from psyche.client.config import DeviceName, TrainerConfig, TrainerEnv, model_source, trainer_config
+from psyche.client.data import DataSource, data_source
+from psyche.client.model import ModelSpec, Transformer, load_hf_weights, preset, read_hf_config
 from psyche.client.parallel import (
     ParallelContext,
     all_reduce_grads,
@@ -28,6 +31,7 @@ from psyche.client.parallel import (
     shard_like,
     single,
 )
+from psyche.client.parallelism import Parallelism
 from psyche.client.schedule import lr_at
 from psyche.errors import ConfigError
 
@@ -261,3 +265,39 @@ def _try_validate(path: Path) -> ckpt.CheckpointInfo | None:
     except ckpt.CorruptCheckpoint as exc:
         log.warning("ignoring checkpoint: %s", exc)
         return None
+
+
+def run_seed(run_id: str) -> int:
+    """The run's seed for Dummy checkpoints and Dummy data: the first 8 bytes (u64 LE) of sha256(run_id),
+    the same on every client of the run."""
+    return int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:8], "little")
+
+
+def trainer_for_run(
+    model: LLM,
+    env: TrainerEnv,
+    seed: int,
+    parallelism: Parallelism,
+    *,
+    ctx: ParallelContext | None = None,
+    client: httpx.Client | None = None,
+) -> Trainer:
+    """A Trainer for the run's model: the preset or the local Hub directory, the run's data location, LR
+    schedule and optimizer, with ``parallelism`` (from ``parallelism.resolve_parallelism``)."""
+    source = model_source(model, env)
+    if source.directory is not None:
+        spec = ModelSpec.from_hf_config(read_hf_config(source.directory), model.max_seq_len)
+    else:
+        spec = preset(source.preset, model.max_seq_len)
+    config = trainer_config(
+        model,
+        env,
+        dp=parallelism.dp,
+        tp=parallelism.tp,
+        micro_batch_size=parallelism.micro_batch_size,
+        device=env.device if ctx is None else ctx.device.type,
+    )
+    data = data_source(
+        model.data_location, seq_len=model.max_seq_len, vocab_size=spec.vocab_size, seed=seed, client=client
+    )
+    return Trainer(config, spec, seed, data, ctx=ctx, weights_dir=source.directory)
