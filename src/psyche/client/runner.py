@@ -1,0 +1,342 @@
+"""The client's event loop: follows the coordinator account, feeds ClientProtocol, executes its actions."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+from solders.instruction import Instruction
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from psyche.chain import instructions as ix
+from psyche.chain import pda
+from psyche.chain.accounts.coordinator import CoordinatorAccount, peek_client_version, peek_nonce
+from psyche.chain.accounts.state import Bloom
+from psyche.chain.programs import JOIN_RUN_AUTHORIZATION_SCOPE, ProgramIds
+from psyche.chain.queries import fetch_run
+from psyche.chain.rpc import RpcClient
+from psyche.chain.transactions import send_and_confirm
+from psyche.chain.ws import AccountUpdate, AccountWatcher, SubscriptionDown, SubscriptionUp, WatchEvent
+from psyche.client.protocol import (
+    TIMER_INTERVAL,
+    Action,
+    ClientProtocol,
+    Exit,
+    PrepareModel,
+    ReadVersion,
+    SaveCheckpoint,
+    Send,
+    SendJoin,
+    SendTick,
+    SendWarmupWitness,
+    SendWitness,
+    Train,
+    TrainOutcome,
+    send_name,
+)
+from psyche.errors import AccountNotFound, RunManagerError, TransactionFailed
+
+log = logging.getLogger("psyche.client")
+
+JOIN_TIMEOUT_S = 5.0  # contract 2.4: join_run is wrapped in a 5-second timeout
+SEND_TIMEOUT_S = 20.0
+POLL_INTERVAL_S = 1.0  # HTTP polling while no WebSocket subscription holds
+
+
+class TrainerPort(Protocol):
+    """What the runner needs from training; blocking calls, run on one worker thread."""
+
+    def prepare(self, acc: CoordinatorAccount, epoch: int) -> None:
+        """Have a model ready for ``epoch`` (keep the one in memory, resume a checkpoint, or initialise)."""
+
+    def train(self, acc: CoordinatorAccount, task: Train) -> TrainOutcome:
+        """One optimizer step over ``task.indices``."""
+
+    def save(self, epoch: int, step: int) -> None:
+        """Save a checkpoint (a no-op without a checkpoint directory)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunAddresses:
+    """The accounts every send names, found once at startup."""
+
+    instance: Pubkey
+    coordinator: Pubkey
+    authorization: Pubkey
+
+
+class ChainPort:
+    """Reads the coordinator account and sends the client's transactions through the RPC fallback pool."""
+
+    def __init__(
+        self,
+        rpc: RpcClient,
+        keypair: Keypair,
+        addresses: RunAddresses,
+        p2p_identity: bytes,
+        programs: ProgramIds,
+    ) -> None:
+        self.rpc = rpc
+        self.keypair = keypair
+        self.addresses = addresses
+        self.p2p_identity = p2p_identity
+        self.programs = programs
+
+    @classmethod
+    def locate(
+        cls,
+        rpc: RpcClient,
+        keypair: Keypair,
+        run_id: str,
+        authorizer: Pubkey,
+        p2p_identity: bytes,
+        programs: ProgramIds,
+    ) -> tuple[ChainPort, CoordinatorAccount]:
+        """Find the run (instance PDA, coordinator account, authorization PDA of ``authorizer``)."""
+        run = fetch_run(rpc, run_id, programs)
+        authorization = pda.authorization(
+            run.instance.join_authority,
+            authorizer,
+            JOIN_RUN_AUTHORIZATION_SCOPE,
+            program_id=programs.authorizer,
+        )
+        addresses = RunAddresses(run.instance_address, run.coordinator_address, authorization)
+        return cls(rpc, keypair, addresses, p2p_identity, programs), run.coordinator
+
+    def read(self) -> bytes:
+        info = self.rpc.get_account_info(self.addresses.coordinator)
+        if info is None:
+            raise AccountNotFound("coordinator", str(self.addresses.coordinator))
+        return info.data
+
+    def instruction(self, sent: Send) -> Instruction:
+        a, me, program = self.addresses, self.keypair.pubkey(), self.programs.coordinator
+        if isinstance(sent, SendJoin):
+            return ix.join_run(
+                me, a.authorization, a.instance, a.coordinator, self.p2p_identity, program_id=program
+            )
+        if isinstance(sent, SendTick):
+            return ix.tick(me, a.instance, a.coordinator, program_id=program)
+        if isinstance(sent, SendWarmupWitness):
+            # Warmup readiness carries no training evidence: empty blooms, as the reference sends.
+            return ix.warmup_witness(
+                me,
+                a.instance,
+                a.coordinator,
+                proof=sent.proof,
+                participant_bloom=Bloom(),
+                broadcast_bloom=Bloom(),
+                broadcast_merkle=bytes(32),
+                program_id=program,
+            )
+        return ix.witness(
+            me,
+            a.instance,
+            a.coordinator,
+            proof=sent.proof,
+            participant_bloom=sent.participant_bloom,
+            broadcast_bloom=sent.broadcast_bloom,
+            broadcast_merkle=sent.broadcast_merkle,
+            metadata=sent.metadata,
+            program_id=program,
+        )
+
+    def send(self, sent: Send) -> None:
+        timeout = JOIN_TIMEOUT_S if isinstance(sent, SendJoin) else SEND_TIMEOUT_S
+        send_and_confirm(
+            self.rpc, [self.instruction(sent)], self.keypair, programs=self.programs, timeout=timeout
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Stop:
+    """stop() was called."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Version:
+    """ReadVersion's answer."""
+
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    """A worker finished: call ``fn(now)`` on the loop thread to get the protocol's next actions."""
+
+    fn: Callable[[float], list[Action]]
+
+
+Event = AccountUpdate | _Stop | _Version | _Result
+
+
+class Runner:
+    """Single-threaded dispatch of events to the protocol; sends and training run on worker threads."""
+
+    def __init__(
+        self,
+        protocol: ClientProtocol,
+        chain: ChainPort,
+        trainer: TrainerPort,
+        *,
+        ws_urls: Sequence[str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.protocol = protocol
+        self.chain = chain
+        self.trainer = trainer
+        self.ws_urls = list(ws_urls)
+        self.clock = clock
+        self.events: queue.Queue[Event] = queue.Queue()
+        self.senders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="send")
+        self.training = ThreadPoolExecutor(max_workers=1, thread_name_prefix="train")
+        self.polling = False
+        self.last_poll = float("-inf")
+        self.watcher: AccountWatcher | None = None
+
+    def stop(self) -> None:
+        """Ask the loop to end (thread- and signal-safe)."""
+        self.events.put(_Stop())
+
+    def _on_watch(self, event: WatchEvent) -> None:
+        if isinstance(event, SubscriptionUp):
+            log.info("Correctly subscribe to Solana url %s", event.url)
+        elif isinstance(event, SubscriptionDown):
+            log.warning(
+                "websocket closed or could not connect: %s (%s); retry in %gs",
+                event.url,
+                event.reason,
+                event.retry_in,
+            )
+
+    def run(self, first: CoordinatorAccount) -> int:
+        """Follow the run until the protocol exits or ``stop()``; returns the exit code."""
+        handle = None
+        if self.ws_urls:
+            self.watcher = AccountWatcher(
+                self.ws_urls,
+                self.chain.addresses.coordinator,
+                nonce_of=peek_nonce,
+                on_event=self._on_watch,
+                after_nonce=first.nonce,
+            )
+            handle = self.watcher.start_in_thread(self.events.put)
+        try:
+            code = self._execute(self.protocol.start(first, self.clock()))
+            next_timer = self.clock()
+            while code is None:
+                try:
+                    event = self.events.get(timeout=max(0.0, next_timer - self.clock()))
+                except queue.Empty:
+                    next_timer = self.clock() + TIMER_INTERVAL
+                    self._maybe_poll()
+                    code = self._execute(self.protocol.on_timer(self.clock()))
+                    continue
+                code = self._dispatch(event)
+            return code
+        finally:
+            if handle is not None:
+                try:
+                    handle.stop()
+                except Exception as exc:  # the watcher's own failure must not mask our exit code
+                    log.warning("account watcher ended with %s", exc)
+            self.senders.shutdown(wait=False, cancel_futures=True)
+            self.training.shutdown(wait=False, cancel_futures=True)
+
+    def _dispatch(self, event: Event) -> int | None:
+        now = self.clock()
+        if isinstance(event, _Stop):
+            log.info("stopping on request")
+            return 0
+        if isinstance(event, AccountUpdate):
+            try:
+                acc = CoordinatorAccount.decode(event.data)
+            except RunManagerError as exc:
+                log.warning("ignoring an undecodable coordinator update: %s", exc)
+                return None
+            return self._execute(self.protocol.on_account(acc, now))
+        if isinstance(event, _Version):
+            return self._execute(self.protocol.on_version(event.version))
+        return self._execute(event.fn(now))
+
+    def _maybe_poll(self) -> None:
+        # Contract 2.4 keeps only WS; we also poll over HTTP while no subscription holds (tests, flaky WS).
+        watcher = self.watcher
+        if (watcher is not None and watcher.any_connected) or self.polling:
+            return
+        if self.clock() - self.last_poll < POLL_INTERVAL_S:
+            return
+        self.polling, self.last_poll = True, self.clock()
+
+        def poll() -> None:
+            try:
+                data = self.chain.read()
+                self.events.put(AccountUpdate(peek_nonce(data), data, 0, "poll"))
+            except RunManagerError as exc:
+                log.warning("polling the coordinator failed: %s", exc)
+            finally:
+                self.polling = False
+
+        self.senders.submit(poll)
+
+    def _post(self, fn: Callable[[float], list[Action]]) -> None:
+        self.events.put(_Result(fn))
+
+    def _execute(self, actions: list[Action]) -> int | None:
+        for action in actions:
+            if isinstance(action, Exit):
+                log.info("exiting with code %d: %s", action.code, action.reason)
+                return action.code
+            if isinstance(action, SendJoin | SendTick | SendWarmupWitness | SendWitness):
+                self.senders.submit(self._send, action)
+            elif isinstance(action, ReadVersion):
+                self.senders.submit(self._read_version)
+            elif isinstance(action, PrepareModel | Train | SaveCheckpoint):
+                acc = self.protocol.acc
+                assert acc is not None
+                self.training.submit(self._train, action, acc)
+        return None
+
+    def _send(self, sent: Send) -> None:
+        error, code = None, None
+        try:
+            self.chain.send(sent)
+            log.debug("%s sent", send_name(sent))
+        except TransactionFailed as exc:
+            error, code = exc.message, exc.program_error
+        except RunManagerError as exc:
+            error = exc.message
+        self._post(lambda now: self.protocol.on_sent(sent, error, code, now))
+
+    def _read_version(self) -> None:
+        try:
+            version = peek_client_version(self.chain.read())
+        except RunManagerError as exc:
+            log.warning("reading the run's client_version failed: %s", exc)
+            return
+        self.events.put(_Version(version))
+
+    def _train(self, action: PrepareModel | Train | SaveCheckpoint, acc: CoordinatorAccount) -> None:
+        try:
+            if isinstance(action, PrepareModel):
+                self.trainer.prepare(acc, action.epoch)
+                self._post(lambda now: self.protocol.on_prepared(action.epoch, None, now))
+            elif isinstance(action, Train):
+                outcome = self.trainer.train(acc, action)
+                self._post(lambda now: self.protocol.on_trained(action.key, outcome, None, now))
+            else:
+                self.trainer.save(action.epoch, action.step)
+        except Exception as exc:  # training errors of any kind end this client run (the entrypoint restarts)
+            message = f"{type(exc).__name__}: {exc}"
+            if isinstance(action, PrepareModel):
+                self._post(lambda now: self.protocol.on_prepared(action.epoch, message, now))
+            elif isinstance(action, Train):
+                self._post(lambda now: self.protocol.on_trained(action.key, None, message, now))
+            else:
+                log.warning("saving the checkpoint failed: %s", message)
