@@ -1,0 +1,147 @@
+"""The doctor's engine and host checks: Docker and its NVIDIA runtime, GPUs, parallelism, disk and shm."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from psyche.errors import RunManagerError
+from psyche.manager.doctor import Check, EngineProbe, Status, skip
+from psyche.manager.hardware import DiskUsage, GpuProbe, ParallelismTable, normalise_gpu_name
+
+if TYPE_CHECKING:
+    from psyche.manager.settings import Settings
+
+GIB = 2**30
+
+
+def _size(n: float) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
+def parse_size(text: str) -> int:
+    """Docker's size syntax ('1g', '512m', '64k', '1024') in bytes."""
+    units = {"b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+    text = text.strip().lower()
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def check_engine(
+    connect: Callable[[], EngineProbe], need_gpus: bool = True
+) -> tuple[list[Check], EngineProbe | None]:
+    """The Docker daemon answers (and its version); the NVIDIA runtime is registered in it."""
+    try:
+        engine = connect()
+        version = engine.version()
+    except RunManagerError as err:
+        return [Check("docker", Status.FAIL, err.message, err.hint), skip("nvidia runtime", "docker")], None
+    checks = [Check("docker", Status.OK, f"engine {version}")]
+    try:
+        nvidia = engine.has_nvidia_runtime()
+    except RunManagerError as err:
+        checks.append(Check("nvidia runtime", Status.FAIL, err.message, err.hint))
+        return checks, engine
+    if nvidia:
+        checks.append(Check("nvidia runtime", Status.OK, "the engine lists the nvidia runtime"))
+    else:
+        from psyche.manager.runtime import GPU_MISSING
+
+        fix = GPU_MISSING.split(": ", 1)[1]
+        status = Status.FAIL if need_gpus else Status.WARN
+        checks.append(Check("nvidia runtime", status, "the engine lists no nvidia runtime", fix))
+    return checks, engine
+
+
+def check_gpus(probe: GpuProbe, need_gpus: bool = True) -> Check:
+    """GPUs are visible: FAIL without any when the client container requests them (the default)."""
+    if not probe.gpus:
+        fix = "install the NVIDIA driver and check that nvidia-smi lists the GPUs"
+        if not need_gpus:
+            return Check("gpus", Status.WARN, f"{probe.problem}; --no-gpus: the client runs on the CPU", fix)
+        return Check("gpus", Status.FAIL, f"{probe.problem}; the client container requests every GPU", fix)
+    seen = "; ".join(
+        f"{g.name} ({'?' if g.memory_mib is None else g.memory_mib} MiB, driver {g.driver})"
+        for g in probe.gpus
+    )
+    return Check("gpus", Status.OK, f"{probe.count}: {seen}")
+
+
+def check_parallelism(settings: Settings, probe: GpuProbe, table: Callable[[], ParallelismTable]) -> Check:
+    """PARALLELISM_AUTO has an entry for this GPU and count, or DATA*TENSOR_PARALLELISM fits the GPU count."""
+    if not probe.gpus:
+        return skip("parallelism", "visible GPUs")
+    count = probe.count
+    if settings.parallelism_auto:
+        gpu = normalise_gpu_name(probe.gpus[0].name)
+        try:
+            rows = table()
+        except RunManagerError as err:
+            return Check("parallelism", Status.FAIL, err.message, err.hint)
+        have = "; ".join(f"{g}: {', '.join(map(str, sorted(r)))} GPUs" for g, r in rows.items())
+        fix = "set PARALLELISM_AUTO=false with DATA_PARALLELISM, TENSOR_PARALLELISM and MICRO_BATCH_SIZE"
+        row = rows.get(gpu, {}).get(count)
+        if row is None:
+            detail = f"PARALLELISM_AUTO: no entry for {count} x {gpu} (the table has {have})"
+            return Check("parallelism", Status.FAIL, detail, fix)
+        detail = (
+            f"PARALLELISM_AUTO: {count} x {gpu} -> dp={row.dp} tp={row.tp} "
+            f"micro_batch_size={row.micro_batch_size}"
+        )
+        if settings.data_parallelism or settings.tensor_parallelism or settings.micro_batch_size:
+            return Check("parallelism", Status.WARN, detail + "; the manual values are ignored", fix)
+        return Check("parallelism", Status.OK, detail)
+    dp, tp = settings.data_parallelism or 1, settings.tensor_parallelism or 1
+    detail = f"DATA_PARALLELISM*TENSOR_PARALLELISM = {dp}*{tp} = {dp * tp}, {count} GPU(s) visible"
+    if dp * tp > count:
+        fix = f"make DATA_PARALLELISM*TENSOR_PARALLELISM at most {count}, or set PARALLELISM_AUTO=true"
+        return Check("parallelism", Status.FAIL, detail, fix)
+    if dp * tp < count:
+        fix = "raise DATA_PARALLELISM (or TENSOR_PARALLELISM), or set PARALLELISM_AUTO=true"
+        return Check("parallelism", Status.WARN, f"{detail}: {count - dp * tp} would sit idle", fix)
+    return Check("parallelism", Status.OK, detail)
+
+
+def check_disk(
+    engine: EngineProbe | None, image_present: bool, usage: Callable[[Path], DiskUsage], need: int
+) -> Check:
+    """The engine's data root has room for the client image."""
+    if engine is None:
+        return skip("disk", "docker")
+    try:
+        root = engine.data_root()
+    except RunManagerError as err:
+        return Check("disk", Status.WARN, f"cannot ask the engine for its data root: {err.message}")
+    if root is None:
+        return Check("disk", Status.WARN, "the engine did not say where it keeps images")
+    try:
+        free = usage(Path(root)).free
+    except OSError as exc:
+        return Check("disk", Status.WARN, f"{root} is not visible from here ({exc.strerror}): remote engine?")
+    detail = f"{_size(free)} free under {root}"
+    fix = f"free space under {root} (docker system prune, docker image prune -a)"
+    if image_present:
+        return Check("disk", Status.OK, f"{detail}; the image is already there")
+    if free < need:
+        return Check("disk", Status.FAIL, f"{detail}: the client image needs about {_size(need)}", fix)
+    if free < 2 * need:
+        return Check("disk", Status.WARN, f"{detail}: little room beyond one {_size(need)} image", fix)
+    return Check("disk", Status.OK, detail)
+
+
+def check_shm(usage: Callable[[Path], DiskUsage], container_shm: str) -> Check:
+    """The shared memory the client container gets (--shm-size), next to the host's /dev/shm."""
+    want = parse_size(container_shm)
+    try:
+        host = usage(Path("/dev/shm")).total
+    except OSError:
+        return Check(
+            "shm", Status.WARN, f"container --shm-size {container_shm}; host has no /dev/shm to compare"
+        )
+    detail = f"container --shm-size {container_shm}; host /dev/shm {_size(host)}"
+    if host < want:
+        fix = "shared memory is RAM-backed: give the host more /dev/shm (mount -o remount,size=...)"
+        return Check("shm", Status.WARN, f"{detail}: the host's is smaller than the container's", fix)
+    return Check("shm", Status.OK, detail)

@@ -1,0 +1,196 @@
+"""The doctor's host probes: GPUs (nvidia-smi), disk and shm space, the parallelism table, WS round trips."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import NamedTuple
+
+from psyche.errors import ConfigError, RpcError
+
+NVIDIA_SMI = "nvidia-smi"
+NVIDIA_SMI_ARGS = ("--query-gpu=name,memory.total,driver_version", "--format=csv,noheader")
+# Read through the psyche package, not psyche.client: importing psyche.client may pull torch, and the
+# single-file binary leaves psyche.client out but carries this one JSON file.
+PARALLELISM_TABLE = ("client", "parallelism_table.json")
+
+Runner = Callable[[Sequence[str], float], tuple[int, str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Gpu:
+    """One GPU as nvidia-smi lists it."""
+
+    name: str
+    memory_mib: int | None
+    driver: str
+
+
+@dataclass(frozen=True, slots=True)
+class GpuProbe:
+    """The GPUs seen, or why none are listed (``problem``)."""
+
+    gpus: tuple[Gpu, ...]
+    problem: str | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.gpus)
+
+
+class DiskUsage(NamedTuple):
+    """Bytes, as shutil.disk_usage returns them."""
+
+    total: int
+    used: int
+    free: int
+
+
+@dataclass(frozen=True, slots=True)
+class TableRow:
+    """One PARALLELISM_AUTO entry."""
+
+    dp: int
+    tp: int
+    micro_batch_size: int
+
+
+ParallelismTable = dict[str, dict[int, TableRow]]
+
+
+def normalise_gpu_name(name: str) -> str:
+    """'NVIDIA H100 80GB HBM3' -> 'H100', '... H200 ...' -> 'H200'; others trimmed (as psyche.client does)."""
+    upper = name.upper()
+    for short in ("H200", "H100"):
+        if short in upper:
+            return short
+    return name.strip()
+
+
+def parse_nvidia_smi(text: str) -> tuple[Gpu, ...]:
+    """Rows of ``name, 81559 MiB, 550.54.15`` -> Gpu records; blank lines are skipped."""
+    gpus: list[Gpu] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        # Split from the right: the last two fields are memory and driver, whatever the name holds.
+        head, _, driver = line.rpartition(",")
+        name, _, memory = head.rpartition(",")
+        digits = memory.strip().split(" ")[0]
+        gpus.append(
+            Gpu(
+                name=name.strip(), memory_mib=int(digits) if digits.isdigit() else None, driver=driver.strip()
+            )
+        )
+    return tuple(gpus)
+
+
+def _run(argv: Sequence[str], timeout: float) -> tuple[int, str, str]:
+    done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+    return done.returncode, done.stdout, done.stderr
+
+
+def probe_gpus(
+    *,
+    which: Callable[[str], str | None] = shutil.which,
+    run: Runner = _run,
+    timeout: float = 15.0,
+) -> GpuProbe:
+    """The GPUs nvidia-smi (NVML) lists on this host; none, with the reason, when it is absent or fails."""
+    binary = which(NVIDIA_SMI)
+    if binary is None:
+        return GpuProbe((), "no NVIDIA GPU visible (nvidia-smi is not installed)")
+    try:
+        code, out, err = run([binary, *NVIDIA_SMI_ARGS], timeout)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return GpuProbe((), f"no NVIDIA GPU visible (nvidia-smi failed: {type(exc).__name__}: {exc})")
+    if code != 0:
+        reason = " ".join((err or out).split()) or f"exit code {code}"
+        return GpuProbe((), f"no NVIDIA GPU visible (nvidia-smi: {reason})")
+    gpus = parse_nvidia_smi(out)
+    return GpuProbe(gpus, None if gpus else "no NVIDIA GPU visible (nvidia-smi listed none)")
+
+
+def disk_usage(path: Path) -> DiskUsage:
+    """Space on the filesystem holding ``path``; OSError when it cannot be seen."""
+    total, used, free = shutil.disk_usage(path)
+    return DiskUsage(total, used, free)
+
+
+def parse_parallelism_table(text: str, source: str) -> ParallelismTable:
+    """gpu_type -> count -> row, GPU names normalised; keys starting with '_' are comments."""
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"parallelism table {source}: not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"parallelism table {source}: expected an object of GPU types")
+    table: ParallelismTable = {}
+    for gpu, counts in raw.items():
+        if gpu.startswith("_"):
+            continue
+        if not isinstance(counts, dict):
+            raise ConfigError(f"parallelism table {source}: {gpu}: expected an object of GPU counts")
+        rows: dict[int, TableRow] = {}
+        for count, row in counts.items():
+            try:
+                rows[int(count)] = TableRow(int(row["dp"]), int(row["tp"]), int(row["micro_batch_size"]))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ConfigError(
+                    f"parallelism table {source}: {gpu}.{count}: needs integer dp, tp, micro_batch_size"
+                ) from exc
+        table[normalise_gpu_name(gpu)] = rows
+    return table
+
+
+def load_parallelism_table() -> ParallelismTable:
+    """The table bundled with the client (src/psyche/client/parallelism_table.json)."""
+    resource = resources.files("psyche").joinpath(*PARALLELISM_TABLE)
+    try:
+        text = resource.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"parallelism table not found in this build ({'/'.join(PARALLELISM_TABLE)})"
+        ) from exc
+    return parse_parallelism_table(text, "(bundled)")
+
+
+async def _slot_subscribe(url: str, timeout: float) -> None:
+    from websockets.asyncio.client import connect
+
+    async with asyncio.timeout(timeout), connect(url, open_timeout=timeout, ping_interval=None) as ws:
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "slotSubscribe"}))
+        while True:
+            answer = json.loads(await ws.recv())
+            if not isinstance(answer, dict) or answer.get("id") != 1:
+                continue  # a notification racing the answer
+            if "result" not in answer:
+                raise RpcError(f"slotSubscribe refused: {answer.get('error')!r}")
+            await ws.send(
+                json.dumps(
+                    {"jsonrpc": "2.0", "id": 2, "method": "slotUnsubscribe", "params": [answer["result"]]}
+                )
+            )
+            return
+
+
+def ws_round_trip(url: str, timeout: float = 5.0) -> None:
+    """Connect to a Solana pubsub endpoint and get one slotSubscribe answer; RpcError says why not."""
+    from websockets.exceptions import InvalidURI, WebSocketException
+
+    try:
+        asyncio.run(_slot_subscribe(url, timeout))
+    except TimeoutError as exc:
+        raise RpcError(f"no answer within {timeout:g}s") from exc
+    except InvalidURI as exc:
+        raise RpcError("not a WebSocket URL") from exc
+    except (OSError, WebSocketException, ValueError) as exc:
+        # The URL may hold an API key: name the failure, not the text that may quote it.
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise RpcError(f"{type(exc).__name__}: {detail}") from exc
