@@ -19,6 +19,7 @@ from psyche.manager.constants import DEFAULT_COORDINATOR_PROGRAM_ID, AppEnvVars,
 # Subcommands, imported only when invoked: name -> "module.path:attribute". Register a command with one line.
 COMMANDS: dict[str, str] = {
     "show-config": "psyche.manager.cli:show_config",
+    "doctor": "psyche.manager.commands.doctor:doctor",
     "localnet": "psyche.localnet.cli:localnet",
 }
 
@@ -26,6 +27,7 @@ COMMANDS: dict[str, str] = {
 # missing here is imported to read its help (correct, but it slows --help down: add a line).
 COMMAND_HELP: dict[str, str] = {
     "show-config": "Validate the .env and environment; print each setting and where it came from.",
+    "doctor": "Check everything a join needs (env, wallet, RPC/WS, run, Docker, GPUs); OK/WARN/FAIL + fixes.",
     "localnet": "Run a local Solana-compatible chain with the Psyche programs on 127.0.0.1.",
 }
 
