@@ -50,9 +50,8 @@ def main() -> int:
         lr_schedule=ConstantLR(3e-4, 3e-4, 0),
     )
     trainer = Trainer(config, spec, 0, DummySource(args.seq_len, spec.vocab_size, 0))
-    print(
-        f"device: {name}  peak bf16: {peak and peak / 1e12:.0f} TFLOP/s  (table: {sorted(PEAK_BF16_FLOPS)})"
-    )
+    shown = "unknown" if peak is None else f"{peak / 1e12:.0f} TFLOP/s"
+    print(f"device: {name}  peak bf16: {shown}  (table has: {', '.join(sorted(PEAK_BF16_FLOPS))})")
     print(
         f"model: {args.preset} {spec.num_parameters() / 1e6:.1f}M params, seq {args.seq_len}, "
         f"batch {args.batch} x micro {args.micro_batch_size}, compile={args.compile}"
