@@ -46,7 +46,7 @@ async def _serve(
         if demo_dir is not None:
             from psyche.localnet.demo import seed_demo
 
-            await seed_demo(server.rpc_url, demo_dir, echo=click.echo)
+            await seed_demo(server.rpc_url, server.ws_url, demo_dir, echo=click.echo)
         await stop.wait()
     finally:
         click.echo("localnet stopping")

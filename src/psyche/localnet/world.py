@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.models import TxOpts
-from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.message import Message
@@ -51,24 +50,31 @@ class World:
     def __init__(self, client: AsyncClient, payer: Keypair) -> None:
         self.client = client
         self.payer = payer
-        self._last_blockhash: Hash | None = None
+        self._sent: set[Signature] = set()
 
-    async def _fresh_blockhash(self) -> Hash:
-        # Two identical transactions under one blockhash are one transaction (the second is "already
-        # processed"), so repeated ticks wait for the next slot's blockhash, as a real client would.
-        for _ in range(500):
+    async def _sign(self, ixs: Sequence[Instruction], signers: Sequence[Keypair]) -> VersionedTransaction:
+        keys = {self.payer.pubkey()}
+        unique = [self.payer]
+        for kp in signers:
+            if kp.pubkey() not in keys:
+                keys.add(kp.pubkey())
+                unique.append(kp)
+        # The same instructions under the same blockhash are the same transaction ("already processed"),
+        # so a repeat (a second tick) waits for the next slot's blockhash, as a real client would.
+        for _ in range(1_000):
             blockhash = (await self.client.get_latest_blockhash()).value.blockhash
-            if blockhash != self._last_blockhash:
-                self._last_blockhash = blockhash
-                return blockhash
+            tx = VersionedTransaction(
+                Message.new_with_blockhash(list(ixs), self.payer.pubkey(), blockhash), unique
+            )
+            if tx.signatures[0] not in self._sent:
+                self._sent.add(tx.signatures[0])
+                return tx
             await asyncio.sleep(0.005)
-        raise TransactionFailed("the chain produced no new blockhash for 2.5 s")
+        raise TransactionFailed("the chain produced no new blockhash for 5 s")
 
     async def send(self, ixs: Sequence[Instruction], signers: Sequence[Keypair] = ()) -> Signature:
         """Sign with the payer (+ ``signers``), send with preflight, wait until it is confirmed."""
-        blockhash = await self._fresh_blockhash()
-        message = Message.new_with_blockhash(list(ixs), self.payer.pubkey(), blockhash)
-        tx = VersionedTransaction(message, [self.payer, *signers])
+        tx = await self._sign(ixs, signers)
         sig = (await self.client.send_transaction(tx, opts=TxOpts(skip_confirmation=True))).value
         status = (await self.client.confirm_transaction(sig, sleep_seconds=0.02)).value[0]
         if status is not None and status.err is not None:

@@ -1,0 +1,82 @@
+"""``localnet --demo``: the seeded world is joinable as printed, and its files are usable."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+from solana.rpc.async_api import AsyncClient
+from solders.keypair import Keypair
+
+from psyche.chain import pda
+from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
+from psyche.chain.instructions import coordinator
+from psyche.chain.programs import PERMISSIONLESS_GRANTEE
+from psyche.localnet.demo import TREASURY_FUNDING, build_demo, describe
+from psyche.localnet.world import World
+from tests.integration.localnet_support import localnet, run
+
+
+def _keypair(path: Path) -> Keypair:
+    return Keypair.from_bytes(bytes(json.loads(path.read_text())))
+
+
+def test_demo_world_is_ready_to_join(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with localnet() as srv, AsyncClient(srv.rpc_url) as client:
+            demo = await build_demo(client, srv.rpc_url, srv.ws_url, tmp_path)
+            participant = _keypair(tmp_path / "participant.json")
+            delegate = _keypair(tmp_path / "delegate.json")
+            assert participant.pubkey() == demo.participant and delegate.pubkey() == demo.delegate
+            assert stat.S_IMODE((tmp_path / "participant.json").stat().st_mode) == 0o600
+            env = demo.env_file.read_text()
+            assert f"RPC={srv.rpc_url}\n" in env and "RUN_ID=demo-open\n" in env
+            assert f"WALLET_PRIVATE_KEY_PATH={(tmp_path / 'participant.json').resolve()}\n" in env
+
+            for handle in (demo.open_run, demo.private_run, demo.rewards_run):
+                info = (await client.get_account_info(handle.account)).value
+                assert info is not None
+                assert CoordinatorAccount.decode(bytes(info.data)).run_state == RunState.WaitingForMembers
+            assert demo.rewards_run.treasurer_run is not None
+            vault = pda.associated_token_account(demo.rewards_run.treasurer_run, demo.reward_mint)
+            assert int((await client.get_token_account_balance(vault)).value.amount) == TREASURY_FUNDING
+
+            # The participant joins the open run with the "anyone" grant; its delegate joins the private one.
+            open_auth = pda.authorization(demo.owner, PERMISSIONLESS_GRANTEE)
+            private_auth = pda.authorization(demo.join_authority, demo.participant)
+            await World(client, participant).send(
+                [
+                    coordinator.join_run(
+                        demo.participant,
+                        open_auth,
+                        demo.open_run.instance,
+                        demo.open_run.account,
+                        demo.delegate,
+                    )
+                ]
+            )
+            await World(client, delegate).send(
+                [
+                    coordinator.join_run(
+                        demo.delegate,
+                        private_auth,
+                        demo.private_run.instance,
+                        demo.private_run.account,
+                        demo.delegate,
+                    )
+                ]
+            )
+            info = (await client.get_account_info(demo.private_run.account)).value
+            assert info is not None
+            ledger = CoordinatorAccount.decode(bytes(info.data)).clients_state.clients
+            assert [c.signer for c in ledger] == [demo.delegate]
+            text = "\n".join(describe(demo, tmp_path))
+            for key in (demo.owner, demo.participant, demo.delegate, demo.reward_mint, demo.open_run.account):
+                assert str(key) in text
+            for path in tmp_path.iterdir():
+                if path.suffix == ".json":
+                    secret = json.loads(path.read_text())
+                    assert str(secret) not in text
+
+    run(scenario)
