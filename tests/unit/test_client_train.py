@@ -131,3 +131,13 @@ def test_trainer_for_a_dummy_run() -> None:
     assert t.spec == preset("tiny", SEQ) and t.config.micro_batch_size == 2
     assert isinstance(t.data, DummySource) and t.data.seed == seed
     assert t.train_step([0, 1, 2]).lr == 0.0  # the run's schedule: warmup starts at 0
+
+
+def test_bf16_autocast_path_trains() -> None:
+    # The CUDA path's precision, exercised on the CPU (autocast follows the device).
+    t = _trainer(precision="bf16", lr_schedule=ConstantLR(5e-3, 5e-3, 0))
+    assert t.autocast
+    losses = [t.train_step(list(range(i * 8, i * 8 + 8))).loss for i in range(8)]
+    assert all(loss == loss for loss in losses)  # no NaN
+    assert min(losses[-3:]) < losses[0] - 0.2
+    assert t.model.lm_head.weight.dtype == torch.float32  # fp32 master weights

@@ -165,7 +165,11 @@ class Trainer:
         mbs = self.config.micro_batch_size
         for i in range(0, len(mine), mbs):
             batch = self.data.fetch(mine[i : i + mbs]).to(self.device, non_blocking=True)
-            ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+            ctx = (
+                torch.autocast(self.device.type, torch.bfloat16)
+                if self.autocast
+                else contextlib.nullcontext()
+            )
             with ctx:
                 loss = self.model.loss_sum(batch)
             (loss / total_tokens).backward()  # type: ignore[no-untyped-call]
