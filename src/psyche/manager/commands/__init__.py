@@ -1,0 +1,1 @@
+"""The chain subcommands of run-manager (participant, authorization and run-owner), one module per family."""

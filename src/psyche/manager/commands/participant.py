@@ -1,0 +1,322 @@
+"""Participant commands: can-join, treasurer-claim-rewards, list-runs and json-dump-user."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from psyche.errors import NotAuthorized, RunManagerError, WalletError
+from psyche.manager.app import App
+from psyche.manager.commands.common import (
+    Session,
+    chain_command,
+    emit,
+    fields,
+    parse_pubkey,
+    pubkey_option,
+    run_id_option,
+    treasurer_index_option,
+)
+from psyche.manager.constants import EnvVars
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class JoinRefused(RunManagerError):
+    """The key is authorized but the run cannot take it now (paused, finished, already in the epoch)."""
+
+
+def _address_option(required: bool, help_text: str) -> Callable[[F], F]:
+    return pubkey_option(
+        "--address", "--wallet", "--user", "address", env="ADDRESS", required=required, help=help_text
+    )
+
+
+@chain_command("can-join", wallet=True)
+@run_id_option
+@pubkey_option(
+    "--authorizer",
+    env="AUTHORIZER",
+    help="The grantee the run owner authorized (your master key if you are a delegate). "
+    "[default: 111…1, a permissionless run]",
+)
+@_address_option(False, "The key to check. [default: the wallet's public key]")
+def can_join(app: App, as_json: bool, run_id: str, authorizer: str | None, address: str | None) -> None:
+    """Check that a key may join a run (exit 0) or say why not (exit 1); at most 2 RPC round trips."""
+    from psyche.chain.queries import check_join
+    from psyche.manager.commands.decisions import grantee_label, join_refusal
+
+    session = Session(app)
+    if address is None:
+        try:
+            address = app.wallet.pubkey
+        except WalletError as exc:
+            raise WalletError(
+                exc.message, hint="pass --address <PUBKEY> to check a key without a wallet"
+            ) from exc
+    user = parse_pubkey(address)
+    grantee_key = parse_pubkey(authorizer) if authorizer else None
+    check = check_join(session.rpc, run_id, user, grantee_key, session.programs)
+    refusal = join_refusal(check, grantee_key)
+    chosen = next(((g, a) for g, a, outcome in check.tried if outcome == "valid"), None)
+    data = {
+        "run_id": run_id,
+        "address": str(user),
+        "can_join": refusal is None,
+        "reason": refusal,
+        "state": check.run.state.display,
+        "join_authority": str(check.run.instance.join_authority),
+        "grantee": None if chosen is None else str(chosen[0]),
+        "authorization": None if chosen is None else str(chosen[1]),
+        "tried": [{"grantee": str(g), "authorization": str(a), "outcome": o} for g, a, o in check.tried],
+        "rpc_round_trips": session.rpc.round_trips,
+    }
+    if refusal is not None:
+        if as_json:
+            emit(app, True, data, [])
+        raise (NotAuthorized if check.grantee is None else JoinRefused)(refusal)
+    assert chosen is not None
+    lines = [
+        f"✓ Can join run {run_id} as {user}",
+        *fields(
+            [
+                ("Authorization", f"{chosen[1]} (grantee {grantee_label(chosen[0])})"),
+                ("Join authority", check.run.instance.join_authority),
+                ("Run state", check.run.state.display),
+                ("Client version", check.run.client_version),
+            ]
+        ),
+        "Predownload the model: psyche-solana-client predownload "
+        f"--run-id {run_id} --model --eval-tasks <TASKS>",
+    ]
+    emit(app, as_json, data, lines)
+
+
+@chain_command("treasurer-claim-rewards", wallet=True)
+@run_id_option
+@treasurer_index_option
+def treasurer_claim_rewards(app: App, as_json: bool, run_id: str, treasurer_index: int | None) -> None:
+    """Claim earned points as collateral tokens (creates your token account and participant if missing)."""
+    from psyche.chain import instructions as ix
+    from psyche.chain import pda
+    from psyche.chain.queries import fetch_rewards
+    from psyche.manager.commands.decisions import claim_plan, nothing_to_claim
+    from psyche.manager.commands.format import format_ui
+
+    session = Session(app)
+    payer = session.payer
+    user = payer.pubkey()
+    programs = session.programs
+    rewards = fetch_rewards(session.rpc, run_id, user, treasurer_index, programs)
+    plan = claim_plan(rewards)
+    decimals = rewards.mint.decimals
+    mint = rewards.treasurer.collateral_mint
+    data: dict[str, object] = {
+        "run_id": run_id,
+        "address": str(user),
+        "treasurer_run": str(rewards.treasurer_address),
+        "collateral_mint": str(mint),
+        "decimals": decimals,
+        "earned_points": rewards.earned,
+        "claimed_points": rewards.claimed,
+        "claimable_points": rewards.claimable,
+        "treasury_balance": rewards.treasury_balance,
+        "paid_points": 0,
+        "signature": None,
+    }
+    rows: list[tuple[str, object]] = [
+        ("Treasurer run", rewards.treasurer_address),
+        ("Earned points", rewards.earned),
+        ("Already claimed", rewards.claimed),
+        (
+            "Claimable now",
+            f"{rewards.claimable} (treasury holds {format_ui(rewards.treasury_balance, decimals)})",
+        ),
+    ]
+    if plan.nothing:
+        rows.append(("Paid", 0))
+        emit(
+            app,
+            as_json,
+            {**data, "message": nothing_to_claim(rewards)},
+            [*fields(rows), nothing_to_claim(rewards)],
+        )
+        return
+    instructions = []
+    if plan.create_token_account:
+        instructions.append(ix.create_associated_token_account_idempotent(user, user, mint))
+    if plan.create_participant:
+        instructions.append(
+            ix.participant_create(user, user, rewards.treasurer_address, program_id=programs.treasurer)
+        )
+    instructions.append(
+        ix.participant_claim(
+            user,
+            rewards.user_token_account,
+            rewards.treasurer_address,
+            pda.associated_token_account(rewards.treasurer_address, mint),
+            rewards.run.coordinator_address,
+            plan.amount,
+            program_id=programs.treasurer,
+        )
+    )
+    sent = session.send(instructions)
+    rows += [
+        (
+            "Paid",
+            f"{plan.amount} points = {format_ui(plan.amount, decimals)} tokens "
+            f"to {rewards.user_token_account}",
+        ),
+        ("Transaction", sent.signature),
+    ]
+    if plan.create_token_account:
+        rows.append(("Created token account", rewards.user_token_account))
+    if plan.create_participant:
+        rows.append(
+            (
+                "Created participant",
+                pda.participant(rewards.treasurer_address, user, program_id=programs.treasurer),
+            )
+        )
+    data.update(paid_points=plan.amount, signature=str(sent.signature))
+    emit(app, as_json, data, fields(rows))
+
+
+@chain_command("list-runs", wallet=False)
+@click.option(
+    "--coordinator-program-id",
+    type=click.UNPROCESSED,
+    expose_value=False,
+    callback=lambda ctx, _p, v: _override_program(ctx, v),
+    help="Coordinator program. [env var: COORDINATOR_PROGRAM_ID, also read from the .env]",
+)
+@pubkey_option("--authorizer", help="Only runs whose join authority is this key.")
+@_address_option(
+    False,
+    "Also count runs this key may join through its own or AUTHORIZER's authorization "
+    "[default: only permissionless runs count as joinable]",
+)
+def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | None) -> None:
+    """List every run: the reference's table, joinable runs first (Waiting for members before the others)."""
+    from psyche.chain import pda
+    from psyche.chain.programs import PERMISSIONLESS_GRANTEE
+    from psyche.chain.queries import list_runs as fetch_runs
+    from psyche.manager.commands.decisions import authorization_valid
+    from psyche.manager.commands.format import (
+        JOINABLE_STATES,
+        RUN_TABLE_HEADER,
+        format_table,
+        joinable_first,
+        run_table_row,
+    )
+
+    session = Session(app)
+    programs = session.programs
+    runs = fetch_runs(session.rpc, programs)
+    if authorizer is not None:
+        runs = [r for r in runs if str(r.instance.join_authority) == authorizer]
+    user = parse_pubkey(address) if address else None
+    grantees = [PERMISSIONLESS_GRANTEE]
+    if user is not None:
+        grantees.append(user)
+        if app.settings.authorizer:
+            grantees.append(parse_pubkey(app.settings.authorizer))
+    candidates = [r for r in runs if r.state in JOINABLE_STATES]
+    keys = [
+        pda.authorization(r.instance.join_authority, g, program_id=programs.authorizer)
+        for r in candidates
+        for g in grantees
+    ]
+    infos = session.rpc.get_multiple_accounts(keys) if keys else []
+    joinable_ids: set[str] = set()
+    for i, run in enumerate(candidates):
+        for j, grantee in enumerate(grantees):
+            checker = user if user is not None else grantee
+            if authorization_valid(
+                infos[i * len(grantees) + j], programs.authorizer, run.instance.join_authority, checker
+            ):
+                joinable_ids.add(run.instance_address.__str__())
+                break
+    order = joinable_first([(r.state, str(r.instance_address) in joinable_ids) for r in runs])
+    now = int(time.time())
+    ordered = [runs[i] for i in order]
+    rows = [
+        run_table_row(
+            r.run_id, r.state, r.num_clients, r.min_clients, r.epoch_time, r.epoch_start_timestamp, now
+        )
+        for r in ordered
+    ]
+    records = [
+        {
+            "run_id": r.run_id,
+            "state": r.state.display,
+            "clients": row[2],
+            "num_clients": r.num_clients,
+            "min_clients": r.min_clients,
+            "epoch_time": r.epoch_time,
+            "epoch_start_timestamp": r.epoch_start_timestamp,
+            "time_left": row[4],
+            "joinable": str(r.instance_address) in joinable_ids,
+            "join_authority": str(r.instance.join_authority),
+            "client_version": r.client_version,
+            "instance": str(r.instance_address),
+            "coordinator_account": str(r.coordinator_address),
+        }
+        for r, row in zip(ordered, rows, strict=True)
+    ]
+    if as_json:
+        app.ui.data(json.dumps(records, indent=2))
+        return
+    if not runs:
+        app.ui.data(f"No runs found on coordinator program {programs.coordinator}")
+        return
+    by = f" by {user}" if user is not None else " by anyone"
+    app.ui.data(f"Found {len(runs)} run(s), {len(joinable_ids)} joinable{by}:")
+    for line in format_table(RUN_TABLE_HEADER, rows):
+        app.ui.data(line)
+
+
+def _override_program(ctx: click.Context, value: str | None) -> None:
+    app = ctx.find_object(App)
+    if value is not None and app is not None:
+        app.overrides[EnvVars.COORDINATOR_PROGRAM_ID] = (value, "--coordinator-program-id")
+
+
+@chain_command("json-dump-user", wallet=False)
+@run_id_option
+@treasurer_index_option
+@_address_option(True, "The user's public key.")
+def json_dump_user(app: App, as_json: bool, run_id: str, treasurer_index: int | None, address: str) -> None:
+    """Print a user's ledger entry, epoch state, balance and treasurer claims as JSON."""
+    from psyche.chain import pda
+    from psyche.chain.accounts.token import TokenAccount
+    from psyche.chain.accounts.treasurer import Participant
+    from psyche.chain.queries import fetch_run
+    from psyche.manager.commands.dumps import dump_user
+    from psyche.manager.commands.runs import load_treasurer_view
+
+    del as_json  # the output is JSON either way
+    session = Session(app)
+    programs = session.programs
+    user = parse_pubkey(address)
+    run = fetch_run(session.rpc, run_id, programs)
+    lamports = session.rpc.get_balance(user)
+    view = load_treasurer_view(session, run_id, treasurer_index)
+    participant = None
+    balance = None
+    if view is not None:
+        p_info, ata_info = session.rpc.get_multiple_accounts(
+            [
+                pda.participant(view.address, user, program_id=programs.treasurer),
+                pda.associated_token_account(user, view.run.collateral_mint),
+            ]
+        )
+        if p_info is not None and p_info.lamports > 0:
+            participant = Participant.decode(p_info.data)
+        if ata_info is not None:
+            balance = TokenAccount.decode(ata_info.data).amount
+    app.ui.data(json.dumps(dump_user(user, lamports, run.coordinator, view, participant, balance), indent=2))
