@@ -1,0 +1,516 @@
+"""Doctor checks over fakes for every seam: each check's OK/WARN/FAIL/SKIP, its fix, and the exit code."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from psyche.chain.accounts.coordinator import RunState
+from psyche.chain.programs import PERMISSIONLESS_GRANTEE
+from psyche.errors import DockerUnavailable, RpcError, RpcUnavailable
+from psyche.manager.commands.doctor import render, report_json, summary
+from psyche.manager.doctor import Check, DoctorOptions, Seams, Status, exit_code, run_doctor
+from psyche.manager.doctor_host import parse_size
+from psyche.manager.hardware import (
+    DiskUsage,
+    Gpu,
+    GpuProbe,
+    ParallelismTable,
+    TableRow,
+    load_parallelism_table,
+    normalise_gpu_name,
+    parse_nvidia_smi,
+    probe_gpus,
+)
+from psyche.manager.launch import LaunchConfig
+from psyche.manager.settings import Settings, load_settings
+from psyche.manager.ui import UI
+from psyche.manager.wallet import Wallet, load_wallet
+from tests.unit.test_queries import FakeChain, seed_authorization, seed_run
+
+KEYPAIR = Keypair.from_seed(bytes(range(1, 33)))
+USER = KEYPAIR.pubkey()
+KEY_JSON = json.dumps(list(bytes(KEYPAIR)))
+GIB = 2**30
+H100 = Gpu("NVIDIA H100 80GB HBM3", 81559, "550.54.15")
+RPC1, RPC2 = "http://127.0.0.1:8899", "http://127.0.0.1:9899"
+WS1, WS2 = "ws://127.0.0.1:8900", "ws://127.0.0.1:9900"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeRpc:
+    """An RpcClient over the FakeChain; endpoints in ``dead`` refuse, each answer costs ``latency[url]``."""
+
+    def __init__(self, world: World, urls: Sequence[str]) -> None:
+        self.world = world
+        self.urls = list(urls)
+        self.closed = False
+
+    def _answer(self) -> None:
+        alive = [u for u in self.urls if u not in self.world.dead]
+        if not alive:
+            raise RpcUnavailable({u: "ConnectError: [Errno 111] Connection refused" for u in self.urls})
+        self.world.clock.now += self.world.latency.get(alive[0], 0.02)
+
+    def get_slot(self) -> int:
+        self._answer()
+        return 1234
+
+    def get_balance(self, pubkey: Pubkey) -> int:
+        self._answer()
+        return self.world.balance
+
+    def get_account_info(self, pubkey: Pubkey):  # type: ignore[no-untyped-def]
+        self._answer()
+        return self.world.chain.get_account_info(pubkey)
+
+    def get_multiple_accounts(self, pubkeys):  # type: ignore[no-untyped-def]
+        self._answer()
+        return self.world.chain.get_multiple_accounts(pubkeys)
+
+    def get_program_accounts(self, program, filters=()):  # type: ignore[no-untyped-def]
+        self._answer()
+        return self.world.chain.get_program_accounts(program, filters)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeEngine:
+    def __init__(
+        self, *, nvidia: bool = True, images: tuple[str, ...] = (), root: str | None = "/var/lib/docker"
+    ):
+        self.nvidia = nvidia
+        self.images = images
+        self.root = root
+
+    def version(self) -> str:
+        return "27.1.0"
+
+    def has_nvidia_runtime(self) -> bool:
+        return self.nvidia
+
+    def image_exists(self, image: str) -> bool:
+        return image in self.images
+
+    def data_root(self) -> str | None:
+        return self.root
+
+
+TABLE: ParallelismTable = {"H100": {1: TableRow(1, 1, 8), 8: TableRow(8, 1, 8)}}
+
+
+@dataclasses.dataclass
+class World:
+    """Everything the fakes answer from; tests change a field, then call ``doctor()``."""
+
+    tmp: Path
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    chain: FakeChain = dataclasses.field(default_factory=FakeChain)
+    dead: set[str] = dataclasses.field(default_factory=set)
+    dead_ws: set[str] = dataclasses.field(default_factory=set)
+    latency: dict[str, float] = dataclasses.field(default_factory=dict)
+    balance: int = 2_000_000_000
+    engine: FakeEngine | None = dataclasses.field(default_factory=FakeEngine)
+    gpus: GpuProbe = dataclasses.field(default_factory=lambda: GpuProbe((H100,) * 8))
+    free: dict[str, int] = dataclasses.field(default_factory=lambda: {"/var/lib/docker": 500 * GIB})
+    mode: int = 0o100600
+    clock: Clock = dataclasses.field(default_factory=Clock)
+    opened: list[FakeRpc] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        key = self.tmp / "id.json"
+        key.write_text(KEY_JSON)
+        self.env = {
+            "RPC": RPC1,
+            "WS_RPC": WS1,
+            "RPC_2": RPC2,
+            "WS_RPC_2": WS2,
+            "RUN_ID": "test",
+            "WALLET_PRIVATE_KEY_PATH": str(key),
+            "PARALLELISM_AUTO": "true",
+        }
+        seed_run(self.chain)
+        seed_authorization(self.chain, PERMISSIONLESS_GRANTEE)
+
+    def rpc(self, urls: Sequence[str], timeout: float) -> FakeRpc:
+        client = FakeRpc(self, urls)
+        self.opened.append(client)
+        return client
+
+    def ws(self, url: str, timeout: float) -> None:
+        if url in self.dead_ws:
+            raise RpcError("ConnectionRefusedError: Connect call failed")
+        self.clock.now += 0.01
+
+    def runtime(self) -> FakeEngine:
+        if self.engine is None:
+            raise DockerUnavailable(
+                "Failed to execute docker command.", hint="start Docker, check DOCKER_HOST"
+            )
+        return self.engine
+
+    def disk(self, path: Path) -> DiskUsage:
+        if str(path) == "/dev/shm":
+            return DiskUsage(16 * GIB, 0, 16 * GIB)
+        if str(path) not in self.free:
+            raise FileNotFoundError(2, "No such file or directory")
+        return DiskUsage(1000 * GIB, 0, self.free[str(path)])
+
+    def seams(self, table: Callable[[], ParallelismTable] = lambda: TABLE) -> Seams:
+        return Seams(
+            settings=lambda: load_settings(None, self.env),
+            wallet=load_wallet,
+            rpc=self.rpc,
+            ws=self.ws,
+            runtime=self.runtime,
+            gpus=lambda: self.gpus,
+            disk_usage=self.disk,
+            parallelism_table=table,
+            file_mode=lambda path: self.mode,
+            monotonic=self.clock,
+        )
+
+    def doctor(self, **options: object) -> dict[str, Check]:
+        checks = run_doctor(self.seams(), DoctorOptions(**options))  # type: ignore[arg-type]
+        self.checks = checks
+        return {c.name: c for c in checks}
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def statuses(checks: dict[str, Check]) -> dict[str, str]:
+    return {name: str(c.status) for name, c in checks.items()}
+
+
+def test_healthy_machine_is_all_ok_and_exits_zero(world: World) -> None:
+    checks = world.doctor()
+    assert list(checks) == [
+        "env", "wallet", "wallet file", "RPC", "RPC_2", "WS_RPC", "WS_RPC_2", "balance", "run", "image",
+        "authorization", "docker", "nvidia runtime", "disk", "gpus", "parallelism", "shm",
+    ]  # fmt: skip
+    assert set(statuses(checks).values()) == {"OK"}, statuses(checks)
+    assert exit_code(world.checks) == 0
+    assert checks["wallet"].detail.startswith(str(USER))
+    assert checks["run"].detail == "'test': Waiting for members, 0 client(s) (min 0), client_version 'v1'"
+    assert checks["image"].detail == "nousresearch/psyche-client:v1 (will be pulled)"
+    assert (
+        checks["authorization"].detail
+        == f"authorized through permissionless (grantee {PERMISSIONLESS_GRANTEE})"
+    )
+    assert checks["gpus"].detail.startswith("8: NVIDIA H100 80GB HBM3 (81559 MiB, driver 550.54.15)")
+    assert checks["parallelism"].detail == "PARALLELISM_AUTO: 8 x H100 -> dp=8 tp=1 micro_batch_size=8"
+    assert all(c.closed for c in world.opened)
+
+
+def test_invalid_env_fails_and_skips_what_needs_it(world: World) -> None:
+    world.env["RPC_2"] = "htp://x"
+    checks = world.doctor()
+    assert checks["env"].status == Status.FAIL
+    assert (
+        checks["env"].detail
+        == "RPC_2 in the environment: not an http(s) URL: 'htp://x'; use http:// or https://"
+    )
+    assert checks["wallet"].status == Status.SKIP and checks["parallelism"].status == Status.SKIP
+    assert checks["docker"].status == Status.OK  # independent of the .env
+    assert exit_code(world.checks) == 1
+
+
+def test_missing_wallet_fails_with_the_fix(world: World) -> None:
+    world.env["WALLET_PRIVATE_KEY_PATH"] = str(world.tmp / "nope.json")
+    checks = world.doctor()
+    assert checks["wallet"].status == Status.FAIL
+    assert "no such file" in checks["wallet"].detail
+    assert "solana-keygen new" in (checks["wallet"].fix or "")
+    assert checks["balance"].status == checks["authorization"].status == Status.SKIP
+
+
+def test_wallet_readable_by_others_warns_with_chmod(world: World) -> None:
+    world.mode = 0o100644
+    check = world.doctor()["wallet file"]
+    assert (check.status, check.fix) == (Status.WARN, f"chmod 600 {world.tmp / 'id.json'}")
+    assert "mode 0644" in check.detail
+
+
+def test_raw_key_in_a_loose_env_file_warns_about_that_file(world: World) -> None:
+    env_file = world.tmp / ".env"
+    env_file.write_text(f"RAW_WALLET_PRIVATE_KEY={KEY_JSON}\n")
+    del world.env["WALLET_PRIVATE_KEY_PATH"]
+    world.mode = 0o100640
+    seams = dataclasses.replace(world.seams(), settings=lambda: load_settings(env_file, world.env))
+    check = {c.name: c for c in run_doctor(seams)}["wallet file"]
+    assert (check.status, check.fix) == (Status.WARN, f"chmod 600 {env_file}")
+    assert KEY_JSON not in check.detail
+
+
+def test_dead_primary_fails_while_backup_answers_and_serves_the_chain_checks(world: World) -> None:
+    world.dead.add(RPC1)
+    checks = world.doctor()
+    assert checks["RPC"].status == Status.FAIL
+    assert checks["RPC"].detail == f"{RPC1} did not answer: ConnectError: [Errno 111] Connection refused"
+    assert checks["RPC"].fix == "check RPC in the environment: URL, API key, and that the node is up"
+    assert checks["RPC_2"].status == Status.OK
+    assert checks["run"].status == checks["authorization"].status == Status.OK
+    assert exit_code(world.checks) == 1
+
+
+def test_every_rpc_dead_skips_the_chain_checks(world: World) -> None:
+    world.dead |= {RPC1, RPC2}
+    checks = world.doctor()
+    assert [checks[n].status for n in ("balance", "run", "image", "authorization")] == [Status.SKIP] * 4
+
+
+def test_latency_is_measured_per_endpoint_and_the_slowest_named(world: World) -> None:
+    world.latency = {RPC1: 0.05, RPC2: 1.5}
+    checks = world.doctor()
+    assert checks["RPC"].detail == f"{RPC1}: slot 1234 in 50 ms"
+    assert checks["RPC_2"].detail == f"{RPC2}: slot 1234 in 1500 ms (slowest)"
+    assert checks["RPC_2"].status == Status.WARN
+    assert exit_code(world.checks) == 0
+
+
+def test_dead_websocket_fails(world: World) -> None:
+    world.dead_ws.add(WS2)
+    check = world.doctor()["WS_RPC_2"]
+    assert check.status == Status.FAIL
+    assert check.detail == f"{WS2} did not answer: ConnectionRefusedError: Connect call failed"
+    assert check.fix is not None and check.fix.startswith("check WS_RPC_2 in the environment")
+
+
+@pytest.mark.parametrize(
+    ("lamports", "status"), [(0, Status.FAIL), (4_999, Status.FAIL), (5_000, Status.WARN), (10**7, Status.OK)]
+)
+def test_balance_must_cover_fees(world: World, lamports: int, status: Status) -> None:
+    world.balance = lamports
+    check = world.doctor()["balance"]
+    assert check.status == status
+    if status != Status.OK:
+        assert check.fix is not None and str(USER) in check.fix
+
+
+def test_run_id_unset_warns(world: World) -> None:
+    del world.env["RUN_ID"]
+    checks = world.doctor()
+    assert (checks["run"].status, checks["run"].fix) == (Status.WARN, "set RUN_ID to check one run")
+    assert checks["image"].status == checks["authorization"].status == Status.SKIP
+
+
+def test_unknown_run_fails_naming_it(world: World) -> None:
+    world.env["RUN_ID"] = "nope"
+    check = world.doctor()["run"]
+    assert check.status == Status.FAIL
+    assert check.detail.startswith("run 'nope': coordinator instance account not found")
+    assert check.fix is not None and "COORDINATOR_PROGRAM_ID" in check.fix
+
+
+@pytest.mark.parametrize(
+    ("state", "status"), [(RunState.Finished, Status.FAIL), (RunState.Paused, Status.WARN)]
+)
+def test_run_state(world: World, state: RunState, status: Status) -> None:
+    world.chain = FakeChain()
+    seed_run(world.chain, state=state)
+    seed_authorization(world.chain, PERMISSIONLESS_GRANTEE)
+    assert world.doctor()["run"].status == status
+
+
+def test_local_image_must_be_present(world: World) -> None:
+    check = world.doctor(local=True)["image"]
+    assert check.status == Status.FAIL
+    assert check.detail == "psyche-solana-client:v1: not in the engine and --local never pulls"
+    world.engine = FakeEngine(images=("psyche-solana-client:v1",))
+    assert world.doctor(local=True)["image"].detail == "psyche-solana-client:v1 (present in the engine)"
+
+
+def test_unauthorized_wallet_fails_listing_each_grantee(world: World) -> None:
+    world.chain = FakeChain()
+    seed_run(world.chain)
+    check = world.doctor()["authorization"]
+    assert check.status == Status.FAIL
+    assert f"grantee {PERMISSIONLESS_GRANTEE}: no authorization account" in check.detail
+    assert f"grantee {USER}: no authorization account" in check.detail
+    assert check.fix is not None and "AUTHORIZER" in check.fix
+
+
+def test_own_authorization_and_already_in_epoch(world: World) -> None:
+    world.chain = FakeChain()
+    seed_run(world.chain, epoch_clients=(USER,))
+    seed_authorization(world.chain, USER)
+    check = world.doctor()["authorization"]
+    assert check.status == Status.WARN
+    own = f"this wallet's own authorization (grantee {USER})"
+    assert check.detail == f"authorized through {own}; already in the current epoch"
+
+
+def test_docker_unreachable_fails_and_skips_engine_checks(world: World) -> None:
+    world.engine = None
+    checks = world.doctor()
+    assert (checks["docker"].status, checks["docker"].fix) == (Status.FAIL, "start Docker, check DOCKER_HOST")
+    assert checks["nvidia runtime"].status == checks["disk"].status == Status.SKIP
+    assert checks["image"].detail == "nousresearch/psyche-client:v1"
+
+
+def test_missing_nvidia_runtime_fails_unless_no_gpus(world: World) -> None:
+    world.engine = FakeEngine(nvidia=False)
+    check = world.doctor()["nvidia runtime"]
+    assert check.status == Status.FAIL
+    assert check.fix == (
+        "install the NVIDIA Container Toolkit, run 'nvidia-ctk runtime configure --runtime=docker' "
+        "and restart Docker"
+    )
+    assert world.doctor(gpus=False)["nvidia runtime"].status == Status.WARN
+
+
+def test_no_gpu_fails_unless_no_gpus(world: World) -> None:
+    world.gpus = GpuProbe((), "no NVIDIA GPU visible (nvidia-smi is not installed)")
+    checks = world.doctor()
+    assert checks["gpus"].status == Status.FAIL
+    assert checks["gpus"].detail.startswith("no NVIDIA GPU visible (nvidia-smi is not installed)")
+    assert checks["parallelism"].status == Status.SKIP
+    assert world.doctor(gpus=False)["gpus"].status == Status.WARN
+
+
+def test_parallelism_auto_without_an_entry_fails(world: World) -> None:
+    world.gpus = GpuProbe((H100,) * 2)
+    check = world.doctor()["parallelism"]
+    assert check.status == Status.FAIL
+    assert check.detail == "PARALLELISM_AUTO: no entry for 2 x H100 (the table has H100: 1, 8 GPUs)"
+    world.gpus = GpuProbe((Gpu("NVIDIA A100-SXM4-80GB", 81920, "550"),))
+    assert "no entry for 1 x NVIDIA A100-SXM4-80GB" in world.doctor()["parallelism"].detail
+
+
+def test_parallelism_auto_with_manual_values_warns_they_are_ignored(world: World) -> None:
+    world.env["DATA_PARALLELISM"] = "2"
+    assert world.doctor()["parallelism"].status == Status.WARN
+
+
+@pytest.mark.parametrize(
+    ("dp", "tp", "status"), [("4", "4", Status.FAIL), ("2", "2", Status.WARN), ("4", "2", Status.OK)]
+)
+def test_manual_parallelism_against_gpu_count(world: World, dp: str, tp: str, status: Status) -> None:
+    world.env |= {"PARALLELISM_AUTO": "false", "DATA_PARALLELISM": dp, "TENSOR_PARALLELISM": tp}
+    check = world.doctor()["parallelism"]
+    assert check.status == status
+    assert check.detail.startswith(
+        f"DATA_PARALLELISM*TENSOR_PARALLELISM = {dp}*{tp} = {int(dp) * int(tp)}, 8 GPU(s)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("free", "status"), [(10 * GIB, Status.FAIL), (30 * GIB, Status.WARN), (50 * GIB, Status.OK)]
+)
+def test_disk_room_for_the_image(world: World, free: int, status: Status) -> None:
+    world.free["/var/lib/docker"] = free
+    check = world.doctor()["disk"]
+    assert check.status == status
+    assert check.detail.startswith(f"{free / GIB:.1f} GiB free under /var/lib/docker")
+
+
+def test_disk_of_a_remote_engine_warns_and_a_present_image_needs_none(world: World) -> None:
+    world.engine = FakeEngine(root="/elsewhere")
+    assert world.doctor()["disk"].status == Status.WARN
+    world.engine = FakeEngine(images=("nousresearch/psyche-client:v1",))
+    world.free["/var/lib/docker"] = GIB
+    assert world.doctor()["disk"].status == Status.OK
+
+
+def test_shm_reports_container_and_host(world: World) -> None:
+    check = world.doctor()["shm"]
+    assert (check.status, check.detail) == (Status.OK, "container --shm-size 1g; host /dev/shm 16.0 GiB")
+    assert world.doctor(container_shm="32g")["shm"].status == Status.WARN
+
+
+def test_container_shm_default_matches_the_launch_config() -> None:
+    assert DoctorOptions().container_shm == LaunchConfig(run_id="x").shm_size
+    assert [parse_size(s) for s in ("1g", "512m", "64k", "1024")] == [GIB, 512 * 2**20, 65536, 1024]
+
+
+def test_render_prints_fixes_under_non_ok_lines_and_a_summary() -> None:
+    ui, out, _ = UI.for_tests()
+    checks = [Check("env", Status.OK, "fine", "unused"), Check("gpus", Status.FAIL, "none", "install")]
+    render(ui, checks)
+    assert out.getvalue().splitlines() == [
+        "OK    env   fine",
+        "FAIL  gpus  none",
+        "            fix: install",
+        "doctor: 1 OK, 1 FAIL",
+    ]
+    assert summary(checks) == "1 OK, 1 FAIL"
+
+
+def test_json_report(world: World) -> None:
+    world.dead.add(RPC1)
+    world.doctor()
+    body = json.loads(report_json(world.checks, exit_code(world.checks)))
+    assert (body["ok"], body["exit_code"], body["counts"]["FAIL"]) == (False, 1, 1)
+    assert body["checks"][3] == {
+        "name": "RPC",
+        "status": "FAIL",
+        "detail": f"{RPC1} did not answer: ConnectError: [Errno 111] Connection refused",
+        "fix": "check RPC in the environment: URL, API key, and that the node is up",
+    }
+
+
+def test_report_never_shows_the_key(world: World) -> None:
+    del world.env["WALLET_PRIVATE_KEY_PATH"]
+    world.env["RAW_WALLET_PRIVATE_KEY"] = KEY_JSON
+    world.doctor()
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    text = report_json(world.checks, 0) + repr(world.checks)
+    console.print(text)
+    assert KEY_JSON not in text
+
+
+# -- hardware probes ----------------------------------------------------------------------------------
+
+
+def test_parse_nvidia_smi_rows() -> None:
+    text = "NVIDIA H100 80GB HBM3, 81559 MiB, 550.54.15\nNVIDIA H200, [N/A], 560.1\n\n"
+    assert parse_nvidia_smi(text) == (H100, Gpu("NVIDIA H200", None, "560.1"))
+
+
+def test_probe_gpus_without_nvidia_smi_or_when_it_fails() -> None:
+    assert probe_gpus(which=lambda _: None).problem == "no NVIDIA GPU visible (nvidia-smi is not installed)"
+    failed = probe_gpus(
+        which=lambda _: "/usr/bin/nvidia-smi", run=lambda argv, t: (9, "", "NVML: Driver Not Loaded\n")
+    )
+    assert failed.problem == "no NVIDIA GPU visible (nvidia-smi: NVML: Driver Not Loaded)"
+    seen: list[Sequence[str]] = []
+
+    def run(argv: Sequence[str], timeout: float) -> tuple[int, str, str]:
+        seen.append(argv)
+        return 0, "NVIDIA H100 80GB HBM3, 81559 MiB, 550.54.15\n", ""
+
+    assert probe_gpus(which=lambda _: "/x/nvidia-smi", run=run).gpus == (H100,)
+    assert seen == [
+        ["/x/nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]
+    ]
+
+
+def test_bundled_parallelism_table_is_read_without_torch() -> None:
+    table = load_parallelism_table()
+    assert table["H100"][8] == TableRow(8, 1, 8)
+    assert normalise_gpu_name("NVIDIA H200 141GB HBM3e") == "H200"
+    assert normalise_gpu_name(" Tesla T4 ") == "Tesla T4"
+
+
+def test_settings_type_is_what_the_doctor_gets(world: World) -> None:
+    assert isinstance(world.seams().settings(), Settings)
+    assert isinstance(load_wallet(world.seams().settings()), Wallet)
