@@ -6,6 +6,7 @@ docker (and requests, which it uses) are imported lazily, inside DockerRuntime, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -157,12 +158,25 @@ class DockerRuntime:
             requests.exceptions.RequestException,
         )
         self._connection_errors: tuple[type[BaseException], ...] = (requests.exceptions.ConnectionError,)
+        owns_client = client is None
         if client is None:
             try:
                 client = sdk.from_env(environment=dict(environ) if environ is not None else None)
             except self._foreign as exc:
                 raise self._unavailable(exc, environ) from exc
         self._client: Any = client
+        self._owns_client = owns_client
+
+    def close(self) -> None:
+        """Close the SDK client's connections if this runtime created the client."""
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> DockerRuntime:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     # -- translation ---------------------------------------------------------------------------
 
@@ -208,6 +222,14 @@ class DockerRuntime:
         except self._foreign as exc:
             self._raise(exc, "docker info")
         return "nvidia" in runtimes
+
+    def data_root(self) -> str | None:
+        """Where the engine keeps images (``docker info``'s DockerRootDir), for the doctor's disk check."""
+        try:
+            root = self._client.api.info().get("DockerRootDir")
+        except self._foreign as exc:
+            self._raise(exc, "docker info")
+        return str(root) if root else None
 
     # -- images ---------------------------------------------------------------------------------
 
@@ -304,6 +326,7 @@ class DockerRuntime:
 
     def logs(self, handle: ContainerHandle, *, stream: Stream, timestamps: bool = False) -> Iterator[bytes]:
         """Follow ``stream`` of the container from its first line to its end."""
+        chunks: Any = None
         try:
             chunks = self._client.api.logs(
                 handle.id,
@@ -317,6 +340,9 @@ class DockerRuntime:
                 yield bytes(chunk)
         except self._foreign as exc:
             self._raise(exc, f"reading {stream} of container {handle.name}")
+        finally:
+            if chunks is not None:  # also when the reader stops early: release the socket now
+                _close_stream(chunks)
 
     def wait(self, handle: ContainerHandle) -> int:
         """The container's exit code, once it stops (no request timeout)."""
@@ -370,3 +396,18 @@ class DockerRuntime:
 
 def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _close_stream(chunks: Any) -> None:
+    """Close a docker-py log stream and its HTTP response.
+
+    CancellableStream.close() shuts the socket down but leaves the response's file object holding it,
+    so the descriptor stays open until garbage collection (a ResourceWarning); closing the response
+    releases it now.
+    """
+    with contextlib.suppress(OSError):
+        chunks.close()
+    response = getattr(chunks, "_response", None)
+    if response is not None:
+        with contextlib.suppress(OSError):
+            response.close()

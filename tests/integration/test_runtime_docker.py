@@ -1,0 +1,289 @@
+"""DockerRuntime and the Supervisor against the real engine and the loopback registry (busybox images)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+
+import docker
+import pytest
+
+from psyche.errors import DockerUnavailable, GpuRuntimeMissing, ImagePullFailed
+from psyche.manager import events as ev
+from psyche.manager.images import image_for_version
+from psyche.manager.launch import LABEL_INSTANCE, LABEL_MANAGED, LABEL_RUN_ID, LaunchConfig, RestartPolicy
+from psyche.manager.logs import split_lines
+from psyche.manager.runtime import ContainerSpec, DockerRuntime
+from psyche.manager.supervisor import Supervisor
+
+from .conftest import PushedImage
+
+pytestmark = pytest.mark.docker
+
+# busybox PID 1 ignores SIGTERM unless it traps it (ci-docker.md pitfall 11).
+FOREVER = 'trap "exit 0" TERM; echo ready; while true; do sleep 0.1; done'
+
+
+@pytest.fixture
+def runtime(docker_client: docker.DockerClient) -> DockerRuntime:
+    return DockerRuntime(docker_client)
+
+
+def labelled(docker_client: docker.DockerClient, labels: dict[str, str]) -> list[str]:
+    filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+    return [c.id for c in docker_client.containers.list(all=True, filters=filters)]
+
+
+def versions(*values: str) -> Callable[[], str]:
+    remaining = list(values)
+    return lambda: remaining.pop(0) if len(remaining) > 1 else remaining[0]
+
+
+def test_from_env_reaches_the_engine_and_a_dead_socket_says_how_to_fix_it(tmp_path: os.PathLike[str]) -> None:
+    with DockerRuntime(environ=dict(os.environ)) as runtime:
+        assert runtime.version()
+
+    with pytest.raises(DockerUnavailable) as raised:
+        DockerRuntime(environ={"DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"})
+    assert str(raised.value) == "Failed to execute docker command. Is Docker installed and accessible?"
+    assert raised.value.hint is not None and "nothing.sock" in raised.value.hint
+
+
+def test_pull_reports_layer_progress_from_the_loopback_registry(
+    docker_client: docker.DockerClient, runtime: DockerRuntime, busybox_image: Callable[[str], PushedImage]
+) -> None:
+    pushed = busybox_image("rt-pull")
+    docker_client.images.remove(pushed.ref, force=True)
+    image = image_for_version(pushed.tag, local=False, repository=pushed.repository)
+    assert not runtime.image_exists(image.reference)
+    progress: list[ev.PullProgress] = []
+
+    runtime.pull(image, progress.append)
+
+    assert runtime.image_exists(image.reference)
+    statuses = [p.status for p in progress]
+    assert "Pulling fs layer" in statuses and "Pull complete" in statuses
+    assert any(p.layer and p.status == "Pull complete" for p in progress)
+    assert statuses[-1] == f"Status: Downloaded newer image for {image.reference}"
+
+
+def test_a_missing_tag_fails_naming_the_image_and_the_registry_answer(
+    runtime: DockerRuntime, registry: str
+) -> None:
+    image = image_for_version("no-such-tag", local=False, repository=f"{registry}/psyche-test-bb")
+
+    with pytest.raises(ImagePullFailed) as raised:
+        runtime.pull(image, lambda _p: None)
+
+    assert f"{registry}/psyche-test-bb:no-such-tag" in str(raised.value)
+    assert "manifest unknown" in str(raised.value)
+
+
+def test_run_streams_every_line_and_reports_the_exit_code(
+    docker_client: docker.DockerClient,
+    runtime: DockerRuntime,
+    busybox_image: Callable[[str], PushedImage],
+    container_labels: dict[str, str],
+) -> None:
+    image = busybox_image("rt-run").ref
+    script = 'i=0; while [ $i -lt 20000 ]; do echo "line $i"; i=$((i+1)); done; echo "to $TARGET" >&2; exit 7'
+    spec = ContainerSpec(
+        image=image,
+        env={"TARGET": "stderr"},
+        labels=container_labels,
+        gpus=False,
+        command=("sh", "-c", script),
+    )
+
+    handle = runtime.run(spec)
+    stdout = list(split_lines(runtime.logs(handle, stream="stdout")))
+    stderr = list(split_lines(runtime.logs(handle, stream="stderr", timestamps=True)))
+
+    assert runtime.wait(handle) == 7
+    assert stdout == [f"line {i}" for i in range(20000)]
+    assert len(stderr) == 1 and stderr[0].endswith("Z to stderr")
+    inspected = docker_client.api.inspect_container(handle.id)
+    assert "TARGET=stderr" in inspected["Config"]["Env"]  # through the API, not the command line
+    assert inspected["HostConfig"]["NetworkMode"] == "host"
+    assert inspected["HostConfig"]["ShmSize"] == 1024**3
+    runtime.remove(handle)
+    assert labelled(docker_client, container_labels) == []
+
+
+def test_stop_with_a_trap_is_quick_and_remove_leaves_nothing(
+    docker_client: docker.DockerClient,
+    runtime: DockerRuntime,
+    busybox_image: Callable[[str], PushedImage],
+    container_labels: dict[str, str],
+) -> None:
+    spec = ContainerSpec(
+        image=busybox_image("rt-run").ref, labels=container_labels, gpus=False, command=("sh", "-c", FOREVER)
+    )
+    handle = runtime.run(spec)
+    assert next(split_lines(runtime.logs(handle, stream="stdout"))) == "ready"
+
+    began = time.monotonic()
+    runtime.stop(handle, grace=5)
+    assert runtime.wait(handle) == 0
+    assert time.monotonic() - began < 3
+    runtime.remove(handle)
+    runtime.remove(handle)  # already gone: not an error
+    runtime.stop(handle, grace=1)
+    assert labelled(docker_client, container_labels) == []
+
+
+def test_gpu_request_without_nvidia_runtime_is_one_clear_line_and_leaves_no_container(
+    docker_client: docker.DockerClient,
+    runtime: DockerRuntime,
+    busybox_image: Callable[[str], PushedImage],
+    container_labels: dict[str, str],
+) -> None:
+    if runtime.has_nvidia_runtime():
+        pytest.skip("this engine has an NVIDIA runtime; the refusal cannot be provoked here")
+    spec = ContainerSpec(
+        image=busybox_image("rt-run").ref, labels=container_labels, gpus=True, command=("true",)
+    )
+
+    with pytest.raises(GpuRuntimeMissing) as raised:
+        runtime.run(spec)
+
+    message = str(raised.value)
+    assert "install the NVIDIA Container Toolkit" in message and "\n" not in message
+    assert "could not select device driver" in message
+    assert labelled(docker_client, container_labels) == []  # docker-py leaves it `created`; we remove it
+
+
+def launch_for(pushed: PushedImage, labels: dict[str, str], script: str, run_id: str) -> LaunchConfig:
+    return LaunchConfig(
+        run_id=run_id,
+        env={"RPC": "http://127.0.0.1:8899"},
+        repository=pushed.repository,
+        gpus=False,
+        command=("sh", "-c", script),
+        extra_labels=labels,
+    )
+
+
+def test_supervisor_removes_an_orphan_of_its_run_then_runs_to_exit_zero(
+    docker_client: docker.DockerClient,
+    busybox_image: Callable[[str], PushedImage],
+    container_labels: dict[str, str],
+) -> None:
+    pushed = busybox_image("rt-run")
+    run_id = f"orphan-{uuid.uuid4().hex[:8]}"
+    orphan = docker_client.containers.run(
+        pushed.ref,
+        ["sh", "-c", FOREVER],
+        detach=True,
+        network_mode="host",
+        labels={**container_labels, LABEL_MANAGED: "true", LABEL_RUN_ID: run_id, LABEL_INSTANCE: "killed"},
+    )
+    events: list[ev.Event] = []
+    launch = launch_for(pushed, container_labels, "echo done", run_id)
+
+    code = Supervisor(
+        DockerRuntime(docker_client), launch, versions(pushed.tag), on_event=events.append
+    ).run()
+
+    assert code == 0
+    assert events[:2] == [
+        ev.OrphanFound(orphan.id, orphan.name, events[0].status),  # type: ignore[union-attr]
+        ev.OrphanRemoved(orphan.id, orphan.name),
+    ]
+    assert [e.text for e in events if isinstance(e, ev.LogLine)] == ["done"]
+    assert labelled(docker_client, container_labels) == []
+
+
+def test_supervisor_exit_10_with_a_changed_version_pulls_and_runs_the_new_tag(
+    docker_client: docker.DockerClient,
+    busybox_image: Callable[[str], PushedImage],
+    container_labels: dict[str, str],
+) -> None:
+    old, new = busybox_image("rt-va"), busybox_image("rt-vb")
+    for pushed in (old, new):
+        docker_client.images.remove(pushed.ref, force=True)
+    script = f'echo "client $CLIENT_VERSION"; [ "$CLIENT_VERSION" = "{old.tag}" ] && exit 10; exit 0'
+    events: list[ev.Event] = []
+    launch = launch_for(old, container_labels, script, f"swap-{uuid.uuid4().hex[:8]}")
+
+    code = Supervisor(
+        DockerRuntime(docker_client), launch, versions(old.tag, new.tag), on_event=events.append
+    ).run()
+
+    assert code == 0
+    assert [e.text for e in events if isinstance(e, ev.LogLine)] == [f"client {old.tag}", f"client {new.tag}"]
+    assert [e.exit_code for e in events if isinstance(e, ev.ContainerExited)] == [10, 0]
+    assert ev.VersionChanged(old.tag, new.tag, live=False) in events
+    assert [e.image for e in events if isinstance(e, ev.PullDone)] == [old.ref, new.ref]
+    assert not any(isinstance(e, ev.Restarting) for e in events)
+    assert events[-1] == ev.Finished(0)
+    assert labelled(docker_client, container_labels) == []
+
+
+def test_supervisor_live_version_change_pre_pulls_then_swaps(
+    docker_client: docker.DockerClient,
+    busybox_image: Callable[[str], PushedImage],
+    container_labels: dict[str, str],
+) -> None:
+    old, new = busybox_image("rt-va"), busybox_image("rt-vb")
+    docker_client.images.remove(new.ref, force=True)
+    script = f'[ "$CLIENT_VERSION" = "{new.tag}" ] && {{ echo swapped; exit 0; }}; {FOREVER}'
+    events: list[ev.Event] = []
+    holder: list[Supervisor] = []
+
+    def on_event(event: ev.Event) -> None:
+        events.append(event)
+        if event == ev.LogLine("ready"):
+            holder[0].notify_version_changed(new.tag)
+
+    launch = launch_for(old, container_labels, script, f"live-{uuid.uuid4().hex[:8]}")
+    holder.append(Supervisor(DockerRuntime(docker_client), launch, versions(old.tag), on_event=on_event))
+
+    assert holder[0].run() == 0
+
+    kinds = [type(e).__name__ for e in events if not isinstance(e, ev.PullProgress)]
+    first_exit = kinds.index("ContainerExited")
+    assert kinds.index("PullDone", kinds.index("VersionChanged")) < kinds.index("Stopping") < first_exit
+    assert [e.exit_code for e in events if isinstance(e, ev.ContainerExited)] == [0, 0]  # trap: clean exit
+    assert [e.text for e in events if isinstance(e, ev.LogLine)] == ["ready", "swapped"]
+    assert labelled(docker_client, container_labels) == []
+
+
+def test_supervisor_stop_request_stops_and_removes_within_the_grace(
+    docker_client: docker.DockerClient,
+    busybox_image: Callable[[str], PushedImage],
+    container_labels: dict[str, str],
+) -> None:
+    pushed = busybox_image("rt-run")
+    events: list[ev.Event] = []
+    holder: list[Supervisor] = []
+
+    def on_event(event: ev.Event) -> None:
+        events.append(event)
+        if event == ev.LogLine("ready"):
+            holder[0].request_stop()
+
+    launch = launch_for(pushed, container_labels, FOREVER, f"stop-{uuid.uuid4().hex[:8]}")
+    holder.append(
+        Supervisor(
+            DockerRuntime(docker_client),
+            launch,
+            versions(pushed.tag),
+            on_event=on_event,
+            policy=RestartPolicy(stop_grace=5),
+        )
+    )
+
+    began = time.monotonic()
+    assert holder[0].run() == 0
+
+    assert time.monotonic() - began < 10
+    assert [type(e) for e in events[-4:]] == [
+        ev.Stopping,
+        ev.ContainerExited,
+        ev.ContainerRemoved,
+        ev.Stopped,
+    ]
+    assert labelled(docker_client, container_labels) == []
