@@ -220,6 +220,8 @@ class ClientProtocol:
 
     def on_account(self, acc: CoordinatorAccount, now: float) -> list[Action]:
         """A new account state (from WebSocket or polling); older or repeated nonces are ignored."""
+        if self.acc is None:
+            return self.start(acc, now)
         if self.acc is not None and acc.nonce <= self.acc.nonce:
             return []
         previous, self.acc = self.acc, acc
@@ -310,7 +312,7 @@ class ClientProtocol:
             # Not an answer from the program (RPC down, timeout): the next timer may send it again.
             self.epoch.witnessed.discard(sent.key)
         if error is not None:
-            halted = program_error == CoordinatorErrorCode.CoordinatorErrorHalted
+            halted = program_error == CoordinatorErrorCode.CoordinatorErrorHalted.code
             log.log(logging.DEBUG if halted else logging.WARNING, "%s failed: %s", send_name(sent), error)
         return self._drive(now)
 
@@ -430,7 +432,7 @@ class ClientProtocol:
             return actions
         # Opportunistic witness once our own result is in (or at once when we train nothing this round);
         # at RoundWitness whatever we have (contract 5.3).
-        if training and ep.prepared and key not in ep.trained:
+        if training and key not in ep.trained:
             return actions
         ep.witnessed.add(key)
         proof = round_view.witness_proof(acc, self.signer, rnd)

@@ -8,24 +8,17 @@ import struct
 from pathlib import Path
 
 from psyche.chain.accounts.coordinator import CoordinatorAccount
-from psyche.client.config import TrainerEnv, model_source, trainer_config
-from psyche.client.data import data_source
-from psyche.client.model import ModelSpec, preset, read_hf_config
+from psyche.client.config import TrainerEnv
 from psyche.client.parallelism import resolve_parallelism
 from psyche.client.protocol import Train, TrainOutcome
-from psyche.client.train import Trainer
+from psyche.client.train import Trainer, run_seed, trainer_for_run
 from psyche.errors import ConfigError
 
 log = logging.getLogger("psyche.client")
 
 
-def run_seed(run_id: str) -> int:
-    """The initialisation seed every client of a run shares: the first 8 bytes of sha256(run_id)."""
-    return int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:8], "little")
-
-
 class TorchTrainerPort:
-    """Builds one Trainer for the run (same seed on every client) and keeps it across epochs."""
+    """Builds one Trainer for the run (the same seed on every client) and keeps it across epochs."""
 
     def __init__(self, env: TrainerEnv, run_id: str) -> None:
         self.env = env
@@ -33,7 +26,6 @@ class TorchTrainerPort:
         self.trainer: Trainer | None = None
 
     def _build(self, acc: CoordinatorAccount) -> Trainer:
-        model = acc.model
         par = resolve_parallelism(self.env)
         if par.world_size > 1:
             # Multi-process grids need one process per rank driven in lockstep; the protocol client runs
@@ -42,25 +34,7 @@ class TorchTrainerPort:
                 f"DATA_PARALLELISM x TENSOR_PARALLELISM = {par.world_size}: the reference client trains "
                 "in one process; set both to 1"
             )
-        source = model_source(model, self.env)
-        spec: ModelSpec
-        if source.kind == "hf_dir" and source.directory is not None:
-            spec = ModelSpec.from_hf_config(read_hf_config(source.directory), model.max_seq_len)
-        else:
-            spec = preset(source.preset, model.max_seq_len)
-        seed = run_seed(self.run_id)
-        data = data_source(
-            model.data_location, seq_len=model.max_seq_len, vocab_size=spec.vocab_size, seed=seed
-        )
-        config = trainer_config(
-            model,
-            self.env,
-            dp=par.dp,
-            tp=par.tp,
-            micro_batch_size=par.micro_batch_size,
-            device=self.env.device,
-        )
-        trainer = Trainer(config, spec, seed, data, weights_dir=source.directory)
+        trainer = trainer_for_run(acc.model, self.env, run_seed(self.run_id), par)
         if self.env.checkpoint_dir is not None and self.env.checkpoint_dir.is_dir():
             resumed = trainer.load_latest_checkpoint(self.env.checkpoint_dir)
             if resumed is not None:

@@ -1,0 +1,396 @@
+"""ClientProtocol against the pure coordinator logic: a simulated chain applies the actions it returns."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+
+import pytest
+from solders.pubkey import Pubkey
+
+from psyche.chain import bloom
+from psyche.chain import coordinator_logic as cl
+from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
+from psyche.chain.accounts.state import Bloom, ClientState
+from psyche.chain.logic.errors import CoordinatorErrorCode
+from psyche.chain.round_view import current_round, round_assignments, round_batch_size
+from psyche.client.protocol import (
+    Action,
+    ClientProtocol,
+    Exit,
+    PrepareModel,
+    ReadVersion,
+    SaveCheckpoint,
+    Send,
+    SendJoin,
+    SendTick,
+    SendWarmupWitness,
+    SendWitness,
+    Train,
+    TrainOutcome,
+    merkle_root,
+    participant_hash,
+)
+from psyche.errors import ChainError
+from tests.unit.coordinator_helpers import CONFIG, configured, key
+
+START = 1000
+
+
+class FixedRng(random.Random):
+    """random() always answers ``value``."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(0)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+class SimChain:
+    """Applies the protocols' sends with the real coordinator logic and broadcasts every new state."""
+
+    def __init__(self, n_clients: int, config: object = CONFIG, version: str = "test") -> None:
+        self.run = configured(config)  # type: ignore[arg-type]
+        if version != "test":
+            self.run.acc = dataclasses.replace(self.run.acc, client_version=version)
+        self.clients = {i: ClientProtocol(key(i), bytes(key(100 + i)), "v1") for i in range(1, n_clients + 1)}
+        self.actions: dict[int, list[Action]] = {i: [] for i in self.clients}
+        self.trained: list[tuple[int, Train]] = []
+        self.exits: dict[int, Exit] = {}
+        self.errors: list[tuple[int, str]] = []
+        self.started: set[int] = set()
+        self.seen: dict[tuple[int, RunState], CoordinatorAccount] = {}  # first state of each (epoch, state)
+
+    @property
+    def acc(self) -> CoordinatorAccount:
+        return self.run.acc
+
+    def start(self, i: int, now: float) -> None:
+        self.started.add(i)
+        self._do(i, self.clients[i].start(self.acc, now), now)
+
+    def _apply(self, i: int, sent: Send, now: float) -> None:
+        me, slot, t = key(i), self.run.slot + 1, int(now)
+        self.run.slot = slot
+        if isinstance(sent, SendJoin):
+            new = cl.join_run(self.acc, me, self._identity(i), t, slot)
+        elif isinstance(sent, SendTick):
+            new = cl.tick(self.acc, t, slot)
+        elif isinstance(sent, SendWarmupWitness):
+            new = cl.warmup_witness(self.acc, me, sent.proof, Bloom(), Bloom(), bytes(32), t, slot)
+        else:
+            new = cl.witness(
+                self.acc,
+                me,
+                sent.proof,
+                sent.participant_bloom,
+                sent.broadcast_bloom,
+                sent.broadcast_merkle,
+                t,
+                slot,
+            )
+        self.run.acc = new
+
+    def _identity(self, i: int) -> object:
+        from psyche.chain.accounts.state import NodeIdentity
+
+        return NodeIdentity(key(i), key(100 + i))
+
+    def _do(self, i: int, actions: list[Action], now: float) -> None:
+        self.actions[i] += actions
+        for action in actions:
+            if isinstance(action, Exit):
+                self.exits[i] = action
+            elif isinstance(action, SendJoin | SendTick | SendWarmupWitness | SendWitness):
+                before = self.acc
+                try:
+                    self._apply(i, action, now)
+                    error, code = None, None
+                except ChainError as exc:
+                    error, code = str(exc), getattr(exc, "code", None)
+                    self.errors.append((i, error))
+                self._do(i, self.clients[i].on_sent(action, error, code, now), now)
+                if self.acc is not before:
+                    self.broadcast(now)
+            elif isinstance(action, PrepareModel):
+                self._do(i, self.clients[i].on_prepared(action.epoch, None, now), now)
+            elif isinstance(action, Train):
+                self.trained.append((i, action))
+                outcome = TrainOutcome(1.0 / (1 + len(self.trained)), 64, 100.0, bytes([i]) * 32)
+                self._do(i, self.clients[i].on_trained(action.key, outcome, None, now), now)
+
+    def reached(self, epoch: int, state: RunState) -> CoordinatorAccount | None:
+        return self.seen.get((epoch, state))
+
+    def broadcast(self, now: float) -> None:
+        self.seen.setdefault((self.acc.progress.epoch, self.acc.run_state), self.acc)
+        for i, client in self.clients.items():
+            if i in self.started and i not in self.exits:
+                self._do(i, client.on_account(self.acc, now), now)
+
+    def step(self, now: float) -> None:
+        for i, client in self.clients.items():
+            if i in self.started and i not in self.exits:
+                self._do(i, client.on_timer(now), now)
+
+    def run_until(self, done: object, start: float = START, limit: float = 600) -> float:
+        now = start
+        while not done() and now < start + limit:  # type: ignore[operator]
+            self.step(now)
+            now += 0.5
+        assert done(), f"stuck in {self.acc.run_state.display} at step {self.acc.progress.step}"  # type: ignore[operator]
+        return now
+
+
+def short_config(total_steps: int = 3) -> object:
+    return dataclasses.replace(CONFIG, total_steps=total_steps)
+
+
+def test_two_clients_train_a_whole_run_and_both_earn_points() -> None:
+    sim = SimChain(2, short_config(total_steps=3))
+    for i in sim.clients:
+        sim.start(i, START)
+    sim.run_until(lambda: len(sim.exits) == 2)
+
+    assert {i: e.code for i, e in sim.exits.items()} == {1: 0, 2: 0}
+    assert sim.acc.run_state == RunState.Finished
+    assert sim.errors == []
+    # Both were in the epoch and both got half of the epoch's 1000 points.
+    assert [c.earned for c in sim.acc.clients_state.clients] == [500, 500]
+    # Every client witnessed every round it was elected for (witness_nodes 0, 2 clients: both, every round).
+    witnesses = {i: [a for a in acts if isinstance(a, SendWitness)] for i, acts in sim.actions.items()}
+    assert len(witnesses[1]) == len(witnesses[2]) >= 2
+    assert all(isinstance(a, SendWarmupWitness) for a in sim.actions[1] if isinstance(a, SendWarmupWitness))
+
+
+def test_each_round_trains_every_sample_once_on_the_assigned_trainer() -> None:
+    sim = SimChain(2, short_config(total_steps=3))
+    seen_rounds: dict[tuple[int, int], list[tuple[int, Train]]] = {}
+    expected: dict[tuple[int, int], dict[Pubkey, tuple[int, int]]] = {}
+    original = sim.broadcast
+
+    def watch(now: float) -> None:
+        acc = sim.acc
+        if acc.run_state == RunState.RoundTrain:
+            rnd = current_round(acc)
+            k = (acc.progress.epoch, rnd.height)
+            expected[k] = {a.trainer: (a.start, a.end) for a in round_assignments(acc)}
+            expected[k][Pubkey.default()] = (rnd.data_index, round_batch_size(acc, rnd))
+        original(now)
+
+    sim.broadcast = watch  # type: ignore[method-assign]
+    for i in sim.clients:
+        sim.start(i, START)
+    sim.run_until(lambda: len(sim.exits) == 2)
+    for i, task in sim.trained:
+        seen_rounds.setdefault(task.key, []).append((i, task))
+    assert seen_rounds, "nothing trained"
+    for k, tasks in seen_rounds.items():
+        data_index, size = expected[k][Pubkey.default()]
+        covered = sorted(idx for _, t in tasks for idx in t.indices)
+        assert covered == list(range(data_index, data_index + size))
+        for i, t in tasks:
+            assert expected[k][key(i)] == (t.start, t.end)
+
+
+def test_witness_blooms_attest_every_trainer_and_carry_the_own_commitment() -> None:
+    sim = SimChain(2, short_config(total_steps=3))
+    for i in sim.clients:
+        sim.start(i, START)
+    sim.run_until(lambda: len(sim.exits) == 2)
+    sent = [a for a in sim.actions[1] if isinstance(a, SendWitness)]
+    first = sent[0]
+    for i in (1, 2):
+        assert bloom.bloom_contains(first.participant_bloom, participant_hash(key(i)))
+    assert bloom.bloom_contains(first.broadcast_bloom, bytes([1]) * 32)
+    assert first.broadcast_merkle == bytes(32)  # nothing from a previous round in the epoch's first round
+    later = next(a for a in sent if a.key[1] == first.key[1] + 1)
+    assert later.broadcast_merkle == merkle_root([bytes([1]) * 32])
+    assert later.metadata.loss > 0
+
+
+def test_joins_again_in_every_waiting_for_members_phase() -> None:
+    sim = SimChain(2, short_config(total_steps=100))
+    for i in sim.clients:
+        sim.start(i, START)
+    sim.run_until(lambda: sim.reached(2, RunState.RoundTrain))
+    joins = [a for a in sim.actions[1] if isinstance(a, SendJoin)]
+    assert len(joins) == 3  # epochs 0, 1 and 2
+    assert sim.errors == []
+
+
+def test_version_mismatch_at_start_exits_10_and_test_disables_the_check(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    acc = configured().acc
+    mismatched = dataclasses.replace(acc, client_version="v2")
+    assert ClientProtocol(key(1), bytes(32), "v1").start(mismatched, START) == [Exit(10, "version mismatch")]
+    assert "Version mismatch detected" in caplog.text
+    # "test" on chain: no check; CLIENT_VERSION unset: a warning and no check.
+    assert ClientProtocol(key(1), bytes(32), "v1").start(acc, START) == [SendJoin()]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert ClientProtocol(key(1), bytes(32), None).start(mismatched, START) == [SendJoin()]
+    assert "Client version env variable was not set - continuing without validating..." in caplog.text
+
+
+def test_paused_run_waits_and_polls_the_version() -> None:
+    run = configured()
+    run.pause(True)
+    paused = dataclasses.replace(run.acc, client_version="v1")
+    p = ClientProtocol(key(1), bytes(32), "v1")
+    assert p.start(paused, START) == []
+    assert p.on_timer(START) == [ReadVersion()]
+    assert p.on_timer(START + 0.5) == []  # at most every VERSION_POLL_S
+    assert p.on_version("v1") == []
+    assert p.on_timer(START + 2.5) == [ReadVersion()]
+    assert p.on_version("v2") == [Exit(10, "the run's client_version changed")]
+
+
+def test_a_version_change_seen_in_an_update_exits_10() -> None:
+    acc = dataclasses.replace(configured().acc, client_version="v1")
+    p = ClientProtocol(key(1), bytes(32), "v1")
+    p.start(acc, START)
+    bumped = dataclasses.replace(acc, client_version="v2", nonce=acc.nonce + 1)
+    assert p.on_account(bumped, START) == [Exit(10, "the run's client_version changed")]
+
+
+def test_finished_run_exits_0() -> None:
+    acc = dataclasses.replace(configured().acc, run_state=RunState.Finished)
+    assert ClientProtocol(key(1), bytes(32), None).start(acc, START) == [Exit(0, "run finished")]
+
+
+def test_updates_are_deduplicated_by_nonce() -> None:
+    acc = configured().acc
+    p = ClientProtocol(key(1), bytes(32), None)
+    assert p.start(acc, START) == [SendJoin()]
+    older = dataclasses.replace(acc, run_state=RunState.Finished)
+    assert p.on_account(older, START) == []  # same nonce: ignored, so no exit
+    assert p.acc is acc
+
+
+def test_join_is_retried_after_a_transport_failure_but_not_after_a_program_refusal() -> None:
+    acc = configured().acc
+    p = ClientProtocol(key(1), bytes(32), None)
+    assert p.start(acc, START) == [SendJoin()]
+    assert p.on_sent(SendJoin(), "all RPC endpoints failed", None, START) == []
+    assert p.on_timer(START + 1) == []
+    assert p.on_timer(START + 5) == [SendJoin()]
+    refused = p.on_sent(SendJoin(), "join_run failed [NotAuthorized]", 2003, START + 6)
+    assert refused == []
+    assert p.on_timer(START + 60) == []
+
+
+def test_already_pending_client_does_not_join_again() -> None:
+    run = configured()
+    run.join(1)
+    p = ClientProtocol(key(1), bytes(key(101)), None)
+    assert p.start(run.acc, START) == []
+
+
+def test_client_not_selected_waits_and_joins_next_epoch(caplog: pytest.LogCaptureFixture) -> None:
+    config = dataclasses.replace(
+        short_config(total_steps=100), init_min_clients=1, min_clients=1, witness_nodes=1
+    )
+    sim = SimChain(2, config)
+    sim.start(1, START)
+    now = sim.run_until(lambda: sim.reached(0, RunState.RoundTrain))
+    training = sim.reached(0, RunState.RoundTrain)
+    assert training is not None
+    late = ClientProtocol(key(2), bytes(key(102)), None)
+    with caplog.at_level(logging.INFO):
+        assert late.start(training, now) == []
+        assert late.on_timer(now) == []  # it may still help tick, but here nothing is due
+    assert "Waiting for the current epoch to end before joining" in caplog.text
+    assert (
+        "not a client of epoch 0: never registered (join_run did not land); waiting for the next epoch"
+        in (caplog.text)
+    )
+    # In the simulated run the late client joins at the next WaitingForMembers and is selected.
+    sim.start(2, now)
+    sim.run_until(lambda: sim.reached(1, RunState.RoundTrain), now)
+    assert [c.signer for c in sim.reached(1, RunState.RoundTrain).epoch_state.clients] == [key(1), key(2)]  # type: ignore[union-attr]
+
+
+def test_unhealthy_client_stops_acting_for_the_epoch(caplog: pytest.LogCaptureFixture) -> None:
+    sim = SimChain(2, short_config(total_steps=100))
+    for i in sim.clients:
+        sim.start(i, START)
+    sim.run_until(lambda: sim.reached(0, RunState.RoundTrain))
+    training = sim.reached(0, RunState.RoundTrain)
+    assert training is not None
+    es = training.epoch_state
+    dropped = dataclasses.replace(es.clients[0], state=ClientState.Dropped)
+    acc = dataclasses.replace(
+        training, epoch_state=dataclasses.replace(es, clients=(dropped, *es.clients[1:]))
+    )
+    who = next(i for i in sim.clients if key(i) == dropped.signer)
+    p = ClientProtocol(key(who), bytes(key(100 + who)), None)
+    with caplog.at_level(logging.INFO):
+        assert p.start(acc, START + 200) == []
+    assert "Coordinator says we're Dropped; waiting for the next epoch" in caplog.text
+
+
+def test_tick_is_sent_with_probability_two_over_n_above_two_clients() -> None:
+    config = dataclasses.replace(short_config(total_steps=100), init_min_clients=3, min_clients=3)
+    sim = SimChain(3, config)
+    for i in sim.clients:
+        sim.start(i, START)
+    sim.run_until(lambda: sim.reached(0, RunState.Warmup))
+    acc = sim.reached(0, RunState.Warmup)
+    assert acc is not None
+    late = START + 1000  # the warmup has long timed out: a tick would move the run
+    for value, expect_tick in ((0.9, False), (0.5, True)):
+        p = ClientProtocol(key(1), bytes(key(101)), None, rng=FixedRng(value))
+        p.start(acc, late)
+        p.on_prepared(acc.progress.epoch, None, late)
+        assert (SendTick() in p.on_timer(late)) is expect_tick
+
+
+def test_tick_waits_for_the_previous_one_and_the_minimum_interval() -> None:
+    sim = SimChain(2, short_config(total_steps=100))
+    for i in sim.clients:
+        sim.start(i, START)
+    sim.run_until(lambda: sim.reached(0, RunState.Warmup))
+    warmup = sim.reached(0, RunState.Warmup)
+    assert warmup is not None
+    p = ClientProtocol(key(1), bytes(key(101)), None)
+    p.start(warmup, START + 500)
+    assert SendTick() in p.on_timer(START + 500)
+    assert SendTick() not in p.on_timer(START + 502)  # still in flight
+    p.on_sent(SendTick(), None, None, START + 502)
+    assert SendTick() in p.on_timer(START + 502)
+
+
+def test_witness_is_resent_after_a_transport_failure_only() -> None:
+    sim = SimChain(2, short_config(total_steps=100))
+    for i in sim.clients:
+        sim.start(i, START)
+    sim.run_until(lambda: sim.reached(0, RunState.RoundTrain))
+    training = sim.reached(0, RunState.RoundTrain)
+    assert training is not None
+    p = ClientProtocol(key(1), bytes(key(101)), None)
+    first = p.start(training, START + 100)
+    assert PrepareModel(0) in first
+    after_prepare = p.on_prepared(0, None, START + 100)
+    train = next(a for a in after_prepare if isinstance(a, Train))
+    actions = p.on_trained(train.key, TrainOutcome(2.0, 10, 1.0, bytes(32)), None, START + 101)
+    witness = next(a for a in actions if isinstance(a, SendWitness))
+    assert p.on_sent(witness, "timed out", None, START + 102) == [witness]
+    refused = CoordinatorErrorCode.CoordinatorErrorDuplicateWitness.code
+    assert p.on_sent(witness, "duplicate", refused, START + 103) == []
+
+
+def test_training_failure_exits_1_and_cooldown_saves_a_checkpoint() -> None:
+    sim = SimChain(2, short_config(total_steps=100))
+    for i in sim.clients:
+        sim.start(i, START)
+    sim.run_until(lambda: sim.reached(0, RunState.Cooldown))
+    assert any(isinstance(a, SaveCheckpoint) for a in sim.actions[1])
+    p = ClientProtocol(key(1), bytes(key(101)), None)
+    assert p.on_trained((0, 0), None, "DataError: boom", START) == [
+        Exit(1, "training failed: DataError: boom")
+    ]
