@@ -10,7 +10,7 @@ from collections.abc import Callable
 import docker
 import pytest
 
-from psyche.errors import DockerUnavailable, GpuRuntimeMissing, ImagePullFailed
+from psyche.errors import GpuRuntimeMissing, ImagePullFailed
 from psyche.manager import events as ev
 from psyche.manager.images import image_for_version
 from psyche.manager.launch import LABEL_INSTANCE, LABEL_MANAGED, LABEL_RUN_ID, LaunchConfig, RestartPolicy
@@ -41,14 +41,9 @@ def versions(*values: str) -> Callable[[], str]:
     return lambda: remaining.pop(0) if len(remaining) > 1 else remaining[0]
 
 
-def test_from_env_reaches_the_engine_and_a_dead_socket_says_how_to_fix_it(tmp_path: os.PathLike[str]) -> None:
+def test_from_env_reaches_the_engine(docker_client: docker.DockerClient) -> None:
     with DockerRuntime(environ=dict(os.environ)) as runtime:
-        assert runtime.version()
-
-    with pytest.raises(DockerUnavailable) as raised:
-        DockerRuntime(environ={"DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"})
-    assert str(raised.value) == "Failed to execute docker command. Is Docker installed and accessible?"
-    assert raised.value.hint is not None and "nothing.sock" in raised.value.hint
+        assert runtime.version() == docker_client.version()["Version"]
 
 
 def test_pull_reports_layer_progress_from_the_loopback_registry(

@@ -1,0 +1,54 @@
+"""DockerRuntime's edges that need no engine: the unreachable-engine message, devices, lazy imports."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from psyche.errors import DockerUnavailable
+from psyche.manager.runtime import DOCKER_UNAVAILABLE, ContainerSpec, DockerRuntime, host_devices
+
+
+def test_an_unreachable_engine_gives_the_reference_message_and_what_to_do(tmp_path: Path) -> None:
+    dead = f"unix://{tmp_path}/no-engine.sock"
+    with warnings.catch_warnings():
+        # docker-py leaves the socket of the failed connect to the garbage collector; the traceback
+        # keeps it alive, so read the error and drop it before collecting.
+        warnings.simplefilter("ignore", ResourceWarning)
+        with pytest.raises(DockerUnavailable) as raised:
+            DockerRuntime(environ={"DOCKER_HOST": dead})
+        message, hint = str(raised.value), raised.value.hint
+        del raised
+        gc.collect()
+
+    assert (
+        message
+        == DOCKER_UNAVAILABLE
+        == "Failed to execute docker command. Is Docker installed and accessible?"
+    )
+    assert hint is not None
+    assert dead in hint and "DOCKER_HOST" in hint
+
+
+def test_infiniband_is_passed_only_when_the_host_has_it() -> None:
+    assert host_devices(lambda path: path == "/dev/infiniband") == ("/dev/infiniband",)
+    assert host_devices(lambda _path: False) == ()
+
+
+def test_the_spec_repr_never_shows_the_environment() -> None:
+    spec = ContainerSpec(image="x:1", env={"RAW_WALLET_PRIVATE_KEY": "s3cr3t-key"})
+    assert "s3cr3t-key" not in repr(spec) and "RAW_WALLET_PRIVATE_KEY" not in repr(spec)
+
+
+def test_docker_is_imported_only_when_a_runtime_is_built() -> None:
+    code = (
+        "import sys; import psyche.manager.supervisor, psyche.manager.runtime, psyche.manager.images; "
+        "print(sorted(m for m in ('docker', 'requests', 'rich') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
