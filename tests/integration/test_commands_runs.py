@@ -21,8 +21,14 @@ from tests.integration.commands_support import (
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module", params=["RPC", "dead RPC, RPC_2"])
+def endpoints(request: pytest.FixtureRequest) -> str:
+    """Every test runs twice: once on RPC, once with RPC on a dead port and RPC_2 on the chain."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def net() -> Iterator[Localnet]:
+def net(endpoints: str) -> Iterator[Localnet]:
     with localnet_process() as chain:
         yield chain
 
@@ -35,8 +41,8 @@ def owner(net: Localnet, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def cli(net: Localnet, isolation: Path) -> Cli:
-    return Cli(net, isolation)
+def cli(net: Localnet, isolation: Path, endpoints: str) -> Cli:
+    return Cli(net, isolation, fallback=endpoints != "RPC")
 
 
 def test_run_lifecycle_create_configure_pause_resume_bump_close(
