@@ -106,7 +106,7 @@ class Epoch:
 def test_participant_journey_authorize_join_earn_claim_once(cli: Cli, net: Localnet, tmp_path: Path) -> None:
     owner_key, owner = _funded(net, tmp_path, "owner")
     a_key, a_wallet = _funded(net, tmp_path, "a")
-    b_key, b_wallet = _funded(net, tmp_path, "b")
+    b_key, _ = _funded(net, tmp_path, "b")
     a, b, o = str(a_key.pubkey()), str(b_key.pubkey()), str(owner_key.pubkey())
     mint = with_world(net, owner_key, lambda w: w.create_mint(6))
     with_world(net, owner_key, lambda w: w.mint_to(mint, owner_key.pubkey(), 10_000_000))
