@@ -19,6 +19,9 @@ import httpx
 import pytest
 import requests
 
+# The client image (scripts/build-client-image), built at most once per content hash; shared by every test.
+from .client_image_support import client_image as client_image
+
 # Every container a test creates carries both labels (use the `container_labels` fixture). The session
 # label scopes teardown to this run: several developers share one engine, and a sweep of `psyche.test=1`
 # alone would kill their running tests' containers.
