@@ -19,14 +19,16 @@ from psyche.chain import pda
 from psyche.chain.accounts.model import (
     LLM,
     Checkpoint,
+    ConstantLR,
     CoordinatorConfig,
     CoordinatorProgress,
+    DataLocation,
+    DummyOptimizer,
     LLMArchitecture,
     LLMTrainingDataType,
     RunMetadata,
 )
 from psyche.chain.accounts.state import Bloom, NodeIdentity, WitnessProof
-from psyche.chain.accounts.training import ConstantLR, DataLocation, DummyOptimizer
 from psyche.chain.instructions import authorizer, coordinator, treasurer
 from psyche.chain.programs import (
     ASSOCIATED_TOKEN_PROGRAM_ID,
