@@ -65,7 +65,12 @@ demo:
     @echo "      supervisor. Today: 'just run-manager path/to/.env' against a chain you choose, 'just test'." >&2
     @exit 2
 
+# Build the client image offline and push it as 127.0.0.1:5000/psyche-client:<version> (docs/client-image.md)
+build-image *ARGS:
+    scripts/setup
+    scripts/services start
+    scripts/build-client-image "$@"
+
 # Reserved for the issues that add them (keep the names; README and docs refer to them):
 #   localnet      the local Solana-compatible chain on 127.0.0.1:8899 (RPC) / 8900 (WebSocket)
-#   build-image   the client image, built offline from a local base (spec/ci-docker.md recipe)
 #   build-binary  a single-file run-manager executable
