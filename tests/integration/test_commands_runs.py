@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,6 +69,12 @@ def test_run_lifecycle_create_configure_pause_resume_bump_close(
     resumed = cli.json("set-paused", "-r", "life", "--resume", *w)
     assert resumed["state"] == "Waiting for members"
     running = cli.ok("set-paused", "-r", "life", "--resume", *w)
+    ticks = cli.ok("tick", "-r", "life", "--count", "2", "--ms-interval", "0", *w)
+    assert "Tick 1: " in ticks.stdout and "Tick 2: " in ticks.stdout
+    assert "#1 Psyche Coordinator Instruction" in ticks.stdout
+    tick_args = ("tick", "-r", "life", "--count", "2", "--ms-interval", "0", "--json", *w)
+    lines = cli.ok(*tick_args).stdout.splitlines()
+    assert [json.loads(line)["tick"] for line in lines] == [1, 2]
     assert "already running (Waiting for members); nothing to resume" in running.stdout
 
     # Closing a running run: the program refuses; signature, explorer logs and the error's name are shown.

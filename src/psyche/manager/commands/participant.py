@@ -239,7 +239,7 @@ def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | No
             if authorization_valid(
                 infos[i * len(grantees) + j], programs.authorizer, run.instance.join_authority, checker
             ):
-                joinable_ids.add(run.instance_address.__str__())
+                joinable_ids.add(str(run.instance_address))
                 break
     order = joinable_first([(r.state, str(r.instance_address) in joinable_ids) for r in runs])
     now = int(time.time())
