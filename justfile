@@ -58,12 +58,10 @@ bench:
         .venv/bin/python "$bench"
     done
 
-# The main job on the embedded local default: local chain + run-manager + client container (README).
-# Placeholder until the local chain server and the supervisor land: replace this recipe, keep its name.
-demo:
-    @echo "demo: not available yet: it needs the local chain server (psyche.localnet) and the container" >&2
-    @echo "      supervisor. Today: 'just run-manager path/to/.env' against a chain you choose, 'just test'." >&2
-    @exit 2
+# The main job on the embedded local default: local chain + client image + run-manager, until Ctrl+C (README).
+# Flags go to scripts/demo: --yes, --dir DIR, --no-build-if-present, --for SECONDS, --until REGEX, --metrics-port N
+demo *FLAGS:
+    scripts/demo "$@"
 
 # Build the client image offline and push it as 127.0.0.1:5000/psyche-client:<version> (docs/client-image.md)
 build-image *ARGS:
