@@ -58,10 +58,14 @@ bench:
         .venv/bin/python "$bench"
     done
 
-# The main job on the embedded local default: local chain + client image + run-manager, until Ctrl+C (README).
 # Flags go to scripts/demo: --yes, --dir DIR, --no-build-if-present, --for SECONDS, --until REGEX, --metrics-port N
+# The main job on the embedded local default: local chain + client image + run-manager, until Ctrl+C (README)
 demo *FLAGS:
     scripts/demo "$@"
+
+# One self-contained executable, dist/run-manager (PyInstaller onefile; `--onedir` for a folder build)
+build-binary *FLAGS:
+    scripts/build-binary "$@"
 
 # Build the client image offline and push it as 127.0.0.1:5000/psyche-client:<version> (docs/client-image.md)
 build-image *ARGS:
@@ -71,4 +75,3 @@ build-image *ARGS:
 
 # Reserved for the issues that add them (keep the names; README and docs refer to them):
 #   localnet      the local Solana-compatible chain on 127.0.0.1:8899 (RPC) / 8900 (WebSocket)
-#   build-binary  a single-file run-manager executable
