@@ -51,6 +51,9 @@ class AppEnvVars:
     ENV_FILE: Final = "RUN_MANAGER_ENV_FILE"
     IMAGE_REPOSITORY: Final = "RUN_MANAGER_IMAGE_REPOSITORY"
     DEBUG: Final = "RUN_MANAGER_DEBUG"
+    # Restart policy overrides (docs/supervisor.md): tests and impatient operators shorten the waits.
+    RESTART_BACKOFF: Final = "RUN_MANAGER_RESTART_BACKOFF"
+    MAX_RESTARTS: Final = "RUN_MANAGER_MAX_RESTARTS"
     NO_COLOR: Final = "NO_COLOR"
     CI: Final = "CI"
     HOME: Final = "HOME"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from solders.pubkey import Pubkey
 
@@ -14,7 +14,8 @@ from psyche.chain.programs import ProgramIds
 from psyche.chain.ws import SubscriptionDown, SubscriptionUp, WatchEvent
 from psyche.errors import ConfigError, RunManagerError
 from psyche.manager.app import App
-from psyche.manager.constants import EnvVars
+from psyche.manager.constants import AppEnvVars, EnvVars
+from psyche.manager.launch import RestartPolicy
 from psyche.manager.settings import Settings
 from psyche.manager.ui import UI
 
@@ -64,6 +65,29 @@ def container_env(settings: Settings, wallet_secret: str, run_id: str, grantee: 
     if settings.parallelism_auto is not None:
         env[EnvVars.PARALLELISM_AUTO] = "true" if settings.parallelism_auto else "false"
     return env
+
+
+def restart_policy(environ: Mapping[str, str]) -> RestartPolicy:
+    """The default policy, with RUN_MANAGER_RESTART_BACKOFF (seconds) and RUN_MANAGER_MAX_RESTARTS applied.
+
+    MAX_RESTARTS caps both quick-crash restarts and exit-10 restarts on an unchanged client_version.
+    """
+    policy = RestartPolicy()
+    backoff = environ.get(AppEnvVars.RESTART_BACKOFF)
+    if backoff is not None:
+        try:
+            base = float(backoff)
+        except ValueError:
+            base = -1.0
+        if not 0 <= base <= 3600:
+            raise ConfigError(f"{AppEnvVars.RESTART_BACKOFF}: not a number of seconds (0-3600): {backoff!r}")
+        policy = replace(policy, backoff_base=base, backoff_cap=max(base, policy.backoff_cap))
+    restarts = environ.get(AppEnvVars.MAX_RESTARTS)
+    if restarts is not None:
+        if not restarts.strip().isdigit():
+            raise ConfigError(f"{AppEnvVars.MAX_RESTARTS}: not a whole number >= 0: {restarts!r}")
+        policy = replace(policy, max_restarts=int(restarts), max_version_retries=int(restarts))
+    return policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +187,7 @@ def run_main_job(app: App) -> int:
 
     settings, ui, options = app.settings, app.ui, app.options
     programs = program_ids(settings)
+    policy = restart_policy(app.environ)
     runtime = DockerRuntime(environ=app.environ)
     try:
         ui.info(f"Docker engine {runtime.version()} reachable")
@@ -188,7 +213,7 @@ def run_main_job(app: App) -> int:
             return queries.fetch_coordinator(app.rpc, run.coordinator_address, run.run_id).client_version
 
         renderer = EventRenderer(ui, timestamps=options.timestamps)
-        supervisor = Supervisor(runtime, launch, read_version, on_event=renderer)
+        supervisor = Supervisor(runtime, launch, read_version, on_event=renderer, policy=policy)
         watch = VersionWatch(
             run.coordinator_address,
             run.client_version,

@@ -1,0 +1,179 @@
+"""The main job end to end: start, logs, signals, orphans, refusals, RPC fallback and the wallet secret.
+
+run-manager runs as a real subprocess against `run-manager localnet`; clients are busybox containers on the
+real engine, pulled from the loopback registry.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import docker
+import pytest
+from solders.keypair import Keypair
+
+from tests.integration.commands_support import dead_url
+from tests.integration.conftest import PushedImage
+from tests.integration.mainjob_support import Job, job, versions, world
+
+__all__ = ["job", "versions", "world"]  # fixtures used by name
+
+pytestmark = pytest.mark.docker
+
+
+def test_happy_path_logs_reach_the_terminal_and_nothing_is_left(
+    job: Job, versions: tuple[PushedImage, PushedImage]
+) -> None:
+    a, _ = versions
+    job.world.create_run(job.run_id, a.tag)
+    manager = job.start('echo "hello from $CLIENT_VERSION on $RUN_ID"; echo second line; exit 0')
+    assert manager.wait(60) == 0, manager.err.text
+    assert manager.out.text.splitlines()[-2:] == [f"hello from {a.tag} on {job.run_id}", "second line"]
+    err = manager.err.text
+    assert f"Authorized to join run '{job.run_id}' through grantee 1111111111111111111111111111111" in err
+    assert f"[run-manager] run's client_version '{a.tag}' -> image {a.ref}" in err
+    assert f"[run-manager] pulling {a.ref}" in err
+    assert "[run-manager] client finished with exit code 0" in err
+    assert "hello from" not in err  # client lines on stdout only, manager lines on stderr only
+    assert not any(line.startswith("[run-manager]") for line in manager.out.text.splitlines())
+    assert job.containers() == []
+    job.wallet.assert_absent(manager.out.text, err)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_the_client_and_leaves_no_container(
+    job: Job, versions: tuple[PushedImage, PushedImage], sig: signal.Signals
+) -> None:
+    job.world.create_run(job.run_id, versions[0].tag)
+    manager = job.start()
+    manager.out.wait_for("tick 3")
+    [running] = job.containers()
+    assert running.status == "running"
+    began = time.monotonic()
+    manager.signal(sig)
+    assert manager.wait(30) == 0, manager.err.text
+    assert time.monotonic() - began < 10  # graceful: the client's TERM trap, not the 10 s grace period
+    assert "got TERM" in manager.out.text  # the client's last words still reached the terminal
+    assert "[run-manager] stopped: stop requested" in manager.err.text
+    assert job.containers() == []
+
+
+def test_after_a_sigkill_the_next_start_removes_the_orphan(
+    job: Job, versions: tuple[PushedImage, PushedImage]
+) -> None:
+    job.world.create_run(job.run_id, versions[0].tag)
+    first = job.start()
+    first.out.wait_for("tick 2")
+    first.signal(signal.SIGKILL)
+    assert first.wait(10) == -signal.SIGKILL
+    [orphan] = job.containers()
+    assert orphan.status == "running"  # nobody cleaned up: that is what the next start must do
+
+    second = job.start()
+    found = second.err.lines[second.err.wait_for("left by an earlier run-manager; removing it")][1]
+    assert f"found container {orphan.name} ({orphan.id[:12]}, Up " in found
+    second.err.wait_for(f"removed leftover container {orphan.name}")
+    second.out.wait_for("tick 2")
+    [current] = job.containers()
+    assert current.id != orphan.id
+    second.signal(signal.SIGTERM)
+    assert second.wait(30) == 0
+    assert job.containers() == []
+
+
+def test_the_wallet_secret_is_in_no_argv_log_line_or_error(
+    job: Job, versions: tuple[PushedImage, PushedImage]
+) -> None:
+    job.world.create_run(job.run_id, versions[0].tag)
+    manager = job.start()
+    manager.out.wait_for("tick 2")
+    # Every process on the machine, full argv (the client's key travels in the container's environment).
+    argv = subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True, text=True, check=True).stdout
+    assert manager.argv[0] in argv  # ps does see the run-manager
+    job.wallet.assert_absent(argv)
+    with open(f"/proc/{manager.pid}/cmdline", "rb") as cmdline:
+        job.wallet.assert_absent(cmdline.read().decode().replace("\0", " "))
+    [container] = job.containers()
+    assert container.attrs["Args"] == ["-c", manager.argv[-1]]  # the client's argv: the script alone
+    job.wallet.assert_absent(" ".join(container.attrs["Args"]))
+    manager.signal(signal.SIGTERM)
+    assert manager.wait(30) == 0
+    job.wallet.assert_absent(manager.out.text, manager.err.text)
+
+    # An error path: a run with no client_version the engine accepts.
+    refused = job.start(env_file=job.env_file(extra={"RUN_ID": "no-such-run"}, name="missing.env"))
+    assert refused.wait(30) == 1
+    assert "Error: " in refused.err.text
+    job.wallet.assert_absent(refused.out.text, refused.err.text)
+
+
+def test_unauthorized_wallet_starts_no_container(job: Job, versions: tuple[PushedImage, PushedImage]) -> None:
+    # The run's join authority never authorized anyone.
+    job.world.create_run(job.run_id, versions[0].tag, join_authority=str(Keypair().pubkey()))
+    manager = job.start()
+    assert manager.wait(30) == 1
+    err = manager.err.text
+    assert "Error: " in err and "not authorized" in err.lower(), err
+    assert "[run-manager] pulling" not in err and "started psyche-client" not in err
+    assert job.containers() == []
+    job.wallet.assert_absent(manager.out.text, err)
+
+
+def test_bad_client_version_on_chain_is_refused_before_any_pull(
+    job: Job, versions: tuple[PushedImage, PushedImage], docker_client: docker.DockerClient
+) -> None:
+    a, _ = versions
+    job.world.create_run(job.run_id, f"{a.tag} ")  # a trailing space: trimming it would pull A
+    since = int(time.time()) - 1
+    manager = job.start()
+    assert manager.wait(30) == 1
+    err = manager.err.text
+    assert f"Error: the run's client_version '{a.tag} ' is not a Docker tag or sha256 digest: " in err
+    assert "it contains whitespace" in err
+    assert "hint: the run owner must set a valid client_version" in err
+    assert "pulling" not in err
+    pulls = docker_client.events(
+        since=since, until=int(time.time()) + 1, decode=True, filters={"type": "image", "event": "pull"}
+    )
+    assert [e for e in pulls if a.repository in e.get("id", "")] == []
+    assert job.containers() == []
+
+
+def test_gpu_request_on_an_engine_without_nvidia_fails_clearly_and_leaves_nothing(
+    job: Job, versions: tuple[PushedImage, PushedImage], docker_client: docker.DockerClient
+) -> None:
+    if "nvidia" in docker_client.info().get("Runtimes", {}):
+        pytest.skip("this engine has the NVIDIA runtime: the error path cannot be shown here")
+    job.world.create_run(job.run_id, versions[0].tag)
+    manager = job.start(gpus=True)
+    assert manager.wait(60) == 1
+    err = manager.err.text
+    assert "Error: the Docker engine cannot give the container GPUs (no NVIDIA runtime): " in err
+    assert "nvidia-ctk runtime configure --runtime=docker" in err
+    assert "Traceback" not in err
+    assert job.containers() == []
+    job.wallet.assert_absent(manager.out.text, err)
+
+
+def test_dead_primary_rpc_and_ws_the_job_runs_through_rpc_2(
+    job: Job, versions: tuple[PushedImage, PushedImage]
+) -> None:
+    a, b = versions
+    job.world.create_run(job.run_id, a.tag)
+    net = job.world.net
+    env_file = job.env_file(
+        rpc=dead_url(),
+        ws=dead_url().replace("http://", "ws://"),
+        extra={"RPC_2": net.rpc_url, "WS_RPC_2": net.ws_url},
+    )
+    manager = job.start(env_file=env_file)
+    manager.out.wait_for(f"client {a.tag} up")
+    manager.err.wait_for(f"version watch: subscribed on {net.ws_url}")
+    # The version watch works through the second endpoint too.
+    job.world.set_version(job.run_id, b.tag)
+    manager.out.wait_for(f"client {b.tag} up")
+    manager.signal(signal.SIGTERM)
+    assert manager.wait(30) == 0
+    assert job.containers() == []
