@@ -47,10 +47,10 @@ def entrypoint() -> int:
         check_config()
     except RunManagerError as exc:
         return _fail(str(exc))
-    run_id = os.environ["RUN_ID"].strip().strip('"')
-    print(f"[+] Psyche reference client, run {run_id}", flush=True)
     loop = RestartLoop(say=lambda line: print(line, flush=True))
     _on_signals(loop.stop)
+    run_id = os.environ["RUN_ID"].strip().strip('"')
+    print(f"[+] Psyche reference client, run {run_id}", flush=True)
     return loop.run()
 
 
