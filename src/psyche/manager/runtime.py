@@ -77,6 +77,8 @@ class ContainerInfo:
     name: str
     status: str
     labels: Mapping[str, str]
+    image: str = ""  # the image reference it was created from ("" when the engine did not say)
+    created: float | None = None  # unix seconds; our containers start right after they are created
 
 
 class ContainerRuntime(Protocol):
@@ -389,6 +391,8 @@ class DockerRuntime:
                 name=str((c.get("Names") or ["?"])[0]).lstrip("/"),
                 status=str(c.get("Status") or c.get("State") or ""),
                 labels=dict(c.get("Labels") or {}),
+                image=str(c.get("Image") or ""),
+                created=float(c["Created"]) if isinstance(c.get("Created"), int | float) else None,
             )
             for c in found
         ]
