@@ -157,7 +157,7 @@ class EventRenderer:
             self._say(f"client_version changed {event.old!r} -> {event.new!r} ({how})")
         elif isinstance(event, ev.Restarting):
             self._ui.warning(
-                f"{MANAGER_PREFIX} restarting the client in {event.delay:.0f}s "
+                f"{MANAGER_PREFIX} restarting the client in {event.delay:g}s "
                 f"(attempt {event.attempt}): {event.reason}"
             )
         elif isinstance(event, ev.Stopping):
