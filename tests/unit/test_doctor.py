@@ -216,7 +216,7 @@ def test_healthy_machine_is_all_ok_and_exits_zero(world: World) -> None:
         checks["authorization"].detail
         == f"authorized through permissionless (grantee {PERMISSIONLESS_GRANTEE})"
     )
-    assert checks["gpus"].detail.startswith("8: NVIDIA H100 80GB HBM3 (81559 MiB, driver 550.54.15)")
+    assert checks["gpus"].detail == "8 x NVIDIA H100 80GB HBM3 (81559 MiB, driver 550.54.15)"
     assert checks["parallelism"].detail == "PARALLELISM_AUTO: 8 x H100 -> dp=8 tp=1 micro_batch_size=8"
     assert all(c.closed for c in world.opened)
 

@@ -62,11 +62,11 @@ def check_gpus(probe: GpuProbe, need_gpus: bool = True) -> Check:
         if not need_gpus:
             return Check("gpus", Status.WARN, f"{probe.problem}; --no-gpus: the client runs on the CPU", fix)
         return Check("gpus", Status.FAIL, f"{probe.problem}; the client container requests every GPU", fix)
-    seen = "; ".join(
-        f"{g.name} ({'?' if g.memory_mib is None else g.memory_mib} MiB, driver {g.driver})"
-        for g in probe.gpus
-    )
-    return Check("gpus", Status.OK, f"{probe.count}: {seen}")
+    kinds: dict[str, int] = {}
+    for g in probe.gpus:  # identical GPUs are one entry: "8 x NVIDIA H100 ..."
+        kind = f"{g.name} ({'?' if g.memory_mib is None else g.memory_mib} MiB, driver {g.driver})"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return Check("gpus", Status.OK, "; ".join(f"{n} x {kind}" for kind, n in kinds.items()))
 
 
 def check_parallelism(settings: Settings, probe: GpuProbe, table: Callable[[], ParallelismTable]) -> Check:
