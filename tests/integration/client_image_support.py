@@ -24,13 +24,14 @@ class ClientImage:
     """The client image as pushed: `ref` is the version tag, `content_ref` the immutable content-hash tag."""
 
     repository: str
+    tag: str  # the version, with the torch variant appended when it is not cpu (0.2.0, 0.2.0-cu130)
     version: str
     content_hash: str
     summary: dict[str, Any]
 
     @property
     def ref(self) -> str:
-        return f"{self.repository}:{self.version}"
+        return f"{self.repository}:{self.tag}"
 
     @property
     def content_ref(self) -> str:
@@ -60,8 +61,8 @@ def build_client_image(registry: str, json_path: Path) -> ClientImage:
             unavailable("mmdebstrap is not installed (scripts/setup --system installs it)")
         pytest.fail(f"scripts/build-client-image exited {done.returncode}:\n{done.stderr[-4000:]}")
     summary: dict[str, Any] = json.loads(json_path.read_text())
-    repository, _, version = summary["refs"][0].rpartition(":")
-    return ClientImage(repository, version, summary["content_hash"], summary)
+    repository, _, tag = summary["refs"][0].rpartition(":")
+    return ClientImage(repository, tag, summary["version"], summary["content_hash"], summary)
 
 
 @pytest.fixture(scope="session")
