@@ -187,12 +187,14 @@ class Runner:
         *,
         ws_urls: Sequence[str],
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.protocol = protocol
         self.chain = chain
         self.trainer = trainer
         self.ws_urls = list(ws_urls)
-        self.clock = clock
+        self.clock = clock  # the chain's unix time as we believe it (tests share a fast clock with the chain)
+        self.monotonic = monotonic  # real time, for the timer and the polling cadence
         self.events: queue.Queue[Event] = queue.Queue()
         self.senders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="send")
         self.training = ThreadPoolExecutor(max_workers=1, thread_name_prefix="train")
@@ -229,12 +231,12 @@ class Runner:
             handle = self.watcher.start_in_thread(self.events.put)
         try:
             code = self._execute(self.protocol.start(first, self.clock()))
-            next_timer = self.clock()
+            next_timer = self.monotonic()
             while code is None:
                 try:
-                    event = self.events.get(timeout=max(0.0, next_timer - self.clock()))
+                    event = self.events.get(timeout=max(0.0, next_timer - self.monotonic()))
                 except queue.Empty:
-                    next_timer = self.clock() + TIMER_INTERVAL
+                    next_timer = self.monotonic() + TIMER_INTERVAL
                     self._maybe_poll()
                     code = self._execute(self.protocol.on_timer(self.clock()))
                     continue
@@ -270,9 +272,9 @@ class Runner:
         watcher = self.watcher
         if (watcher is not None and watcher.any_connected) or self.polling:
             return
-        if self.clock() - self.last_poll < POLL_INTERVAL_S:
+        if self.monotonic() - self.last_poll < POLL_INTERVAL_S:
             return
-        self.polling, self.last_poll = True, self.clock()
+        self.polling, self.last_poll = True, self.monotonic()
 
         def poll() -> None:
             try:

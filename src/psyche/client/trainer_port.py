@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import struct
 from pathlib import Path
 
 from psyche.chain.accounts.coordinator import CoordinatorAccount
+from psyche.chain.accounts.model import LLM, Checkpoint, CheckpointKind, HubRepo
 from psyche.client.config import TrainerEnv
 from psyche.client.parallelism import resolve_parallelism
 from psyche.client.protocol import Train, TrainOutcome
@@ -15,6 +17,19 @@ from psyche.client.train import Trainer, run_seed, trainer_for_run
 from psyche.errors import ConfigError
 
 log = logging.getLogger("psyche.client")
+
+
+def offline_model(model: LLM) -> LLM:
+    """The run's model with a P2P checkpoint read as its source: peers are not reachable (no P2P network).
+
+    Epoch ends turn Dummy/Hub into P2P (spec 5.1); the repo it names is the original Hub repo, or an
+    empty one when the run started from Dummy weights.
+    """
+    cp = model.checkpoint
+    if cp.kind is CheckpointKind.P2P and isinstance(cp.repo, HubRepo):
+        kind = CheckpointKind.Hub if cp.repo.repo_id.strip("\x00") else CheckpointKind.Dummy
+        return dataclasses.replace(model, checkpoint=Checkpoint(kind, cp.repo))
+    return model
 
 
 class TorchTrainerPort:
@@ -34,7 +49,7 @@ class TorchTrainerPort:
                 f"DATA_PARALLELISM x TENSOR_PARALLELISM = {par.world_size}: the reference client trains "
                 "in one process; set both to 1"
             )
-        trainer = trainer_for_run(acc.model, self.env, run_seed(self.run_id), par)
+        trainer = trainer_for_run(offline_model(acc.model), self.env, run_seed(self.run_id), par)
         if self.env.checkpoint_dir is not None and self.env.checkpoint_dir.is_dir():
             resumed = trainer.load_latest_checkpoint(self.env.checkpoint_dir)
             if resumed is not None:

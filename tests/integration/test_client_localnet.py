@@ -1,0 +1,147 @@
+"""The reference client on the local chain: joins a permissionless run, trains, witnesses, earns points."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import pytest
+from solana.rpc.async_api import AsyncClient
+from solders.keypair import Keypair
+
+pytest.importorskip("torch")
+
+from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
+from psyche.chain.accounts.model import (
+    LLM,
+    AdamW,
+    Checkpoint,
+    CheckpointKind,
+    ConstantLR,
+    CoordinatorConfig,
+    DataLocation,
+    DataLocationKind,
+    HubRepo,
+    LLMArchitecture,
+    LLMTrainingDataType,
+)
+from psyche.chain.programs import DEFAULT_PROGRAM_IDS, PERMISSIONLESS_GRANTEE
+from psyche.chain.rpc import RpcClient
+from psyche.client.config import TrainerEnv
+from psyche.client.identity import derive_identity
+from psyche.client.protocol import ClientProtocol, Train, TrainOutcome
+from psyche.client.runner import ChainPort, Runner
+from psyche.client.trainer_port import TorchTrainerPort
+from psyche.localnet.world import World
+from tests.integration.localnet_support import localnet, run
+
+pytestmark = pytest.mark.slow
+
+SPEED = 4.0  # chain seconds per real second: the chain and the client share this clock
+TOTAL_STEPS = 6
+EARNING_RATE = 1_000_000
+CONFIG = CoordinatorConfig(
+    warmup_time=4,
+    cooldown_time=2,
+    max_round_train_time=8,
+    round_witness_time=1,
+    global_batch_size_warmup_tokens=0,
+    epoch_time=120,
+    total_steps=TOTAL_STEPS,
+    init_min_clients=1,
+    min_clients=1,
+    witness_nodes=0,
+    global_batch_size_start=8,
+    global_batch_size_end=8,
+    verification_percent=0,
+    waiting_for_members_extra_time=1,
+)
+MODEL = LLM(
+    max_seq_len=32,
+    cold_start_warmup_steps=0,
+    architecture=LLMArchitecture.HfLlama,
+    checkpoint=Checkpoint(CheckpointKind.Dummy, HubRepo("")),
+    data_type=LLMTrainingDataType.Pretraining,
+    data_location=DataLocation(DataLocationKind.Dummy),
+    lr_schedule=ConstantLR(3e-3, 3e-3, 0),
+    optimizer=AdamW((0.9, 0.95), 0.0, 1e-8, None),
+)
+
+
+class FastClock:
+    """Wall time running SPEED times faster from the moment it is made."""
+
+    def __init__(self) -> None:
+        self.start = time.time()
+
+    def __call__(self) -> float:
+        return self.start + (time.time() - self.start) * SPEED
+
+
+class RecordingTrainer(TorchTrainerPort):
+    """The real torch trainer port, remembering every loss."""
+
+    def __init__(self, env: TrainerEnv, run_id: str) -> None:
+        super().__init__(env, run_id)
+        self.losses: list[float] = []
+
+    def train(self, acc: CoordinatorAccount, task: Train) -> TrainOutcome:
+        outcome = super().train(acc, task)
+        self.losses.append(outcome.loss)
+        return outcome
+
+
+def test_one_client_trains_a_whole_run_and_earns_points(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FastClock()
+    wallet = Keypair()
+    run_id = "client-e2e"
+
+    async def scenario() -> tuple[int, CoordinatorAccount, RecordingTrainer]:
+        async with localnet(clock=clock) as srv, AsyncClient(srv.rpc_url) as client:
+            owner = Keypair()
+            world = World(client, owner)
+            await world.airdrop(owner.pubkey(), 100 * 10**9)
+            await world.airdrop(wallet.pubkey(), 10**9)
+            handle = await world.create_run(run_id)
+            await world.authorize(PERMISSIONLESS_GRANTEE)
+            await world.configure(handle, CONFIG, MODEL, earning_rate=EARNING_RATE)
+
+            trainer = RecordingTrainer(TrainerEnv(device="cpu", checkpoint_dir=tmp_path / "ckpt"), run_id)
+            # The client is synchronous: it runs on a thread so that this event loop keeps serving the chain.
+            code, final = await asyncio.wait_for(
+                asyncio.to_thread(follow, srv.rpc_url, srv.ws_url, wallet, run_id, trainer, clock), timeout=90
+            )
+            return code, final, trainer
+
+    with caplog.at_level(logging.INFO, logger="psyche.client"):
+        code, final, trainer = run(scenario)
+
+    assert code == 0
+    assert final.run_state == RunState.Finished
+    assert final.progress.step >= TOTAL_STEPS
+    ledger = {c.signer: c for c in final.clients_state.clients}
+    assert ledger[wallet.pubkey()].earned == EARNING_RATE  # the only finishing client takes the whole rate
+    assert len(trainer.losses) >= TOTAL_STEPS - 1
+    assert trainer.losses[-1] < trainer.losses[0]
+    assert "joined the run for the next epoch" in caplog.text
+    assert "witness failed" not in caplog.text and "join_run failed" not in caplog.text
+    assert list((tmp_path / "ckpt").iterdir()), "no checkpoint written at the epoch's end"
+
+
+def follow(
+    rpc_url: str, ws_url: str, wallet: Keypair, run_id: str, trainer: RecordingTrainer, clock: FastClock
+) -> tuple[int, CoordinatorAccount]:
+    """What ``python -m psyche.client train`` does after parsing its environment."""
+    identity = derive_identity(run_id, wallet)
+    with RpcClient([rpc_url]) as rpc:
+        chain, first = ChainPort.locate(
+            rpc, wallet, run_id, PERMISSIONLESS_GRANTEE, identity.public, DEFAULT_PROGRAM_IDS
+        )
+        assert first.run_state == RunState.WaitingForMembers
+        protocol = ClientProtocol(wallet.pubkey(), identity.public, None)
+        code = Runner(protocol, chain, trainer, ws_urls=[ws_url], clock=clock).run(first)
+        return code, CoordinatorAccount.decode(chain.read())
