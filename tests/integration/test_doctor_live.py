@@ -1,0 +1,132 @@
+"""`run-manager doctor` against the real dev Docker engine and a real local chain (RPC + WS) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+from click.testing import CliRunner
+
+from psyche.localnet.chain import Chain
+from psyche.localnet.demo import seed_demo
+from psyche.localnet.server import LocalnetServer
+from psyche.manager import cli as cli_module
+from psyche.manager.runtime import GPU_MISSING
+from tests.integration.loopback_rpc import free_port, refusing_url
+
+pytestmark = pytest.mark.docker
+
+
+@dataclass(frozen=True)
+class Localnet:
+    rpc_url: str
+    ws_url: str
+    demo_dir: Path
+
+
+@pytest.fixture(scope="module")
+def localnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Localnet]:
+    """A local chain on free loopback ports, seeded with the demo world, served from a background thread."""
+    demo_dir = tmp_path_factory.mktemp("demo")
+    ready = threading.Event()
+    box: dict[str, object] = {}
+
+    async def main() -> None:
+        server = LocalnetServer(Chain.open(None), rpc_port=0, ws_port=0, slot_ms=50)
+        await server.start()
+        stop = asyncio.Event()
+        box["stop"] = (asyncio.get_running_loop(), stop)
+        try:
+            await seed_demo(server.rpc_url, server.ws_url, demo_dir, echo=lambda _line: None)
+            box["net"] = Localnet(server.rpc_url, server.ws_url, demo_dir)
+            ready.set()
+            await stop.wait()
+        finally:
+            await server.stop()
+
+    def thread_main() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # surfaced to the test below
+            box["error"] = exc
+            ready.set()
+
+    thread = threading.Thread(target=thread_main, name="localnet", daemon=True)
+    thread.start()
+    assert ready.wait(60), "the local chain did not start within 60 s"
+    if "error" in box:
+        raise AssertionError(f"local chain failed: {box['error']!r}")
+    net = box["net"]
+    assert isinstance(net, Localnet)
+    yield net
+    loop, stop = box["stop"]  # type: ignore[misc]
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(10)
+
+
+def doctor(home: Path, env_file: Path, environ: dict[str, str], *args: str) -> tuple[int, str]:
+    base = {"HOME": str(home), "NO_COLOR": "1", "COLUMNS": "100"}
+    if "DOCKER_HOST" in os.environ:
+        base["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
+    result = CliRunner().invoke(
+        cli_module.cli, ["doctor", "--env-file", str(env_file), *args], obj={**base, **environ}
+    )
+    return result.exit_code, result.stdout
+
+
+def test_dead_rpc_fails_while_rpc_2_answers_and_the_engine_is_checked(
+    docker_client: docker.DockerClient, localnet: Localnet, isolation: Path
+) -> None:
+    dead_http, dead_ws = refusing_url(), f"ws://127.0.0.1:{free_port()}"
+    environ = {"RPC": dead_http, "WS_RPC": dead_ws, "RPC_2": localnet.rpc_url, "WS_RPC_2": localnet.ws_url}
+    code, out = doctor(isolation, localnet.demo_dir / ".env", environ, "--json")
+    report = json.loads(out)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert code == 1 and report["exit_code"] == 1
+
+    assert checks["RPC"]["status"] == "FAIL"
+    assert checks["RPC"]["detail"].startswith(f"{dead_http} did not answer: ConnectError")
+    assert checks["WS_RPC"]["status"] == "FAIL"
+    assert checks["RPC_2"]["status"] == "OK", checks["RPC_2"]
+    assert checks["RPC_2"]["detail"].startswith(f"{localnet.rpc_url}: slot ")
+    assert checks["WS_RPC_2"]["status"] == "OK", checks["WS_RPC_2"]
+    assert checks["WS_RPC_2"]["detail"].startswith(f"{localnet.ws_url}: slotSubscribe answered in ")
+
+    # The chain checks ran through RPC_2, the endpoint that answered.
+    assert checks["balance"]["status"] == "OK"
+    assert checks["run"]["detail"].startswith("'demo-open': Waiting for members")
+    assert checks["image"]["detail"].startswith("nousresearch/psyche-client:test")
+    assert checks["authorization"]["detail"] == (
+        "authorized through permissionless (grantee 11111111111111111111111111111111)"
+    )
+    assert checks["wallet file"]["status"] == "OK"
+
+    version = docker_client.version()["Version"]
+    assert checks["docker"] == {"name": "docker", "status": "OK", "detail": f"engine {version}", "fix": None}
+    if "nvidia" in (docker_client.info().get("Runtimes") or {}):
+        assert checks["nvidia runtime"]["status"] == "OK"
+    else:  # the dev engine: runc only
+        assert checks["nvidia runtime"]["status"] == "FAIL"
+        assert checks["nvidia runtime"]["fix"] == GPU_MISSING.split(": ", 1)[1]
+    assert checks["disk"]["status"] in {"OK", "WARN", "FAIL"}
+    assert " free under " in checks["disk"]["detail"]
+
+
+def test_plain_report_names_each_failure_and_its_fix(
+    docker_client: docker.DockerClient, localnet: Localnet, isolation: Path
+) -> None:
+    environ = {"RPC": localnet.rpc_url, "WS_RPC": localnet.ws_url, "RUN_ID": "no-such-run"}
+    code, out = doctor(isolation, localnet.demo_dir / ".env", environ)
+    lines = out.splitlines()
+    assert code == 1
+    run_line = next(i for i, line in enumerate(lines) if line.startswith("FAIL  run "))
+    assert "run 'no-such-run': coordinator instance account not found" in lines[run_line]
+    assert lines[run_line + 1].strip().startswith("fix: check RUN_ID in the environment")
+    assert lines[-1].startswith("doctor: ") and "FAIL" in lines[-1]
