@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "treasurer-top-up-rewards": "psyche.manager.commands.admin:treasurer_top_up_rewards",
     "show-config": "psyche.manager.cli:show_config",
     "doctor": "psyche.manager.commands.doctor:doctor",
+    "status": "psyche.manager.commands.status:status",
     "localnet": "psyche.localnet.cli:localnet",
 }
 
@@ -62,6 +63,7 @@ COMMAND_HELP: dict[str, str] = {
     "treasurer-top-up-rewards": "Move collateral tokens into a run's treasury.",
     "show-config": "Validate the .env and environment; print each setting and where it came from.",
     "doctor": "Check everything a join needs (env, wallet, RPC/WS, run, Docker, GPUs); OK/WARN/FAIL + fixes.",
+    "status": "One screen: the supervised container, the run's state, epoch and step, and your rewards.",
     "localnet": "Run a local Solana-compatible chain with the Psyche programs on 127.0.0.1.",
 }
 

@@ -1,0 +1,59 @@
+"""The `status` command: one screen on the supervised container, the run and the wallet's rewards."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from psyche.errors import WalletError
+from psyche.manager.app import App
+from psyche.manager.commands.common import cluster_options, wallet_option
+
+
+@click.command("status")
+@cluster_options
+@wallet_option
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+@click.pass_obj
+def status(app: App, as_json: bool) -> None:
+    """Show the supervised client container (image, version, uptime, restarts), the run's state, epoch and
+    step, and the wallet's earned, claimed and claimable rewards. Exit 0 when a container runs, else 1."""
+    from solders.pubkey import Pubkey
+
+    from psyche.manager.commands.common import Session
+    from psyche.manager.runtime import DockerRuntime
+    from psyche.manager.status import collect, render
+
+    settings = app.settings
+    try:
+        user: Pubkey | None = app.wallet.keypair().pubkey()
+    except WalletError as exc:
+        app.ui.warning(f"wallet: {exc.message}")
+        user = None
+    runtimes: list[DockerRuntime] = []
+
+    def runtime() -> DockerRuntime:
+        runtimes.append(DockerRuntime(environ=app.environ))
+        return runtimes[-1]
+
+    try:
+        report = collect(
+            runtime=runtime,
+            rpc=lambda: app.rpc,
+            run_id=settings.run_id or None,
+            user=user,
+            programs=Session(app).programs,
+            now=time.time(),
+        )
+    finally:
+        for opened in runtimes:
+            opened.close()
+    if as_json:
+        app.ui.data(json.dumps(report.to_json(), indent=2))
+    else:
+        for line in render(report):
+            app.ui.data(line)
+    if report.exit_code:
+        app.abort(report.exit_code)

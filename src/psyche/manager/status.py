@@ -1,0 +1,306 @@
+"""`run-manager status`: collect the supervised container and the run's chain state, and lay them out."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from solders.pubkey import Pubkey
+
+from psyche.chain import queries
+from psyche.chain.programs import ProgramIds
+from psyche.errors import RunManagerError
+from psyche.manager.launch import LABEL_CLIENT_VERSION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RUN_ID
+from psyche.manager.runtime import ContainerInfo, ContainerRuntime
+
+# The supervisor names its containers psyche-client-<run>-<instance[:8]>-<seq>; seq counts from 1.
+_SEQ = re.compile(r"-(\d+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerView:
+    """One container a run-manager started, as the engine reports it."""
+
+    id: str
+    name: str
+    image: str
+    client_version: str
+    run_id: str
+    instance: str
+    status: str
+    running: bool
+    uptime_s: float | None
+    restarts: int | None  # containers the same run-manager started before this one (version swaps included)
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    """The run as the coordinator account holds it, and whether the user is in the current epoch."""
+
+    run_id: str
+    state: str
+    epoch: int
+    step: int
+    clients: int
+    min_clients: int
+    client_version: str
+    user_in_epoch: bool
+    earned_points: int
+
+
+@dataclass(frozen=True, slots=True)
+class RewardsView:
+    """Treasurer rewards of the user, in the collateral mint's base units and in tokens."""
+
+    earned: int
+    claimed: int
+    claimable: int
+    unclaimed: int
+    decimals: int
+    mint: str
+    treasury_balance: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """Everything `status` shows; each part that could not be read carries its error instead."""
+
+    user: str | None
+    run_id: str | None
+    containers: tuple[ContainerView, ...] = ()
+    container_error: str | None = None
+    run: RunView | None = None
+    run_error: str | None = None
+    rewards: RewardsView | None = None
+    rewards_note: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def exit_code(self) -> int:
+        """0 when a supervised container runs and the run was read; 1 otherwise (for scripts and probes)."""
+        running = any(c.running for c in self.containers)
+        return 0 if running and self.run is not None else 1
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain-data form for --json."""
+        data = asdict(self)
+        data["exit_code"] = self.exit_code
+        return data
+
+
+def container_view(info: ContainerInfo, now: float) -> ContainerView:
+    """Read a labelled container: version and run from our labels, restarts from the name's sequence."""
+    running = info.status.startswith("Up")
+    seq = _SEQ.search(info.name)
+    return ContainerView(
+        id=info.id,
+        name=info.name,
+        image=info.image,
+        client_version=info.labels.get(LABEL_CLIENT_VERSION, "?"),
+        run_id=info.labels.get(LABEL_RUN_ID, "?"),
+        instance=info.labels.get(LABEL_INSTANCE, "?"),
+        status=info.status,
+        running=running,
+        uptime_s=max(0.0, now - info.created) if running and info.created is not None else None,
+        restarts=int(seq.group(1)) - 1 if seq and LABEL_INSTANCE in info.labels else None,
+    )
+
+
+def find_containers(runtime: ContainerRuntime, run_id: str | None, now: float) -> tuple[ContainerView, ...]:
+    """Containers carrying our labels (of ``run_id`` when given), running ones first, newest first."""
+    labels = {LABEL_MANAGED: "true"}
+    if run_id:
+        labels[LABEL_RUN_ID] = run_id
+    views = [container_view(info, now) for info in runtime.list_by_label(labels)]
+    views.sort(key=lambda v: (not v.running, v.uptime_s if v.uptime_s is not None else float("inf")))
+    return tuple(views)
+
+
+def read_run(rpc: queries.AccountReader, run_id: str, user: Pubkey | None, programs: ProgramIds) -> RunView:
+    """The run's state, progress and clients from its two accounts (2 RPC round trips)."""
+    run = queries.fetch_run(rpc, run_id, programs)
+    coordinator = run.coordinator
+    in_epoch = user is not None and any(c.signer == user for c in coordinator.epoch_state.clients)
+    return RunView(
+        run_id=run.run_id,
+        state=run.state.display,
+        epoch=coordinator.progress.epoch,
+        step=coordinator.progress.step,
+        clients=run.num_clients,
+        min_clients=run.min_clients,
+        client_version=run.client_version.rstrip("\x00"),
+        user_in_epoch=in_epoch,
+        earned_points=queries.earned_points(coordinator, user) if user is not None else 0,
+    )
+
+
+def read_rewards(
+    rpc: queries.AccountReader, run_id: str, user: Pubkey, programs: ProgramIds
+) -> RewardsView | None:
+    """The user's treasurer rewards, or None when the run has no treasurer."""
+    if queries.fetch_treasurer(rpc, run_id, programs=programs) is None:
+        return None
+    rewards = queries.fetch_rewards(rpc, run_id, user, programs=programs)
+    return RewardsView(
+        earned=rewards.earned,
+        claimed=rewards.claimed,
+        claimable=rewards.claimable,
+        unclaimed=rewards.unclaimed,
+        decimals=rewards.mint.decimals,
+        mint=str(rewards.treasurer.collateral_mint),
+        treasury_balance=rewards.treasury_balance,
+    )
+
+
+def collect(
+    *,
+    runtime: Callable[[], ContainerRuntime],
+    rpc: Callable[[], queries.AccountReader],
+    run_id: str | None,
+    user: Pubkey | None,
+    programs: ProgramIds,
+    now: float,
+) -> StatusReport:
+    """Read every part; a part that fails (no engine, RPC down, run missing) is reported, not raised."""
+    containers: tuple[ContainerView, ...] = ()
+    container_error = None
+    try:
+        containers = find_containers(runtime(), run_id, now)
+    except RunManagerError as exc:
+        container_error = exc.message
+    notes: list[str] = []
+    if run_id is None:
+        found = sorted({c.run_id for c in containers if c.running and c.run_id != "?"})
+        if len(found) == 1:
+            run_id = found[0]
+            notes.append(f"RUN_ID is not set: showing run {run_id!r}, the one the running container joined")
+        elif len(found) > 1:
+            notes.append(f"RUN_ID is not set and containers run for several runs ({', '.join(found)})")
+    report = StatusReport(
+        user=str(user) if user else None,
+        run_id=run_id,
+        containers=containers,
+        container_error=container_error,
+        notes=tuple(notes),
+    )
+    if run_id is None:
+        return _replace(report, run_error="no run to show: set RUN_ID in the .env")
+    try:
+        run = read_run(rpc(), run_id, user, programs)
+    except RunManagerError as exc:
+        return _replace(report, run_error=exc.message)
+    report = _replace(report, run=run)
+    if user is None:
+        return _replace(report, rewards_note="no wallet: rewards not shown")
+    try:
+        rewards = read_rewards(rpc(), run_id, user, programs)
+    except RunManagerError as exc:
+        return _replace(report, rewards_note=f"rewards unreadable: {exc.message}")
+    if rewards is None:
+        return _replace(report, rewards_note="the run has no treasurer: points are not paid out as tokens")
+    return _replace(report, rewards=rewards)
+
+
+def _replace(report: StatusReport, **changes: Any) -> StatusReport:
+    import dataclasses
+
+    return dataclasses.replace(report, **changes)
+
+
+def duration(seconds: float) -> str:
+    """``3d 4h``, ``2h 05m``, ``7m 09s``, ``42s``."""
+    s = int(seconds)
+    days, s = divmod(s, 86_400)
+    hours, s = divmod(s, 3_600)
+    minutes, s = divmod(s, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {s:02d}s"
+    return f"{s}s"
+
+
+def tokens(amount: int, decimals: int) -> str:
+    """Base units as a decimal token amount: 10_500_000 with 6 decimals -> ``10.5``."""
+    if decimals == 0:
+        return str(amount)
+    whole, frac = divmod(amount, 10**decimals)
+    text = f"{whole}.{frac:0{decimals}d}".rstrip("0").rstrip(".")
+    return text
+
+
+def fields(rows: list[tuple[str, object]]) -> list[str]:
+    """``label: value`` lines with the values aligned."""
+    width = max((len(label) for label, _ in rows), default=0) + 1
+    return [f"{label + ':':<{width}} {value}" for label, value in rows]
+
+
+def render(report: StatusReport) -> list[str]:
+    """The one screen, as ``Label: value`` lines grouped under Container, Run and Rewards."""
+    lines: list[str] = [f"Wallet: {report.user or '(none)'}"]
+    lines += [f"Note: {note}" for note in report.notes]
+    lines.append("")
+    lines.append("Container")
+    if report.container_error is not None:
+        lines.append(f"  Docker: {report.container_error}")
+    elif not report.containers:
+        lines.append(
+            "  none: no container with the run-manager's labels (is `run-manager --env-file` running?)"
+        )
+    for c in report.containers:
+        rows: list[tuple[str, object]] = [
+            ("name", f"{c.name} ({c.id[:12]})"),
+            ("state", c.status),
+            ("image", c.image or "?"),
+            ("client version", c.client_version),
+        ]
+        if c.uptime_s is not None:
+            rows.append(("uptime", duration(c.uptime_s)))
+        if c.restarts is not None:
+            rows.append(("restarts", c.restarts))
+        lines += [f"  {line}" for line in fields(rows)]
+    lines.append("")
+    lines.append(f"Run {report.run_id or ''}".rstrip())
+    if report.run is None:
+        lines.append(f"  {report.run_error}")
+    else:
+        r = report.run
+        lines += [
+            f"  {line}"
+            for line in fields(
+                [
+                    ("state", r.state),
+                    ("epoch", r.epoch),
+                    ("step", r.step),
+                    ("clients", f"{r.clients} (min {r.min_clients})"),
+                    ("client version", r.client_version),
+                    ("you", "in this epoch" if r.user_in_epoch else "not in this epoch"),
+                ]
+            )
+        ]
+    lines.append("")
+    lines.append("Rewards")
+    if report.rewards is None:
+        if report.run is not None:
+            lines.append(f"  earned points: {report.run.earned_points}")
+        if report.rewards_note:
+            lines.append(f"  {report.rewards_note}")
+    else:
+        w = report.rewards
+        treasury = tokens(w.treasury_balance, w.decimals)
+        lines += [
+            f"  {line}"
+            for line in fields(
+                [
+                    ("earned", f"{tokens(w.earned, w.decimals)} ({w.earned} points)"),
+                    ("claimed", f"{tokens(w.claimed, w.decimals)}"),
+                    ("claimable", f"{tokens(w.claimable, w.decimals)} (treasury holds {treasury})"),
+                    ("mint", w.mint),
+                ]
+            )
+        ]
+    return lines
