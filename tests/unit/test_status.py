@@ -1,0 +1,184 @@
+"""`run-manager status`: containers by label, the run and rewards over a fake chain, the screen, the CLI."""
+
+from __future__ import annotations
+
+import gc
+import json
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from psyche.chain import pda
+from psyche.chain.accounts.coordinator import RunState
+from psyche.chain.accounts.token import Mint, TokenAccount
+from psyche.chain.accounts.treasurer import Participant, TreasurerRun
+from psyche.chain.programs import DEFAULT_PROGRAM_IDS, TOKEN_PROGRAM_ID, TREASURER_PROGRAM_ID
+from psyche.errors import DockerUnavailable
+from psyche.manager.cli import cli
+from psyche.manager.launch import LABEL_CLIENT_VERSION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RUN_ID
+from psyche.manager.runtime import ContainerInfo
+from psyche.manager.status import collect, container_view, duration, render, tokens
+from tests.unit.test_queries import COORD, MINT, OWNER, FakeChain, seed_run
+
+USER = Pubkey.new_unique()
+NOW = 1_750_000_000.0
+
+
+def info(name: str, status: str, *, run_id: str = "test", created: float | None = NOW - 125) -> ContainerInfo:
+    labels = {
+        LABEL_MANAGED: "true",
+        LABEL_RUN_ID: run_id,
+        LABEL_INSTANCE: "0123456789abcdef",
+        LABEL_CLIENT_VERSION: "v1",
+    }
+    return ContainerInfo(
+        "c0ffee" * 8, name, status, labels, image="127.0.0.1:5000/psyche-client:v1", created=created
+    )
+
+
+class LabelRuntime:
+    """list_by_label over a fixed list, filtering as the engine does (every label must match)."""
+
+    def __init__(self, containers: list[ContainerInfo]) -> None:
+        self.containers = containers
+        self.asked: list[dict[str, str]] = []
+
+    def list_by_label(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        self.asked.append(dict(labels))
+        return [c for c in self.containers if all(c.labels.get(k) == v for k, v in labels.items())]
+
+
+class NoEngine:
+    def list_by_label(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        raise DockerUnavailable("Failed to execute docker command. Is Docker installed and accessible?")
+
+
+def seed_treasurer(chain: FakeChain, *, earned: int, claimed: int, treasury: int) -> None:
+    seed_run(chain, state=RunState.RoundTrain, epoch_clients=(USER,), ledger=((USER, earned),))
+    index = pda.treasurer_index("test")
+    address, bump = pda.find_treasurer_run(index)
+    run = TreasurerRun(bump, index, OWNER, OWNER, COORD, pda.coordinator_instance("test"), MINT, 100, 100)
+    chain.put(address, run.encode(), TREASURER_PROGRAM_ID)
+    chain.put(MINT, Mint(OWNER, 10**12, 6).encode(), TOKEN_PROGRAM_ID)
+    part, part_bump = pda.find_participant(address, USER)
+    chain.put(part, Participant(part_bump, 100, claimed).encode(), TREASURER_PROGRAM_ID)
+    ata = pda.associated_token_account(address, MINT)
+    chain.put(ata, TokenAccount(MINT, address, treasury).encode(), TOKEN_PROGRAM_ID)
+
+
+def test_container_view_reads_labels_uptime_and_restarts_from_the_name() -> None:
+    view = container_view(info("psyche-client-test-01234567-3", "Up 2 minutes"), NOW)
+    assert (view.client_version, view.run_id, view.running) == ("v1", "test", True)
+    assert view.uptime_s == 125
+    assert view.restarts == 2  # the third container this run-manager started
+
+
+def test_a_stopped_container_has_no_uptime() -> None:
+    view = container_view(info("psyche-client-test-01234567-1", "Exited (1) 3 seconds ago"), NOW)
+    assert (view.running, view.uptime_s, view.restarts) == (False, None, 0)
+
+
+def test_collect_filters_by_run_id_and_reads_rewards() -> None:
+    chain = FakeChain()
+    seed_treasurer(chain, earned=12_500_000, claimed=2_000_000, treasury=5_000_000)
+    runtime = LabelRuntime(
+        [info("psyche-client-test-01234567-1", "Up 2 minutes"), info("other-1", "Up 1 hour", run_id="b")]
+    )
+    report = collect(
+        runtime=lambda: runtime,  # type: ignore[arg-type,return-value]
+        rpc=lambda: chain,
+        run_id="test",
+        user=USER,
+        programs=DEFAULT_PROGRAM_IDS,
+        now=NOW,
+    )
+    assert runtime.asked == [{LABEL_MANAGED: "true", LABEL_RUN_ID: "test"}]
+    assert [c.name for c in report.containers] == ["psyche-client-test-01234567-1"]
+    assert report.run is not None
+    assert (report.run.state, report.run.user_in_epoch, report.run.earned_points) == (
+        "Training",
+        True,
+        12_500_000,
+    )
+    assert report.rewards is not None
+    assert (report.rewards.earned, report.rewards.claimed, report.rewards.claimable) == (
+        12_500_000,
+        2_000_000,
+        5_000_000,  # capped by what the treasury holds
+    )
+    assert report.exit_code == 0
+    screen = "\n".join(render(report))
+    assert "  uptime:         2m 05s" in screen
+    assert "  restarts:       0" in screen
+    assert "  state:          Training" in screen
+    assert "  earned:    12.5 (12500000 points)" in screen
+    assert "  claimable: 5 (treasury holds 5)" in screen
+
+
+def test_without_run_id_the_running_container_names_the_run() -> None:
+    chain = FakeChain()
+    seed_run(chain)
+    runtime = LabelRuntime([info("psyche-client-test-01234567-1", "Up 5 seconds")])
+    report = collect(
+        runtime=lambda: runtime,  # type: ignore[arg-type,return-value]
+        rpc=lambda: chain,
+        run_id=None,
+        user=USER,
+        programs=DEFAULT_PROGRAM_IDS,
+        now=NOW,
+    )
+    assert report.run_id == "test"
+    assert report.notes == ("RUN_ID is not set: showing run 'test', the one the running container joined",)
+    assert report.rewards is None
+    assert report.rewards_note == "the run has no treasurer: points are not paid out as tokens"
+
+
+def test_no_engine_and_no_run_are_reported_and_exit_1() -> None:
+    report = collect(
+        runtime=NoEngine,  # type: ignore[arg-type]
+        rpc=FakeChain,
+        run_id="nope",
+        user=USER,
+        programs=DEFAULT_PROGRAM_IDS,
+        now=NOW,
+    )
+    assert report.exit_code == 1
+    screen = render(report)
+    assert "  Docker: Failed to execute docker command. Is Docker installed and accessible?" in screen
+    assert "  run 'nope': coordinator instance account not found" in "\n".join(screen)
+    assert json.loads(json.dumps(report.to_json()))["exit_code"] == 1
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(42, "42s"), (429, "7m 09s"), (7_500, "2h 05m"), (273_600, "3d 4h")]
+)
+def test_duration(seconds: float, text: str) -> None:
+    assert duration(seconds) == text
+
+
+def test_tokens() -> None:
+    assert (tokens(10_500_000, 6), tokens(0, 6), tokens(7, 0), tokens(1, 6)) == ("10.5", "0", "7", "0.000001")
+
+
+def test_cli_status_without_engine_or_chain_prints_the_screen_and_exits_1(tmp_path: Path) -> None:
+    wallet = tmp_path / "id.json"
+    wallet.write_text(json.dumps(list(bytes(Keypair()))))
+    wallet.chmod(0o600)
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"RPC=http://127.0.0.1:9\nRUN_ID=test\nWALLET_PRIVATE_KEY_PATH={wallet}\n")
+    environ = {"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock", "NO_COLOR": "1"}
+    with warnings.catch_warnings():
+        # docker-py leaves the socket of its failed connect to the garbage collector (see test_runtime.py).
+        warnings.simplefilter("ignore", ResourceWarning)
+        result = CliRunner().invoke(cli, ["status", "--env-file", str(env_file)], obj=environ)
+        gc.collect()
+    assert result.exit_code == 1, result.output
+    assert "Container\n  Docker: Failed to execute docker command. Is Docker installed and accessible?" in (
+        result.stdout
+    )
+    assert "Run test\n  all RPC endpoints failed: http://127.0.0.1:9" in result.stdout
