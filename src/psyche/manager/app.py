@@ -30,6 +30,7 @@ class RootOptions:
     image_repository: str = "nousresearch/psyche-client"
     gpus: bool = True  # request every GPU (DeviceRequest count=-1); --no-gpus for CPU-only clients
     timestamps: bool = False
+    metrics_port: int | None = None  # serve Prometheus metrics on 127.0.0.1:<port> (psyche.manager.metrics)
 
 
 @dataclass(slots=True)

@@ -73,7 +73,14 @@ ENV_FILE_REQUIRED = (
 MAIN_JOB = "psyche.manager.mainjob:run_main_job"
 _TRAILING = "psyche.trailing_args"
 _VALUE_OPTIONS = frozenset(
-    {"--env-file", "--authorizer", "--entrypoint", "--coordinator-program-id", "--image-repository"}
+    {
+        "--env-file",
+        "--authorizer",
+        "--entrypoint",
+        "--coordinator-program-id",
+        "--image-repository",
+        "--metrics-port",
+    }
 )
 
 
@@ -282,6 +289,14 @@ def _find_main_job() -> Callable[[App], int | None] | None:
 )
 @click.option("--timestamps", is_flag=True, help="Prefix client log lines with Docker's timestamps.")
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    envvar=AppEnvVars.METRICS_PORT,
+    show_envvar=True,
+    help="Serve Prometheus metrics on http://127.0.0.1:PORT/metrics while the main job runs "
+    "(container up, restarts, version changes, RPC health and latency, last log line age).",
+)
+@click.option(
     "-V",
     is_flag=True,
     expose_value=False,
@@ -309,6 +324,7 @@ def cli(
     image_repository: str,
     gpus: bool,
     timestamps: bool,
+    metrics_port: int | None,
 ) -> None:
     """Join a Psyche training run from this GPU machine, or run an admin command.
 
@@ -329,6 +345,7 @@ def cli(
         image_repository=image_repository,
         gpus=gpus,
         timestamps=timestamps,
+        metrics_port=metrics_port,
     )
     app = App(ui=UI.from_environ(environ), environ=environ, options=options, exit=ctx.exit)
     ctx.obj = app

@@ -50,6 +50,7 @@ class AppEnvVars:
 
     ENV_FILE: Final = "RUN_MANAGER_ENV_FILE"
     IMAGE_REPOSITORY: Final = "RUN_MANAGER_IMAGE_REPOSITORY"
+    METRICS_PORT: Final = "RUN_MANAGER_METRICS_PORT"
     DEBUG: Final = "RUN_MANAGER_DEBUG"
     # Restart policy overrides (docs/supervisor.md): tests and impatient operators shorten the waits.
     RESTART_BACKOFF: Final = "RUN_MANAGER_RESTART_BACKOFF"

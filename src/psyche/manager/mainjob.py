@@ -180,6 +180,7 @@ def _watch_event_reporter(ui: UI) -> Callable[[WatchEvent], None]:
 def run_main_job(app: App) -> int:
     """Docker mode, after settings and wallet loaded: returns the process exit code."""
     from psyche.manager.launch import LaunchConfig
+    from psyche.manager.metrics import MainJobMetrics
     from psyche.manager.render import EventRenderer
     from psyche.manager.runtime import DockerRuntime, host_devices
     from psyche.manager.supervisor import Supervisor, handle_signals
@@ -213,7 +214,9 @@ def run_main_job(app: App) -> int:
             return queries.fetch_coordinator(app.rpc, run.coordinator_address, run.run_id).client_version
 
         renderer = EventRenderer(ui, timestamps=options.timestamps)
-        supervisor = Supervisor(runtime, launch, read_version, on_event=renderer, policy=policy)
+        rpc_urls = [e.http for e in settings.endpoints]
+        metrics = MainJobMetrics(options.metrics_port, run.run_id, rpc_urls, ui.info)
+        supervisor = Supervisor(runtime, launch, read_version, on_event=metrics.tee(renderer), policy=policy)
         watch = VersionWatch(
             run.coordinator_address,
             run.client_version,
@@ -222,7 +225,7 @@ def run_main_job(app: App) -> int:
             ws_urls=_ws_urls(settings),
             on_event=_watch_event_reporter(ui),
         )
-        with watch, handle_signals(supervisor.request_stop):
+        with metrics, watch, handle_signals(supervisor.request_stop):
             try:
                 return supervisor.run()
             finally:
