@@ -102,7 +102,7 @@ def test_the_wallet_secret_is_in_no_argv_log_line_or_error(
     assert manager.wait(30) == 0
     job.wallet.assert_absent(manager.out.text, manager.err.text)
 
-    # An error path: a run with no client_version the engine accepts.
+    # An error path: a run that does not exist.
     refused = job.start(env_file=job.env_file(extra={"RUN_ID": "no-such-run"}, name="missing.env"))
     assert refused.wait(30) == 1
     assert "Error: " in refused.err.text
@@ -126,7 +126,7 @@ def test_bad_client_version_on_chain_is_refused_before_any_pull(
 ) -> None:
     a, _ = versions
     job.world.create_run(job.run_id, f"{a.tag} ")  # a trailing space: trimming it would pull A
-    since = int(time.time()) - 1
+    began_ns = time.time_ns()
     manager = job.start()
     assert manager.wait(30) == 1
     err = manager.err.text
@@ -135,9 +135,13 @@ def test_bad_client_version_on_chain_is_refused_before_any_pull(
     assert "hint: the run owner must set a valid client_version" in err
     assert "pulling" not in err
     pulls = docker_client.events(
-        since=since, until=int(time.time()) + 1, decode=True, filters={"type": "image", "event": "pull"}
+        since=began_ns // 10**9,
+        until=int(time.time()) + 1,
+        decode=True,
+        filters={"type": "image", "event": "pull"},
     )
-    assert [e for e in pulls if a.repository in e.get("id", "")] == []
+    # `since` has whole seconds: earlier tests' pulls in that second are not ours.
+    assert [e for e in pulls if a.repository in e.get("id", "") and e["timeNano"] >= began_ns] == []
     assert job.containers() == []
 
 

@@ -56,6 +56,11 @@ def test_version_changed_on_chain_while_running_prepulls_then_swaps(
     [running] = job.containers()
     assert running.labels[LABEL_CLIENT_VERSION] == b.tag and running.status == "running"
     assert docker_client.images.get(b.ref).tags  # pulled back
+    # A second change, back to A: the version watch must see it too, although update_client_version
+    # leaves the coordinator's nonce alone (RPC polling alone would take up to 15 s).
+    mark = len(manager.out.lines)
+    job.world.set_version(job.run_id, a.tag)
+    manager.out.wait_for(f"client {a.tag} up", timeout=8, start=mark)
     manager.signal(signal.SIGTERM)
     assert manager.wait(30) == 0
     assert job.containers() == []

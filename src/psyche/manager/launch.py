@@ -29,7 +29,7 @@ class RestartPolicy:
     pull_attempts: int = 3
     pull_backoff: float = 2.0
     stop_grace: float = 10.0  # SIGTERM -> SIGKILL
-    log_drain_timeout: float = 5.0  # after the exit, how long to wait for the last log bytes
+    log_drain_timeout: float = 5.0  # after the exit, how long the log streams may stay silent (idle timeout)
     last_lines: int = 40  # client lines kept for the give-up report
 
     def backoff(self, attempt: int) -> float:

@@ -288,6 +288,8 @@ class Supervisor:
                 elif isinstance(msg, w.Log):
                     self._last_lines.append(msg.line.text)
                     self._emit(msg.line)
+                    if code is not None:  # still catching up after the exit: an idle timeout, not a total
+                        drain_until = time.monotonic() + self._policy.log_drain_timeout
                 elif isinstance(msg, w.StreamEnd):
                     open_streams.discard(msg.stream)
                     if msg.error is not None:

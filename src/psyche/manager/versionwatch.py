@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from collections.abc import Callable, Sequence
 
@@ -47,6 +48,7 @@ class VersionWatch:
         self._poller: threading.Thread | None = None
         self.watcher: AccountWatcher | None = None
         self.poll_errors = 0
+        self._keys = itertools.count()
 
     def _seen(self, version: str) -> None:
         with self._lock:
@@ -55,11 +57,27 @@ class VersionWatch:
             self._version = version
         self._on_change(version)
 
+    def _key(self, data: bytes) -> int:
+        # update_client_version does not bump the coordinator's nonce (onchain.md), so deduplicating by
+        # nonce would drop exactly the updates this watch exists for: forward every notification (still
+        # checking it is a coordinator account); _on_update compares versions instead.
+        peek_nonce(data)
+        return next(self._keys)
+
     def _on_update(self, update: AccountUpdate) -> None:
         try:
             version = peek_client_version(update.data)
         except RunManagerError:
             return  # not a coordinator account we can read: ignore this update, polling still runs
+        with self._lock:
+            if version == self._version:
+                return  # the same state again (another endpoint, or a write that left the version alone)
+        # Without nonce ordering a late notification from a lagging endpoint could carry an old version:
+        # confirm with a read, and trust the notification only when no endpoint answers.
+        try:
+            version = self._read_version()
+        except RunManagerError:
+            self.poll_errors += 1
         self._seen(version)
 
     def _poll(self) -> None:
@@ -76,7 +94,7 @@ class VersionWatch:
     def start(self) -> None:
         if self._ws_urls:
             self.watcher = AccountWatcher(
-                self._ws_urls, self._coordinator, nonce_of=peek_nonce, on_event=self._on_event
+                self._ws_urls, self._coordinator, nonce_of=self._key, on_event=self._on_event
             )
             self._handle = self.watcher.start_in_thread(self._on_update, name="version-watch")
         self._poller = threading.Thread(target=self._poll, name="version-poll", daemon=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from psyche.manager.logs import parse_log_line, split_lines
 from psyche.manager.runtime import ContainerHandle, ContainerRuntime, Stream
 
 STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
+QUEUE_LIMIT = 10_000
 
 
 # ``task`` numbers each unit of work, so the supervisor can tell a stale message from a current one.
@@ -65,7 +67,9 @@ class Workers:
     def __init__(self, runtime: ContainerRuntime, *, timestamps: bool = False) -> None:
         self._runtime = runtime
         self._timestamps = timestamps
-        self._queue: queue.Queue[Message] = queue.Queue()
+        # Bounded: a client printing faster than we render blocks the log readers (Docker buffers the
+        # rest) instead of growing this queue by millions of lines.
+        self._queue: queue.Queue[Message] = queue.Queue(maxsize=QUEUE_LIMIT)
         self._tasks = 0
 
     def next(self, timeout: float) -> Message | None:
@@ -76,8 +80,9 @@ class Workers:
             return None
 
     def wake(self) -> None:
-        """Make a pending ``next()`` return now (thread-safe)."""
-        self._queue.put(Wake())
+        """Make a pending ``next()`` return now (thread-safe, never blocks: a full queue wakes it anyway)."""
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(Wake())
 
     def pull(self, image: ImageRef) -> int:
         """Pull in the background: Progress messages, then one Done."""
