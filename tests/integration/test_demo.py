@@ -1,0 +1,108 @@
+"""scripts/demo (the README's main job) unattended: a real client joins and trains; Ctrl+C leaves nothing."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import docker
+import pytest
+
+from psyche.manager.launch import LABEL_MANAGED, LABEL_RUN_ID
+
+from .client_image_support import ClientImage
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEMO = PROJECT_ROOT / "scripts" / "demo"
+DEMO_RUN = "demo-rewards"
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_demo_joins_trains_and_ctrl_c_leaves_nothing_running(
+    docker_client: docker.DockerClient, client_image: ClientImage, tmp_path: Path
+) -> None:
+    demo_dir = tmp_path / "demo"
+    env = {**os.environ, "NO_COLOR": "1"}
+    # Its own session, like a shell's foreground job: Ctrl+C is SIGINT to the whole process group.
+    demo = subprocess.Popen(
+        [str(DEMO), "--yes", "--no-build-if-present", "--dir", str(demo_dir)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    trained = threading.Event()
+
+    def read() -> None:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            lines.append(line)
+            if re.search(r"INFO step 2 loss", line):
+                trained.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert trained.wait(300), "".join(lines[-60:])
+        os.killpg(demo.pid, signal.SIGINT)  # Ctrl+C
+        code = demo.wait(120)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+    reader.join(10)
+    assert demo.stdout is not None
+    demo.stdout.close()
+    output = "".join(lines)
+    assert code == 0, output[-6000:]
+
+    assert "no NVIDIA runtime in this Docker engine: the client trains on the CPU (--no-gpus)" in output
+    assert f"Using RUN_ID from environment: {DEMO_RUN}" in output
+    assert "joined the run for the next epoch" in output  # the client's own line, streamed by the manager
+    assert re.search(r"INFO step 1 loss \d+\.\d+", output), output[-4000:]
+    assert "[run-manager] stopped: stop requested" in output
+    assert "demo: stopped everything the demo started" in output
+
+    # Nothing left: the container is gone, and so is the local chain.
+    started = re.search(r"\[run-manager\] started (\S+) \(([0-9a-f]{12})\)", output)
+    assert started is not None, output[-4000:]
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(started.group(2))
+    left = docker_client.containers.list(
+        all=True, filters={"label": [f"{LABEL_MANAGED}=true", f"{LABEL_RUN_ID}={DEMO_RUN}"]}
+    )
+    assert left == []
+    chain = re.search(r"stopping the local chain \(pid (\d+)\)", output)
+    assert chain is not None, output[-4000:]
+    assert not alive(int(chain.group(1)))
+    assert (demo_dir / ".env").is_file() and (demo_dir / "localnet.log").is_file()
+    assert "localnet stopping" in (demo_dir / "localnet.log").read_text()
+
+
+def test_demo_help_lists_its_flags() -> None:
+    done = subprocess.run([str(DEMO), "--help"], capture_output=True, text=True, timeout=30, check=True)
+    for flag in ("--yes", "--dir", "--no-build-if-present", "--for", "--until", "--metrics-port"):
+        assert flag in done.stdout
+
+
+def test_demo_refuses_an_unknown_flag_with_usage() -> None:
+    done = subprocess.run([str(DEMO), "--bogus"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: scripts/demo")
