@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -106,3 +107,33 @@ def test_demo_refuses_an_unknown_flag_with_usage() -> None:
     done = subprocess.run([str(DEMO), "--bogus"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert done.stderr.startswith("usage: scripts/demo")
+
+
+def test_without_docker_the_demo_says_what_to_install(tmp_path: Path) -> None:
+    # A PATH without dockerd or docker-registry, and no engine at the services' socket.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("dirname", "id", "python3", "apt-get", "flock", "cat"):
+        found = shutil.which(tool)
+        if found is None:
+            pytest.skip(f"{tool} is not installed")
+        (bin_dir / tool).symlink_to(found)
+    env = {
+        "PATH": str(bin_dir),
+        "HOME": str(tmp_path),
+        "PSYCHE_DOCKER_DIR": str(tmp_path / "docker"),
+        "PSYCHE_DOCKER_CLI": str(tmp_path / "no-docker"),
+        "PSYCHE_REGISTRY_ADDR": "127.0.0.1:1",
+    }
+    done = subprocess.run(
+        ["/bin/bash", str(DEMO)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("demo: error: no Docker engine")
+    assert "apt-get install -y docker.io docker-registry mmdebstrap" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
