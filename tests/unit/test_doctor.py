@@ -23,10 +23,7 @@ from psyche.manager.hardware import (
     DiskUsage,
     Gpu,
     GpuProbe,
-    ParallelismTable,
-    TableRow,
     load_parallelism_table,
-    normalise_gpu_name,
     parse_nvidia_smi,
     probe_gpus,
 )
@@ -34,6 +31,9 @@ from psyche.manager.launch import LaunchConfig
 from psyche.manager.settings import Settings, load_settings
 from psyche.manager.ui import UI
 from psyche.manager.wallet import Wallet, load_wallet
+from psyche.parallelism import Parallelism as TableRow
+from psyche.parallelism import Table as ParallelismTable
+from psyche.parallelism import normalise_gpu_name
 from tests.unit.test_queries import FakeChain, seed_authorization, seed_run
 
 KEYPAIR = Keypair.from_seed(bytes(range(1, 33)))

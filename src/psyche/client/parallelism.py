@@ -3,77 +3,39 @@ lookup of GPU type and count in a gpu_type -> count -> {dp, tp, micro_batch_size
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from psyche.client.config import EnvVars, TrainerEnv
 from psyche.errors import ConfigError
+from psyche.parallelism import (
+    Parallelism,
+    Table,
+    describe_table,
+    load_bundled_table,
+    normalise_gpu_name,
+    parse_table,
+)
+
+__all__ = [
+    "Parallelism",
+    "Table",
+    "detect_gpus",
+    "load_table",
+    "lookup",
+    "normalise_gpu_name",
+    "parse_table",
+    "resolve_parallelism",
+]
 
 log = logging.getLogger("psyche.client")
-
-Table = dict[str, dict[int, "Parallelism"]]
-BUNDLED = "parallelism_table.json"
-
-
-@dataclass(frozen=True, slots=True)
-class Parallelism:
-    """How one client spreads its work: dp replicas x tp shards, micro-batches of micro_batch_size."""
-
-    dp: int = 1
-    tp: int = 1
-    micro_batch_size: int = 1
-
-    @property
-    def world_size(self) -> int:
-        return self.dp * self.tp
-
-
-def normalise_gpu_name(name: str) -> str:
-    """'NVIDIA H100 80GB HBM3' -> 'H100', '... H200 ...' -> 'H200'; any other name as given, trimmed."""
-    upper = name.upper()
-    for short in ("H200", "H100"):
-        if short in upper:
-            return short
-    return name.strip()
-
-
-def parse_table(text: str, source: str) -> Table:
-    """Parse and check a table; ``source`` names it in errors. Keys starting with '_' are comments."""
-    try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"parallelism table {source}: not JSON: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"parallelism table {source}: expected an object of GPU types")
-    table: Table = {}
-    for gpu, counts in raw.items():
-        if gpu.startswith("_"):
-            continue
-        if not isinstance(counts, dict):
-            raise ConfigError(f"parallelism table {source}: {gpu}: expected an object of GPU counts")
-        rows: dict[int, Parallelism] = {}
-        for count, row in counts.items():
-            try:
-                rows[int(count)] = Parallelism(int(row["dp"]), int(row["tp"]), int(row["micro_batch_size"]))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ConfigError(
-                    f"parallelism table {source}: {gpu}.{count}: needs integer dp, tp, micro_batch_size"
-                ) from exc
-            if min(rows[int(count)].dp, rows[int(count)].tp, rows[int(count)].micro_batch_size) < 1:
-                raise ConfigError(f"parallelism table {source}: {gpu}.{count}: values must be at least 1")
-        table[normalise_gpu_name(gpu)] = rows
-    return table
 
 
 def load_table(path: Path | None = None) -> Table:
     """The table in ``path``, else the bundled one."""
     if path is None:
-        text = resources.files("psyche.client").joinpath(BUNDLED).read_text()
-        return parse_table(text, f"(bundled {BUNDLED})")
+        return load_bundled_table()
     try:
         text = path.read_text()
     except OSError as exc:
@@ -83,7 +45,7 @@ def load_table(path: Path | None = None) -> Table:
 
 def lookup(table: Table, gpu: str, count: int) -> Parallelism:
     """The row for ``count`` x ``gpu``; a miss is a ConfigError listing what the table has."""
-    have = "; ".join(f"{g}: {', '.join(str(c) for c in sorted(rows))} GPUs" for g, rows in table.items())
+    have = describe_table(table)
     rows = table.get(normalise_gpu_name(gpu))
     if rows is None:
         raise ConfigError(

@@ -41,7 +41,7 @@ class App:
     environ: Mapping[str, str]
     options: RootOptions = field(default_factory=RootOptions)
     exit: Callable[[int], NoReturn] | None = None
-    # Variable -> (value, flag that set it): subcommand flags such as --rpc, applied over .env and environment.
+    # Variable -> (value, flag that set it): subcommand flags such as --rpc, applied over .env and env.
     overrides: dict[str, tuple[str, str]] = field(default_factory=dict)
     _settings: Settings | None = None
     _wallet: Wallet | None = None

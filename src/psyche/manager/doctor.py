@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from psyche.errors import AccountDecodeError, AccountNotFound, RpcUnavailable, RunManagerError
 from psyche.manager.constants import EnvVars
-from psyche.manager.hardware import DiskUsage, GpuProbe, ParallelismTable
+from psyche.manager.hardware import DiskUsage, GpuProbe
+from psyche.parallelism import Table as ParallelismTable
 
 if TYPE_CHECKING:
     from solders.pubkey import Pubkey

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 
 from psyche.errors import RunManagerError
 from psyche.manager.doctor import Check, EngineProbe, Status, skip
-from psyche.manager.hardware import DiskUsage, GpuProbe, ParallelismTable, normalise_gpu_name
+from psyche.manager.hardware import DiskUsage, GpuProbe
+from psyche.parallelism import Table as ParallelismTable
+from psyche.parallelism import normalise_gpu_name
 
 if TYPE_CHECKING:
     from psyche.manager.settings import Settings

@@ -8,17 +8,14 @@ import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
-from psyche.errors import ConfigError, RpcError
+from psyche.errors import RpcError
+from psyche.parallelism import Table, load_bundled_table
 
 NVIDIA_SMI = "nvidia-smi"
 NVIDIA_SMI_ARGS = ("--query-gpu=name,memory.total,driver_version", "--format=csv,noheader")
-# Read through the psyche package, not psyche.client: importing psyche.client may pull torch, and the
-# single-file binary leaves psyche.client out but carries this one JSON file.
-PARALLELISM_TABLE = ("client", "parallelism_table.json")
 
 Runner = Callable[[Sequence[str], float], tuple[int, str, str]]
 
@@ -50,27 +47,6 @@ class DiskUsage(NamedTuple):
     total: int
     used: int
     free: int
-
-
-@dataclass(frozen=True, slots=True)
-class TableRow:
-    """One PARALLELISM_AUTO entry."""
-
-    dp: int
-    tp: int
-    micro_batch_size: int
-
-
-ParallelismTable = dict[str, dict[int, TableRow]]
-
-
-def normalise_gpu_name(name: str) -> str:
-    """'NVIDIA H100 80GB HBM3' -> 'H100', '... H200 ...' -> 'H200'; others trimmed (as psyche.client does)."""
-    upper = name.upper()
-    for short in ("H200", "H100"):
-        if short in upper:
-            return short
-    return name.strip()
 
 
 def parse_nvidia_smi(text: str) -> tuple[Gpu, ...]:
@@ -123,42 +99,9 @@ def disk_usage(path: Path) -> DiskUsage:
     return DiskUsage(total, used, free)
 
 
-def parse_parallelism_table(text: str, source: str) -> ParallelismTable:
-    """gpu_type -> count -> row, GPU names normalised; keys starting with '_' are comments."""
-    try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"parallelism table {source}: not JSON: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"parallelism table {source}: expected an object of GPU types")
-    table: ParallelismTable = {}
-    for gpu, counts in raw.items():
-        if gpu.startswith("_"):
-            continue
-        if not isinstance(counts, dict):
-            raise ConfigError(f"parallelism table {source}: {gpu}: expected an object of GPU counts")
-        rows: dict[int, TableRow] = {}
-        for count, row in counts.items():
-            try:
-                rows[int(count)] = TableRow(int(row["dp"]), int(row["tp"]), int(row["micro_batch_size"]))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ConfigError(
-                    f"parallelism table {source}: {gpu}.{count}: needs integer dp, tp, micro_batch_size"
-                ) from exc
-        table[normalise_gpu_name(gpu)] = rows
-    return table
-
-
-def load_parallelism_table() -> ParallelismTable:
-    """The table bundled with the client (src/psyche/client/parallelism_table.json)."""
-    resource = resources.files("psyche").joinpath(*PARALLELISM_TABLE)
-    try:
-        text = resource.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"parallelism table not found in this build ({'/'.join(PARALLELISM_TABLE)})"
-        ) from exc
-    return parse_parallelism_table(text, "(bundled)")
+def load_parallelism_table() -> Table:
+    """The PARALLELISM_AUTO table bundled with the package (psyche/parallelism_table.json)."""
+    return load_bundled_table()
 
 
 async def _slot_subscribe(url: str, timeout: float) -> None:
