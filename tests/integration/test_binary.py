@@ -75,7 +75,7 @@ def test_binary_holds_no_torch_and_carries_the_parallelism_table(binary: Path) -
         [str(viewer), "-r", "-b", str(binary)], capture_output=True, text=True, timeout=120, check=True
     ).stdout
     names = {line.strip() for line in listing.splitlines()}
-    assert "psyche/client/parallelism_table.json" in names
+    assert "psyche/parallelism_table.json" in names
     assert "psyche.manager.mainjob" in names and "psyche.manager.commands.doctor" in names
     assert not any(n == "torch" or n.startswith(("torch.", "psyche.client")) for n in names)
 
