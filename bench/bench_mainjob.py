@@ -1,7 +1,8 @@
 """Bench: the main job end to end: start overhead, version-change reaction, log throughput, peak RSS.
 
 Run from the repository root with the dev engine and loopback registry up (scripts/services start):
-``DOCKER_HOST=unix:///tmp/psyche-docker/docker.sock .venv/bin/python bench/bench_mainjob.py [--samples N]``.
+``DOCKER_HOST=unix:///tmp/psyche-docker/docker.sock .venv/bin/python bench/bench_mainjob.py [--samples N]
+[--only logs]``.
 run-manager runs as a subprocess (``.venv/bin/run-manager --env-file ...``) against `run-manager localnet`;
 the client is a busybox image pushed to the loopback registry. Each figure is printed with its target.
 """
@@ -320,14 +321,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=7, help="samples for figures 1 and 2")
     parser.add_argument("--log-seconds", type=int, default=10)
+    parser.add_argument(
+        "--only",
+        choices=("start", "version", "logs"),
+        help="run one figure (plus peak RSS over it): start overhead, version reaction, or log throughput",
+    )
     args = parser.parse_args()
     client = docker.from_env(timeout=120)
     home = Path(tempfile.mkdtemp(prefix="bench-mainjob-home-"))
     with images(client) as (a, b), chain(home) as world:
         bench = Bench(world, client, a, b)
-        bench.start_overhead(args.samples)
-        bench.version_reaction(args.samples)
-        bench.log_throughput(args.log_seconds)
+        if args.only in (None, "start"):
+            bench.start_overhead(args.samples)
+        if args.only in (None, "version"):
+            bench.version_reaction(args.samples)
+        if args.only in (None, "logs"):
+            bench.log_throughput(args.log_seconds)
         phases = ", ".join(f"{label} {kb / 1024:.1f}" for label, kb in bench.peak.by_label.items())
         print(
             f"(4) peak RSS of run-manager (VmHWM, max over every run above): {bench.peak.kb / 1024:.1f} MiB "
