@@ -17,6 +17,7 @@ from psyche.errors import (
     VersionMismatch,
 )
 from psyche.manager import events as ev
+from psyche.manager.launch import LABEL_WALLET
 from psyche.manager.runtime import ContainerInfo
 from psyche.manager.supervisor import (
     LABEL_CLIENT_VERSION,
@@ -429,6 +430,24 @@ def test_orphans_of_this_run_are_announced_then_removed_before_the_start() -> No
         ev.ImageResolved("v1", V1, local=False),
     ]
     assert r.runtime.live() == ["o2"]
+
+
+def test_a_container_of_another_wallet_on_the_same_run_is_not_an_orphan() -> None:
+    """Two wallets may run one run on one host: each run-manager removes only its own wallet's leftovers."""
+    run = {LABEL_MANAGED: "true", LABEL_RUN_ID: "run-1"}
+    orphans = [
+        ContainerInfo("o1", "mine", "Up", {**run, LABEL_WALLET: "WalletA", LABEL_INSTANCE: "dead"}),
+        ContainerInfo("o2", "neighbour", "Up", {**run, LABEL_WALLET: "WalletB", LABEL_INSTANCE: "live"}),
+    ]
+    launch = LaunchConfig(run_id="run-1", repository=REPO, instance_id="inst0001", wallet="WalletA")
+    r = rig([Script()], orphans=orphans, launch=launch)
+
+    assert r.supervisor.run() == 0
+
+    assert r.of(ev.OrphanRemoved) == [ev.OrphanRemoved("o1", "mine")]
+    assert r.runtime.live() == ["o2"]
+    [spec] = r.runtime.specs
+    assert spec.labels[LABEL_WALLET] == "WalletA"
 
 
 def test_invalid_client_version_is_refused_before_any_docker_call() -> None:

@@ -15,6 +15,7 @@ LABEL_MANAGED = "io.psyche.run-manager"
 LABEL_INSTANCE = "io.psyche.run-manager.instance"
 LABEL_RUN_ID = "io.psyche.run-manager.run-id"
 LABEL_CLIENT_VERSION = "io.psyche.run-manager.client-version"
+LABEL_WALLET = "io.psyche.run-manager.wallet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +62,14 @@ class LaunchConfig:
     timestamps: bool = False
     extra_labels: Mapping[str, str] = field(default_factory=dict)
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    wallet: str | None = None  # its public key: two wallets on one host may run the same run side by side
 
     def scope_labels(self) -> dict[str, str]:
-        """Labels shared by every container any run-manager starts for this run (orphan search)."""
-        return {LABEL_MANAGED: "true", LABEL_RUN_ID: self.run_id}
+        """Labels shared by every container any run-manager of this run and wallet starts (orphan search)."""
+        labels = {LABEL_MANAGED: "true", LABEL_RUN_ID: self.run_id}
+        if self.wallet is not None:
+            labels[LABEL_WALLET] = self.wallet
+        return labels
 
     def spec_for(self, image: ImageRef, seq: int) -> ContainerSpec:
         """The container spec for ``image``; ``seq`` numbers containers within this instance."""

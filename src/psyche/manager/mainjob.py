@@ -208,6 +208,7 @@ def run_main_job(app: App) -> int:
             scratch_dir=str(settings.scratch_dir) if settings.scratch_dir else None,
             devices=host_devices(),
             timestamps=options.timestamps,
+            wallet=str(app.wallet.keypair().pubkey()),
         )
 
         def read_version() -> str:
