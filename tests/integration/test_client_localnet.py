@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -53,8 +54,8 @@ CONFIG = CoordinatorConfig(
     init_min_clients=1,
     min_clients=1,
     witness_nodes=0,
-    global_batch_size_start=8,
-    global_batch_size_end=8,
+    global_batch_size_start=16,
+    global_batch_size_end=16,
     verification_percent=0,
     waiting_for_members_extra_time=1,
 )
@@ -65,7 +66,7 @@ MODEL = LLM(
     checkpoint=Checkpoint(CheckpointKind.Dummy, HubRepo("")),
     data_type=LLMTrainingDataType.Pretraining,
     data_location=DataLocation(DataLocationKind.Dummy),
-    lr_schedule=ConstantLR(3e-3, 3e-3, 0),
+    lr_schedule=ConstantLR(1e-2, 1e-2, 0),
     optimizer=AdamW((0.9, 0.95), 0.0, 1e-8, None),
 )
 
@@ -93,8 +94,9 @@ class RecordingTrainer(TorchTrainerPort):
         return outcome
 
 
+@pytest.mark.parametrize("websocket", [True, False], ids=["websocket", "polling"])
 def test_one_client_trains_a_whole_run_and_earns_points(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, websocket: bool
 ) -> None:
     clock = FastClock()
     wallet = Keypair()
@@ -113,7 +115,10 @@ def test_one_client_trains_a_whole_run_and_earns_points(
             trainer = RecordingTrainer(TrainerEnv(device="cpu", checkpoint_dir=tmp_path / "ckpt"), run_id)
             # The client is synchronous: it runs on a thread so that this event loop keeps serving the chain.
             code, final = await asyncio.wait_for(
-                asyncio.to_thread(follow, srv.rpc_url, srv.ws_url, wallet, run_id, trainer, clock), timeout=90
+                asyncio.to_thread(
+                    follow, srv.rpc_url, srv.ws_url if websocket else None, wallet, run_id, trainer, clock
+                ),
+                timeout=90,
             )
             return code, final, trainer
 
@@ -132,8 +137,52 @@ def test_one_client_trains_a_whole_run_and_earns_points(
     assert list((tmp_path / "ckpt").iterdir()), "no checkpoint written at the epoch's end"
 
 
+def test_two_clients_on_a_treasurer_run_both_train_witness_and_earn(tmp_path: Path) -> None:
+    """The grand end-to-end: two wallets, a permissionless treasurer-backed run, one full epoch."""
+    clock = FastClock()
+    wallets = [Keypair(), Keypair()]
+    run_id = "client-e2e-two"
+    config = dataclasses.replace(CONFIG, init_min_clients=2, min_clients=2)
+
+    async def scenario() -> list[tuple[int, CoordinatorAccount]]:
+        async with localnet(clock=clock) as srv, AsyncClient(srv.rpc_url) as client:
+            owner = Keypair()
+            world = World(client, owner)
+            await world.airdrop(owner.pubkey(), 100 * 10**9)
+            mint = await world.create_mint(6)
+            await world.mint_to(mint, owner.pubkey(), 10**12)
+            handle = await world.create_treasurer_run(run_id, mint)
+            await world.fund_treasury(handle, 2 * EARNING_RATE)
+            await world.authorize(PERMISSIONLESS_GRANTEE)
+            await world.configure(handle, config, MODEL, earning_rate=EARNING_RATE)
+            for wallet in wallets:
+                await world.airdrop(wallet.pubkey(), 10**9)
+            runs = [
+                asyncio.to_thread(follow, srv.rpc_url, srv.ws_url, wallet, run_id, trainers[i], clock)
+                for i, wallet in enumerate(wallets)
+            ]
+            return list(await asyncio.wait_for(asyncio.gather(*runs), timeout=120))
+
+    trainers = [RecordingTrainer(TrainerEnv(device="cpu"), run_id) for _ in wallets]
+    results = run(scenario)
+
+    assert [code for code, _ in results] == [0, 0]
+    final = max((acc for _, acc in results), key=lambda a: a.nonce)
+    assert final.run_state == RunState.Finished
+    ledger = {c.signer: c for c in final.clients_state.clients}
+    assert [ledger[w.pubkey()].earned for w in wallets] == [EARNING_RATE // 2] * 2
+    for trainer in trainers:
+        assert len(trainer.losses) >= 2
+        assert trainer.losses[-1] < trainer.losses[0]
+
+
 def follow(
-    rpc_url: str, ws_url: str, wallet: Keypair, run_id: str, trainer: RecordingTrainer, clock: FastClock
+    rpc_url: str,
+    ws_url: str | None,
+    wallet: Keypair,
+    run_id: str,
+    trainer: RecordingTrainer,
+    clock: FastClock,
 ) -> tuple[int, CoordinatorAccount]:
     """What ``python -m psyche.client train`` does after parsing its environment."""
     identity = derive_identity(run_id, wallet)
@@ -143,5 +192,5 @@ def follow(
         )
         assert first.run_state == RunState.WaitingForMembers
         protocol = ClientProtocol(wallet.pubkey(), identity.public, None)
-        code = Runner(protocol, chain, trainer, ws_urls=[ws_url], clock=clock).run(first)
+        code = Runner(protocol, chain, trainer, ws_urls=[ws_url] if ws_url else [], clock=clock).run(first)
         return code, CoordinatorAccount.decode(chain.read())

@@ -394,3 +394,15 @@ def test_training_failure_exits_1_and_cooldown_saves_a_checkpoint() -> None:
     assert p.on_trained((0, 0), None, "DataError: boom", START) == [
         Exit(1, "training failed: DataError: boom")
     ]
+
+
+def test_finished_seen_without_its_cooldown_still_saves_the_checkpoint() -> None:
+    sim = SimChain(2, short_config(total_steps=100))
+    for i in sim.clients:
+        sim.start(i, START)
+    sim.run_until(lambda: sim.reached(0, RunState.RoundWitness))
+    p = sim.clients[1]
+    assert p.acc is not None
+    finished = dataclasses.replace(p.acc, run_state=RunState.Finished, nonce=p.acc.nonce + 1)
+    actions = p.on_account(finished, START + 300)
+    assert actions == [SaveCheckpoint(0, finished.progress.step), Exit(0, "run finished")]

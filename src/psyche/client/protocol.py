@@ -340,6 +340,11 @@ class ClientProtocol:
             self.join_retry_at = 0.0
         if state == RunState.Finished:
             log.info("the run is finished")
+            ep = self.epoch
+            if ep is not None and any(ep.trained.values()) and not ep.checkpointed:
+                # The Cooldown that would have saved it went by between two updates we saw.
+                ep.checkpointed = True
+                return [SaveCheckpoint(ep.number, acc.progress.step), Exit(EXIT_FINISHED, "run finished")]
             return [Exit(EXIT_FINISHED, "run finished")]
         if state.halted:
             if self.halted_told != state:

@@ -249,7 +249,8 @@ class Runner:
                 except Exception as exc:  # the watcher's own failure must not mask our exit code
                     log.warning("account watcher ended with %s", exc)
             self.senders.shutdown(wait=False, cancel_futures=True)
-            self.training.shutdown(wait=False, cancel_futures=True)
+            # Work already handed to the trainer finishes: the final checkpoint save comes with the exit.
+            self.training.shutdown(wait=True, cancel_futures=False)
 
     def _dispatch(self, event: Event) -> int | None:
         now = self.clock()
