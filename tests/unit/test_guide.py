@@ -1,0 +1,226 @@
+"""docs/guide.md cannot drift: its commands and flags exist, its sample .env loads, its errors are real."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from solders.keypair import Keypair
+
+from psyche.manager import constants
+from psyche.manager.cli import _VALUE_OPTIONS, COMMANDS, cli
+
+ROOT = Path(__file__).resolve().parents[2]
+GUIDE = ROOT / "docs" / "guide.md"
+TEXT = GUIDE.read_text()
+DEMO = ROOT / "scripts" / "demo"
+
+
+def code_blocks(text: str) -> list[str]:
+    return re.findall(r"^\s*```(?:sh)?\n(.*?)^\s*```", text, flags=re.M | re.S)
+
+
+def command_lines(program: str) -> list[list[str]]:
+    """Every command line in a code block that runs ``program``, as tokens (continuations joined)."""
+    found: list[list[str]] = []
+    for block in code_blocks(TEXT):
+        for raw in block.replace("\\\n", " ").splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            for part in re.split(r"&&|;|\|", line):
+                tokens = shlex.split(part, comments=True)
+                while tokens and tokens[0] in ("sudo",):
+                    tokens = tokens[1:]
+                if tokens and Path(tokens[0]).name == program:
+                    found.append(tokens[1:])
+    return found
+
+
+def split_command(args: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """(root flags, subcommand path, subcommand flags) of one run-manager command line."""
+    root: list[str] = []
+    sub: list[str] = []
+    flags: list[str] = []
+    skip = False
+    for index, token in enumerate(args):
+        if skip:
+            skip = False
+            continue
+        if token == "--":
+            break
+        if not sub and token in COMMANDS:
+            sub.append(token)
+            continue
+        if token.startswith("-") and len(token) > 1:
+            name = token.split("=", 1)[0]
+            (flags if sub else root).append(name)
+            skip = not sub and name in _VALUE_OPTIONS and "=" not in token
+        del index
+    return root, sub, flags
+
+
+RUN_MANAGER_LINES = command_lines("run-manager")
+
+
+def help_text(*path: str) -> str:
+    result = CliRunner().invoke(cli, [*path, "--help"], obj={"NO_COLOR": "1", "COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def mentions(help_output: str, flag: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", help_output) is not None
+
+
+def test_the_guide_has_the_commands_a_user_needs() -> None:
+    subcommands = {split_command(args)[1][0] for args in RUN_MANAGER_LINES if split_command(args)[1]}
+    assert {"can-join", "status", "treasurer-claim-rewards", "show-config", "json-dump-user"} <= subcommands
+    assert any(not split_command(args)[1] for args in RUN_MANAGER_LINES)  # the main job itself
+    assert len(RUN_MANAGER_LINES) >= 15
+
+
+@pytest.mark.parametrize("args", RUN_MANAGER_LINES, ids=[" ".join(a)[:60] for a in RUN_MANAGER_LINES])
+def test_every_run_manager_line_parses_and_its_flags_are_in_the_help(args: list[str]) -> None:
+    root, sub, flags = split_command(args)
+    root_help = help_text()
+    for flag in root:
+        assert mentions(root_help, flag), f"{flag} is not a run-manager flag: {args}"
+    if sub:
+        sub_help = help_text(*sub)
+        for flag in flags:
+            assert mentions(sub_help, flag), f"{flag} is not a flag of {sub[0]}: {args}"
+
+
+def test_every_demo_flag_in_the_guide_is_in_its_help() -> None:
+    demo_help = subprocess.run([str(DEMO), "--help"], capture_output=True, text=True, check=True).stdout
+    used = {t.split("=")[0] for args in command_lines("demo") for t in args if t.startswith("--")}
+    table = set(re.findall(r"^\| `(--[a-z-]+)", TEXT, flags=re.M))
+    assert {"--yes", "--for", "--until", "--no-build-if-present"} <= table
+    for flag in used | table:
+        assert mentions(demo_help, flag), f"scripts/demo has no {flag}"
+
+
+def test_every_env_variable_in_the_table_is_one_the_program_knows() -> None:
+    section = TEXT.split("### Every `.env` variable", 1)[1].split("### Flags of the main job", 1)[0]
+    names = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", section))
+    known = {v for k, v in vars(constants.EnvVars).items() if not k.startswith("_") and isinstance(v, str)}
+    known |= {
+        v for k, v in vars(constants.AppEnvVars).items() if not k.startswith("_") and isinstance(v, str)
+    }
+    known |= {"RPC_2", "WS_RPC_2", "RPC_3", "WS_RPC_3", "WALLET_FILE", "CONFIG_PATH", "HF_TOKEN"}
+    known |= {"WANDB_API_KEY", "DOCKER_HOST"}
+    assert names - known == set()
+    for attr, name in vars(constants.EnvVars).items():
+        if not attr.startswith("_") and isinstance(name, str) and not name.endswith("_"):
+            assert f"`{name}`" in section, f"the guide's .env table misses {name}"
+
+
+def test_the_quick_start_env_loads(tmp_path: Path) -> None:
+    sample = next(b for b in code_blocks(TEXT) if "RPC=https://" in b)
+    env_file = tmp_path / ".env"
+    env_file.write_text("\n".join(line.strip() for line in sample.splitlines()) + "\n")
+    result = CliRunner().invoke(
+        cli,
+        ["--env-file", str(env_file), "show-config", "--json"],
+        obj={"NO_COLOR": "1", "HOME": str(tmp_path)},
+    )
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["RUN_ID"]["value"] == "my-run"
+    assert "YOUR_KEY" not in result.stdout  # the API key in the URL is masked
+
+
+# -- troubleshooting ------------------------------------------------------------------------------
+
+ENTRIES = re.findall(r"^### `Error: (.+)`$", TEXT.split("## Troubleshooting", 1)[1], flags=re.M)
+
+
+def pattern(message: str) -> re.Pattern[str]:
+    parts = re.split(r"<[^>]+>|…", message)
+    return re.compile(".+".join(re.escape(p) for p in parts))
+
+
+def _key(tmp: Path) -> Path:
+    path = tmp / "id.json"
+    path.write_text(json.dumps(list(bytes(Keypair()))))
+    path.chmod(0o600)
+    return path
+
+
+# Messages assembled at run time (settings, .env parsing, wallet, CLI): reproduced for real.
+REPRODUCE: dict[str, tuple[str, list[str]]] = {
+    "--env-file is required": ("", []),
+    "--env-file <path>: no such": ("", ["--env-file", "{tmp}/missing.env"]),
+    "<name> in <file>:<line>: no '='": ("justaword\n", ["--env-file", "{env}"]),
+    "RPC in <file>": ("RPC=htp://x\n", ["--env-file", "{env}"]),
+    "RPC_2 in <file>": ("RPC_2=http://x\n", ["--env-file", "{env}"]),
+    "RUN_ID in <file>": ("RUN_ID=\n", ["--env-file", "{env}"]),
+    "DATA_PARALLELISM in": ("DATA_PARALLELISM=0\n", ["--env-file", "{env}"]),
+    "PARALLELISM_AUTO in": ("PARALLELISM_AUTO=maybe\n", ["--env-file", "{env}"]),
+    "SCRATCH_DIR in": ("SCRATCH_DIR=rel\n", ["--env-file", "{env}"]),
+    "Failed to read wallet file": ("WALLET_PRIVATE_KEY_PATH={tmp}/none.json\n", ["--env-file", "{env}"]),
+    "wallet file <path>: JSON key array": (
+        "WALLET_PRIVATE_KEY_PATH={tmp}/bad.json\n",
+        ["--env-file", "{env}"],
+    ),
+    "unexpected trailing arguments": ("WALLET_PRIVATE_KEY_PATH={key}\n", ["--env-file", "{env}", "--", "x"]),
+}
+
+
+def _source_corpus() -> str:
+    text = "\n".join(p.read_text() for p in sorted((ROOT / "src" / "psyche").rglob("*.py")))
+    text = re.sub(r'"\s*\n\s*f?"', "", text)  # implicit concatenation of adjacent literals
+    for holder in (constants.EnvVars, constants.AppEnvVars):
+        for attr, value in vars(holder).items():
+            if isinstance(value, str):
+                text = text.replace(f"{{{holder.__name__}.{attr}}}", value)
+    return text
+
+
+def _uncovered(fragment: str, corpus: str, least: int = 10) -> str | None:
+    """None when ``fragment`` is a run of pieces (each at least ``least`` long) that all occur in ``corpus``.
+
+    Messages are assembled from literals and values (``f"{what} account not found: {address}"``), so a
+    sentence of the guide is checked piece by piece, longest piece first; a made-up word fails.
+    """
+    start = 0
+    while len(fragment) - start >= least:
+        end = len(fragment)
+        while end - start >= least and fragment[start:end] not in corpus:
+            end -= 1
+        if end - start < least:
+            return fragment[start:]
+        start = end
+    return None
+
+
+@pytest.mark.parametrize("message", ENTRIES, ids=[m[:50] for m in ENTRIES])
+def test_every_troubleshooting_message_is_one_the_program_prints(message: str, tmp_path: Path) -> None:
+    repro = next((v for k, v in REPRODUCE.items() if message.startswith(k)), None)
+    if repro is None:
+        corpus = _source_corpus()
+        for fragment in re.split(r"<[^>]+>|…", message):
+            uncovered = _uncovered(fragment.strip(" ;:()'[],"), corpus)
+            assert uncovered is None, f"{uncovered!r} (from {message!r}) is not in src/psyche"
+        return
+    env_text, args = repro
+    (tmp_path / "bad.json").write_text("[1,2,3]")
+    values = {"tmp": str(tmp_path), "env": str(tmp_path / "guide.env"), "key": str(_key(tmp_path))}
+    (tmp_path / "guide.env").write_text(env_text.format(**values))
+    result = CliRunner().invoke(
+        cli, [a.format(**values) for a in args], obj={"NO_COLOR": "1", "HOME": str(tmp_path)}
+    )
+    errors = [line[len("Error: ") :] for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert result.exit_code != 0 and errors, result.output
+    assert pattern(message).fullmatch(errors[0]), f"printed: {errors[0]!r}\nguide:   {message!r}"
+
+
+def test_troubleshooting_covers_the_main_errors() -> None:
+    assert len(ENTRIES) >= 25
+    assert all(any(m.startswith(k) for m in ENTRIES) for k in REPRODUCE)
