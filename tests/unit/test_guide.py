@@ -224,3 +224,17 @@ def test_every_troubleshooting_message_is_one_the_program_prints(message: str, t
 def test_troubleshooting_covers_the_main_errors() -> None:
     assert len(ENTRIES) >= 25
     assert all(any(m.startswith(k) for m in ENTRIES) for k in REPRODUCE)
+
+
+def test_the_systemd_unit_runs_the_main_job_with_real_flags() -> None:
+    unit = (ROOT / "deploy" / "run-manager.service").read_text()
+    (exec_start,) = re.findall(r"^ExecStart=(.+)$", unit, flags=re.M)
+    tokens = shlex.split(exec_start)
+    assert Path(tokens[0]).name == "run-manager"
+    root, sub, _ = split_command(tokens[1:])
+    assert sub == [] and "--env-file" in root
+    for flag in root:
+        assert mentions(help_text(), flag)
+    assert re.search(r"^Restart=on-failure$", unit, flags=re.M)
+    assert re.search(r"^StandardOutput=journal$", unit, flags=re.M)
+    assert "deploy/run-manager.service" in TEXT
