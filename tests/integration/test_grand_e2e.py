@@ -25,7 +25,7 @@ from psyche.chain import pda
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState, peek_nonce
 from psyche.chain.accounts.token import TokenAccount
 from psyche.chain.rpc import RpcClient
-from psyche.chain.ws import AccountUpdate, AccountWatcher
+from psyche.chain.ws import AccountUpdate, AccountWatcher, WatcherHandle
 from tests.integration.client_image_support import ClientImage
 from tests.integration.commands_support import with_world
 from tests.integration.conftest import SESSION_ID, PushedImage
@@ -70,7 +70,7 @@ witness_nodes = 0
 global_batch_size_start = 16
 global_batch_size_end = 16
 verification_percent = 0
-waiting_for_members_extra_time = 2
+waiting_for_members_extra_time = 3
 
 [model.LLM]
 architecture = "HfLlama"
@@ -110,11 +110,12 @@ class StateLog:
             self.seen.append(acc)
             self.cond.notify_all()
 
-    def wait_until(self, what: str, predicate: Any, timeout: float) -> CoordinatorAccount:
+    def wait_until(self, what: str, predicate: Any, timeout: float, *, start: int = 0) -> CoordinatorAccount:
+        """The first state at or after index ``start`` for which ``predicate`` holds."""
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
-                for acc in self.seen:
+                for acc in self.seen[start:]:
                     if predicate(acc):
                         return acc
                 left = deadline - time.monotonic()
@@ -122,6 +123,10 @@ class StateLog:
                     tail = [(a.run_state.name, a.progress.epoch, a.progress.step) for a in self.seen[-20:]]
                     raise AssertionError(f"no coordinator state with {what} within {timeout} s; last: {tail}")
                 self.cond.wait(left)
+
+    def mark(self) -> int:
+        with self.cond:
+            return len(self.seen)
 
     def path(self) -> list[tuple[RunState, int]]:
         """(state, epoch) each time the state changed."""
@@ -133,16 +138,6 @@ class StateLog:
             return out
 
 
-@contextlib.contextmanager
-def watch_states(ws_url: str, account: Pubkey) -> Iterator[StateLog]:
-    log = StateLog()
-    handle = AccountWatcher([ws_url], account, nonce_of=peek_nonce).start_in_thread(log.record)
-    try:
-        yield log
-    finally:
-        handle.stop()
-
-
 @dataclass
 class Fleet:
     """The test's run-managers and the run their containers belong to; all gone after the test."""
@@ -150,11 +145,22 @@ class Fleet:
     docker: docker.DockerClient
     run_id: str
     managers: list[Manager] = field(default_factory=list)
+    watchers: list[WatcherHandle] = field(default_factory=list)
+
+    def watch(self, ws_url: str, account: Pubkey) -> StateLog:
+        """Record the coordinator's states from now on (WebSocket), until the test ends."""
+        log = StateLog()
+        self.watchers.append(
+            AccountWatcher([ws_url], account, nonce_of=peek_nonce).start_in_thread(log.record)
+        )
+        return log
 
     def close(self) -> None:
         for manager in self.managers:
             manager.close()
         remove_run_containers(self.docker, self.run_id)
+        for watcher in self.watchers:
+            watcher.stop()
 
 
 @pytest.fixture
@@ -245,44 +251,44 @@ def test_two_run_managers_train_earn_claim_and_follow_a_version_bump(
         net.airdrop(wallet.keypair, 10 * 10**9)
     client_env = {"DEVICE": "cpu", "MODEL_PRESET": "tiny", "OMP_NUM_THREADS": "1"}
     account = Pubkey.from_string(created["coordinator_account"])
-    with watch_states(net.ws_url, account) as states:
-        cli.ok("set-paused", "-r", run_id, "--resume", "-w", world.owner)
-        for wallet in wallets:
-            env_file = write_env(
-                tmp_path / f"{wallet.path.stem}.env",
-                rpc=net.rpc_url,
-                ws=net.ws_url,
-                wallet=wallet.path,
-                run_id=run_id,
-                extra=client_env,
-            )
-            args = manager_args(env_file, repository=client_image.repository, script=None)
-            fleet.managers.append(Manager(args, manager_environ(world.home)))
-        alice, bob = fleet.managers
-
-        # Both join, train through epoch 0 to its end; the owner pauses as soon as epoch 1 opens.
-        in_round = states.wait_until(
-            "both clients training", lambda a: a.run_state == RunState.RoundTrain, 150
+    states = fleet.watch(net.ws_url, account)
+    cli.ok("set-paused", "-r", run_id, "--resume", "-w", world.owner)
+    for wallet in wallets:
+        env_file = write_env(
+            tmp_path / f"{wallet.path.stem}.env",
+            rpc=net.rpc_url,
+            ws=net.ws_url,
+            wallet=wallet.path,
+            run_id=run_id,
+            extra=client_env,
         )
-        assert {c.signer for c in in_round.epoch_state.clients} == {w.keypair.pubkey() for w in wallets}
-        dump = cli.json("json-dump-run", "-r", run_id)
-        assert sorted(dump["coordinator_account"]["epoch"]["clients"]["alive"].values()) == ["Healthy"] * 2
-        states.wait_until("epoch 1", lambda a: a.progress.epoch >= 1, 90)
-        cli.ok("set-paused", "-r", run_id, "-w", world.owner)
-        states.wait_until("the pause", lambda a: a.run_state == RunState.Paused, 30)
-        path = states.path()
-        epoch0 = [state for state, epoch in path if epoch == 0]
-        assert epoch0[:2] == [RunState.WaitingForMembers, RunState.Warmup], path
-        assert epoch0[-1] == RunState.Cooldown, path
-        assert set(epoch0[2:-1]) == {RunState.RoundTrain, RunState.RoundWitness}, path
-        # Paused before epoch 1 trained, so the points are epoch 0's alone.
-        assert RunState.RoundTrain not in [state for state, epoch in path if epoch >= 1], path
+        args = manager_args(env_file, repository=client_image.repository, script=None)
+        fleet.managers.append(Manager(args, manager_environ(world.home)))
+    alice, bob = fleet.managers
+
+    # Both join, train through epoch 0 to its end; the owner pauses as soon as epoch 1 opens.
+    in_round = states.wait_until("both clients training", lambda a: a.run_state == RunState.RoundTrain, 150)
+    assert {c.signer for c in in_round.epoch_state.clients} == {w.keypair.pubkey() for w in wallets}
+    dump = cli.json("json-dump-run", "-r", run_id)
+    assert sorted(dump["coordinator_account"]["epoch"]["clients"]["alive"].values()) == ["Healthy"] * 2
+    states.wait_until("epoch 1", lambda a: a.progress.epoch >= 1, 90)
+    cli.ok("set-paused", "-r", run_id, "-w", world.owner)
+    states.wait_until("the pause", lambda a: a.run_state == RunState.Paused, 30)
+    path = states.path()
+    epoch0 = [state for state, epoch in path if epoch == 0]
+    assert epoch0[:2] == [RunState.WaitingForMembers, RunState.Warmup], path
+    assert epoch0[-1] == RunState.Cooldown, path
+    assert set(epoch0[2:-1]) == {RunState.RoundTrain, RunState.RoundWitness}, path
+    # Paused before epoch 1 trained, so the points are epoch 0's alone.
+    assert RunState.RoundTrain not in [state for state, epoch in path if epoch >= 1], path
 
     # Each client logged training steps, and its loss went down.
     speeds: list[float] = []
     for manager in (alice, bob):
         steps = _steps(manager.out.text)
-        assert len(steps) >= 3, manager.out.text[-3000:]
+        assert len(steps) >= 4, manager.out.text[-3000:]
+        # Step 1 starts near ln(512), the untrained tiny model's loss; per-step losses are noisy (8 fresh
+        # sequences each), so compare the ends, as the in-process client test does.
         assert steps[-1][1] < steps[0][1], steps
         speeds += [rate for *_, rate in steps]
         assert "witness failed" not in manager.out.text and "join_run failed" not in manager.out.text
@@ -301,7 +307,7 @@ def test_two_run_managers_train_earn_claim_and_follow_a_version_bump(
         assert _tokens(net.rpc_url, ata) == EARNING_RATE // 2
 
     # The owner moves the run to the second tag of the image and resumes: both run-managers follow.
-    marks = [len(m.out.lines) for m in fleet.managers]
+    mark = states.mark()
     # The epoch's end turned the Dummy checkpoint into P2P with an empty repo, which the program's model
     # check refuses on resume (as upstream's does, docs/coordinator.md 9): the owner re-sends the model.
     cli.ok(
@@ -309,9 +315,18 @@ def test_two_run_managers_train_earn_claim_and_follow_a_version_bump(
         "--client-version", version_b.tag, "-w", world.owner,
     )  # fmt: skip
     cli.ok("set-paused", "-r", run_id, "--resume", "-w", world.owner)
-    for manager, mark in zip(fleet.managers, marks, strict=True):
+    for manager in fleet.managers:
         manager.err.wait_for(f"client_version changed '{client_image.tag}' -> '{version_b.tag}'", 60)
-        manager.out.wait_for("joined the run for the next epoch", 90, start=mark)
+    # Only the new image's clients can join: the old ones exit 10 on the changed version.
+    states.wait_until(
+        "both clients back in epoch 1",
+        lambda a: (
+            a.run_state in (RunState.Warmup, RunState.RoundTrain)
+            and {c.signer for c in a.epoch_state.clients} == {w.keypair.pubkey() for w in wallets}
+        ),
+        120,
+        start=mark,
+    )
     running = run_containers(docker_client, run_id)
     assert len(running) == 2
     for container in running:
