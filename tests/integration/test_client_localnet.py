@@ -30,9 +30,10 @@ from psyche.chain.accounts.model import (
 )
 from psyche.chain.programs import DEFAULT_PROGRAM_IDS, PERMISSIONLESS_GRANTEE
 from psyche.chain.rpc import RpcClient
+from psyche.client.actions import Train, TrainOutcome
 from psyche.client.config import TrainerEnv
 from psyche.client.identity import derive_identity
-from psyche.client.protocol import ClientProtocol, Train, TrainOutcome
+from psyche.client.protocol import ClientProtocol
 from psyche.client.runner import ChainPort, Runner
 from psyche.client.trainer_port import TorchTrainerPort
 from psyche.localnet.world import World

@@ -15,9 +15,8 @@ from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
 from psyche.chain.accounts.state import Bloom, ClientState
 from psyche.chain.logic.errors import CoordinatorErrorCode
 from psyche.chain.round_view import current_round, round_assignments, round_batch_size
-from psyche.client.protocol import (
+from psyche.client.actions import (
     Action,
-    ClientProtocol,
     Exit,
     PrepareModel,
     ReadVersion,
@@ -32,6 +31,7 @@ from psyche.client.protocol import (
     merkle_root,
     participant_hash,
 )
+from psyche.client.protocol import ClientProtocol
 from psyche.errors import ChainError
 from tests.unit.coordinator_helpers import CONFIG, configured, key
 

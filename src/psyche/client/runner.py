@@ -23,10 +23,8 @@ from psyche.chain.queries import fetch_run
 from psyche.chain.rpc import RpcClient
 from psyche.chain.transactions import send_and_confirm
 from psyche.chain.ws import AccountUpdate, AccountWatcher, SubscriptionDown, SubscriptionUp, WatchEvent
-from psyche.client.protocol import (
-    TIMER_INTERVAL,
+from psyche.client.actions import (
     Action,
-    ClientProtocol,
     Exit,
     PrepareModel,
     ReadVersion,
@@ -40,6 +38,7 @@ from psyche.client.protocol import (
     TrainOutcome,
     send_name,
 )
+from psyche.client.protocol import TIMER_INTERVAL, ClientProtocol
 from psyche.errors import AccountNotFound, RunManagerError, TransactionFailed
 
 log = logging.getLogger("psyche.client")

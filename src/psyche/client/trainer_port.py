@@ -10,9 +10,9 @@ from pathlib import Path
 
 from psyche.chain.accounts.coordinator import CoordinatorAccount
 from psyche.chain.accounts.model import LLM, Checkpoint, CheckpointKind, HubRepo
+from psyche.client.actions import Train, TrainOutcome
 from psyche.client.config import TrainerEnv
 from psyche.client.parallelism import resolve_parallelism
-from psyche.client.protocol import Train, TrainOutcome
 from psyche.client.train import Trainer, run_seed, trainer_for_run
 from psyche.errors import ConfigError
 

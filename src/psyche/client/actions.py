@@ -1,0 +1,133 @@
+"""What the protocol asks of the runner (chain sends, trainer work, exit) and what training answers."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from solders.pubkey import Pubkey
+
+from psyche.chain.accounts.state import Bloom, WitnessProof
+from psyche.chain.instructions.args import WitnessMetadata
+
+RoundKey = tuple[int, int]  # (epoch, round height): unique within a run
+
+
+# ------------------------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True, slots=True)
+class SendJoin:
+    """Send join_run with our identity and the authorization PDA."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendTick:
+    """Send tick: the simulated state machine would move now."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendWarmupWitness:
+    """Send warmup_witness: our model is ready."""
+
+    epoch: int
+    proof: WitnessProof
+
+
+@dataclass(frozen=True, slots=True)
+class SendWitness:
+    """Send witness for the round ``key``."""
+
+    key: RoundKey
+    proof: WitnessProof
+    participant_bloom: Bloom
+    broadcast_bloom: Bloom
+    broadcast_merkle: bytes
+    metadata: WitnessMetadata
+
+
+@dataclass(frozen=True, slots=True)
+class PrepareModel:
+    """Load or keep the model for ``epoch`` (warmup init); the runner answers with ``on_prepared``."""
+
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Train:
+    """Train one step on samples ``start..end`` (inclusive); the runner answers with ``on_trained``."""
+
+    key: RoundKey
+    step: int
+    start: int
+    end: int
+
+    @property
+    def indices(self) -> range:
+        return range(self.start, self.end + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class SaveCheckpoint:
+    """Cooldown: save the model for the epoch that ends at ``step``."""
+
+    epoch: int
+    step: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadVersion:
+    """Re-read the run's client_version over RPC (its change bumps no nonce, so no update announces it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    """Stop the client with ``code`` (0 finished, 1 unrecoverable, 10 version mismatch)."""
+
+    code: int
+    reason: str
+
+
+Send = SendJoin | SendTick | SendWarmupWitness | SendWitness
+Action = Send | PrepareModel | Train | SaveCheckpoint | ReadVersion | Exit
+
+
+@dataclass(frozen=True, slots=True)
+class TrainOutcome:
+    """What a training step produced: its loss and speed, and the commitment (hash) of its result."""
+
+    loss: float
+    tokens: int
+    tokens_per_second: float
+    commitment: bytes
+    efficiency: float = 0.0
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def participant_hash(signer: Pubkey) -> bytes:
+    """What a participant bloom holds for a trainer: sha256 of its signer key."""
+    return hashlib.sha256(bytes(signer)).digest()
+
+
+def merkle_root(leaves: list[bytes]) -> bytes:
+    """sha256 binary Merkle root (odd node carried up); 32 zero bytes when there is nothing."""
+    level = list(leaves)
+    if not level:
+        return bytes(32)
+    while len(level) > 1:
+        pairs = [level[i : i + 2] for i in range(0, len(level), 2)]
+        level = [hashlib.sha256(b"".join(p)).digest() if len(p) == 2 else p[0] for p in pairs]
+    return level[0]
+
+
+def send_name(sent: Send) -> str:
+    """The instruction a send action carries, for log lines."""
+    names = {
+        SendJoin: "join_run",
+        SendTick: "tick",
+        SendWarmupWitness: "warmup_witness",
+        SendWitness: "witness",
+    }
+    return names[type(sent)]
