@@ -117,7 +117,9 @@ def _keypair_from_text(text: str, where: str) -> Keypair:
         raise
     except (ValueError, TypeError, OverflowError):
         raise WalletError(f"{where}: not a valid keypair (JSON byte array or base58)") from None
-    except BaseException:  # solders panics (pyo3 PanicException) on some bad base58 input
+    except BaseException as exc:  # solders panics (pyo3 PanicException) on some bad base58 input
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
         raise WalletError(f"{where}: not a valid keypair (JSON byte array or base58)") from None
 
 
