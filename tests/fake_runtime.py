@@ -51,6 +51,8 @@ class Script:
     until_stopped: bool = False
     ignores_term: bool = False
     on_running: Callable[[], None] | None = None
+    chunk_size: int = 7  # bytes per piece logs() yields
+    unterminated: str = ""  # written to stdout after its lines, with no newline
 
 
 @dataclass
@@ -137,13 +139,20 @@ class FakeRuntime:
         self.containers[handle.id] = FakeContainer(handle, spec, self.scripts.pop(0))
         return handle
 
-    def logs(self, handle: ContainerHandle, *, stream: Stream, timestamps: bool = False) -> Iterator[bytes]:
+    def logs(self, handle: ContainerHandle, *, timestamps: bool = False) -> Iterator[tuple[Stream, bytes]]:
         c = self.containers[handle.id]
-        lines = c.script.stdout if stream == "stdout" else c.script.stderr
-        data = "".join(f"{line}\n" for line in lines).encode()
-        # Odd chunk sizes, so lines and UTF-8 characters straddle chunks as they do with Docker.
-        for start in range(0, len(data), 7):
-            yield data[start : start + 7]
+        streams: tuple[tuple[Stream, tuple[str, ...]], ...] = (
+            ("stdout", c.script.stdout),
+            ("stderr", c.script.stderr),
+        )
+        for stream, lines in streams:
+            data = "".join(f"{line}\n" for line in lines).encode()
+            if stream == "stdout":
+                data += c.script.unterminated.encode()
+            # Odd chunk sizes, so lines and UTF-8 characters straddle chunks as they do with Docker.
+            size = c.script.chunk_size
+            for start in range(0, len(data), size):
+                yield stream, data[start : start + size]
         if c.script.until_stopped:
             c.ended.wait(_HANG_LIMIT)
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import docker
 import pytest
 
-from psyche.errors import GpuRuntimeMissing, ImagePullFailed
+from psyche.errors import ContainerRuntimeError, GpuRuntimeMissing, ImagePullFailed
 from psyche.manager import events as ev
 from psyche.manager.images import image_for_version
 from psyche.manager.launch import LABEL_INSTANCE, LABEL_MANAGED, LABEL_RUN_ID, LaunchConfig, RestartPolicy
-from psyche.manager.logs import split_lines
-from psyche.manager.runtime import ContainerSpec, DockerRuntime
+from psyche.manager.logs import frames, split_lines
+from psyche.manager.runtime import ContainerHandle, ContainerSpec, DockerRuntime
 from psyche.manager.supervisor import Supervisor
 
 from .conftest import PushedImage
@@ -34,6 +34,15 @@ def runtime(docker_client: docker.DockerClient) -> DockerRuntime:
 def labelled(docker_client: docker.DockerClient, labels: dict[str, str]) -> list[str]:
     filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
     return [c.id for c in docker_client.containers.list(all=True, filters=filters)]
+
+
+def texts(events: list[ev.Event]) -> list[str]:
+    """The client's lines, in order, from the supervisor's LogLines batches."""
+    return [line.text for e in events if isinstance(e, ev.LogLines) for line in e.lines]
+
+
+def of_stream(pieces: Iterable[tuple[str, bytes]], stream: str) -> list[str]:
+    return list(split_lines(piece for s, piece in pieces if s == stream))
 
 
 def versions(*values: str) -> Callable[[], str]:
@@ -93,8 +102,8 @@ def test_run_streams_every_line_and_reports_the_exit_code(
     )
 
     handle = runtime.run(spec)
-    stdout = list(split_lines(runtime.logs(handle, stream="stdout")))
-    stderr = list(split_lines(runtime.logs(handle, stream="stderr", timestamps=True)))
+    stdout = of_stream(runtime.logs(handle), "stdout")
+    stderr = of_stream(runtime.logs(handle, timestamps=True), "stderr")
 
     assert runtime.wait(handle) == 7
     assert stdout == [f"line {i}" for i in range(20000)]
@@ -107,6 +116,76 @@ def test_run_streams_every_line_and_reports_the_exit_code(
     assert labelled(docker_client, container_labels) == []
 
 
+def test_logs_follow_a_flood_on_both_streams_with_no_line_lost_or_reordered(
+    docker_client: docker.DockerClient,
+    runtime: DockerRuntime,
+    busybox_image: Callable[[str], PushedImage],
+    container_labels: dict[str, str],
+) -> None:
+    # Both streams written at once, read while they are written (follow), over one request.
+    script = "seq 1 150000 >&2 & seq 1 150000; wait"
+    spec = ContainerSpec(
+        image=busybox_image("rt-run").ref, labels=container_labels, gpus=False, command=("sh", "-c", script)
+    )
+    handle = runtime.run(spec)
+    pieces = list(runtime.logs(handle))
+
+    assert runtime.wait(handle) == 0
+    numbers = [str(i) for i in range(1, 150001)]
+    assert of_stream(pieces, "stdout") == numbers
+    assert of_stream(pieces, "stderr") == numbers
+    assert len(pieces) < 150000  # frames of one stream come merged, not one item per line
+    runtime.remove(handle)
+
+
+def test_a_cut_follow_is_caught_up_from_the_logs_tail(
+    docker_client: docker.DockerClient,
+    runtime: DockerRuntime,
+    busybox_image: Callable[[str], PushedImage],
+    container_labels: dict[str, str],
+) -> None:
+    # The 20.10 engine may end a follow early at the container's exit; logs() then reads the tail again
+    # and delivers what follows the last frame it got. Here the cut is made by hand, 3,000 lines back,
+    # so the catch-up must grow its tail past the first 1,024 lines.
+    script = "seq 1 5000 & seq 1 5000 >&2; wait"
+    spec = ContainerSpec(
+        image=busybox_image("rt-run").ref, labels=container_labels, gpus=False, command=("sh", "-c", script)
+    )
+    handle = runtime.run(spec)
+    assert runtime.wait(handle) == 0
+    with runtime._log_body(handle, follow=False, timestamps=True) as body:
+        log = list(frames(body))
+    assert len(log) == 10000 and len(set(log)) == 10000  # timestamps make every frame unique
+
+    assert runtime._missed(handle, log[6999]) == log[7000:]
+    assert runtime._missed(handle, log[-1]) == []
+    assert runtime._missed(handle, None) == log
+    with pytest.raises(ContainerRuntimeError, match="no longer holds the last line read"):
+        runtime._missed(handle, (1, b"2000-01-01T00:00:00Z never written"))
+    runtime.remove(handle)
+
+
+def test_logs_of_a_tty_container_are_its_raw_output_on_stdout(
+    docker_client: docker.DockerClient,
+    runtime: DockerRuntime,
+    busybox_image: Callable[[str], PushedImage],
+    container_labels: dict[str, str],
+) -> None:
+    # A TTY merges stderr into stdout and sends no frame headers; lines end in \r\n (onlcr).
+    script = 'seq 1 30000; echo "to stderr" >&2; printf "no newline"'
+    container = docker_client.containers.create(
+        busybox_image("rt-run").ref, ["sh", "-c", script], tty=True, labels=container_labels
+    )
+    container.start()
+    handle = ContainerHandle(container.id, container.name)
+    pieces = list(runtime.logs(handle))
+
+    assert runtime.wait(handle) == 0
+    assert {stream for stream, _ in pieces} == {"stdout"}
+    assert of_stream(pieces, "stdout") == [*(str(i) for i in range(1, 30001)), "to stderr", "no newline"]
+    runtime.remove(handle)
+
+
 def test_stop_with_a_trap_is_quick_and_remove_leaves_nothing(
     docker_client: docker.DockerClient,
     runtime: DockerRuntime,
@@ -117,7 +196,7 @@ def test_stop_with_a_trap_is_quick_and_remove_leaves_nothing(
         image=busybox_image("rt-run").ref, labels=container_labels, gpus=False, command=("sh", "-c", FOREVER)
     )
     handle = runtime.run(spec)
-    assert next(split_lines(runtime.logs(handle, stream="stdout"))) == "ready"
+    assert next(split_lines(piece for _, piece in runtime.logs(handle))) == "ready"
 
     began = time.monotonic()
     runtime.stop(handle, grace=5)
@@ -187,7 +266,7 @@ def test_supervisor_removes_an_orphan_of_its_run_then_runs_to_exit_zero(
         ev.OrphanFound(orphan.id, orphan.name, events[0].status),  # type: ignore[union-attr]
         ev.OrphanRemoved(orphan.id, orphan.name),
     ]
-    assert [e.text for e in events if isinstance(e, ev.LogLine)] == ["done"]
+    assert texts(events) == ["done"]
     assert labelled(docker_client, container_labels) == []
 
 
@@ -208,7 +287,7 @@ def test_supervisor_exit_10_with_a_changed_version_pulls_and_runs_the_new_tag(
     ).run()
 
     assert code == 0
-    assert [e.text for e in events if isinstance(e, ev.LogLine)] == [f"client {old.tag}", f"client {new.tag}"]
+    assert texts(events) == [f"client {old.tag}", f"client {new.tag}"]
     assert [e.exit_code for e in events if isinstance(e, ev.ContainerExited)] == [10, 0]
     assert ev.VersionChanged(old.tag, new.tag, live=False) in events
     assert [e.image for e in events if isinstance(e, ev.PullDone)] == [old.ref, new.ref]
@@ -230,7 +309,7 @@ def test_supervisor_live_version_change_pre_pulls_then_swaps(
 
     def on_event(event: ev.Event) -> None:
         events.append(event)
-        if event == ev.LogLine("ready"):
+        if event == ev.LogLines((ev.LogLine("ready"),)):
             holder[0].notify_version_changed(new.tag)
 
     launch = launch_for(old, container_labels, script, f"live-{uuid.uuid4().hex[:8]}")
@@ -242,7 +321,7 @@ def test_supervisor_live_version_change_pre_pulls_then_swaps(
     first_exit = kinds.index("ContainerExited")
     assert kinds.index("PullDone", kinds.index("VersionChanged")) < kinds.index("Stopping") < first_exit
     assert [e.exit_code for e in events if isinstance(e, ev.ContainerExited)] == [0, 0]  # trap: clean exit
-    assert [e.text for e in events if isinstance(e, ev.LogLine)] == ["ready", "swapped"]
+    assert texts(events) == ["ready", "swapped"]
     assert labelled(docker_client, container_labels) == []
 
 
@@ -257,7 +336,7 @@ def test_supervisor_stop_request_stops_and_removes_within_the_grace(
 
     def on_event(event: ev.Event) -> None:
         events.append(event)
-        if event == ev.LogLine("ready"):
+        if event == ev.LogLines((ev.LogLine("ready"),)):
             holder[0].request_stop()
 
     launch = launch_for(pushed, container_labels, FOREVER, f"stop-{uuid.uuid4().hex[:8]}")

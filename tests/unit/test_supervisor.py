@@ -46,6 +46,10 @@ class Rig:
     def of(self, kind: type) -> list[ev.Event]:
         return [e for e in self.events if isinstance(e, kind)]
 
+    def log_lines(self) -> list[ev.LogLine]:
+        """Every client line, in the order the batches came."""
+        return [line for e in self.events if isinstance(e, ev.LogLines) for line in e.lines]
+
     def manager_events(self) -> list[ev.Event]:
         """Everything but pull progress (checked separately), in order."""
         return [e for e in self.events if not isinstance(e, ev.PullProgress)]
@@ -107,10 +111,10 @@ def test_happy_path_pulls_runs_streams_and_finishes_zero() -> None:
 
     assert r.supervisor.run() == 0
 
-    logs = r.of(ev.LogLine)
+    logs = r.log_lines()
     assert [e for e in logs if e.stream == "stdout"] == [ev.LogLine("hello"), ev.LogLine("wörld")]
     assert [e for e in logs if e.stream == "stderr"] == [ev.LogLine("warn", "stderr")]
-    assert [e for e in r.manager_events() if not isinstance(e, ev.LogLine)] == [
+    assert [e for e in r.manager_events() if not isinstance(e, ev.LogLines)] == [
         ev.ImageResolved("v1", V1, local=False),
         *pulled(V1),
         ev.ContainerStarted("c1", "psyche-client-run-1-inst0001-1", V1, "v1"),
@@ -120,7 +124,7 @@ def test_happy_path_pulls_runs_streams_and_finishes_zero() -> None:
     ]
     # Log lines come between the start and the exit, never after.
     kinds = [type(e) for e in r.manager_events()]
-    assert kinds.index(ev.ContainerStarted) < kinds.index(ev.LogLine) < kinds.index(ev.ContainerExited)
+    assert kinds.index(ev.ContainerStarted) < kinds.index(ev.LogLines) < kinds.index(ev.ContainerExited)
     assert r.of(ev.PullProgress) == [
         ev.PullProgress("aaa111", "Downloading", 1, 2),
         ev.PullProgress("aaa111", "Pull complete"),
@@ -180,7 +184,7 @@ def test_exit_10_with_a_changed_version_runs_the_new_image_without_sleeping() ->
 
     assert r.supervisor.run() == 0
 
-    assert [e for e in r.manager_events() if not isinstance(e, ev.LogLine)] == [
+    assert [e for e in r.manager_events() if not isinstance(e, ev.LogLines)] == [
         ev.ImageResolved("v1", V1, local=False),
         *pulled(V1),
         ev.ContainerStarted("c1", "psyche-client-run-1-inst0001-1", V1, "v1"),
@@ -289,7 +293,7 @@ def test_live_version_change_pulls_while_the_old_client_runs_then_swaps() -> Non
         ("run", V2),
         ("remove", "c2"),
     ]
-    assert [e for e in r.manager_events() if not isinstance(e, ev.LogLine)] == [
+    assert [e for e in r.manager_events() if not isinstance(e, ev.LogLines)] == [
         ev.ImageResolved("v1", V1, local=False),
         *pulled(V1),
         ev.ContainerStarted("c1", "psyche-client-run-1-inst0001-1", V1, "v1"),
@@ -354,6 +358,27 @@ def test_a_failed_pre_pull_keeps_the_old_client() -> None:
     assert [c for c in r.runtime.calls if c[0] == "stop"] == []
 
 
+def test_a_flood_arrives_whole_in_order_and_in_few_batches() -> None:
+    numbers = tuple(str(i) for i in range(20_000))
+    script = Script(
+        exit_code=2, stdout=numbers, stderr=("e1", "e2"), unterminated="no newline", chunk_size=65536
+    )
+    r = rig([script], policy=RestartPolicy(max_restarts=0, last_lines=3))
+
+    with pytest.raises(ClientExited):
+        r.supervisor.run()
+
+    lines = r.log_lines()
+    assert [e.text for e in lines if e.stream == "stdout"] == [*numbers, "no newline"]
+    assert [e.text for e in lines if e.stream == "stderr"] == ["e1", "e2"]
+    batches = r.of(ev.LogLines)
+    assert len(batches) <= 5  # 20,000 lines: one batch per 64 KiB read, not one event per line
+    assert all(batch.lines for batch in batches)
+    # The unterminated line is emitted when the output ends, before the exit is reported.
+    assert r.manager_events().index(batches[-1]) < r.manager_events().index(r.of(ev.ContainerExited)[0])
+    assert r.of(ev.GivingUp)[0].last_lines == ("e1", "e2", "no newline")
+
+
 def test_stop_request_stops_and_removes_the_container_and_returns_zero() -> None:
     holder: list[Supervisor] = []
     r = rig([Script(until_stopped=True, stdout=("up",), on_running=lambda: holder[0].request_stop())])
@@ -361,13 +386,13 @@ def test_stop_request_stops_and_removes_the_container_and_returns_zero() -> None
 
     assert r.supervisor.run() == 0
 
-    assert [e for e in r.manager_events() if not isinstance(e, ev.LogLine)][-4:] == [
+    assert [e for e in r.manager_events() if not isinstance(e, ev.LogLines)][-4:] == [
         ev.Stopping("c1", "stop requested", 10.0),
         ev.ContainerExited("c1", SIGTERM_EXIT, 1.0),
         ev.ContainerRemoved("c1"),
         ev.Stopped("stop requested"),
     ]
-    assert r.of(ev.LogLine) == [ev.LogLine("up")]
+    assert r.log_lines() == [ev.LogLine("up")]
     assert r.runtime.live() == []
 
 

@@ -1,7 +1,7 @@
 """The events the supervisor reports to its UI: plain frozen dataclasses, no I/O and no rendering.
 
-Every event except LogLine is the manager speaking; LogLine is the client container's own output,
-so a renderer can make the two visibly distinct.
+Every event except LogLines (and LogLine, its element) is the manager speaking; those are the client
+container's own output, so a renderer can make the two visibly distinct.
 """
 
 from __future__ import annotations
@@ -100,6 +100,17 @@ class LogLine:
 
 
 @dataclass(frozen=True, slots=True)
+class LogLines:
+    """Client lines that arrived together, oldest first (never empty): the supervisor emits these.
+
+    One event per batch, not per line, so a flooding client costs the renderer one write and one
+    flush per batch; a quiet client's batch is a single line, emitted as soon as it arrives.
+    """
+
+    lines: tuple[LogLine, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerExited:
     """The container ended by itself or after a stop; ``seconds`` is how long it ran."""
 
@@ -190,6 +201,7 @@ Event = (
     | PullFailed
     | ContainerStarted
     | LogLine
+    | LogLines
     | ContainerExited
     | ContainerRemoved
     | VersionChanged

@@ -66,7 +66,10 @@ class Metrics:
         """Update the state from one supervisor event."""
         now = self._monotonic()
         with self._lock:
-            if isinstance(event, ev.LogLine):
+            if isinstance(event, ev.LogLines):
+                self._log_lines += len(event.lines)
+                self._last_log_at = now
+            elif isinstance(event, ev.LogLine):
                 self._log_lines += 1
                 self._last_log_at = now
             elif isinstance(event, ev.ContainerStarted):

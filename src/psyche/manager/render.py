@@ -71,9 +71,14 @@ class PullDisplay:
             self._progress = None
 
 
+def _stamp(line: ev.LogLine) -> str:
+    return "" if line.timestamp is None else line.timestamp.isoformat(timespec="milliseconds") + " "
+
+
 class EventRenderer:
-    """Turns supervisor events into output. Client log lines are written straight to ``stdout`` (no rich,
-    no buffering delay) so a chatty client never makes the manager fall behind."""
+    """Turns supervisor events into output. Client log lines are written straight to ``stdout`` (no rich),
+    one write and one flush per batch, so a chatty client never makes the manager fall behind and a
+    quiet one's line shows at once."""
 
     def __init__(
         self,
@@ -95,8 +100,11 @@ class EventRenderer:
         self._ui.info(f"{MANAGER_PREFIX} {message}")
 
     def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.LogLines):
+            self._log(event.lines)
+            return
         if isinstance(event, ev.LogLine):
-            self._log(event)
+            self._log((event,))
             return
         if isinstance(event, ev.PullProgress):
             if self._pull is not None:
@@ -107,14 +115,15 @@ class EventRenderer:
             self._pull = None
         self._render(event)
 
-    def _log(self, event: ev.LogLine) -> None:
-        prefix = ""
-        if self._timestamps and event.timestamp is not None:
-            prefix = event.timestamp.isoformat(timespec="milliseconds") + " "
-        self._stdout.write(f"{prefix}{event.text}\n")
-        self._stdout.flush()
+    def _log(self, lines: tuple[ev.LogLine, ...]) -> None:
+        if self._timestamps:
+            text = "".join(f"{_stamp(line)}{line.text}\n" for line in lines)
+        else:
+            text = "".join([f"{line.text}\n" for line in lines])
+        self._stdout.write(text)
+        self._stdout.flush()  # once per batch: the end of what has arrived, so nothing waits on a buffer
         self.last_log_at = self._monotonic()
-        self.log_lines += 1
+        self.log_lines += len(lines)
 
     def _render(self, event: ev.Event) -> None:
         if isinstance(event, ev.OrphanFound):

@@ -10,7 +10,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
 from psyche.errors import (
     ContainerRuntimeError,
@@ -21,8 +21,17 @@ from psyche.errors import (
 )
 from psyche.manager.events import PullProgress
 from psyche.manager.images import ImageRef
+from psyche.manager.logs import (
+    Demuxer,
+    Frame,
+    Stream,
+    dechunk,
+    frames,
+    frames_after,
+    stream_of,
+    strip_timestamp,
+)
 
-Stream = Literal["stdout", "stderr"]
 ProgressCallback = Callable[[PullProgress], None]
 
 DOCKER_UNAVAILABLE = "Failed to execute docker command. Is Docker installed and accessible?"
@@ -33,6 +42,11 @@ GPU_MISSING = (
 )
 INFINIBAND = "/dev/infiniband"
 SCRATCH_TARGET = "/scratch"
+# One read of the log response: large, so a flood costs one Python round per 64 KiB, not per line;
+# read1 returns whatever has arrived, so a quiet client's line is not held back.
+LOG_READ_SIZE = 65536
+# How much of the log's tail a catch-up reads, growing until it finds the last line the follow gave.
+CATCH_UP_TAILS = ("1024", "65536", "all")
 
 # Start errors that mean "no NVIDIA runtime", as the 20.10 engine words them.
 _GPU_ERRORS = (
@@ -104,8 +118,12 @@ class ContainerRuntime(Protocol):
         """Create and start a container; a container that fails to start is removed before raising."""
         ...
 
-    def logs(self, handle: ContainerHandle, *, stream: Stream, timestamps: bool = False) -> Iterator[bytes]:
-        """Follow one output stream from the first byte until the container stops."""
+    def logs(self, handle: ContainerHandle, *, timestamps: bool = False) -> Iterator[tuple[Stream, bytes]]:
+        """Follow stdout and stderr from the first byte until the container stops.
+
+        Yields ``(stream, bytes)`` in the order the engine has them; the bytes are arbitrary pieces
+        of that stream (lines and UTF-8 characters may straddle them).
+        """
         ...
 
     def wait(self, handle: ContainerHandle) -> int:
@@ -326,25 +344,72 @@ class DockerRuntime:
             raise error from exc
         return handle
 
-    def logs(self, handle: ContainerHandle, *, stream: Stream, timestamps: bool = False) -> Iterator[bytes]:
-        """Follow ``stream`` of the container from its first line to its end."""
-        chunks: Any = None
+    def logs(self, handle: ContainerHandle, *, timestamps: bool = False) -> Iterator[tuple[Stream, bytes]]:
+        """Follow both streams of the container, from its first line to its end, over one request.
+
+        docker-py's reader does two small reads per frame (about 54,000 lines/s at best), so this reads
+        the raw response in LOG_READ_SIZE blocks and undoes the HTTP chunking and Docker's frame headers
+        itself (logs.dechunk, logs.Demuxer). A TTY container's output has no frame headers: all stdout.
+
+        The 20.10 engine can end a follow early when the container stops while the reader is caught
+        up (its follower picks "container gone" over "file written" at random), dropping the last
+        lines. So the follow always asks for timestamps, which make each frame unique, and when it ends
+        the log's tail is read again and every frame after the last one we got is delivered too.
+        """
+        action = f"reading the logs of container {handle.name}"
         try:
-            chunks = self._client.api.logs(
-                handle.id,
-                stdout=stream == "stdout",
-                stderr=stream == "stderr",
-                stream=True,
-                follow=True,
-                timestamps=timestamps,
-            )
-            for chunk in chunks:
-                yield bytes(chunk)
+            config = self._client.api.inspect_container(handle.id).get("Config") or {}
+            if config.get("Tty"):  # no frames to anchor a catch-up on: the follow is all we get
+                with self._log_body(handle, follow=True, timestamps=timestamps) as body:
+                    for piece in body:
+                        yield "stdout", piece
+                return
+            demuxer = Demuxer(strip_timestamps=not timestamps)
+            with self._log_body(handle, follow=True, timestamps=True) as body:
+                for piece in body:
+                    yield from demuxer.feed(piece)
+            demuxer.finish()
+            for kind, payload in self._missed(handle, demuxer.last):
+                yield stream_of(kind), payload if timestamps else strip_timestamp(payload)
         except self._foreign as exc:
-            self._raise(exc, f"reading {stream} of container {handle.name}")
-        finally:
-            if chunks is not None:  # also when the reader stops early: release the socket now
-                _close_stream(chunks)
+            self._raise(exc, action)
+        except OSError as exc:  # the socket itself, read outside requests
+            raise ContainerRuntimeError(f"{action} failed: {exc}") from exc
+
+    def _missed(self, handle: ContainerHandle, anchor: Frame | None) -> list[Frame]:
+        """The frames after ``anchor`` (the follow's last frame), reading ever more of the log's tail."""
+        for tail in CATCH_UP_TAILS if anchor is not None else ("all",):  # nothing read: all of it is new
+            with self._log_body(handle, follow=False, timestamps=True, tail=tail) as body:
+                missed = frames_after(frames(body), anchor)
+            if missed is not None:
+                return missed
+        raise ContainerRuntimeError(
+            f"the log of container {handle.name} no longer holds the last line read; later lines may be lost"
+        )
+
+    @contextlib.contextmanager
+    def _log_body(
+        self, handle: ContainerHandle, *, follow: bool, timestamps: bool, tail: str = "all"
+    ) -> Iterator[Iterator[bytes]]:
+        """The raw body of ``GET /containers/{id}/logs`` (both streams), closed on leaving the block."""
+        api = self._client.api
+        params = {
+            "stdout": 1,
+            "stderr": 1,
+            "follow": int(follow),
+            "timestamps": int(timestamps),
+            "tail": tail,
+        }
+        response = api._get(api._url("/containers/{0}/logs", handle.id), params=params, stream=True)
+        try:
+            api._raise_for_status(response)
+            # docker-py's own stream helpers do this too: a quiet client must not time the read out.
+            api._disable_socket_timeout(api._get_raw_response_socket(response))
+            http = response.raw._fp  # http.client's response; its buffered file may hold the first bytes
+            body = _read_blocks(http.fp.read1)
+            yield dechunk(body) if http.chunked else body
+        finally:  # also when the reader stops early: release the socket now
+            _close_response(response)
 
     def wait(self, handle: ContainerHandle) -> int:
         """The container's exit code, once it stops (no request timeout)."""
@@ -402,16 +467,16 @@ def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _close_stream(chunks: Any) -> None:
-    """Close a docker-py log stream and its HTTP response.
+def _read_blocks(read1: Callable[[int], bytes]) -> Iterator[bytes]:
+    """Blocks of up to LOG_READ_SIZE bytes, each as soon as any has arrived, until end of file."""
+    while block := read1(LOG_READ_SIZE):
+        yield block
 
-    CancellableStream.close() shuts the socket down but leaves the response's file object holding it,
-    so the descriptor stays open until garbage collection (a ResourceWarning); closing the response
-    releases it now.
+
+def _close_response(response: Any) -> None:
+    """Close a streamed log response and its connection now, not at garbage collection (a ResourceWarning).
+
+    The body may be unread (an early stop): requests then closes the connection rather than reusing it.
     """
     with contextlib.suppress(OSError):
-        chunks.close()
-    response = getattr(chunks, "_response", None)
-    if response is not None:
-        with contextlib.suppress(OSError):
-            response.close()
+        response.close()

@@ -28,6 +28,7 @@ from psyche.manager.launch import (
     LaunchConfig,
     RestartPolicy,
 )
+from psyche.manager.logs import OutputDecoder
 from psyche.manager.runtime import ContainerHandle, ContainerRuntime
 
 __all__ = [
@@ -248,7 +249,8 @@ class Supervisor:
         started = self._monotonic()
         task = self._workers.follow(handle)
         self._last_lines.clear()
-        open_streams = set(w.STREAMS)
+        output = OutputDecoder(timestamped=self._launch.timestamps)
+        reading = True
         code: int | None = None
         seconds = 0.0
         drain_until = 0.0
@@ -276,7 +278,7 @@ class Supervisor:
                         if prepull is not None and prepull.task == 0:  # --local: nothing to pull
                             swap = (prepull.version, prepull.image)
                             stopping = self._begin_stop(task, handle, f"client_version changed to {notice!r}")
-                elif not open_streams or time.monotonic() >= drain_until:
+                elif not reading or time.monotonic() >= drain_until:
                     break
                 msg = self._next()
                 if (
@@ -285,15 +287,15 @@ class Supervisor:
                     or msg.task not in (task, prepull.task if prepull else -1)
                 ):
                     continue
-                elif isinstance(msg, w.Log):
-                    self._last_lines.append(msg.line.text)
-                    self._emit(msg.line)
+                elif isinstance(msg, w.Output):
+                    self._log(output.feed(msg.stream, msg.data))
                     if code is not None:  # still catching up after the exit: an idle timeout, not a total
                         drain_until = time.monotonic() + self._policy.log_drain_timeout
-                elif isinstance(msg, w.StreamEnd):
-                    open_streams.discard(msg.stream)
+                elif isinstance(msg, w.OutputEnd):
+                    reading = False
+                    self._log(output.finish())
                     if msg.error is not None:
-                        self._emit(ev.Notice(f"lost the client's {msg.stream}: {msg.error}"))
+                        self._emit(ev.Notice(f"lost the client's output: {msg.error}"))
                 elif isinstance(msg, w.Exit):
                     if msg.error is not None:
                         raise msg.error
@@ -358,6 +360,11 @@ class Supervisor:
         self._emit(ev.Stopping(handle.id, reason, grace))
         self._workers.stop(task, handle, grace)
         return True
+
+    def _log(self, lines: tuple[ev.LogLine, ...]) -> None:
+        if lines:
+            self._last_lines.extend(line.text for line in lines[-self._policy.last_lines :])
+            self._emit(ev.LogLines(lines))
 
     def _give_up(self, reason: str, code: int) -> None:
         self._emit(ev.GivingUp(reason, code, tuple(self._last_lines)))

@@ -11,24 +11,29 @@ from dataclasses import dataclass
 from psyche.errors import RunManagerError
 from psyche.manager import events as ev
 from psyche.manager.images import ImageRef
-from psyche.manager.logs import parse_log_line, split_lines
-from psyche.manager.runtime import ContainerHandle, ContainerRuntime, Stream
+from psyche.manager.logs import Stream
+from psyche.manager.runtime import ContainerHandle, ContainerRuntime
 
-STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
-QUEUE_LIMIT = 10_000
+# Messages, not bytes: a log Output holds one read of the engine's response (runtime.LOG_READ_SIZE at
+# most), so the queue holds at most about 256 x 64 KiB = 16 MiB of client output.
+QUEUE_LIMIT = 256
 
 
 # ``task`` numbers each unit of work, so the supervisor can tell a stale message from a current one.
 @dataclass(frozen=True, slots=True)
-class Log:
+class Output:
+    """Bytes the client wrote to ``stream``: any piece of it (the supervisor splits lines)."""
+
     task: int
-    line: ev.LogLine
+    stream: Stream
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
-class StreamEnd:
+class OutputEnd:
+    """Both output streams ended (``error`` set when reading them failed)."""
+
     task: int
-    stream: str
     error: RunManagerError | None
 
 
@@ -58,7 +63,7 @@ class Wake:
     """Nothing to report: only ends the supervisor's wait early (a version notice arrived)."""
 
 
-Message = Log | StreamEnd | Exit | Progress | Done | Wake
+Message = Output | OutputEnd | Exit | Progress | Done | Wake
 
 
 class Workers:
@@ -67,8 +72,8 @@ class Workers:
     def __init__(self, runtime: ContainerRuntime, *, timestamps: bool = False) -> None:
         self._runtime = runtime
         self._timestamps = timestamps
-        # Bounded: a client printing faster than we render blocks the log readers (Docker buffers the
-        # rest) instead of growing this queue by millions of lines.
+        # Bounded: a client printing faster than we render blocks the log reader (Docker buffers the
+        # rest) instead of growing this queue without limit.
         self._queue: queue.Queue[Message] = queue.Queue(maxsize=QUEUE_LIMIT)
         self._tasks = 0
 
@@ -91,10 +96,9 @@ class Workers:
         return task
 
     def follow(self, handle: ContainerHandle) -> int:
-        """Read both output streams (Log..., StreamEnd each) and wait for the exit (one Exit)."""
+        """Read both output streams (Output..., one OutputEnd) and wait for the exit (one Exit)."""
         task = self._new_task()
-        for stream in STREAMS:
-            self._spawn(self._read, task, handle, stream)
+        self._spawn(self._read, task, handle)
         self._spawn(self._wait, task, handle)
         return task
 
@@ -117,15 +121,14 @@ class Workers:
         else:
             self._queue.put(Done(task, None))
 
-    def _read(self, task: int, handle: ContainerHandle, stream: Stream) -> None:
-        stamped = self._timestamps
+    def _read(self, task: int, handle: ContainerHandle) -> None:
         error: RunManagerError | None = None
         try:
-            for text in split_lines(self._runtime.logs(handle, stream=stream, timestamps=stamped)):
-                self._queue.put(Log(task, parse_log_line(text, stream=stream, timestamped=stamped)))
+            for stream, data in self._runtime.logs(handle, timestamps=self._timestamps):
+                self._queue.put(Output(task, stream, data))
         except RunManagerError as exc:
             error = exc
-        self._queue.put(StreamEnd(task, stream, error))
+        self._queue.put(OutputEnd(task, error))
 
     def _wait(self, task: int, handle: ContainerHandle) -> None:
         try:
