@@ -183,7 +183,8 @@ def version_b(
     client_image: ClientImage, docker_client: docker.DockerClient, registry: str
 ) -> Iterator[PushedImage]:
     """The client image under a second tag with its own digest (a label), so deleting it spares the first."""
-    image = build_version(docker_client, PushedImage(client_image.repository, client_image.tag), "b")
+    base = PushedImage(client_image.repository, _content_tag(client_image))
+    image = build_version(docker_client, base, f"{client_image.tag}-b")
     yield image
     with contextlib.suppress(docker.errors.ImageNotFound):
         docker_client.images.remove(image.ref, force=True)
@@ -194,6 +195,11 @@ def version_b(
         head = http.head(manifests + image.tag, headers=accept)
         if head.status_code == 200:
             http.delete(manifests + head.headers["Docker-Content-Digest"]).raise_for_status()
+
+
+def _content_tag(image: ClientImage) -> str:
+    """The immutable tag of the built image: the version tag is re-pointed by any session that builds."""
+    return image.content_ref.rpartition(":")[2]
 
 
 def _keypair(path: Path) -> Keypair:
@@ -208,6 +214,17 @@ def _tokens(rpc_url: str, address: Pubkey) -> int:
 
 def _steps(text: str) -> list[tuple[int, float, int, float]]:
     return [(int(s), float(loss), int(t), float(r)) for s, loss, t, r in STEP_LINE.findall(text)]
+
+
+def _images(client: docker.DockerClient, run_id: str) -> list[str]:
+    """The image of each of the run's containers, checked to be running under a matching version label."""
+    images = []
+    for container in run_containers(client, run_id):
+        image = container.attrs["Config"]["Image"]
+        assert container.status == "running", (container.name, container.status)
+        assert image.endswith(":" + container.labels[LABEL_CLIENT_VERSION]), (image, container.labels)
+        images.append(image)
+    return images
 
 
 def _process_group_gone(pgid: int) -> bool:
@@ -229,12 +246,13 @@ def test_two_run_managers_train_earn_claim_and_follow_a_version_bump(
     started = time.monotonic()
     cli, net, run_id = world.cli, world.net, fleet.run_id
     owner_key = _keypair(world.owner)
+    version_a = _content_tag(client_image)
 
     # The run owner: a permissionless (authorized by `chain`), treasurer-backed run naming the built image.
     mint = with_world(net, owner_key, lambda w: w.create_mint(DECIMALS))
     with_world(net, owner_key, lambda w: w.mint_to(mint, owner_key.pubkey(), 1_000 * 10**DECIMALS))
     created = cli.json(
-        "create-run", "-r", run_id, "-c", client_image.tag, "--treasurer-collateral-mint", str(mint),
+        "create-run", "-r", run_id, "-c", version_a, "--treasurer-collateral-mint", str(mint),
         "-w", world.owner,
     )  # fmt: skip
     (tmp_path / "run.toml").write_text(RUN_TOML)
@@ -269,6 +287,7 @@ def test_two_run_managers_train_earn_claim_and_follow_a_version_bump(
     # Both join, train through epoch 0 to its end; the owner pauses as soon as epoch 1 opens.
     in_round = states.wait_until("both clients training", lambda a: a.run_state == RunState.RoundTrain, 150)
     assert {c.signer for c in in_round.epoch_state.clients} == {w.keypair.pubkey() for w in wallets}
+    assert _images(docker_client, run_id) == [f"{client_image.repository}:{version_a}"] * 2
     dump = cli.json("json-dump-run", "-r", run_id)
     assert sorted(dump["coordinator_account"]["epoch"]["clients"]["alive"].values()) == ["Healthy"] * 2
     states.wait_until("epoch 1", lambda a: a.progress.epoch >= 1, 90)
@@ -316,7 +335,7 @@ def test_two_run_managers_train_earn_claim_and_follow_a_version_bump(
     )  # fmt: skip
     cli.ok("set-paused", "-r", run_id, "--resume", "-w", world.owner)
     for manager in fleet.managers:
-        manager.err.wait_for(f"client_version changed '{client_image.tag}' -> '{version_b.tag}'", 60)
+        manager.err.wait_for(f"client_version changed '{version_a}' -> '{version_b.tag}'", 60)
     # Only the new image's clients can join: the old ones exit 10 on the changed version.
     states.wait_until(
         "both clients back in epoch 1",
@@ -327,13 +346,7 @@ def test_two_run_managers_train_earn_claim_and_follow_a_version_bump(
         120,
         start=mark,
     )
-    running = run_containers(docker_client, run_id)
-    assert len(running) == 2
-    for container in running:
-        container.reload()
-        assert container.status == "running"
-        assert container.labels[LABEL_CLIENT_VERSION] == version_b.tag
-        assert container.attrs["Config"]["Image"] == version_b.ref
+    assert _images(docker_client, run_id) == [version_b.ref] * 2
 
     # Ctrl+C: each run-manager stops its client and exits 0; nothing is left behind.
     for manager in fleet.managers:
