@@ -75,19 +75,29 @@ def train() -> int:
     me = env.keypair.pubkey()
     log.info("wallet %s, run %s, RPC %s", me, env.run_id, ", ".join(e.__str__() for e in env.endpoints))
     rpc = RpcClient(env.rpc_urls)
+    port = TorchTrainerPort(trainer_env, env.run_id)
     try:
         chain, first = ChainPort.locate(
             rpc, env.keypair, env.run_id, env.authorizer, identity.public, env.programs
         )
         protocol = ClientProtocol(me, identity.public, env.client_version)
-        runner = Runner(protocol, chain, TorchTrainerPort(trainer_env, env.run_id), ws_urls=env.ws_urls)
+        runner = Runner(protocol, chain, port, ws_urls=env.ws_urls)
+        port.on_failure = runner.fail  # a training rank died: every rank stops, exit 1
         _on_signals(runner.stop)
-        return runner.run(first)
+        code = runner.run(first)
     except RunManagerError as exc:
         log.error("%s", exc)
-        return EXIT_FAILURE
+        code = EXIT_FAILURE
     finally:
         rpc.close()
+        port.close()  # the other training ranks (dp x tp > 1) stop with us, whatever the exit
+    if port.failure is not None:
+        _fail(port.failure)
+        sys.stdout.flush()
+        # Our training thread may still be blocked in a collective with the dead rank; joining it at
+        # interpreter exit could hang, so leave now.
+        os._exit(EXIT_FAILURE)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

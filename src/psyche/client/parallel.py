@@ -7,11 +7,13 @@ import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch._C._distributed_c10d import Store
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
@@ -68,9 +70,18 @@ def free_port() -> int:
         return port
 
 
-def init_parallel(rank: int, dp: int, tp: int, device_type: str) -> ParallelContext:
-    """Join the process group (MASTER_ADDR/MASTER_PORT from the environment; gloo on CPU, NCCL on CUDA) and
-    build the ("dp", "tp") mesh. Each CUDA process uses device ``rank``."""
+def init_parallel(
+    rank: int,
+    dp: int,
+    tp: int,
+    device_type: str,
+    *,
+    store: Store | None = None,
+    timeout: timedelta | None = None,
+) -> ParallelContext:
+    """Join the process group (through ``store``, else MASTER_ADDR/MASTER_PORT from the environment; gloo on
+    CPU, NCCL on CUDA) and build the ("dp", "tp") mesh. Each CUDA process uses device ``rank``. ``timeout``
+    bounds every collective (torch's default otherwise)."""
     if dp * tp == 1:
         return single(torch.device(device_type))
     if device_type == "cuda":
@@ -86,6 +97,10 @@ def init_parallel(rank: int, dp: int, tp: int, device_type: str) -> ParallelCont
     backend = "nccl" if device_type == "cuda" else "gloo"
     if not dist.is_initialized():
         kwargs: dict[str, Any] = {"device_id": device} if device_type == "cuda" else {}
+        if store is not None:
+            kwargs["store"] = store
+        if timeout is not None:
+            kwargs["timeout"] = timeout
         dist.init_process_group(backend, rank=rank, world_size=dp * tp, **kwargs)
     mesh = init_device_mesh(device_type, (dp, tp), mesh_dim_names=("dp", "tp"))
     return ParallelContext(rank, dp, tp, device, mesh)

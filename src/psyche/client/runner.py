@@ -159,6 +159,13 @@ class _Stop:
 
 
 @dataclass(frozen=True, slots=True)
+class _Fail:
+    """fail() was called: another part of the client (a training rank) died."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Version:
     """ReadVersion's answer."""
 
@@ -172,7 +179,7 @@ class _Result:
     fn: Callable[[float], list[Action]]
 
 
-Event = AccountUpdate | _Stop | _Version | _Result
+Event = AccountUpdate | _Stop | _Fail | _Version | _Result
 
 
 class Runner:
@@ -200,10 +207,15 @@ class Runner:
         self.polling = False
         self.last_poll = float("-inf")
         self.watcher: AccountWatcher | None = None
+        self.failed = False
 
     def stop(self) -> None:
         """Ask the loop to end (thread- and signal-safe)."""
         self.events.put(_Stop())
+
+    def fail(self, reason: str) -> None:
+        """End the loop with exit code 1 because of ``reason`` (thread-safe), not waiting for training."""
+        self.events.put(_Fail(reason))
 
     def _on_watch(self, event: WatchEvent) -> None:
         if isinstance(event, SubscriptionUp):
@@ -249,13 +261,18 @@ class Runner:
                     log.warning("account watcher ended with %s", exc)
             self.senders.shutdown(wait=False, cancel_futures=True)
             # Work already handed to the trainer finishes: the final checkpoint save comes with the exit.
-            self.training.shutdown(wait=True, cancel_futures=False)
+            # After a failure it may be blocked on a dead training rank, so it is left behind.
+            self.training.shutdown(wait=not self.failed, cancel_futures=self.failed)
 
     def _dispatch(self, event: Event) -> int | None:
         now = self.clock()
         if isinstance(event, _Stop):
             log.info("stopping on request")
             return 0
+        if isinstance(event, _Fail):
+            log.error("exiting with code 1: %s", event.reason)
+            self.failed = True
+            return 1
         if isinstance(event, AccountUpdate):
             try:
                 acc = CoordinatorAccount.decode(event.data)

@@ -1,22 +1,41 @@
-"""The runner's TrainerPort over the torch Trainer: built from the run's model at first use, then kept."""
+"""The runner's TrainerPort over the torch Trainer: built from the run's model at first use, then kept; with
+DATA_PARALLELISM x TENSOR_PARALLELISM > 1 it drives the other ranks (local processes) in lockstep."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
+import os
 import struct
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Protocol
+
+import torch
+import torch.distributed as dist
+from torch._C._distributed_c10d import TCPStore
 
 from psyche.chain.accounts.coordinator import CoordinatorAccount
 from psyche.chain.accounts.model import LLM, Checkpoint, CheckpointKind, HubRepo
 from psyche.client.actions import Train, TrainOutcome
 from psyche.client.config import TrainerEnv
-from psyche.client.parallelism import resolve_parallelism
-from psyche.client.train import Trainer, run_seed, trainer_for_run
-from psyche.errors import ConfigError
+from psyche.client.parallel import LOOPBACK, ParallelContext, init_parallel
+from psyche.client.parallelism import Parallelism, resolve_parallelism
+from psyche.client.rank_group import RankGroup
+from psyche.client.ranks import Build, Message, Save, Step, serve
+from psyche.client.train import StepResult, Trainer, resolve_device, run_seed, trainer_for_run
 
 log = logging.getLogger("psyche.client")
+
+# Bounds every collective, so a live but stuck rank cannot hang the others for ever. A crashed rank is
+# seen sooner: gloo fails at once when a peer's socket closes, and RankGroup watches the processes.
+COLLECTIVE_TIMEOUT_S = 600.0
 
 
 def offline_model(model: LLM) -> LLM:
@@ -32,41 +51,162 @@ def offline_model(model: LLM) -> LLM:
     return model
 
 
-class TorchTrainerPort:
-    """Builds one Trainer for the run (the same seed on every client) and keeps it across epochs."""
+class StepTrainer(Protocol):
+    """What the port calls on a trainer (``train.Trainer``; tests pass fakes)."""
 
-    def __init__(self, env: TrainerEnv, run_id: str) -> None:
+    def train_step(self, sample_indices: range) -> StepResult: ...
+
+    def save_checkpoint(self, root: Path, epoch: int, step: int) -> Path | None: ...
+
+
+class Ranks(Protocol):
+    """Ranks 1..n-1 as rank 0 sees them (``RankGroup``)."""
+
+    def broadcast(self, message: Message) -> None: ...
+
+    def close(self) -> None: ...
+
+
+BuildTrainer = Callable[[Build, TrainerEnv, str, Parallelism, ParallelContext | None], StepTrainer]
+StartRanks = Callable[
+    [Parallelism, TrainerEnv, str, Callable[[str], None]], tuple[Ranks, ParallelContext | None]
+]
+
+
+def build_trainer(
+    build: Build, env: TrainerEnv, run_id: str, par: Parallelism, ctx: ParallelContext | None
+) -> Trainer:
+    """This rank's Trainer for ``build.model`` (same seed on every rank and client), resumed when asked."""
+    trainer = trainer_for_run(build.model, env, run_seed(run_id), par, ctx=ctx)
+    if build.resume is not None:
+        resumed = trainer.load_latest_checkpoint(build.resume)
+        if resumed is not None and (ctx is None or ctx.is_leader):
+            log.info("resumed epoch %d step %d from %s", resumed[0], resumed[1], build.resume)
+    return trainer
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """What a worker rank needs to join rank 0's process group and build its trainer."""
+
+    env: TrainerEnv
+    run_id: str
+    parallelism: Parallelism
+    device_type: str
+    store_port: int
+    timeout_s: float = COLLECTIVE_TIMEOUT_S
+
+
+def _share_cores(world_size: int) -> None:
+    # Each process gets its share of the cores; oversubscription makes gloo collectives crawl.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+
+
+def torch_worker(rank: int, conn: Connection, spec: WorkerSpec) -> int:
+    """A worker rank's process: join the group through rank 0's store, then ``ranks.serve`` its messages."""
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s [rank {rank}] %(message)s", stream=sys.stdout
+    )
+    par, timeout = spec.parallelism, timedelta(seconds=spec.timeout_s)
+    if spec.device_type == "cpu":
+        _share_cores(par.world_size)
+    store = TCPStore(LOOPBACK, spec.store_port, par.world_size, is_master=False, timeout=timeout)
+    ctx = init_parallel(rank, par.dp, par.tp, spec.device_type, store=store, timeout=timeout)
+    code = serve(conn.recv, lambda build: build_trainer(build, spec.env, spec.run_id, par, ctx))
+    # Only a clean Shutdown gets here; after a failure the process just exits (a peer may be gone).
+    dist.destroy_process_group()
+    return code
+
+
+def start_local_ranks(
+    par: Parallelism, env: TrainerEnv, run_id: str, on_failure: Callable[[str], None]
+) -> tuple[RankGroup, ParallelContext]:
+    """Spawn ranks 1..n-1 on this machine and join the process group as rank 0 (its store listens on
+    127.0.0.1, on a port the system picks)."""
+    device_type = resolve_device(env.device).type
+    if device_type == "cpu":
+        _share_cores(par.world_size)
+    timeout = timedelta(seconds=COLLECTIVE_TIMEOUT_S)
+    store = TCPStore(LOOPBACK, 0, par.world_size, is_master=True, timeout=timeout, wait_for_workers=False)
+    spec = WorkerSpec(env, run_id, par, device_type, store.port)
+    group = RankGroup(par.world_size, torch_worker, (spec,), on_failure=on_failure)
+    try:
+        ctx = init_parallel(0, par.dp, par.tp, device_type, store=store, timeout=timeout)
+    except BaseException:
+        group.close()
+        raise
+    log.info("%d training ranks (dp=%d tp=%d) on %s", par.world_size, par.dp, par.tp, device_type)
+    return group, ctx
+
+
+class TorchTrainerPort:
+    """Builds one Trainer for the run (the same seed on every client) and keeps it across epochs.
+
+    With dp x tp > 1 this process is rank 0: it starts the other ranks at first use and sends each of them
+    every Build, Step and Save before doing the same itself, so the collectives line up. ``on_failure``
+    is called (from a monitor thread) when another rank dies; ``close()`` stops them."""
+
+    def __init__(
+        self,
+        env: TrainerEnv,
+        run_id: str,
+        *,
+        resolve: Callable[[TrainerEnv], Parallelism] = resolve_parallelism,
+        build: BuildTrainer = build_trainer,
+        start_ranks: StartRanks = start_local_ranks,
+    ) -> None:
         self.env = env
         self.run_id = run_id
-        self.trainer: Trainer | None = None
+        self.resolve = resolve
+        self.build = build
+        self.start_ranks = start_ranks
+        self.trainer: StepTrainer | None = None
+        self.ranks: Ranks | None = None
+        self.failure: str | None = None
+        self.on_failure: Callable[[str], None] = lambda message: None
+        self.busy = False  # a trainer call (maybe a collective) is running on the training thread
 
-    def _build(self, acc: CoordinatorAccount) -> Trainer:
-        par = resolve_parallelism(self.env)
+    def _failed(self, message: str) -> None:
+        self.failure = message
+        self.on_failure(message)
+
+    def _build(self, acc: CoordinatorAccount) -> StepTrainer:
+        par = self.resolve(self.env)
+        root = self.env.checkpoint_dir
+        # Rank 0 decides whether to resume, so every rank makes the same (collective) choice.
+        build = Build(offline_model(acc.model), root if root is not None and root.is_dir() else None)
+        ctx = None
         if par.world_size > 1:
-            # Multi-process grids need one process per rank driven in lockstep; the protocol client runs
-            # a single process, so it refuses rather than training a different grid than asked for.
-            raise ConfigError(
-                f"DATA_PARALLELISM x TENSOR_PARALLELISM = {par.world_size}: the reference client trains "
-                "in one process; set both to 1"
-            )
-        trainer = trainer_for_run(offline_model(acc.model), self.env, run_seed(self.run_id), par)
-        if self.env.checkpoint_dir is not None and self.env.checkpoint_dir.is_dir():
-            resumed = trainer.load_latest_checkpoint(self.env.checkpoint_dir)
-            if resumed is not None:
-                log.info("resumed epoch %d step %d from %s", resumed[0], resumed[1], self.env.checkpoint_dir)
-        return trainer
+            self.ranks, ctx = self.start_ranks(par, self.env, self.run_id, self._failed)
+            self.ranks.broadcast(build)
+        return self.build(build, self.env, self.run_id, par, ctx)
+
+    def _send(self, message: Message) -> None:
+        if self.ranks is not None:
+            self.ranks.broadcast(message)
+
+    @contextlib.contextmanager
+    def _calling(self) -> Iterator[None]:
+        self.busy = True
+        try:
+            yield
+        finally:
+            self.busy = False
 
     def prepare(self, acc: CoordinatorAccount, epoch: int) -> None:
         if self.trainer is None:
             log.info("loading the model for epoch %d", epoch)
-            self.trainer = self._build(acc)
+            with self._calling():
+                self.trainer = self._build(acc)
         else:
             log.info("epoch %d: keeping the model in memory", epoch)
 
     def train(self, acc: CoordinatorAccount, task: Train) -> TrainOutcome:
-        if self.trainer is None:
-            self.trainer = self._build(acc)
-        result = self.trainer.train_step(task.indices)
+        with self._calling():
+            if self.trainer is None:
+                self.trainer = self._build(acc)
+            self._send(Step(task.indices))
+            result = self.trainer.train_step(task.indices)
         # The commitment stands for the result a P2P client would publish; with no P2P exchange it is the
         # hash of what identifies this step's result: the round, the samples and the loss.
         commitment = hashlib.sha256(
@@ -81,4 +221,16 @@ class TorchTrainerPort:
         if root is None or self.trainer is None:
             return
         root.mkdir(parents=True, exist_ok=True)
-        self.trainer.save_checkpoint(root, epoch, step)
+        with self._calling():
+            self._send(Save(root, epoch, step))
+            self.trainer.save_checkpoint(root, epoch, step)
+
+    def close(self) -> None:
+        """Stop the other ranks (Shutdown, then terminate stragglers) and leave the process group."""
+        ranks, self.ranks = self.ranks, None
+        if ranks is None:
+            return
+        ranks.close()
+        # After a rank died, a call still inside a collective would block the teardown: leave it to exit.
+        if dist.is_initialized() and not (self.failure is not None and self.busy):
+            dist.destroy_process_group()
