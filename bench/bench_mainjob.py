@@ -253,9 +253,10 @@ class Bench:
     def _container_of(self, run_id: str, proc: subprocess.Popen[bytes]) -> str:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            found = self.client.containers.list(all=True, filters={"label": f"{LABEL_RUN_ID}={run_id}"})
+            # The low-level list: containers.list() inspects each match, which can race a removal (404).
+            found = self.client.api.containers(all=True, filters={"label": f"{LABEL_RUN_ID}={run_id}"})
             if found:
-                return str(found[0].id)
+                return str(found[0]["Id"])
             time.sleep(0.01)
         raise RuntimeError(f"run-manager started no container for {run_id} (exit {proc.poll()})")
 

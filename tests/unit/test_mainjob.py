@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,36 @@ def test_renderer_keeps_client_lines_verbatim_and_marks_manager_lines() -> None:
     )
     assert manager[1].startswith(f"Warning: {MANAGER_PREFIX} restarting the client in 10s (attempt 2)")
     assert render.log_lines == 2
+
+
+class CountingFlushes(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+def test_renderer_writes_a_batch_of_client_lines_with_one_flush() -> None:
+    ui, _, err = UI.for_tests()
+    stdout = CountingFlushes()
+    render = EventRenderer(ui, stdout=stdout)
+    render(ev.LogLines((ev.LogLine("one"), ev.LogLine("two", "stderr"), ev.LogLine(""))))
+    assert (stdout.getvalue(), stdout.flushes, render.log_lines) == ("one\ntwo\n\n", 1, 3)
+    render(ev.LogLines((ev.LogLine("three"),)))  # a quiet client's line is flushed at once too
+    assert (stdout.getvalue().splitlines()[-1], stdout.flushes, render.log_lines) == ("three", 2, 4)
+    assert err.getvalue() == ""
+
+
+def test_renderer_prefixes_each_line_of_a_batch_with_its_timestamp() -> None:
+    ui, _, _ = UI.for_tests()
+    stdout = io.StringIO()
+    render = EventRenderer(ui, stdout=stdout, timestamps=True)
+    when = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    render(ev.LogLines((ev.LogLine("stamped", timestamp=when), ev.LogLine("bare"))))
+    assert stdout.getvalue() == "2024-01-02T03:04:05.678+00:00 stamped\nbare\n"
 
 
 def test_renderer_summarises_pull_progress_when_not_a_terminal() -> None:

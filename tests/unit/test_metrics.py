@@ -47,6 +47,7 @@ def test_events_drive_up_restarts_versions_and_log_age() -> None:
     on_event(ev.LogLine("hello"))
     clock.now += 4
     s = samples(metrics.render())
+    assert s["psyche_run_manager_log_lines_total"] == 1
     assert s["psyche_run_manager_container_up"] == 1
     assert s["psyche_run_manager_container_uptime_seconds"] == 34
     assert s["psyche_run_manager_last_log_line_age_seconds"] == 4
@@ -61,7 +62,9 @@ def test_events_drive_up_restarts_versions_and_log_age() -> None:
     assert s["psyche_run_manager_version_changes_total"] == 1
     assert s["psyche_run_manager_last_exit_code"] == 1
     assert s['psyche_run_manager_client_version_info{client_version="v2"}'] == 1
-    assert len(seen) == 6  # the renderer still gets every event
+    on_event(ev.LogLines((ev.LogLine("a"), ev.LogLine("b", "stderr"))))  # a batch counts each line
+    assert samples(metrics.render())["psyche_run_manager_log_lines_total"] == 3
+    assert len(seen) == 7  # the renderer still gets every event
     on_event(ev.Stopped("stop requested"))
     assert samples(metrics.render())["psyche_run_manager_container_up"] == 0
 

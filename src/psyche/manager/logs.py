@@ -249,6 +249,13 @@ class OutputDecoder:
         """The lines ``chunk`` completes on ``stream``."""
         return self._parse(stream, self._splitters[stream].feed(chunk))
 
+    def feed_all(self, chunks: Iterable[tuple[Stream, bytes]]) -> tuple[LogLine, ...]:
+        """The lines a run of ``(stream, chunk)`` completes, in order (one batch)."""
+        lines: list[LogLine] = []
+        for stream, chunk in chunks:
+            lines += self._parse(stream, self._splitters[stream].feed(chunk))
+        return tuple(lines)
+
     def finish(self) -> tuple[LogLine, ...]:
         """Both streams ended: their unterminated last lines (stdout's first)."""
         return tuple(

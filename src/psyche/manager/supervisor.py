@@ -288,7 +288,7 @@ class Supervisor:
                 ):
                     continue
                 elif isinstance(msg, w.Output):
-                    self._log(output.feed(msg.stream, msg.data))
+                    self._log(output.feed_all((m.stream, m.data) for m in self._workers.batch(msg)))
                     if code is not None:  # still catching up after the exit: an idle timeout, not a total
                         drain_until = time.monotonic() + self._policy.log_drain_timeout
                 elif isinstance(msg, w.OutputEnd):

@@ -17,6 +17,9 @@ from psyche.manager.runtime import ContainerHandle, ContainerRuntime
 # Messages, not bytes: a log Output holds one read of the engine's response (runtime.LOG_READ_SIZE at
 # most), so the queue holds at most about 256 x 64 KiB = 16 MiB of client output.
 QUEUE_LIMIT = 256
+# Output already queued behind the one being handled joins its batch, up to this many bytes, so a
+# flood costs one decode call, one event and one write per batch rather than per read.
+BATCH_BYTES = 1 << 20
 
 
 # ``task`` numbers each unit of work, so the supervisor can tell a stale message from a current one.
@@ -76,13 +79,36 @@ class Workers:
         # rest) instead of growing this queue without limit.
         self._queue: queue.Queue[Message] = queue.Queue(maxsize=QUEUE_LIMIT)
         self._tasks = 0
+        self._held: Message | None = None  # taken off the queue by batch(), not yet handed out
 
     def next(self, timeout: float) -> Message | None:
         """The next message, or None after ``timeout`` seconds (real time) without one."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            return held
         try:
             return self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
+
+    def batch(self, first: Output) -> list[Output]:
+        """``first`` and the output of its task already queued right behind it (never waits).
+
+        Like next(), for the deciding thread only; a message of another kind stops the batch and is
+        the next one next() returns, so the order of messages is kept.
+        """
+        batch, size = [first], len(first.data)
+        while size < BATCH_BYTES and self._held is None:
+            try:
+                msg = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(msg, Output) and msg.task == first.task:
+                batch.append(msg)
+                size += len(msg.data)
+            else:
+                self._held = msg
+        return batch
 
     def wake(self) -> None:
         """Make a pending ``next()`` return now (thread-safe, never blocks: a full queue wakes it anyway)."""
