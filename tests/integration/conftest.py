@@ -114,18 +114,22 @@ def busybox_image(
 
     The image has /bin/busybox plus a symlink per applet (sh, echo, sleep, wget, ...) and no entrypoint, so a
     command such as ["sh", "-c", "exit 3"] runs as written. The same tag in one session gives the same image.
+    Every such image shares one layer; ``unique=True`` adds a file of its own so its layer is new to the
+    engine (a pull then really downloads it, whatever else the engine holds).
     """
     if not BUSYBOX.is_file():
         unavailable(f"{BUSYBOX} not found: the busybox image needs it (apt-get install busybox-static)")
     repository = f"{registry}/{BUSYBOX_REPOSITORY}"
     pushed: dict[str, PushedImage] = {}
 
-    def build(tag: str) -> PushedImage:
+    def build(tag: str, *, unique: bool = False) -> PushedImage:
         if tag in pushed:
             return pushed[tag]
         image = PushedImage(repository, f"{tag}-{SESSION_ID}")
         context = tmp_path_factory.mktemp("busybox-image")
         _busybox_rootfs(context / "rootfs")
+        if unique:
+            (context / "rootfs" / "image-id").write_text(f"{image.ref} {uuid.uuid4()}\n")
         (context / "Dockerfile").write_text('FROM scratch\nCOPY rootfs/ /\nENV PATH=/bin\nCMD ["sh"]\n')
         # The legacy builder (all docker-py has) is enough for FROM scratch + COPY; nothing is pulled.
         docker_client.images.build(path=str(context), tag=image.ref, rm=True, forcerm=True)

@@ -58,7 +58,7 @@ def test_from_env_reaches_the_engine(docker_client: docker.DockerClient) -> None
 def test_pull_reports_layer_progress_from_the_loopback_registry(
     docker_client: docker.DockerClient, runtime: DockerRuntime, busybox_image: Callable[[str], PushedImage]
 ) -> None:
-    pushed = busybox_image("rt-pull")
+    pushed = busybox_image("rt-pull", unique=True)  # a layer no other image in the engine holds
     docker_client.images.remove(pushed.ref, force=True)
     image = image_for_version(pushed.tag, local=False, repository=pushed.repository)
     assert not runtime.image_exists(image.reference)
