@@ -141,7 +141,8 @@ def test_bad_client_version_on_chain_is_refused_before_any_pull(
         filters={"type": "image", "event": "pull"},
     )
     # `since` has whole seconds: earlier tests' pulls in that second are not ours.
-    assert [e for e in pulls if a.repository in e.get("id", "") and e["timeNano"] >= began_ns] == []
+    # The tag carries this session's id: other sessions' pulls of the same repository are not ours.
+    assert [e for e in pulls if a.tag in e.get("id", "") and e["timeNano"] >= began_ns] == []
     assert job.containers() == []
 
 
