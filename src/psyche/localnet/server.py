@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from types import TracebackType
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from psyche.errors import ConfigError
 from psyche.localnet.chain import Chain
 from psyche.localnet.pubsub import PubSub
 from psyche.localnet.rpc import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, RpcError, RpcMethods
@@ -99,9 +101,17 @@ class LocalnetServer:
         return f"ws://{HOST}:{self.ws_port}"
 
     async def start(self) -> None:
-        self._http = await asyncio.start_server(self._serve_http, HOST, self._ports[0])
+        try:
+            self._http = await asyncio.start_server(self._serve_http, HOST, self._ports[0])
+        except OSError as exc:
+            raise _listen_error("RPC", "--rpc-port", self._ports[0], exc) from exc
         self.rpc_port = self._http.sockets[0].getsockname()[1]
-        self._ws = await serve(self._serve_ws, HOST, self._ports[1], max_size=MAX_BODY, compression=None)
+        try:
+            self._ws = await serve(self._serve_ws, HOST, self._ports[1], max_size=MAX_BODY, compression=None)
+        except OSError as exc:
+            self._http.close()
+            await self._http.wait_closed()
+            raise _listen_error("WebSocket", "--ws-port", self._ports[1], exc) from exc
         self.ws_port = next(iter(self._ws.sockets)).getsockname()[1]
         self._timer = asyncio.create_task(self._tick_slots())
 
@@ -231,3 +241,12 @@ class LocalnetServer:
         except RpcError as exc:
             return {"jsonrpc": "2.0", "error": exc.to_json(), "id": req_id}
         return {"jsonrpc": "2.0", "result": result, "id": req_id}
+
+
+def _listen_error(what: str, flag: str, port: int, exc: OSError) -> ConfigError:
+    # asyncio rewrites strerror into a long sentence; the errno says it in a few words.
+    reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    return ConfigError(
+        f"cannot listen on {HOST}:{port} for {what}: {reason}",
+        hint=f"stop what uses the port, or pick another with {flag} (0 picks a free one)",
+    )
