@@ -16,15 +16,16 @@ from psyche.manager.runtime import DOCKER_UNAVAILABLE, ContainerSpec, DockerRunt
 
 def test_an_unreachable_engine_gives_the_reference_message_and_what_to_do(tmp_path: Path) -> None:
     dead = f"unix://{tmp_path}/no-engine.sock"
-    with warnings.catch_warnings():
-        # docker-py leaves the socket of the failed connect to the garbage collector; the traceback
-        # keeps it alive, so read the error and drop it before collecting.
-        warnings.simplefilter("ignore", ResourceWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        # The failed connect must close its socket (docker-py's own probe used to leave it open):
+        # after dropping the error and collecting, no ResourceWarning may appear.
+        warnings.simplefilter("always", ResourceWarning)
         with pytest.raises(DockerUnavailable) as raised:
             DockerRuntime(environ={"DOCKER_HOST": dead})
         message, hint = str(raised.value), raised.value.hint
         del raised
         gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
 
     assert (
         message

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
@@ -152,6 +153,21 @@ def host_devices(exists: Callable[[str], bool] = os.path.exists) -> tuple[str, .
     return (INFINIBAND,) if exists(INFINIBAND) else ()
 
 
+API_VERSION = "1.41"
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+def _probe_unix_socket(environ: Mapping[str, str] | None) -> None:
+    """Connect to a unix-socket engine ourselves first: docker-py leaks the socket of a failed connect
+    (its connection object never closes it), which surfaces later as a ResourceWarning."""
+    host = (environ if environ is not None else os.environ).get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+    if not host.startswith("unix://"):
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5.0)
+        probe.connect(host.removeprefix("unix://"))
+
+
 def _explanation(exc: BaseException) -> str:
     text = getattr(exc, "explanation", None) or str(exc)
     return " ".join(str(text).split())
@@ -180,9 +196,18 @@ class DockerRuntime:
         self._connection_errors: tuple[type[BaseException], ...] = (requests.exceptions.ConnectionError,)
         owns_client = client is None
         if client is None:
+            # A pinned API version makes from_env() send nothing; the negotiation ("auto") happens in
+            # version() below, where a failure can close the client (from_env's own probe leaked a socket).
+            # 1.41 (Docker 20.10) has everything we use, device requests included; newer engines accept it.
             try:
-                client = sdk.from_env(environment=dict(environ) if environ is not None else None)
-            except self._foreign as exc:
+                _probe_unix_socket(environ)
+                client = sdk.from_env(
+                    environment=dict(environ) if environ is not None else None, version=API_VERSION
+                )
+                client.version()
+            except (*self._foreign, OSError) as exc:
+                if client is not None:
+                    client.close()
                 raise self._unavailable(exc, environ) from exc
         self._client: Any = client
         self._owns_client = owns_client
