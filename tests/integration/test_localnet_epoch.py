@@ -13,50 +13,16 @@ from solders.pubkey import Pubkey
 
 from psyche.chain import pda, round_view
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
-from psyche.chain.accounts.model import (
-    LLM,
-    Checkpoint,
-    ConstantLR,
-    CoordinatorConfig,
-    DataLocation,
-    DataLocationKind,
-    Distro,
-    LLMArchitecture,
-    LLMTrainingDataType,
-)
 from psyche.chain.accounts.state import Bloom
 from psyche.chain.accounts.treasurer import Participant
 from psyche.chain.instructions import coordinator, treasurer
 from psyche.chain.instructions.system import create_associated_token_account_idempotent
+from psyche.localnet.presets import small_config, small_model
 from psyche.localnet.world import RunHandle, World
 from tests.integration.localnet_support import FakeClock, localnet, raw_rpc, run
 
-CONFIG = CoordinatorConfig(
-    warmup_time=5,
-    cooldown_time=5,
-    max_round_train_time=10,
-    round_witness_time=2,
-    global_batch_size_warmup_tokens=0,
-    epoch_time=40,
-    total_steps=3,
-    init_min_clients=2,
-    min_clients=2,
-    witness_nodes=0,
-    global_batch_size_start=8,
-    global_batch_size_end=8,
-    verification_percent=0,
-    waiting_for_members_extra_time=3,
-)
-MODEL = LLM(
-    max_seq_len=16,
-    cold_start_warmup_steps=0,
-    architecture=LLMArchitecture.HfLlama,
-    checkpoint=Checkpoint.hub("org/model"),
-    data_type=LLMTrainingDataType.Pretraining,
-    data_location=DataLocation(DataLocationKind.Server, "127.0.0.1:9000"),
-    lr_schedule=ConstantLR(1e-4, 0.0, 10),
-    optimizer=Distro(1.0, None, 0.5, 2, 64, False),
-)
+CONFIG = small_config(total_steps=3)
+MODEL = small_model()
 EARNING_RATE = 1_000_000
 
 

@@ -13,47 +13,24 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from psyche.chain import pda
-from psyche.chain.accounts.model import (
-    LLM,
-    Checkpoint,
-    ConstantLR,
-    CoordinatorConfig,
-    DataLocation,
-    DataLocationKind,
-    Distro,
-    LLMArchitecture,
-    LLMTrainingDataType,
-)
+from psyche.chain.accounts.model import Checkpoint
 from psyche.chain.programs import PERMISSIONLESS_GRANTEE
 from psyche.localnet.ledger import LAMPORTS_PER_SOL
+from psyche.localnet.presets import small_config, small_model
 from psyche.localnet.world import RunHandle, World
 
-DEMO_CONFIG = CoordinatorConfig(
+# The small preset at a real-time pace, open to a single client.
+DEMO_CONFIG = small_config(
     warmup_time=30,
     cooldown_time=30,
     max_round_train_time=60,
     round_witness_time=15,
-    global_batch_size_warmup_tokens=0,
     epoch_time=600,
     total_steps=1_000,
     init_min_clients=1,
     min_clients=1,
-    witness_nodes=0,
-    global_batch_size_start=8,
-    global_batch_size_end=8,
-    verification_percent=0,
-    waiting_for_members_extra_time=3,
 )
-DEMO_MODEL = LLM(
-    max_seq_len=512,
-    cold_start_warmup_steps=0,
-    architecture=LLMArchitecture.HfLlama,
-    checkpoint=Checkpoint.hub("psyche-demo/tiny-llama"),
-    data_type=LLMTrainingDataType.Pretraining,
-    data_location=DataLocation(DataLocationKind.Server, "127.0.0.1:9000"),
-    lr_schedule=ConstantLR(1e-4, 0.0, 10),
-    optimizer=Distro(1.0, None, 0.5, 2, 64, False),
-)
+DEMO_MODEL = small_model(max_seq_len=512, checkpoint=Checkpoint.hub("psyche-demo/tiny-llama"))
 REWARD_DECIMALS = 6
 REWARD_PER_EPOCH = 10 * 10**REWARD_DECIMALS
 TREASURY_FUNDING = 100_000 * 10**REWARD_DECIMALS
