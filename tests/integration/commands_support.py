@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 from click.testing import CliRunner, Result
 from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
@@ -93,6 +94,18 @@ def localnet_process() -> Iterator[Localnet]:
         proc.stdout.close()
 
 
+@pytest.fixture(scope="module", params=["RPC", "dead RPC, RPC_2"])
+def endpoints(request: pytest.FixtureRequest) -> str:
+    """Every test runs twice: once on RPC, once with RPC on a dead port and RPC_2 on the chain."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def net(endpoints: str) -> Iterator[Localnet]:
+    with localnet_process() as chain:
+        yield chain
+
+
 def dead_url() -> str:
     """An http URL on a loopback port nobody listens on (bound, then released)."""
     with socket.socket() as sock:
@@ -155,6 +168,11 @@ class Cli:
         result = self(*args, env=env)
         assert result.exit_code != 0, f"{args} unexpectedly succeeded:\n{result.stdout}"
         return result
+
+
+@pytest.fixture
+def cli(net: Localnet, isolation: Path, endpoints: str) -> Cli:
+    return Cli(net, isolation, fallback=endpoints != "RPC")
 
 
 def error_line(result: Result) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,10 @@ from psyche.chain.rpc import RpcClient
 from tests.integration.commands_support import (
     Cli,
     Localnet,
+    cli,
+    endpoints,
     error_line,
-    localnet_process,
+    net,
     run_toml,
     with_world,
     write_keypair,
@@ -27,24 +28,10 @@ from tests.integration.commands_support import (
 
 pytestmark = pytest.mark.slow
 
+# Fixtures used by name; every test runs on RPC and again through a dead RPC + RPC_2 (see commands_support).
+__all__ = ["cli", "endpoints", "net"]
+
 RUN = "journey"
-
-
-@pytest.fixture(scope="module", params=["RPC", "dead RPC, RPC_2"])
-def endpoints(request: pytest.FixtureRequest) -> str:
-    """Every test runs twice: once on RPC, once with RPC on a dead port and RPC_2 on the chain."""
-    return str(request.param)
-
-
-@pytest.fixture(scope="module")
-def net(endpoints: str) -> Iterator[Localnet]:
-    with localnet_process() as chain:
-        yield chain
-
-
-@pytest.fixture
-def cli(net: Localnet, isolation: Path, endpoints: str) -> Cli:
-    return Cli(net, isolation, fallback=endpoints != "RPC")
 
 
 def _funded(net: Localnet, tmp_path: Path, name: str) -> tuple[Keypair, Path]:

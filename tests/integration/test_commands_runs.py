@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,10 @@ from solders.keypair import Keypair
 from tests.integration.commands_support import (
     Cli,
     Localnet,
+    cli,
+    endpoints,
     error_line,
-    localnet_process,
+    net,
     run_toml,
     with_world,
     write_keypair,
@@ -21,17 +22,8 @@ from tests.integration.commands_support import (
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module", params=["RPC", "dead RPC, RPC_2"])
-def endpoints(request: pytest.FixtureRequest) -> str:
-    """Every test runs twice: once on RPC, once with RPC on a dead port and RPC_2 on the chain."""
-    return str(request.param)
-
-
-@pytest.fixture(scope="module")
-def net(endpoints: str) -> Iterator[Localnet]:
-    with localnet_process() as chain:
-        yield chain
+# Fixtures used by name; every test runs on RPC and again through a dead RPC + RPC_2 (see commands_support).
+__all__ = ["cli", "endpoints", "net"]
 
 
 @pytest.fixture
@@ -39,11 +31,6 @@ def owner(net: Localnet, tmp_path: Path) -> Path:
     key = Keypair()
     net.airdrop(key)
     return write_keypair(tmp_path, "owner", key)
-
-
-@pytest.fixture
-def cli(net: Localnet, isolation: Path, endpoints: str) -> Cli:
-    return Cli(net, isolation, fallback=endpoints != "RPC")
 
 
 def test_run_lifecycle_create_configure_pause_resume_bump_close(
