@@ -17,6 +17,7 @@ from psyche.localnet.programs.base import AccountRef, Context, InstructionError
 from psyche.localnet.programs.system import TRANSFER
 
 T = TypeVar("T")
+Handler = Callable[[Context], None]
 
 # Anchor's ErrorCode: number -> (name, message).
 ANCHOR_ERRORS = {
@@ -59,6 +60,17 @@ def program_error(ctx: Context, code: int, name: str, message: str | None = None
         f"AnchorError occurred. Error Code: {name}. Error Number: {code}. Error Message: {message or name}."
     )
     return InstructionError.custom_code(code)
+
+
+def handler_for(ctx: Context, handlers: dict[bytes, tuple[str, Handler]]) -> Handler:
+    """The handler for the instruction's 8-byte discriminator, after Anchor's ``Instruction: <Name>`` log
+    line (an unknown discriminator → 101)."""
+    handler = handlers.get(bytes(ctx.data[:8]))
+    if handler is None:
+        raise anchor_error(ctx, 101)
+    label, fn = handler
+    ctx.log(f"Instruction: {label}")
+    return fn
 
 
 def decode_args(ctx: Context, parse: Callable[[Reader], T]) -> T:

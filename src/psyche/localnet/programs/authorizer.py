@@ -8,7 +8,13 @@ from psyche.chain.accounts.authorization import Authorization
 from psyche.chain.anchor import instruction_discriminator
 from psyche.chain.layout import Reader
 from psyche.chain.programs import AUTHORIZER_PROGRAM_ID, SYSTEM_PROGRAM_ID
-from psyche.localnet.programs.anchor import Accounts, anchor_error, decode_args, program_error
+from psyche.localnet.programs.anchor import (
+    Accounts,
+    Handler,
+    decode_args,
+    handler_for,
+    program_error,
+)
 from psyche.localnet.programs.base import Context
 
 ACTIVE_IS_TRUE = 6000
@@ -87,7 +93,7 @@ def _close(ctx: Context) -> None:
     acc.close("authorization", "spill")
 
 
-_HANDLERS = {
+_HANDLERS: dict[bytes, tuple[str, Handler]] = {
     instruction_discriminator(name): (label, fn)
     for name, label, fn in (
         ("authorization_create", "AuthorizationCreate", _create),
@@ -105,9 +111,4 @@ class AuthorizerProgram:
     native = False
 
     def process(self, ctx: Context) -> None:
-        handler = _HANDLERS.get(bytes(ctx.data[:8]))
-        if handler is None:
-            raise anchor_error(ctx, 101)
-        label, fn = handler
-        ctx.log(f"Instruction: {label}")
-        fn(ctx)
+        handler_for(ctx, _HANDLERS)(ctx)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 
 from solders.pubkey import Pubkey
 
@@ -24,8 +23,9 @@ from psyche.chain.programs import (
 from psyche.localnet.programs.anchor import (
     DISCRIMINATOR_ALREADY_SET,
     Accounts,
-    anchor_error,
+    Handler,
     decode_args,
+    handler_for,
     program_error,
 )
 from psyche.localnet.programs.base import Context, InstructionError
@@ -209,7 +209,7 @@ def _checkpoint(ctx: Context) -> None:
     _write(acc, logic.checkpoint(account, acc.key("user"), repo, ctx.unix_timestamp, ctx.slot))
 
 
-_HANDLERS: dict[bytes, tuple[str, Callable[[Context], None]]] = {
+_HANDLERS: dict[bytes, tuple[str, Handler]] = {
     instruction_discriminator(name): (name.title().replace("_", ""), fn)
     for name, fn in (
         ("init_coordinator", _init),
@@ -235,11 +235,7 @@ class CoordinatorProgram:
     native = False
 
     def process(self, ctx: Context) -> None:
-        handler = _HANDLERS.get(bytes(ctx.data[:8]))
-        if handler is None:
-            raise anchor_error(ctx, 101)
-        label, fn = handler
-        ctx.log(f"Instruction: {label}")
+        fn = handler_for(ctx, _HANDLERS)
         try:
             fn(ctx)
         except logic.CoordinatorProgramError as exc:

@@ -25,8 +25,9 @@ from psyche.chain.programs import (
 from psyche.localnet.programs.anchor import (
     CONSTRAINT_ASSOCIATED,
     Accounts,
-    anchor_error,
+    Handler,
     decode_args,
+    handler_for,
     program_error,
 )
 from psyche.localnet.programs.base import Context
@@ -251,7 +252,7 @@ def _participant_claim(ctx: Context) -> None:
     ).encode()
 
 
-_HANDLERS = {
+_HANDLERS: dict[bytes, tuple[str, Handler]] = {
     instruction_discriminator(name): (name.title().replace("_", ""), fn)
     for name, fn in (
         ("run_create", _run_create),
@@ -269,9 +270,4 @@ class TreasurerProgram:
     native = False
 
     def process(self, ctx: Context) -> None:
-        handler = _HANDLERS.get(bytes(ctx.data[:8]))
-        if handler is None:
-            raise anchor_error(ctx, 101)
-        label, fn = handler
-        ctx.log(f"Instruction: {label}")
-        fn(ctx)
+        handler_for(ctx, _HANDLERS)(ctx)
