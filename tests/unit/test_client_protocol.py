@@ -122,8 +122,19 @@ class SimChain:
                 outcome = TrainOutcome(1.0 / (1 + len(self.trained)), 64, 100.0, bytes([i]) * 32)
                 self._do(i, self.clients[i].on_trained(action.key, outcome, None, now), now)
 
+    def start_all(self, now: float = START) -> None:
+        for i in self.clients:
+            self.start(i, now)
+
     def reached(self, epoch: int, state: RunState) -> CoordinatorAccount | None:
         return self.seen.get((epoch, state))
+
+    def until(self, epoch: int, state: RunState) -> CoordinatorAccount:
+        """Step from START until the run first shows ``state`` in ``epoch``; that account."""
+        self.run_until(lambda: self.reached(epoch, state))
+        acc = self.reached(epoch, state)
+        assert acc is not None
+        return acc
 
     def broadcast(self, now: float) -> None:
         self.seen.setdefault((self.acc.progress.epoch, self.acc.run_state), self.acc)
@@ -151,8 +162,7 @@ def short_config(total_steps: int = 3) -> object:
 
 def test_two_clients_train_a_whole_run_and_both_earn_points() -> None:
     sim = SimChain(2, short_config(total_steps=3))
-    for i in sim.clients:
-        sim.start(i, START)
+    sim.start_all()
     sim.run_until(lambda: len(sim.exits) == 2)
 
     assert {i: e.code for i, e in sim.exits.items()} == {1: 0, 2: 0}
@@ -182,8 +192,7 @@ def test_each_round_trains_every_sample_once_on_the_assigned_trainer() -> None:
         original(now)
 
     sim.broadcast = watch  # type: ignore[method-assign]
-    for i in sim.clients:
-        sim.start(i, START)
+    sim.start_all()
     sim.run_until(lambda: len(sim.exits) == 2)
     for i, task in sim.trained:
         seen_rounds.setdefault(task.key, []).append((i, task))
@@ -198,8 +207,7 @@ def test_each_round_trains_every_sample_once_on_the_assigned_trainer() -> None:
 
 def test_witness_blooms_attest_every_trainer_and_carry_the_own_commitment() -> None:
     sim = SimChain(2, short_config(total_steps=3))
-    for i in sim.clients:
-        sim.start(i, START)
+    sim.start_all()
     sim.run_until(lambda: len(sim.exits) == 2)
     sent = [a for a in sim.actions[1] if isinstance(a, SendWitness)]
     first = sent[0]
@@ -214,8 +222,7 @@ def test_witness_blooms_attest_every_trainer_and_carry_the_own_commitment() -> N
 
 def test_joins_again_in_every_waiting_for_members_phase() -> None:
     sim = SimChain(2, short_config(total_steps=100))
-    for i in sim.clients:
-        sim.start(i, START)
+    sim.start_all()
     sim.run_until(lambda: sim.reached(2, RunState.RoundTrain))
     joins = [a for a in sim.actions[1] if isinstance(a, SendJoin)]
     assert len(joins) == 3  # epochs 0, 1 and 2
@@ -317,11 +324,8 @@ def test_client_not_selected_waits_and_joins_next_epoch(caplog: pytest.LogCaptur
 
 def test_unhealthy_client_stops_acting_for_the_epoch(caplog: pytest.LogCaptureFixture) -> None:
     sim = SimChain(2, short_config(total_steps=100))
-    for i in sim.clients:
-        sim.start(i, START)
-    sim.run_until(lambda: sim.reached(0, RunState.RoundTrain))
-    training = sim.reached(0, RunState.RoundTrain)
-    assert training is not None
+    sim.start_all()
+    training = sim.until(0, RunState.RoundTrain)
     es = training.epoch_state
     dropped = dataclasses.replace(es.clients[0], state=ClientState.Dropped)
     acc = dataclasses.replace(
@@ -337,11 +341,8 @@ def test_unhealthy_client_stops_acting_for_the_epoch(caplog: pytest.LogCaptureFi
 def test_tick_is_sent_with_probability_two_over_n_above_two_clients() -> None:
     config = dataclasses.replace(short_config(total_steps=100), init_min_clients=3, min_clients=3)
     sim = SimChain(3, config)
-    for i in sim.clients:
-        sim.start(i, START)
-    sim.run_until(lambda: sim.reached(0, RunState.Warmup))
-    acc = sim.reached(0, RunState.Warmup)
-    assert acc is not None
+    sim.start_all()
+    acc = sim.until(0, RunState.Warmup)
     late = START + 1000  # the warmup has long timed out: a tick would move the run
     for value, expect_tick in ((0.9, False), (0.5, True)):
         p = ClientProtocol(key(1), bytes(key(101)), None, rng=FixedRng(value))
@@ -352,11 +353,8 @@ def test_tick_is_sent_with_probability_two_over_n_above_two_clients() -> None:
 
 def test_tick_waits_for_the_previous_one_and_the_minimum_interval() -> None:
     sim = SimChain(2, short_config(total_steps=100))
-    for i in sim.clients:
-        sim.start(i, START)
-    sim.run_until(lambda: sim.reached(0, RunState.Warmup))
-    warmup = sim.reached(0, RunState.Warmup)
-    assert warmup is not None
+    sim.start_all()
+    warmup = sim.until(0, RunState.Warmup)
     p = ClientProtocol(key(1), bytes(key(101)), None)
     p.start(warmup, START + 500)
     assert SendTick() in p.on_timer(START + 500)
@@ -367,11 +365,8 @@ def test_tick_waits_for_the_previous_one_and_the_minimum_interval() -> None:
 
 def test_witness_is_resent_after_a_transport_failure_only() -> None:
     sim = SimChain(2, short_config(total_steps=100))
-    for i in sim.clients:
-        sim.start(i, START)
-    sim.run_until(lambda: sim.reached(0, RunState.RoundTrain))
-    training = sim.reached(0, RunState.RoundTrain)
-    assert training is not None
+    sim.start_all()
+    training = sim.until(0, RunState.RoundTrain)
     p = ClientProtocol(key(1), bytes(key(101)), None)
     first = p.start(training, START + 100)
     assert PrepareModel(0) in first
@@ -386,8 +381,7 @@ def test_witness_is_resent_after_a_transport_failure_only() -> None:
 
 def test_training_failure_exits_1_and_cooldown_saves_a_checkpoint() -> None:
     sim = SimChain(2, short_config(total_steps=100))
-    for i in sim.clients:
-        sim.start(i, START)
+    sim.start_all()
     sim.run_until(lambda: sim.reached(0, RunState.Cooldown))
     assert any(isinstance(a, SaveCheckpoint) for a in sim.actions[1])
     p = ClientProtocol(key(1), bytes(key(101)), None)
@@ -398,8 +392,7 @@ def test_training_failure_exits_1_and_cooldown_saves_a_checkpoint() -> None:
 
 def test_finished_seen_without_its_cooldown_still_saves_the_checkpoint() -> None:
     sim = SimChain(2, short_config(total_steps=100))
-    for i in sim.clients:
-        sim.start(i, START)
+    sim.start_all()
     sim.run_until(lambda: sim.reached(0, RunState.RoundWitness))
     p = sim.clients[1]
     assert p.acc is not None
