@@ -147,11 +147,13 @@ def test_sigterm_then_kill_9_mid_stream_leaves_a_loadable_consistent_ledger(tmp_
 
     node = _Process(tmp_path)
     try:
-        statuses = node.rpc("getSignatureStatuses", [[s for s, _ in sent]])
-        assert isinstance(statuses, dict)
-        landed = [
-            amt for (_, amt), st in zip(sent, statuses["value"], strict=True) if st and st["err"] is None
-        ]
+        # getSignatureStatuses takes at most 256 signatures per call, as on Solana.
+        values: list[dict[str, object] | None] = []
+        for start in range(0, len(sent), 256):
+            page = node.rpc("getSignatureStatuses", [[s for s, _ in sent[start : start + 256]]])
+            assert isinstance(page, dict)
+            values.extend(page["value"])
+        landed = [amt for (_, amt), st in zip(sent, values, strict=True) if st and st["err"] is None]
         assert landed, "nothing landed before the kill"
         # Every landed transfer is in bob's balance, and nothing that did not land is.
         assert node.balance(bob) == sum(landed)
