@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from psyche.client.actions import Train, TrainOutcome
 from psyche.client.config import TrainerEnv
 from psyche.client.identity import derive_identity
 from psyche.client.protocol import ClientProtocol
+from psyche.client.rank_group import RankGroup
 from psyche.client.runner import ChainPort, Runner
 from psyche.client.trainer_port import TorchTrainerPort
 from psyche.localnet.world import World
@@ -60,6 +63,7 @@ CONFIG = CoordinatorConfig(
     verification_percent=0,
     waiting_for_members_extra_time=1,
 )
+RANKS_CONFIG = dataclasses.replace(CONFIG, warmup_time=20)  # 5 s real: rank 1 starts and imports torch
 MODEL = LLM(
     max_seq_len=32,
     cold_start_warmup_steps=0,
@@ -177,6 +181,83 @@ def test_two_clients_on_a_treasurer_run_both_train_witness_and_earn(tmp_path: Pa
         assert trainer.losses[-1] < trainer.losses[0]
 
 
+@pytest.mark.parametrize(("dp", "tp"), [(2, 1), (1, 2)], ids=["dp2", "tp2"])
+def test_a_client_with_two_training_ranks_trains_a_whole_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, dp: int, tp: int
+) -> None:
+    """DATA_PARALLELISM=2 (or TENSOR_PARALLELISM=2): rank 0 follows the chain, rank 1 is a gloo process."""
+    clock = FastClock()
+    wallet = Keypair()
+    run_id = f"client-e2e-dp{dp}-tp{tp}"
+    env = TrainerEnv(device="cpu", data_parallelism=dp, tensor_parallelism=tp, checkpoint_dir=tmp_path / "ck")
+    trainer = RecordingTrainer(env, run_id)
+
+    async def scenario() -> tuple[int, CoordinatorAccount]:
+        async with localnet(clock=clock) as srv, AsyncClient(srv.rpc_url) as client:
+            await _permissionless_run(client, run_id, wallet)
+            return await asyncio.wait_for(
+                asyncio.to_thread(follow, srv.rpc_url, srv.ws_url, wallet, run_id, trainer, clock),
+                timeout=120,
+            )
+
+    with caplog.at_level(logging.INFO, logger="psyche.client"):
+        code, final = run(scenario)
+
+    assert code == 0
+    assert final.run_state == RunState.Finished
+    assert {c.signer: c.earned for c in final.clients_state.clients}[wallet.pubkey()] == EARNING_RATE
+    assert len(trainer.losses) >= TOTAL_STEPS - 2  # a loaded machine may miss a round's train window
+    assert trainer.losses[-1] < trainer.losses[0]
+    assert f"2 training ranks (dp={dp} tp={tp}) on cpu" in caplog.text
+    assert trainer.ranks is None and trainer.failure is None  # closed cleanly
+    assert list((tmp_path / "ck").iterdir()), "no checkpoint written at the epoch's end"
+
+
+def test_a_training_rank_crash_ends_the_client_with_exit_1_within_seconds(tmp_path: Path) -> None:
+    clock = FastClock()
+    wallet = Keypair()
+    run_id = "client-e2e-crash"
+    trainer = RecordingTrainer(TrainerEnv(device="cpu", data_parallelism=2), run_id)
+    timings: dict[str, float] = {}
+
+    async def scenario() -> tuple[int, CoordinatorAccount]:
+        async with localnet(clock=clock) as srv, AsyncClient(srv.rpc_url) as client:
+            await _permissionless_run(client, run_id, wallet)
+            following = asyncio.ensure_future(
+                asyncio.to_thread(follow, srv.rpc_url, srv.ws_url, wallet, run_id, trainer, clock)
+            )
+            while not trainer.losses:  # rank 1 has trained a step with us
+                assert not following.done(), "the client ended before training"
+                await asyncio.sleep(0.05)
+            assert isinstance(trainer.ranks, RankGroup)
+            pid = trainer.ranks.pids[0]
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            timings["killed"] = time.monotonic()
+            result = await asyncio.wait_for(following, timeout=30)
+            timings["ended"] = time.monotonic()
+            print(f"rank 1 killed -> client ended: {timings['ended'] - timings['killed']:.2f} s")
+            return result
+
+    code, final = run(scenario)
+
+    assert code == 1
+    assert trainer.failure == "training rank 1 was killed by SIGKILL"
+    assert timings["ended"] - timings["killed"] < 5
+    assert final.run_state != RunState.Finished
+
+
+async def _permissionless_run(client: AsyncClient, run_id: str, wallet: Keypair) -> None:
+    """A one-client run whose warmup leaves time to start a second training process (torch import)."""
+    owner = Keypair()
+    world = World(client, owner)
+    await world.airdrop(owner.pubkey(), 100 * 10**9)
+    await world.airdrop(wallet.pubkey(), 10**9)
+    handle = await world.create_run(run_id)
+    await world.authorize(PERMISSIONLESS_GRANTEE)
+    await world.configure(handle, RANKS_CONFIG, MODEL, earning_rate=EARNING_RATE)
+
+
 def follow(
     rpc_url: str,
     ws_url: str | None,
@@ -193,5 +274,10 @@ def follow(
         )
         assert first.run_state == RunState.WaitingForMembers
         protocol = ClientProtocol(wallet.pubkey(), identity.public, None)
-        code = Runner(protocol, chain, trainer, ws_urls=[ws_url] if ws_url else [], clock=clock).run(first)
+        runner = Runner(protocol, chain, trainer, ws_urls=[ws_url] if ws_url else [], clock=clock)
+        trainer.on_failure = runner.fail
+        try:
+            code = runner.run(first)
+        finally:
+            trainer.close()
         return code, CoordinatorAccount.decode(chain.read())

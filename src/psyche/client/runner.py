@@ -46,6 +46,7 @@ log = logging.getLogger("psyche.client")
 JOIN_TIMEOUT_S = 5.0  # contract 2.4: join_run is wrapped in a 5-second timeout
 SEND_TIMEOUT_S = 20.0
 POLL_INTERVAL_S = 1.0  # HTTP polling while no WebSocket subscription holds
+QUIET_POLL_S = 5.0  # with a subscription up: one HTTP read after this long without any update
 
 
 class TrainerPort(Protocol):
@@ -206,6 +207,7 @@ class Runner:
         self.training = ThreadPoolExecutor(max_workers=1, thread_name_prefix="train")
         self.polling = False
         self.last_poll = float("-inf")
+        self.last_update = float("-inf")
         self.watcher: AccountWatcher | None = None
         self.failed = False
 
@@ -274,6 +276,7 @@ class Runner:
             self.failed = True
             return 1
         if isinstance(event, AccountUpdate):
+            self.last_update = self.monotonic()
             try:
                 acc = CoordinatorAccount.decode(event.data)
             except RunManagerError as exc:
@@ -287,9 +290,15 @@ class Runner:
     def _maybe_poll(self) -> None:
         # Contract 2.4 keeps only WS; we also poll over HTTP while no subscription holds (tests, flaky WS).
         watcher = self.watcher
-        if (watcher is not None and watcher.any_connected) or self.polling:
+        now = self.monotonic()
+        if self.polling:
             return
-        if self.monotonic() - self.last_poll < POLL_INTERVAL_S:
+        if watcher is not None and watcher.any_connected:
+            # A notification can be lost (one sent before the subscription took hold, e.g. our join's), and
+            # nothing else may change the account until someone ticks: a quiet spell gets one HTTP read.
+            if now - max(self.last_update, self.last_poll) < QUIET_POLL_S:
+                return
+        elif now - self.last_poll < POLL_INTERVAL_S:
             return
         self.polling, self.last_poll = True, self.monotonic()
 

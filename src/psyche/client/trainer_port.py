@@ -10,6 +10,7 @@ import logging
 import os
 import struct
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,12 +31,15 @@ from psyche.client.parallelism import Parallelism, resolve_parallelism
 from psyche.client.rank_group import RankGroup
 from psyche.client.ranks import Build, Message, Save, Step, serve
 from psyche.client.train import StepResult, Trainer, resolve_device, run_seed, trainer_for_run
+from psyche.errors import RunManagerError
 
 log = logging.getLogger("psyche.client")
 
 # Bounds every collective, so a live but stuck rank cannot hang the others for ever. A crashed rank is
 # seen sooner: gloo fails at once when a peer's socket closes, and RankGroup watches the processes.
 COLLECTIVE_TIMEOUT_S = 600.0
+STARTUP_TIMEOUT_S = 120.0  # for a worker process to start, import torch and reach rank 0's store
+_READY = "psyche/ready/{rank}"
 
 
 def offline_model(model: LLM) -> LLM:
@@ -95,6 +99,7 @@ class WorkerSpec:
     device_type: str
     store_port: int
     timeout_s: float = COLLECTIVE_TIMEOUT_S
+    startup_s: float = STARTUP_TIMEOUT_S
 
 
 def _share_cores(world_size: int) -> None:
@@ -110,12 +115,28 @@ def torch_worker(rank: int, conn: Connection, spec: WorkerSpec) -> int:
     par, timeout = spec.parallelism, timedelta(seconds=spec.timeout_s)
     if spec.device_type == "cpu":
         _share_cores(par.world_size)
-    store = TCPStore(LOOPBACK, spec.store_port, par.world_size, is_master=False, timeout=timeout)
+    store = TCPStore(
+        LOOPBACK, spec.store_port, par.world_size, is_master=False, timeout=timedelta(seconds=spec.startup_s)
+    )
+    store.set(_READY.format(rank=rank), "1")
     ctx = init_parallel(rank, par.dp, par.tp, spec.device_type, store=store, timeout=timeout)
     code = serve(conn.recv, lambda build: build_trainer(build, spec.env, spec.run_id, par, ctx))
     # Only a clean Shutdown gets here; after a failure the process just exits (a peer may be gone).
     dist.destroy_process_group()
     return code
+
+
+def _await_workers(store: TCPStore, group: RankGroup, world_size: int) -> None:
+    # init_process_group would wait out the whole collective timeout for a worker that died while starting
+    # (importing torch takes seconds); polling the store lets the crash monitor's verdict end the wait.
+    keys = [_READY.format(rank=rank) for rank in range(1, world_size)]
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not store.check(keys):
+        if group.failure is not None:
+            raise RunManagerError(group.failure)
+        if time.monotonic() > deadline:
+            raise RunManagerError(f"the training ranks did not start within {STARTUP_TIMEOUT_S:g} s")
+        time.sleep(0.05)
 
 
 def start_local_ranks(
@@ -131,6 +152,7 @@ def start_local_ranks(
     spec = WorkerSpec(env, run_id, par, device_type, store.port)
     group = RankGroup(par.world_size, torch_worker, (spec,), on_failure=on_failure)
     try:
+        _await_workers(store, group, par.world_size)
         ctx = init_parallel(0, par.dp, par.tp, device_type, store=store, timeout=timeout)
     except BaseException:
         group.close()
