@@ -84,6 +84,30 @@ def test_a_run_of_120_seconds_resets_the_count() -> None:
     assert lines[-1] == "[+] The run is finished. Exiting container."
 
 
+def test_a_signal_during_launch_stops_without_deadlock() -> None:
+    # A SIGTERM handler runs on the main thread: if it lands while run() is inside launch(), stop() runs
+    # there, nested in run()'s critical section. It must neither deadlock nor leave the child running.
+    clock = FakeClock()
+    children: list[FakeChild] = []
+    holder: list[RestartLoop] = []
+
+    def launch() -> FakeChild:
+        holder[0].stop()
+        child = FakeChild(clock, -15, 0.1)
+        children.append(child)
+        return child
+
+    loop = RestartLoop(launch, policy=RestartPolicy(delay_s=0.0), monotonic=clock, say=lambda _line: None)
+    holder.append(loop)
+    result: list[int] = []
+    runner = threading.Thread(target=lambda: result.append(loop.run()), daemon=True)
+    runner.start()
+    runner.join(5)
+    assert not runner.is_alive(), "RestartLoop.run() deadlocked on a stop() during launch()"
+    assert result == [0]
+    assert [c.terminated for c in children] == [True]
+
+
 def test_stop_terminates_the_child_and_exits_0() -> None:
     started = threading.Event()
     release = threading.Event()

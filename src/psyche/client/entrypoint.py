@@ -57,7 +57,9 @@ class RestartLoop:
         self.monotonic = monotonic
         self.say = say
         self.stopping = threading.Event()
-        self._lock = threading.Lock()
+        # Reentrant: stop() runs in a signal handler on the main thread, possibly while run() holds the
+        # lock around launch(); a plain Lock deadlocked there (SIGTERM right after start hung for ever).
+        self._lock = threading.RLock()
         self._child: Child | None = None
 
     def stop(self) -> None:
