@@ -17,7 +17,6 @@ from psyche.parallelism import Table as ParallelismTable
 if TYPE_CHECKING:
     from solders.pubkey import Pubkey
 
-    from psyche.chain.programs import ProgramIds
     from psyche.chain.queries import Run
     from psyche.chain.rpc import AccountInfo
     from psyche.manager.settings import Settings
@@ -248,19 +247,6 @@ def check_endpoints(settings: Settings, seams: Seams, timeout: float) -> tuple[l
 # -- chain --------------------------------------------------------------------------------------------
 
 
-def programs_of(settings: Settings) -> ProgramIds:
-    """The program IDs the settings name."""
-    from solders.pubkey import Pubkey
-
-    from psyche.chain.programs import ProgramIds
-
-    return ProgramIds(
-        Pubkey.from_string(settings.coordinator_program_id),
-        Pubkey.from_string(settings.authorizer_program_id),
-        Pubkey.from_string(settings.treasurer_program_id),
-    )
-
-
 def check_balance(rpc: ChainProbe, wallet: Wallet, low: int) -> Check:
     """The wallet holds SOL for transaction fees."""
     from solders.pubkey import Pubkey
@@ -287,7 +273,7 @@ def check_run(rpc: ChainProbe, settings: Settings) -> tuple[Check, Run | None]:
         detail = "RUN_ID unset: the run-manager will pick a run this wallet may join"
         return Check("run", Status.WARN, detail, "set RUN_ID to check one run"), None
     try:
-        run = fetch_run(rpc, settings.run_id, programs_of(settings))
+        run = fetch_run(rpc, settings.run_id, settings.program_ids())
     except (AccountNotFound, AccountDecodeError) as err:
         fix = (
             f"check RUN_ID {settings.where(EnvVars.RUN_ID)} and COORDINATOR_PROGRAM_ID "
@@ -352,7 +338,7 @@ def check_authorization(rpc: ChainProbe, settings: Settings, wallet: Wallet) -> 
     user = Pubkey.from_string(wallet.pubkey)
     authorizer = Pubkey.from_string(settings.authorizer) if settings.authorizer else None
     try:
-        join = check_join(rpc, settings.run_id, user, authorizer, programs_of(settings))
+        join = check_join(rpc, settings.run_id, user, authorizer, settings.program_ids())
         grantee = require_authorized(join)
     except RunManagerError as err:
         return Check("authorization", Status.FAIL, err.message, err.hint)

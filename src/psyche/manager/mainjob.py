@@ -30,14 +30,6 @@ _MANAGED = frozenset(
 )
 
 
-def program_ids(settings: Settings) -> ProgramIds:
-    return ProgramIds(
-        coordinator=Pubkey.from_string(settings.coordinator_program_id),
-        authorizer=Pubkey.from_string(settings.authorizer_program_id),
-        treasurer=Pubkey.from_string(settings.treasurer_program_id),
-    )
-
-
 def container_env(settings: Settings, wallet_secret: str, run_id: str, grantee: Pubkey) -> dict[str, str]:
     """The client's whole environment, from the one parsed Settings (never via argv).
 
@@ -187,7 +179,7 @@ def run_main_job(app: App) -> int:
     from psyche.manager.versionwatch import VersionWatch
 
     settings, ui, options = app.settings, app.ui, app.options
-    programs = program_ids(settings)
+    programs = settings.program_ids()
     policy = restart_policy(app.environ)
     runtime = DockerRuntime(environ=app.environ)
     try:

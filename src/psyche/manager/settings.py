@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from psyche.chain.endpoints import Endpoint, redact
@@ -23,6 +24,9 @@ from psyche.manager.constants import (
     is_secret_name,
 )
 from psyche.manager.envfile import FileEntry, read_env_file
+
+if TYPE_CHECKING:
+    from psyche.chain.programs import ProgramIds
 
 ENVIRONMENT = "environment"
 DEFAULT = "default"
@@ -106,6 +110,18 @@ class Settings:
     def default_wallet_path(self) -> Path | None:
         """~/.config/solana/id.json under the injected HOME, or None without a HOME."""
         return None if self.home is None else self.home / DEFAULT_WALLET_RELATIVE
+
+    def program_ids(self) -> ProgramIds:
+        """The three program IDs as keys (validated as base58 pubkeys when the settings were loaded)."""
+        from solders.pubkey import Pubkey
+
+        from psyche.chain.programs import ProgramIds
+
+        return ProgramIds(
+            Pubkey.from_string(self.coordinator_program_id),
+            Pubkey.from_string(self.authorizer_program_id),
+            Pubkey.from_string(self.treasurer_program_id),
+        )
 
     def where(self, name: str) -> str:
         """Human phrase for where a variable came from: 'in .env:3', 'in the environment', 'by default'."""

@@ -207,16 +207,7 @@ class Session:
 
     @property
     def programs(self) -> ProgramIds:
-        from solders.pubkey import Pubkey
-
-        from psyche.chain.programs import ProgramIds
-
-        s = self.app.settings
-        return ProgramIds(
-            Pubkey.from_string(s.coordinator_program_id),
-            Pubkey.from_string(s.authorizer_program_id),
-            Pubkey.from_string(s.treasurer_program_id),
-        )
+        return self.app.settings.program_ids()
 
     @property
     def rpc(self) -> RpcClient:
