@@ -28,9 +28,7 @@ from psyche.chain.accounts.coordinator import (
     peek_run_state,
 )
 
-REAL_DUMP = (
-    Path(__file__).resolve().parent.parent.parent / "shared/fixtures/psyche/coordinator-account-v1.bin"
-)
+REAL_DUMP = Path(__file__).resolve().parent.parent / "tests/fixtures/psyche/coordinator-account-v1.bin"
 TARGET_US = 1000.0
 
 
@@ -68,10 +66,7 @@ def report(label: str, data: bytes, n: int) -> None:
 
 def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-    if REAL_DUMP.is_file():
-        report("real v1 dump", REAL_DUMP.read_bytes(), n)
-    else:
-        print(f"real dump not found at {REAL_DUMP}; timing project-made accounts only")
+    report("real v1 dump", REAL_DUMP.read_bytes(), n)
     report("fresh initial", CoordinatorAccount.initial("bench", "v1").encode(), n)
     report("full arrays", full_account(), max(n // 10, 10))
     return 0

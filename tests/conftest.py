@@ -1,4 +1,4 @@
-"""Shared test fixtures: a hermetic environment for every test, and the path to ../shared fixtures."""
+"""Shared test fixtures: a hermetic environment for every test, and the path to the real Psyche fixtures."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DIR = PROJECT_ROOT.parent / "shared"
-PSYCHE_FIXTURES = SHARED_DIR / "fixtures" / "psyche"
+# Real upstream files (coordinator dumps, run-config TOMLs), copied into the project: see its README.md.
+PSYCHE_FIXTURES = PROJECT_ROOT / "tests" / "fixtures" / "psyche"
 
 # Variables the run-manager reads; none of the developer's own may leak into a test.
 _LEAKY_PREFIXES = ("RPC", "WS_RPC", "RUN_MANAGER_")
@@ -50,7 +50,5 @@ def isolation(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
 
 @pytest.fixture
 def psyche_fixtures() -> Path:
-    """../shared/fixtures/psyche, or a skip with the reason when this checkout has no shared/ beside it."""
-    if not PSYCHE_FIXTURES.is_dir():
-        pytest.skip(f"real Psyche fixtures not present at {PSYCHE_FIXTURES} (a plain clone has no ../shared)")
+    """tests/fixtures/psyche: the real upstream files, part of every clone (never skipped)."""
     return PSYCHE_FIXTURES

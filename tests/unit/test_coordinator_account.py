@@ -57,7 +57,7 @@ def _real(fixtures: Path) -> bytes:
 
 
 def _populated() -> CoordinatorAccount:
-    """A project-made account with every array in use, so these tests run without ../shared."""
+    """A project-made account with every array in use, beyond what the real dump holds."""
     base = CoordinatorAccount.initial("my-run", "v1.2.3")
     wit = Witness(WitnessProof(3, 1, True), Bloom(tuple(range(8)), tuple(range(16))), Bloom(), b"\x07" * 32)
     rounds = (Round((wit, wit), 10, 99, 2, 5, 1), Round(), Round((wit,), 1, 2, 3, 4, 5), Round())

@@ -129,7 +129,7 @@ def test_nano_config(psyche_fixtures: Path) -> None:
     assert config_check(config) and model_check(model)
 
 
-# ---------------------------------------------------------------- other variants, without ../shared
+# ---------------------------------------------------------------- other variants, project-made
 
 
 def test_base_text_loads(tmp_path: Path) -> None:
