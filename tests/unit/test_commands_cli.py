@@ -132,6 +132,19 @@ def test_rpc_flag_wins_and_loses_its_quotes(cli: Invoke) -> None:
             "Error: --client-version must be 96 bytes or less, got 97 bytes",
         ),
         (
+            ["create-run", "-r", "r1", "-c", ""],
+            "Error: --client-version '' is not a Docker tag or sha256 digest: it is empty",
+        ),
+        (
+            ["update-config", "-r", "r1", "--client-version", "bad tag/../x"],
+            "Error: --client-version 'bad tag/../x' is not a Docker tag or sha256 digest: "
+            "it contains whitespace",
+        ),
+        (
+            ["update-config", "-r", "r1", "--client-version", ""],
+            "Error: --client-version '' is not a Docker tag or sha256 digest: it is empty",
+        ),
+        (
             ["join-authorization-delegate", "--join-authority", PUBKEY],
             "Error: nothing to do: pass --delegates-clear and/or --delegates-added <PUBKEY>...",
         ),

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from psyche.errors import ChainError, ConfigError, InvalidClientVersion
-from psyche.manager.images import ImageRef, image_for_version, validate_client_version
+from psyche.manager.images import (
+    ImageRef,
+    check_client_version_option,
+    image_for_version,
+    validate_client_version,
+)
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
@@ -41,28 +46,28 @@ def test_nul_padding_from_the_fixed_string_is_dropped() -> None:
     assert validate_client_version("v1\x00\x00\x00") == "v1"
 
 
-@pytest.mark.parametrize(
-    ("version", "reason"),
-    [
-        ("", "empty"),
-        ("v1 beta", "whitespace"),
-        ("v1\t", "control characters"),
-        ("v1\x1b[31m", "control characters"),
-        ("org/image", "'/'"),
-        ("docker.io/library/busybox", "'/'"),
-        ("registry:5000", "':'"),
-        ("busybox@sha256", "'@'"),
-        ("v1..2", "'..'"),
-        ("..", "'..'"),
-        ("a" * 129, "129 characters"),
-        ("-v1", "may not start"),
-        (".v1", "may not start"),
-        ("v1+build", "letters, digits"),
-        ("sha256:abc", "64 lowercase hex"),
-        ("sha256:" + "A" * 64, "64 lowercase hex"),
-        ("sha512:" + "a" * 128, "':'"),
-    ],
-)
+REFUSED = [
+    ("", "empty"),
+    ("v1 beta", "whitespace"),
+    ("v1\t", "control characters"),
+    ("v1\x1b[31m", "control characters"),
+    ("org/image", "'/'"),
+    ("docker.io/library/busybox", "'/'"),
+    ("registry:5000", "':'"),
+    ("busybox@sha256", "'@'"),
+    ("v1..2", "'..'"),
+    ("..", "'..'"),
+    ("a" * 129, "129 characters"),
+    ("-v1", "may not start"),
+    (".v1", "may not start"),
+    ("v1+build", "letters, digits"),
+    ("sha256:abc", "64 lowercase hex"),
+    ("sha256:" + "A" * 64, "64 lowercase hex"),
+    ("sha512:" + "a" * 128, "':'"),
+]
+
+
+@pytest.mark.parametrize(("version", "reason"), REFUSED)
 def test_refusals_name_the_value_and_reason_on_one_line(version: str, reason: str) -> None:
     with pytest.raises(InvalidClientVersion) as raised:
         image_for_version(version, local=False)
@@ -72,6 +77,22 @@ def test_refusals_name_the_value_and_reason_on_one_line(version: str, reason: st
     assert "\n" not in message and "\x1b" not in message
     assert message.startswith("the run's client_version ")
     assert isinstance(raised.value, ChainError)
+
+
+@pytest.mark.parametrize(("version", "reason"), REFUSED)
+def test_the_owner_side_check_refuses_what_the_manager_refuses_naming_the_flag(
+    version: str, reason: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        check_client_version_option(version, "--client-version")
+    message = str(raised.value)
+    assert message.startswith(f"--client-version {version[:40]!r}"[:-1])
+    assert reason in message and "\n" not in message
+
+
+@pytest.mark.parametrize("version", ["v1", "a" * 128, "1.2.0-rc_1", "sha256:" + "0" * 64])
+def test_the_owner_side_check_accepts_what_the_manager_runs(version: str) -> None:
+    assert check_client_version_option(version) == validate_client_version(version) == version
 
 
 def test_a_128_character_tag_is_the_longest_accepted() -> None:

@@ -45,7 +45,7 @@ class ImageRef:
 def _refusal(version: str) -> str | None:
     """Why ``version`` cannot be a Docker tag or digest, or None when it can."""
     if not version:
-        return "it is empty (the run has no client_version set)"
+        return "it is empty"
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in version):
         return "it contains control characters"
     if any(c.isspace() for c in version):
@@ -77,11 +77,31 @@ def validate_client_version(version: str) -> str:
     reason = _refusal(cleaned)
     if reason is None:
         return cleaned
-    shown = repr(cleaned if len(cleaned) <= 40 else cleaned[:40] + "…")
+    if not cleaned:
+        reason += " (the run has no client_version set)"
     raise InvalidClientVersion(
-        f"the run's client_version {shown} is not a Docker tag or sha256 digest: {reason}",
+        f"the run's client_version {_shown(cleaned)} is not a Docker tag or sha256 digest: {reason}",
         hint="the run owner must set a valid client_version (update-config --client-version)",
     )
+
+
+def check_client_version_option(version: str, flag: str = "--client-version") -> str:
+    """The owner-side twin of :func:`validate_client_version`: refuse, before sending, what no manager runs.
+
+    Raises:
+        ConfigError: one line naming ``flag``, the value and the reason.
+    """
+    reason = _refusal(version)
+    if reason is None:
+        return version
+    raise ConfigError(
+        f"{flag} {_shown(version)} is not a Docker tag or sha256 digest: {reason}",
+        hint="every run-manager would refuse the run; give a tag like 'v1.2.0' or 'sha256:<64 hex digits>'",
+    )
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:40] + "…")
 
 
 def _check_repository(repository: str, what: str) -> str:

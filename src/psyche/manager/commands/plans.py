@@ -65,6 +65,13 @@ def start_data_index(config: CoordinatorConfig, max_seq_len: int, step: int) -> 
     return index
 
 
+def check_client_version(value: str) -> str:
+    """``--client-version``: at most 96 bytes (the account's field) and a tag or digest a manager will run."""
+    from psyche.manager.images import check_client_version_option
+
+    return check_client_version_option(_check_bytes(value, CLIENT_VERSION_MAX_BYTES, "--client-version"))
+
+
 def _check_bytes(value: str, limit: int, flag: str) -> str:
     size = len(value.encode("utf-8"))
     if size > limit:
@@ -109,7 +116,7 @@ def plan_update(
     )
     version = None
     if client_version is not None and client_version != current.client_version:
-        version = _check_bytes(client_version, CLIENT_VERSION_MAX_BYTES, "--client-version")
+        version = check_client_version(client_version)
     return UpdatePlan(
         metadata=metadata if metadata != old else None,
         config=config,

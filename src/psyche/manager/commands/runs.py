@@ -69,13 +69,10 @@ def create_run(
     from psyche.chain import pda
     from psyche.chain.accounts.coordinator import SIZE
     from psyche.manager.commands.format import format_sol
-    from psyche.manager.commands.plans import CLIENT_VERSION_MAX_BYTES
+    from psyche.manager.commands.plans import check_client_version
 
     pda.run_id_bytes(run_id)  # the reference's "run_id must be 32 bytes or less, got N bytes"
-    if len(client_version.encode("utf-8")) > CLIENT_VERSION_MAX_BYTES:
-        raise ConfigError(
-            f"--client-version must be 96 bytes or less, got {len(client_version.encode())} bytes"
-        )
+    check_client_version(client_version)
     if treasurer_index is not None and treasurer_collateral_mint is None:
         raise ConfigError(
             "--treasurer-index needs --treasurer-collateral-mint (a treasurer run needs a mint)"
@@ -239,8 +236,15 @@ def update_config(
     from psyche.chain import instructions as ix
     from psyche.chain.queries import fetch_run, fetch_treasurer
     from psyche.chain.runconfig import load_run_config
-    from psyche.manager.commands.plans import cold_start_problem, config_problems, plan_update
+    from psyche.manager.commands.plans import (
+        check_client_version,
+        cold_start_problem,
+        config_problems,
+        plan_update,
+    )
 
+    if client_version is not None:
+        check_client_version(client_version)  # before any chain call, even when it equals the chain's
     config = model = None
     if config_path is not None:
         config, model = load_run_config(config_path)
