@@ -19,6 +19,9 @@ from psyche.chain.programs import DEFAULT_PROGRAM_IDS, ProgramIds
 from psyche.chain.rpc import RpcClient
 from psyche.errors import TransactionFailed
 
+# Solana's packet payload: the most a serialized transaction, signatures included, may take.
+PACKET_DATA_SIZE = 1232
+
 _FAILED_LINE = re.compile(r"Program (?P<program>\w+) failed: custom program error: 0x(?P<code>[0-9a-fA-F]+)")
 
 
@@ -63,15 +66,56 @@ def name_failure(error: TransactionFailed, programs: ProgramIds = DEFAULT_PROGRA
     return named
 
 
-def build_transaction(
+def _signed(
     instructions: Sequence[Instruction], payer: Keypair, signers: Sequence[Keypair], blockhash: Hash
 ) -> Transaction:
-    """A legacy transaction paid by ``payer`` and signed by it and every extra signer."""
     message = Message.new_with_blockhash(list(instructions), payer.pubkey(), blockhash)
     unique: dict[Pubkey, Keypair] = {payer.pubkey(): payer}
     for kp in signers:
         unique.setdefault(kp.pubkey(), kp)
     return Transaction(list(unique.values()), message, blockhash)
+
+
+def transaction_size(
+    instructions: Sequence[Instruction], payer: Keypair, signers: Sequence[Keypair] = ()
+) -> int:
+    """Bytes of the serialized transaction, signatures included (what Solana compares to 1232)."""
+    return len(bytes(_signed(instructions, payer, signers, Hash.default())))
+
+
+def pack(
+    instructions: Sequence[Instruction], payer: Keypair, signers: Sequence[Keypair] = ()
+) -> list[list[Instruction]]:
+    """The instructions, in order, in as few transactions of at most PACKET_DATA_SIZE bytes as they fit.
+
+    An instruction too large for a transaction of its own stays alone (build_transaction then refuses it).
+    """
+    batches: list[list[Instruction]] = []
+    for instruction in instructions:
+        if batches and transaction_size([*batches[-1], instruction], payer, signers) <= PACKET_DATA_SIZE:
+            batches[-1].append(instruction)
+        else:
+            batches.append([instruction])
+    return batches
+
+
+def build_transaction(
+    instructions: Sequence[Instruction], payer: Keypair, signers: Sequence[Keypair], blockhash: Hash
+) -> Transaction:
+    """A legacy transaction paid by ``payer`` and signed by it and every extra signer.
+
+    Raises:
+        TransactionFailed: the transaction is over PACKET_DATA_SIZE; every cluster would refuse it, so it is
+            refused here, before anything is sent.
+    """
+    tx = _signed(instructions, payer, signers, blockhash)
+    size = len(bytes(tx))
+    if size > PACKET_DATA_SIZE:
+        raise TransactionFailed(
+            f"transaction too large: {size} bytes, Solana's limit is {PACKET_DATA_SIZE}; nothing was sent",
+            hint="send fewer or shorter changes at once",
+        )
+    return tx
 
 
 def send_and_confirm(

@@ -12,15 +12,16 @@ from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
+from psyche.localnet.budget import BudgetError, compute_budget, duplicate_key
 from psyche.localnet.ledger import LAMPORTS_PER_SIGNATURE, Ledger, rent_exempt_minimum
 from psyche.localnet.programs.base import AccountRef, InstructionError, ProgramRegistry
 from psyche.localnet.records import Account, TxRecord
 
 AnyMessage = Message | MessageV0 | MessageV1
 MAX_INVOKE_DEPTH = 5
-UNITS_PER_INSTRUCTION_LIMIT = 200_000
-MAX_UNITS = 1_400_000
-# A flat cost per invocation: nobody measures compute here, but clients expect the numbers to be there.
+# A flat, documented cost per invocation (docs/localnet.md), charged against the transaction's compute
+# budget when the program is entered: Solana's 150 for a native builtin; for a program that is BPF on a
+# real cluster (SPL Token, ATA, the Psyche programs) a figure of the order of a small Anchor instruction.
 NATIVE_UNITS = 150
 PROGRAM_UNITS = 3_000
 
@@ -55,7 +56,12 @@ def writable_flags(message: AnyMessage) -> list[bool]:
 
 
 def message_fee(message: AnyMessage) -> int:
-    return LAMPORTS_PER_SIGNATURE * message.header.num_required_signatures
+    """5000 lamports per signature plus the prioritization fee (SetComputeUnitPrice x the unit limit)."""
+    try:
+        priority = compute_budget(message).prioritization_fee
+    except BudgetError:
+        priority = 0
+    return LAMPORTS_PER_SIGNATURE * message.header.num_required_signatures + priority
 
 
 class _Frame:
@@ -180,22 +186,30 @@ class _TxExecution:
             raise InstructionError("UnsupportedProgramId")
         frame = _Frame(self, program_id, refs, data, depth)
         cost = NATIVE_UNITS if program.native else PROGRAM_UNITS
+        remaining = self.budget - self.units
+        if cost > remaining:  # the meter runs dry inside the program: Solana's two outcomes
+            self.units = self.budget
+            if program.native:
+                err = InstructionError("ComputationalBudgetExceeded")
+                self.logs.append(f"Program {program_id} failed: {err.describe()}")
+                raise err
+            self.logs.append(f"Program {program_id} consumed {remaining} of {remaining} compute units")
+            self.logs.append(f"Program {program_id} failed: exceeded CUs meter at BPF instruction")
+            raise InstructionError("ProgramFailedToComplete")
+        self.units += cost
         try:
             program.process(frame)
             self.verify(frame.snapshot, refs, program_id)
         except InstructionError as err:
-            self._consumed(program_id, cost, program.native)
+            self._consumed(program_id, cost, remaining, program.native)
             self.logs.append(f"Program {program_id} failed: {err.describe()}")
             raise
-        self._consumed(program_id, cost, program.native)
+        self._consumed(program_id, cost, remaining, program.native)
         self.logs.append(f"Program {program_id} success")
 
-    def _consumed(self, program_id: Pubkey, cost: int, native: bool) -> None:
-        self.units += cost
+    def _consumed(self, program_id: Pubkey, cost: int, remaining: int, native: bool) -> None:
         if not native:
-            self.logs.append(
-                f"Program {program_id} consumed {cost} of {self.budget - self.units + cost} compute units"
-            )
+            self.logs.append(f"Program {program_id} consumed {cost} of {remaining} compute units")
 
 
 class Executor:
@@ -221,6 +235,11 @@ class Executor:
         fee = message_fee(message)
         result = ExecutionResult(signature, None, [], 0, 0, {})
         early = self._pre_checks(tx, message, keys, fee, sig_verify, check_blockhash)
+        if early is None:
+            try:
+                budget = compute_budget(message).unit_limit
+            except BudgetError as exc:
+                early = exc.err
         if early is not None:
             result.err = early
             return result
@@ -230,7 +249,6 @@ class Executor:
         working[keys[0]].lamports -= fee
         after_fee = working[keys[0]].copy()
         instructions = list(message.instructions)
-        budget = min(MAX_UNITS, UNITS_PER_INSTRUCTION_LIMIT * max(len(instructions), 1))
         ex = _TxExecution(self.ledger, self.registry, working, budget)
         err: Any = None
         for index, ix in enumerate(instructions):
@@ -284,6 +302,8 @@ class Executor:
             return "UnsupportedVersion"
         if isinstance(message, MessageV0) and list(message.address_table_lookups):
             return "AddressLookupTableNotFound"
+        if duplicate_key(message):  # found when the bank locks the accounts, before the blockhash check
+            return "AccountLoadedTwice"
         if check_blockhash and not self.ledger.is_blockhash_valid(message.recent_blockhash):
             return "BlockhashNotFound"
         if tx.signatures[0] in self.ledger.transactions:

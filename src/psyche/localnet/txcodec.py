@@ -9,6 +9,8 @@ from typing import Any
 from solders.message import MessageV0
 from solders.transaction import VersionedTransaction
 
+from psyche.chain.transactions import PACKET_DATA_SIZE
+from psyche.localnet.budget import MAX_BASE58_SIZE, MAX_BASE64_SIZE
 from psyche.localnet.encoding import EncodingError, b58decode, b58encode
 from psyche.localnet.programs.base import InstructionError
 
@@ -22,7 +24,9 @@ _TX_MESSAGES = {
     "InvalidProgramForExecution": "Attempt to load a program that does not exist",
     "SignatureFailure": "Transaction did not pass signature verification",
     "AddressLookupTableNotFound": "Transaction loads an address table account that doesn't exist",
+    "AccountLoadedTwice": "Account loaded twice",
 }
+_TX_TYPE = "solana_sdk::transaction::versioned::VersionedTransaction"
 
 
 def describe_tx_error(err: Any) -> str:
@@ -37,6 +41,9 @@ def describe_tx_error(err: Any) -> str:
             else InstructionError(inner)
         )
         return f"Error processing Instruction {index}: {ie.describe()}"
+    if isinstance(err, dict) and "DuplicateInstruction" in err:
+        index = err["DuplicateInstruction"]
+        return f"Transaction contains a duplicate instruction ({index}) that is not allowed"
     if isinstance(err, dict) and "InsufficientFundsForRent" in err:
         index = err["InsufficientFundsForRent"]["account_index"]
         return f"Transaction results in an account ({index}) with insufficient funds for rent"
@@ -44,15 +51,29 @@ def describe_tx_error(err: Any) -> str:
 
 
 def decode_wire(text: str, encoding: str) -> bytes:
-    """The raw bytes of an encoded transaction (``EncodingError`` for bad text)."""
+    """The raw bytes of an encoded transaction (``EncodingError`` for bad or too long text).
+
+    Solana's packet limit, checked as agave's ``decode_and_deserialize`` does: first the encoded length, then
+    the decoded one.
+    """
+    if encoding not in ("base64", "base58"):
+        raise EncodingError(f"unsupported encoding: {encoding}. Supported encodings: base58, base64")
+    longest = MAX_BASE64_SIZE if encoding == "base64" else MAX_BASE58_SIZE
+    if len(text) > longest:
+        raise EncodingError(
+            f"{encoding} encoded {_TX_TYPE} too large: {len(text)} bytes "
+            f"(max: encoded/raw {longest}/{PACKET_DATA_SIZE})"
+        )
     if encoding == "base64":
         try:
-            return base64.b64decode(text, validate=True)
+            raw = base64.b64decode(text, validate=True)
         except binascii.Error as exc:
             raise EncodingError(f"invalid base64 encoding: {exc}") from exc
-    if encoding == "base58":
-        return b58decode(text)
-    raise EncodingError(f"unsupported encoding: {encoding}. Supported encodings: base58, base64")
+    else:
+        raw = b58decode(text)
+    if len(raw) > PACKET_DATA_SIZE:
+        raise EncodingError(f"decoded {_TX_TYPE} too large: {len(raw)} bytes (max: {PACKET_DATA_SIZE} bytes)")
+    return raw
 
 
 def parse_transaction(raw: bytes) -> VersionedTransaction:
@@ -60,9 +81,7 @@ def parse_transaction(raw: bytes) -> VersionedTransaction:
     try:
         tx = VersionedTransaction.from_bytes(raw)
     except Exception as exc:  # solders raises a generic error type for bincode failures
-        raise EncodingError(
-            f"failed to deserialize solana_sdk::transaction::versioned::VersionedTransaction: {exc}"
-        ) from exc
+        raise EncodingError(f"failed to deserialize {_TX_TYPE}: {exc}") from exc
     try:
         tx.sanitize()
     except Exception as exc:

@@ -7,6 +7,7 @@ from psyche.localnet.programs.base import Program
 
 def default_programs() -> list[Program]:
     """Every program the chain registers at genesis, with its default id."""
+    from psyche.localnet.budget import ComputeBudgetProgram
     from psyche.localnet.programs.associated_token import AssociatedTokenProgram
     from psyche.localnet.programs.authorizer import AuthorizerProgram
     from psyche.localnet.programs.coordinator import CoordinatorProgram
@@ -16,6 +17,7 @@ def default_programs() -> list[Program]:
 
     programs: list[Program] = [
         SystemProgram(),
+        ComputeBudgetProgram(),
         TokenProgram(),
         AssociatedTokenProgram(),
         AuthorizerProgram(),

@@ -42,6 +42,7 @@ _MESSAGES = {
     "AccountNotRentExempt": "An account does not have enough lamports to be rent-exempt",
     "IllegalOwner": "Provided owner is not allowed",
     "ProgramFailedToComplete": "Program failed to complete",
+    "ComputationalBudgetExceeded": "Computational budget exceeded",
 }
 
 

@@ -233,9 +233,12 @@ def update_config(
     client_version: str | None,
 ) -> None:
     """Change a run's config, model, progress, metadata or client version (most need a halted run)."""
+    from solders.instruction import Instruction
+
     from psyche.chain import instructions as ix
     from psyche.chain.queries import fetch_run, fetch_treasurer
     from psyche.chain.runconfig import load_run_config
+    from psyche.chain.transactions import PACKET_DATA_SIZE, pack, transaction_size
     from psyche.manager.commands.plans import (
         check_client_version,
         cold_start_problem,
@@ -274,20 +277,28 @@ def update_config(
     treasurer = fetch_treasurer(session.rpc, run_id, treasurer_index, programs)
     accounts = (run.instance_address, run.coordinator_address)
     if treasurer is not None:
-        instructions = [
-            ix.run_update(
+
+        def run_update(setup: bool, version: str | None) -> Instruction:
+            return ix.run_update(
                 payer,
                 treasurer[0],
                 *accounts,
-                metadata=plan.metadata,
-                config=plan.config,
-                model=plan.model,
-                progress=plan.progress,
-                client_version=plan.client_version,
+                metadata=plan.metadata if setup else None,
+                config=plan.config if setup else None,
+                model=plan.model if setup else None,
+                progress=plan.progress if setup else None,
+                client_version=version,
                 program_id=programs.treasurer,
                 coordinator_program_id=programs.coordinator,
             )
-        ]
+
+        instructions = [run_update(True, plan.client_version)]
+        if (
+            plan.setup_changed
+            and plan.client_version is not None
+            and transaction_size(instructions, session.payer) > PACKET_DATA_SIZE
+        ):  # the setup first, the client version second: each fits Solana's 1232 bytes alone
+            instructions = [run_update(True, None), run_update(False, plan.client_version)]
     else:
         instructions = []
         if plan.setup_changed:
@@ -308,7 +319,7 @@ def update_config(
                     payer, *accounts, plan.client_version, program_id=programs.coordinator
                 )
             )
-    sent = session.send(instructions)
+    signatures = [str(session.send(batch).signature) for batch in pack(instructions, session.payer)]
     changed = plan.parts()
     rows: list[tuple[str, object]] = [("Changed", ", ".join(changed))]
     if plan.client_version is not None:
@@ -319,14 +330,16 @@ def update_config(
         )
     data = {
         "run_id": run_id,
-        "signature": str(sent.signature),
+        "signature": signatures[-1],
+        "signatures": signatures,
         "changed": changed,
         "client_version": plan.client_version,
         "treasurer_run": None if treasurer is None else str(treasurer[0]),
     }
-    emit(
-        app, as_json, data, [f"Updated config of {run_id} with transaction: {sent.signature}", *fields(rows)]
+    sent_in = (
+        f"transaction: {signatures[0]}" if len(signatures) == 1 else f"transactions: {', '.join(signatures)}"
     )
+    emit(app, as_json, data, [f"Updated config of {run_id} with {sent_in}", *fields(rows)])
 
 
 @chain_command("set-paused", wallet=True)
