@@ -156,8 +156,11 @@ def join_authorization_delegate(
     more_delegates: tuple[str, ...],
 ) -> None:
     """As the authorized (master) key, set the delegate keys that may join for you."""
+    from solders.instruction import Instruction
+
     from psyche.chain import instructions as ix
     from psyche.chain import pda
+    from psyche.chain.transactions import PACKET_DATA_SIZE, transaction_size
 
     added = [*delegates_added, *more_delegates]
     if more_delegates and not delegates_added:
@@ -175,23 +178,34 @@ def join_authorization_delegate(
             f"join-authorization-create --authorizer {grantee}); authorization",
             str(address),
         )
-    sent = session.send(
-        [
-            ix.authorization_grantee_update(
-                grantee,
-                grantee,
-                address,
-                delegates_clear=bool(delegates_clear),
-                delegates_added=[parse_pubkey(k) for k in added],
-                program_id=program,
-            )
-        ]
-    )
+
+    def update(clear: bool, keys: list[Pubkey]) -> Instruction:
+        return ix.authorization_grantee_update(
+            grantee, grantee, address, delegates_clear=clear, delegates_added=keys, program_id=program
+        )
+
+    # About 30 keys fit Solana's 1232-byte transaction: more go in further transactions, each appending.
+    batches: list[list[Pubkey]] = [[]]
+    for key in (parse_pubkey(k) for k in added):
+        clear = bool(delegates_clear) and len(batches) == 1
+        if batches[-1] and transaction_size([update(clear, [*batches[-1], key])], session.payer) > (
+            PACKET_DATA_SIZE
+        ):
+            batches.append([])
+        batches[-1].append(key)
+    signatures = [
+        str(session.send([update(bool(delegates_clear) and i == 0, keys)]).signature)
+        for i, keys in enumerate(batches)
+    ]
     current = _read(session, address)
     assert current is not None
     rows, data = _describe(address, *current)
-    data["signature"] = str(sent.signature)
-    emit(app, as_json, data, [f"Delegates updated with transaction: {sent.signature}", *fields(rows)])
+    data["signature"] = signatures[-1]
+    data["signatures"] = signatures
+    sent_in = (
+        f"transaction: {signatures[0]}" if len(signatures) == 1 else f"transactions: {', '.join(signatures)}"
+    )
+    emit(app, as_json, data, [f"Delegates updated with {sent_in}", *fields(rows)])
 
 
 @chain_command("join-authorization-delete", wallet=True)

@@ -1,0 +1,188 @@
+"""Every transaction the CLI and the client build, at its worst case, fits Solana's limits.
+
+Size: the signed, serialized transaction is at most 1232 bytes. Compute: run on an in-process local chain
+(which meters a documented flat cost per invocation, docs/localnet.md), it stays under its compute limit;
+the transactions that can land on a fresh chain do land.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from solders.hash import Hash
+from solders.instruction import Instruction
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+from solders.transaction import VersionedTransaction
+
+from psyche.chain import instructions as ix
+from psyche.chain import pda
+from psyche.chain.accounts.coordinator import SIZE, CoordinatorProgress, RunMetadata
+from psyche.chain.accounts.model import Checkpoint
+from psyche.chain.accounts.token import Mint
+from psyche.chain.instructions.args import WitnessMetadata
+from psyche.chain.instructions.coordinator import BLOOM_SIZE, MERKLE_ROOT_SIZE, WITNESS_PROOF_SIZE
+from psyche.chain.programs import COORDINATOR_PROGRAM_ID, TOKEN_PROGRAM_ID
+from psyche.chain.runconfig import load_run_config
+from psyche.chain.transactions import PACKET_DATA_SIZE, build_transaction, pack, transaction_size
+from psyche.errors import TransactionFailed
+from psyche.localnet.budget import compute_budget
+from psyche.localnet.chain import Chain
+from psyche.localnet.ledger import rent_exempt_minimum
+from psyche.localnet.records import Account
+
+RUN_ID = "r" * 32  # the longest run_id
+VERSION = "v" * 96  # the longest client_version
+METADATA = RunMetadata("n" * 64, "d" * 280, 2**64 - 1, 2**64 - 1)  # the longest name and description
+PROGRESS = CoordinatorProgress(2**16 - 1, 2**32 - 1, 2**64 - 1)
+COMPUTE_ERRORS = ("ProgramFailedToComplete", "ComputationalBudgetExceeded")
+
+
+class Ledger:
+    """An in-process chain with a funded owner; runs transactions and reports size, units and error."""
+
+    def __init__(self) -> None:
+        self.chain = Chain()
+        self.owner = self.fund(Keypair())
+
+    def fund(self, kp: Keypair) -> Keypair:
+        self.chain.ledger.commit({kp.pubkey(): Account(10**12)}, None)
+        return kp
+
+    def run(
+        self, instructions: list[Instruction], signers: Sequence[Keypair] = (), *, commit: bool = True
+    ) -> Any:
+        tx = build_transaction(instructions, self.owner, signers, self.chain.ledger.latest_blockhash)
+        raw = bytes(tx)
+        assert len(raw) <= PACKET_DATA_SIZE
+        versioned = VersionedTransaction.from_bytes(raw)
+        result = self.chain.executor.execute(versioned, raw, commit=commit)
+        assert result.units <= compute_budget(versioned.message).unit_limit
+        assert not any(kind in str(result.err) for kind in COMPUTE_ERRORS), result.logs
+        return result
+
+    def mint(self) -> Pubkey:
+        key = Pubkey.new_unique()
+        data = bytearray(Mint(self.owner.pubkey(), 0, 6).encode())
+        self.chain.ledger.commit({key: Account(rent_exempt_minimum(82), data, TOKEN_PROGRAM_ID)}, None)
+        return key
+
+
+def _create_run(net: Ledger, *, treasurer: bool) -> tuple[Pubkey, Pubkey]:
+    """create-run's one transaction at its worst case; returns (instance, coordinator account)."""
+    account = Keypair()
+    payer = net.owner.pubkey()
+    create = ix.system_create_account(
+        payer, account.pubkey(), rent_exempt_minimum(SIZE), SIZE, COORDINATOR_PROGRAM_ID
+    )
+    if treasurer:
+        init = ix.run_create(
+            payer,
+            account.pubkey(),
+            net.mint(),
+            index=2**64 - 1,
+            run_id=RUN_ID,
+            client_version=VERSION,
+            main_authority=payer,
+            join_authority=Pubkey.new_unique(),
+        )
+    else:
+        init = ix.init_coordinator(
+            payer,
+            account.pubkey(),
+            main_authority=payer,
+            join_authority=Pubkey.new_unique(),
+            run_id=RUN_ID,
+            client_version=VERSION,
+        )
+    result = net.run([create, init], [account])
+    assert result.err is None, result.logs
+    return pda.coordinator_instance(RUN_ID), account.pubkey()
+
+
+@pytest.mark.parametrize("treasurer", [False, True], ids=["plain", "treasurer"])
+def test_create_run_at_its_longest_fits_and_lands(treasurer: bool) -> None:
+    _create_run(Ledger(), treasurer=treasurer)
+
+
+REAL_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "fixtures" / "psyche").glob("*.toml"))
+
+
+@pytest.mark.parametrize("toml", REAL_CONFIGS, ids=[p.stem for p in REAL_CONFIGS])
+def test_update_config_at_its_longest_fits_in_one_transaction_on_a_plain_run(toml: Path) -> None:
+    config, model = load_run_config(toml)
+    net = Ledger()
+    instance, account = _create_run(net, treasurer=False)
+    me = net.owner.pubkey()
+    update = ix.update(
+        me, instance, account, metadata=METADATA, config=config, model=model, progress=PROGRESS
+    )
+    bump = ix.update_client_version(me, instance, account, "w" * 96)
+    assert pack([update, bump], net.owner) == [[update, bump]]
+    result = net.run([update, bump])
+    assert result.err is None, result.logs
+
+
+@pytest.mark.parametrize("toml", REAL_CONFIGS, ids=[p.stem for p in REAL_CONFIGS])
+def test_update_config_on_a_treasurer_run_needs_two_transactions_and_each_fits(toml: Path) -> None:
+    config, model = load_run_config(toml)
+    net = Ledger()
+    instance, account = _create_run(net, treasurer=True)
+    me = net.owner.pubkey()
+    run = pda.treasurer_run(2**64 - 1)
+    setup = {"metadata": METADATA, "config": config, "model": model, "progress": PROGRESS}
+    whole = ix.run_update(me, run, instance, account, **setup, client_version="w" * 96)
+    # One run_update with everything is over Solana's packet: refused before sending, never sent.
+    assert transaction_size([whole], net.owner) > PACKET_DATA_SIZE
+    with pytest.raises(TransactionFailed, match=r"^transaction too large: \d+ bytes, Solana's limit is 1232"):
+        build_transaction([whole], net.owner, [], Hash.default())
+    # update-config then sends the setup first and the client version second (docs/commands.md).
+    first = ix.run_update(me, run, instance, account, **setup)
+    second = ix.run_update(me, run, instance, account, client_version="w" * 96)
+    assert pack([first, second], net.owner) == [[first], [second]]
+    for part in (first, second):
+        result = net.run([part])
+        assert result.err is None, result.logs
+
+
+def test_client_transactions_at_their_longest_fit() -> None:
+    net = Ledger()
+    instance, account = _create_run(net, treasurer=False)
+    me = net.owner.pubkey()
+    metadata = WitnessMetadata(
+        step=2**32 - 1, evals=tuple((f"eval{i}", 1.0) for i in range(8)), prompt_results=tuple(range(16))
+    )
+    full = {
+        "proof": b"\xff" * WITNESS_PROOF_SIZE,
+        "participant_bloom": b"\xff" * BLOOM_SIZE,
+        "broadcast_bloom": b"\xff" * BLOOM_SIZE,
+        "broadcast_merkle": b"\xff" * MERKLE_ROOT_SIZE,
+    }
+    sent = [
+        ix.witness(me, instance, account, **full, metadata=metadata),
+        ix.warmup_witness(me, instance, account, **full),
+        ix.join_run(me, Pubkey.new_unique(), instance, account, bytes(32)),
+        ix.tick(me, instance, account),
+        ix.checkpoint(me, instance, account, Checkpoint.hub("o" * 64, "p" * 64)),
+    ]
+    sizes = []
+    for instruction in sent:
+        # The run is not training: the program refuses them, after charging their cost, never for compute.
+        net.run([instruction], commit=False)
+        sizes.append(transaction_size([instruction], net.owner))
+    assert max(sizes) == sizes[0] and sizes[0] <= PACKET_DATA_SIZE  # the witness is the largest
+
+
+def test_delegates_beyond_one_transaction_are_split_by_join_authorization_delegate() -> None:
+    payer = Keypair()
+    auth = Pubkey.new_unique()
+
+    def update(n: int) -> Instruction:
+        keys = [Pubkey.new_unique() for _ in range(n)]
+        return ix.authorization_grantee_update(payer.pubkey(), payer.pubkey(), auth, delegates_added=keys)
+
+    fits = max(n for n in range(64) if transaction_size([update(n)], payer) <= PACKET_DATA_SIZE)
+    assert 25 <= fits < 40  # so a longer list is sent in several transactions (docs/commands.md)
