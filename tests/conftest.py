@@ -48,6 +48,22 @@ def isolation(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     yield home
 
 
+def worst_toml(directory: Path) -> Path:
+    """The real config.toml with every variable-length model field at its longest (Borsh: 482 bytes)."""
+    text = (PSYCHE_FIXTURES / "run-config-config.toml").read_text()
+    for old, new in [
+        ('repo_id = "emozilla/llama2-1.1b-gqa-init"', f'repo_id = "{"o" * 64}"\nrevision = "{"r" * 64}"'),
+        ('shuffle = "DontShuffle"', "shuffle = { Seeded = [" + ", ".join(["7"] * 32) + "] }"),
+        ('bucket_name = "nous-pretraining-public-us"', f'bucket_name = "{"b" * 64}"'),
+        ('filter_directory = "fineweb-edu-tokenized-llama2"', f'filter_directory = "{"f" * 192}"'),
+    ]:
+        assert old in text
+        text = text.replace(old, new)
+    path = directory / "worst.toml"
+    path.write_text(text)
+    return path
+
+
 @pytest.fixture
 def psyche_fixtures() -> Path:
     """tests/fixtures/psyche: the real upstream files, part of every clone (never skipped)."""

@@ -33,6 +33,8 @@ from psyche.localnet.budget import compute_budget
 from psyche.localnet.chain import Chain
 from psyche.localnet.ledger import rent_exempt_minimum
 from psyche.localnet.records import Account
+from psyche.manager.commands.plans import UpdatePlan
+from tests.conftest import PSYCHE_FIXTURES, worst_toml
 
 RUN_ID = "r" * 32  # the longest run_id
 VERSION = "v" * 96  # the longest client_version
@@ -108,11 +110,21 @@ def test_create_run_at_its_longest_fits_and_lands(treasurer: bool) -> None:
     _create_run(Ledger(), treasurer=treasurer)
 
 
-REAL_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "fixtures" / "psyche").glob("*.toml"))
+REAL_CONFIGS = sorted(PSYCHE_FIXTURES.glob("*.toml"))
 
 
-@pytest.mark.parametrize("toml", REAL_CONFIGS, ids=[p.stem for p in REAL_CONFIGS])
-def test_update_config_at_its_longest_fits_in_one_transaction_on_a_plain_run(toml: Path) -> None:
+@pytest.fixture(params=[*REAL_CONFIGS, "worst"], ids=[*(p.stem for p in REAL_CONFIGS), "worst"])
+def toml(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    return worst_toml(tmp_path) if request.param == "worst" else Path(request.param)
+
+
+def test_the_worst_model_is_the_longest_borsh(tmp_path: Path) -> None:
+    _, worst = load_run_config(worst_toml(tmp_path))
+    assert len(worst.to_borsh()) == 482
+    assert all(len(load_run_config(p)[1].to_borsh()) < 482 for p in REAL_CONFIGS)
+
+
+def test_update_config_at_its_longest_on_a_plain_run_fits_and_lands(toml: Path) -> None:
     config, model = load_run_config(toml)
     net = Ledger()
     instance, account = _create_run(net, treasurer=False)
@@ -121,30 +133,36 @@ def test_update_config_at_its_longest_fits_in_one_transaction_on_a_plain_run(tom
         me, instance, account, metadata=METADATA, config=config, model=model, progress=PROGRESS
     )
     bump = ix.update_client_version(me, instance, account, "w" * 96)
-    assert pack([update, bump], net.owner) == [[update, bump]]
-    result = net.run([update, bump])
-    assert result.err is None, result.logs
+    batches = pack([update, bump], net.owner)  # what update-config sends: one transaction, or two
+    assert batches == ([[update], [bump]] if toml.stem == "worst" else [[update, bump]])
+    for batch in batches:
+        result = net.run(batch)
+        assert result.err is None, result.logs
 
 
-@pytest.mark.parametrize("toml", REAL_CONFIGS, ids=[p.stem for p in REAL_CONFIGS])
-def test_update_config_on_a_treasurer_run_needs_two_transactions_and_each_fits(toml: Path) -> None:
+def test_update_config_at_its_longest_on_a_treasurer_run_is_split_and_each_part_lands(toml: Path) -> None:
     config, model = load_run_config(toml)
     net = Ledger()
     instance, account = _create_run(net, treasurer=True)
     me = net.owner.pubkey()
     run = pda.treasurer_run(2**64 - 1)
-    setup = {"metadata": METADATA, "config": config, "model": model, "progress": PROGRESS}
-    whole = ix.run_update(me, run, instance, account, **setup, client_version="w" * 96)
+    plan = UpdatePlan(METADATA, config, model, PROGRESS, "w" * 96)
+
+    def run_update(part: dict[str, Any]) -> Instruction:
+        return ix.run_update(me, run, instance, account, **part)
+
+    whole = run_update(dict(zip(plan.parts(), (METADATA, config, model, PROGRESS, "w" * 96), strict=True)))
     # One run_update with everything is over Solana's packet: refused before sending, never sent.
-    assert transaction_size([whole], net.owner) > PACKET_DATA_SIZE
     with pytest.raises(TransactionFailed, match=r"^transaction too large: \d+ bytes, Solana's limit is 1232"):
         build_transaction([whole], net.owner, [], Hash.default())
-    # update-config then sends the setup first and the client version second (docs/commands.md).
-    first = ix.run_update(me, run, instance, account, **setup)
-    second = ix.run_update(me, run, instance, account, client_version="w" * 96)
-    assert pack([first, second], net.owner) == [[first], [second]]
-    for part in (first, second):
-        result = net.run([part])
+    parts = plan.split(lambda part: transaction_size([run_update(part)], net.owner) <= PACKET_DATA_SIZE)
+    # Real configs: setup, then client version; the worst model: metadata, then the rest.
+    expected = [["metadata", "config", "model", "progress"], ["client_version"]]
+    if toml.stem == "worst":
+        expected = [["metadata"], ["config", "model", "progress", "client_version"]]
+    assert [list(part) for part in parts] == expected
+    for part in parts:
+        result = net.run([run_update(part)])
         assert result.err is None, result.logs
 
 

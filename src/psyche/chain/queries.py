@@ -21,7 +21,7 @@ from psyche.chain.programs import (
     ProgramIds,
 )
 from psyche.chain.rpc import AccountInfo
-from psyche.errors import AccountDecodeError, AccountNotFound, NotAuthorized
+from psyche.errors import AccountDecodeError, AccountNotFound, ConfigError, NotAuthorized
 
 
 class AccountReader(Protocol):
@@ -272,14 +272,50 @@ def earned_points(coordinator: CoordinatorAccount, user: Pubkey) -> int:
 def fetch_treasurer(
     rpc: AccountReader, run_id: str, index: int | None = None, programs: ProgramIds = DEFAULT_PROGRAM_IDS
 ) -> tuple[Pubkey, TreasurerRun] | None:
-    """The treasurer Run PDA of ``run_id`` (default index from sha256(run_id)), or None if there is none."""
-    address = pda.treasurer_run(
-        pda.treasurer_index(run_id) if index is None else index, program_id=programs.treasurer
-    )
+    """The treasurer Run PDA of ``run_id`` (default index from sha256(run_id)), or None if the run has none.
+
+    Raises:
+        ConfigError: the run has a treasurer, but not at this index (the message names the run's index),
+            or the treasurer at this index belongs to another run.
+    """
+    wanted = pda.treasurer_index(run_id) if index is None else index
+    address = pda.treasurer_run(wanted, program_id=programs.treasurer)
     info = rpc.get_account_info(address)
-    if info is None or info.lamports == 0:
+    which = f"index {wanted}" + (" (the default, from sha256 of the run id)" if index is None else "")
+    found = None if info is None or info.lamports == 0 else TreasurerRun.decode(info.data)
+    instance = pda.coordinator_instance(run_id, program_id=programs.coordinator)
+    if found is not None and found.coordinator_instance == instance:
+        return address, found
+    actual = run_treasurer(rpc, run_id, programs)
+    if actual is not None:
+        has = "has no treasurer at" if found is None else "is not the run of the treasurer at"
+        raise ConfigError(
+            f"run {run_id!r} {has} {which}; it was created with --treasurer-index {actual[1].index}: "
+            f"pass --treasurer-index {actual[1].index}"
+        )
+    if found is not None:
+        raise ConfigError(f"the treasurer at {which} belongs to another run, not to {run_id!r}")
+    return None
+
+
+def run_treasurer(
+    rpc: AccountReader, run_id: str, programs: ProgramIds = DEFAULT_PROGRAM_IDS
+) -> tuple[Pubkey, TreasurerRun] | None:
+    """The treasurer that owns ``run_id``, whatever its index, or None (no such run, or a run without one).
+
+    A treasurer-backed run's main authority is its treasurer Run PDA (two reads: instance, authority).
+    """
+    instance_address = pda.coordinator_instance(run_id, program_id=programs.coordinator)
+    info = rpc.get_account_info(instance_address)
+    try:
+        instance = CoordinatorInstance.decode(info.data) if info is not None else None
+        authority = None if instance is None else rpc.get_account_info(instance.main_authority)
+        if instance is None or authority is None or authority.owner != programs.treasurer:
+            return None
+        run = TreasurerRun.decode(authority.data)
+    except AccountDecodeError:
         return None
-    return address, TreasurerRun.decode(info.data)
+    return (instance.main_authority, run) if run.coordinator_instance == instance_address else None
 
 
 def fetch_rewards(

@@ -140,9 +140,13 @@ def read_rewards(
     rpc: queries.AccountReader, run_id: str, user: Pubkey, programs: ProgramIds
 ) -> RewardsView | None:
     """The user's treasurer rewards, or None when the run has no treasurer."""
-    if queries.fetch_treasurer(rpc, run_id, programs=programs) is None:
+    # Whatever index the owner created it with (the run's main authority), else the default index.
+    found = queries.run_treasurer(rpc, run_id, programs) or queries.fetch_treasurer(
+        rpc, run_id, None, programs
+    )
+    if found is None:
         return None
-    rewards = queries.fetch_rewards(rpc, run_id, user, programs=programs)
+    rewards = queries.fetch_rewards(rpc, run_id, user, found[1].index, programs)
     return RewardsView(
         earned=rewards.earned,
         claimed=rewards.claimed,

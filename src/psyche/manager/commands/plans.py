@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from psyche.chain.accounts.coordinator import CoordinatorAccount
 from psyche.chain.accounts.model import (
@@ -45,6 +47,25 @@ class UpdatePlan:
     def parts(self) -> list[str]:
         """The names of the parts that change, in instruction order."""
         return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
+
+    def split(self, fits: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        """The plan as keyword groups, each small enough for one instruction that ``fits`` a transaction.
+
+        All in one group when it fits; else metadata, then config/model/progress, then the client version,
+        each merged with the next while the merged group still fits (docs/commands.md, update-config).
+        """
+        groups: list[dict[str, Any]] = [
+            {"metadata": self.metadata},
+            {"config": self.config, "model": self.model, "progress": self.progress},
+            {"client_version": self.client_version},
+        ]
+        out: list[dict[str, Any]] = []
+        for group in (g for g in groups if any(v is not None for v in g.values())):
+            if out and fits(merged := {**out[-1], **group}):
+                out[-1] = merged
+            else:
+                out.append(group)
+        return out
 
 
 def switch_to_hub(model: LLM) -> LLM:

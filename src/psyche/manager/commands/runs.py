@@ -233,6 +233,8 @@ def update_config(
     client_version: str | None,
 ) -> None:
     """Change a run's config, model, progress, metadata or client version (most need a halted run)."""
+    from typing import Any
+
     from solders.instruction import Instruction
 
     from psyche.chain import instructions as ix
@@ -278,27 +280,20 @@ def update_config(
     accounts = (run.instance_address, run.coordinator_address)
     if treasurer is not None:
 
-        def run_update(setup: bool, version: str | None) -> Instruction:
+        def run_update(part: dict[str, Any]) -> Instruction:
             return ix.run_update(
                 payer,
                 treasurer[0],
                 *accounts,
-                metadata=plan.metadata if setup else None,
-                config=plan.config if setup else None,
-                model=plan.model if setup else None,
-                progress=plan.progress if setup else None,
-                client_version=version,
+                **part,
                 program_id=programs.treasurer,
                 coordinator_program_id=programs.coordinator,
             )
 
-        instructions = [run_update(True, plan.client_version)]
-        if (
-            plan.setup_changed
-            and plan.client_version is not None
-            and transaction_size(instructions, session.payer) > PACKET_DATA_SIZE
-        ):  # the setup first, the client version second: each fits Solana's 1232 bytes alone
-            instructions = [run_update(True, None), run_update(False, plan.client_version)]
+        def fits(part: dict[str, Any]) -> bool:
+            return transaction_size([run_update(part)], session.payer) <= PACKET_DATA_SIZE
+
+        instructions = [run_update(part) for part in plan.split(fits)]
     else:
         instructions = []
         if plan.setup_changed:
