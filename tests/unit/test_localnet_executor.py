@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.message import Message
@@ -133,3 +134,26 @@ def test_fee_payer_and_program_checks_land_nothing() -> None:
     missing = _execute(chain, [Instruction(Pubkey.new_unique(), b"", [])], payer)
     assert missing.err == "ProgramAccountNotFound" and missing.record is None
     assert chain.ledger.get(payer.pubkey()) == Account(10**9)
+
+
+def _budget_message(ixs: list[Instruction]) -> Message:
+    return Message.new_with_blockhash(ixs, Keypair().pubkey(), Hash.default())
+
+
+def test_compute_budget_defaults_caps_and_refusals() -> None:
+    from solders.compute_budget import set_compute_unit_limit, set_compute_unit_price
+
+    from psyche.localnet.budget import BudgetError, ComputeBudget, compute_budget
+
+    payer = Keypair()
+    pay = transfer(TransferParams(from_pubkey=payer.pubkey(), to_pubkey=Pubkey.new_unique(), lamports=1))
+    assert compute_budget(_budget_message([pay])) == ComputeBudget(200_000)
+    assert compute_budget(_budget_message([pay] * 9)) == ComputeBudget(1_400_000)  # 9 x 200k, capped
+    # ComputeBudget instructions do not count towards the default; an explicit limit is capped too.
+    assert compute_budget(_budget_message([set_compute_unit_price(1), pay])) == ComputeBudget(200_000, 1)
+    assert compute_budget(_budget_message([set_compute_unit_limit(5_000_000), pay])).unit_limit == 1_400_000
+    assert ComputeBudget(1_000, 1_500).prioritization_fee == 2  # 1.5 lamports, rounded up
+    bad = Instruction(set_compute_unit_limit(1).program_id, b"\x02\x01", [])
+    with pytest.raises(BudgetError) as raised:
+        compute_budget(_budget_message([pay, bad]))
+    assert raised.value.err == {"InstructionError": [1, "InvalidInstructionData"]}
