@@ -104,7 +104,7 @@ class RunDownClient:
         *,
         transport: httpx.BaseTransport | None = None,
         attempts: int = 3,
-        retry_delay: float = 1.0,
+        retry_delay: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = 60.0,
     ) -> None:
