@@ -258,8 +258,9 @@ class RunDownClient:
                 start, total = self._accept(response, name, url, part, offset)
                 done = start
                 on_event(TransferStarted("Downloading", index, count, name, start, total))
-                # A 416 for a complete .part has an error page for a body: nothing of it belongs to the file.
-                body = iter(()) if response.status_code == 416 else response.iter_bytes(CHUNK)
+                # Chunks as they arrive (no re-chunking buffer, whose bytes a dropped connection would lose);
+                # a 416 for a complete .part has an error page for a body: nothing of it belongs to the file.
+                body = iter(()) if response.status_code == 416 else response.iter_bytes()
                 try:
                     with part.open("ab" if start else "wb") as out:
                         for chunk in body:
