@@ -242,6 +242,21 @@ def test_upload_streams_the_exact_bytes_with_a_content_length(tmp_path: Path) ->
     ]
 
 
+def test_a_file_that_shrinks_during_the_upload_fails_instead_of_hanging(tmp_path: Path) -> None:
+    source = tmp_path / "a.bin"
+    source.write_bytes(b"abc")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        request.read()
+        return httpx.Response(200)
+
+    local = rundown.LocalFile(source, "a.bin", 10)
+    with pytest.raises(
+        RunDownError, match=r"a.bin shrank while it was uploaded \(3 of 10 bytes\); run again"
+    ):
+        client(handler).upload("https://s/put", local, 1, 1, lambda e: None)
+
+
 @pytest.mark.parametrize(
     ("response", "expected"),
     [

@@ -284,7 +284,7 @@ class RunDownClient:
             os.replace(part, destination)
         except OSError as exc:
             raise RunDownError(f"moving {part} to {destination}: {exc.strerror or exc}") from exc
-        finished = TransferDone(name, done, destination, offset if start else 0)
+        finished = TransferDone(name, done, destination, start)
         on_event(finished)
         return finished
 

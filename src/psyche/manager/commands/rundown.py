@@ -18,7 +18,7 @@ from psyche.manager.ui import UI
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from psyche.manager.rundown_client import RunDownClient, TransferDone, TransferEvent
+    from psyche.manager.rundown_client import RunDownClient, TransferDone, TransferEvent, TransferStarted
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -123,7 +123,7 @@ class TransferDisplay:
                 total = "?" if event.total is None else _mb(event.total)
                 self._ui.info(f"  {event.name}: {_mb(event.done)} of {total}")
 
-    def _started(self, event: Any) -> None:
+    def _started(self, event: TransferStarted) -> None:
         size = "" if event.total is None else f" ({_mb(event.total)})"
         where = f" at {_mb(event.offset)}" if event.offset else ""
         verb = "Resuming" if event.offset else event.verb
