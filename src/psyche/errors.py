@@ -12,6 +12,7 @@
     │   ├── InvalidClientVersion         the run's client_version is not a Docker tag or sha256 digest
     │   └── TransactionFailed            a transaction was rejected; carries logs and the program error
     ├── NotAuthorized                    the wallet may not join the run
+    ├── RunDownError                     the run-down service refused, or a transfer to/from its URLs failed
     ├── ContainerRuntimeError            the Docker engine refused or is missing
     │   ├── DockerUnavailable            no engine reachable through the SDK
     │   ├── ImagePullFailed              the registry did not give us the image
@@ -114,6 +115,10 @@ class TransactionFailed(ChainError):
 
 class NotAuthorized(RunManagerError):
     """The wallet is not authorized to join the run."""
+
+
+class RunDownError(RunManagerError):
+    """The run-down service refused a request or gave a bad answer, or an upload/download failed."""
 
 
 class ContainerRuntimeError(RunManagerError):

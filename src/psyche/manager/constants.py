@@ -68,6 +68,9 @@ DEFAULT_COORDINATOR_PROGRAM_ID: Final = "4SHugWqSXwKE5fqDchkJcPEqnoZE22VYKtSTVm7
 DEFAULT_AUTHORIZER_PROGRAM_ID: Final = "PsyAUmhpmiUouWsnJdNGFSX8vZ6rWjXjgDPHsgqPGyw"
 DEFAULT_TREASURER_PROGRAM_ID: Final = "EnU7DRx5az5YWxaxgqEGbXSYtudcfnjXewyBRRZCjJPw"
 
+# The run-down service's base URL (download-results, upload-data), as in the reference.
+DEFAULT_RUN_DOWN_SERVICE_URL: Final = "https://run-down.nousresearch.com/v1"
+
 # Relative to HOME; the seed's docs promise this default, the reference code never had it.
 DEFAULT_WALLET_RELATIVE: Final = ".config/solana/id.json"
 
