@@ -50,9 +50,17 @@ def versions(*values: str) -> Callable[[], str]:
     return lambda: remaining.pop(0) if len(remaining) > 1 else remaining[0]
 
 
-def test_from_env_reaches_the_engine(docker_client: docker.DockerClient) -> None:
+def test_from_env_reaches_the_engine_and_negotiates_its_api_version(
+    docker_client: docker.DockerClient,
+) -> None:
+    engine = docker_client.version()
     with DockerRuntime(environ=dict(os.environ)) as runtime:
-        assert runtime.version() == docker_client.version()["Version"]
+        assert runtime.version() == engine["Version"]
+        # The newest both speak: the dev engine (Debian's 20.10) tops out at 1.41, docker-py 7 at 1.45.
+        sdk_max = docker.constants.DEFAULT_DOCKER_API_VERSION
+        expected = min(engine["ApiVersion"], sdk_max, key=lambda v: tuple(map(int, v.split("."))))
+        assert runtime.api_version() == expected
+        assert runtime.list_by_label({"io.psyche.test.none": "x"}) == []  # spoken in that version
 
 
 def test_pull_reports_layer_progress_from_the_loopback_registry(

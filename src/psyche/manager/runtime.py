@@ -20,6 +20,7 @@ from psyche.errors import (
     ImagePullFailed,
     RunManagerError,
 )
+from psyche.manager.engineapi import MIN_API_VERSION, negotiate
 from psyche.manager.events import PullProgress
 from psyche.manager.images import ImageRef
 from psyche.manager.logs import (
@@ -153,7 +154,6 @@ def host_devices(exists: Callable[[str], bool] = os.path.exists) -> tuple[str, .
     return (INFINIBAND,) if exists(INFINIBAND) else ()
 
 
-API_VERSION = "1.41"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
@@ -181,6 +181,7 @@ class DockerRuntime:
 
         Raises:
             DockerUnavailable: the SDK is missing or no engine answers.
+            ContainerRuntimeError: the engine's API versions and ours do not overlap (one line, both ranges).
         """
         try:
             import docker
@@ -196,21 +197,35 @@ class DockerRuntime:
         self._connection_errors: tuple[type[BaseException], ...] = (requests.exceptions.ConnectionError,)
         owns_client = client is None
         if client is None:
-            # A pinned API version makes from_env() send nothing; the negotiation ("auto") happens in
-            # version() below, where a failure can close the client (from_env's own probe leaked a socket).
-            # 1.41 (Docker 20.10) has everything we use, device requests included; newer engines accept it.
-            try:
-                _probe_unix_socket(environ)
-                client = sdk.from_env(
-                    environment=dict(environ) if environ is not None else None, version=API_VERSION
-                )
-                client.version()
-            except (*self._foreign, OSError) as exc:
-                if client is not None:
-                    client.close()
-                raise self._unavailable(exc, environ) from exc
+            client = self._connect(environ)
         self._client: Any = client
         self._owns_client = owns_client
+
+    def _connect(self, environ: Mapping[str, str] | None) -> Any:
+        """A client speaking the API version negotiated with the engine (engineapi.negotiate).
+
+        Docker 29+ refuses API versions below 1.44, 20.10 speaks at most 1.41: no pinned version serves
+        both. A pinned version makes from_env() send nothing, so the one probe is our unversioned
+        ``GET /version``, and its client is closed whatever happens (docker-py's own version="auto" probe
+        leaked the socket of a failed connect, as did its connection object: hence the unix probe first).
+        """
+        sdk = self._docker
+        env = dict(environ) if environ is not None else None
+        probe: Any = None
+        failures: tuple[type[BaseException], ...] = (*self._foreign, OSError)
+        try:
+            _probe_unix_socket(environ)
+            probe = sdk.from_env(environment=env, version=MIN_API_VERSION)
+            answer = probe.api.version(api_version=False)
+        except failures as exc:
+            raise self._unavailable(exc, environ) from exc
+        finally:
+            if probe is not None:
+                probe.close()
+        chosen = negotiate(
+            answer if isinstance(answer, dict) else {}, str(sdk.constants.DEFAULT_DOCKER_API_VERSION)
+        )
+        return sdk.from_env(environment=env, version=chosen)
 
     def close(self) -> None:
         """Close the SDK client's connections if this runtime created the client."""
@@ -259,6 +274,10 @@ class DockerRuntime:
             return str(self._client.version().get("Version", "unknown"))
         except self._foreign as exc:
             raise self._unavailable(exc) from exc
+
+    def api_version(self) -> str:
+        """The Engine API version this runtime speaks (negotiated at connect time)."""
+        return str(self._client.api.api_version)
 
     def has_nvidia_runtime(self) -> bool:
         """Whether ``docker info`` lists an ``nvidia`` runtime."""
