@@ -42,6 +42,7 @@ GPU_MISSING = (
     "install the NVIDIA Container Toolkit, run 'nvidia-ctk runtime configure --runtime=docker' "
     "and restart Docker"
 )
+DOCKER_RUN_FAILED = "Docker run failed"
 INFINIBAND = "/dev/infiniband"
 SCRATCH_TARGET = "/scratch"
 # One read of the log response: large, so a flood costs one Python round per 64 KiB, not per line;
@@ -369,7 +370,14 @@ class DockerRuntime:
         if any(marker in text for marker in _GPU_ERRORS):
             return GpuRuntimeMissing(f"{GPU_MISSING} (engine said: {text})")
         translated = self._translate(exc, f"starting a container from {spec.image}")
-        return translated
+        if isinstance(translated, DockerUnavailable):
+            return translated
+        # The reference's wording for a refused `docker run` (client-contract 1.6), with the engine's reason.
+        return ContainerRuntimeError(
+            f"{DOCKER_RUN_FAILED}: {text}",
+            hint=f"the engine refused to create or start a container from {spec.image}: check SCRATCH_DIR "
+            "(the directory must exist), the devices and flags passed, and `run-manager doctor`",
+        )
 
     def run(self, spec: ContainerSpec) -> ContainerHandle:
         """Create and start the container, removing it again if the start fails (docker-py leaves it)."""
