@@ -240,6 +240,29 @@ def test_gpu_request_without_nvidia_runtime_is_one_clear_line_and_leaves_no_cont
     assert labelled(docker_client, container_labels) == []  # docker-py leaves it `created`; we remove it
 
 
+def test_a_refused_container_is_docker_run_failed_with_the_engines_reason_and_leaves_nothing(
+    docker_client: docker.DockerClient,
+    runtime: DockerRuntime,
+    busybox_image: Callable[[str], PushedImage],
+    container_labels: dict[str, str],
+) -> None:
+    spec = ContainerSpec(
+        image=busybox_image("rt-run").ref,
+        labels=container_labels,
+        gpus=False,
+        command=("true",),
+        runtime="no-such-runtime",
+    )
+
+    with pytest.raises(ContainerRuntimeError) as raised:
+        runtime.run(spec)
+
+    assert type(raised.value) is ContainerRuntimeError  # not the GPU refusal
+    message = str(raised.value)
+    assert message.startswith("Docker run failed: ") and "no-such-runtime" in message and "\n" not in message
+    assert labelled(docker_client, container_labels) == []
+
+
 def launch_for(pushed: PushedImage, labels: dict[str, str], script: str, run_id: str) -> LaunchConfig:
     return LaunchConfig(
         run_id=run_id,
