@@ -38,7 +38,7 @@ ProgressCallback = Callable[[PullProgress], None]
 
 DOCKER_UNAVAILABLE = "Failed to execute docker command. Is Docker installed and accessible?"
 GPU_MISSING = (
-    "the Docker engine cannot give the container GPUs (no NVIDIA runtime): "
+    "the Docker engine cannot give the container GPUs: "
     "install the NVIDIA Container Toolkit, run 'nvidia-ctk runtime configure --runtime=docker' "
     "and restart Docker"
 )
@@ -51,7 +51,7 @@ LOG_READ_SIZE = 65536
 # How much of the log's tail a catch-up reads, growing until it finds the last line the follow gave.
 CATCH_UP_TAILS = ("1024", "65536", "all")
 
-# Start errors that mean "no NVIDIA runtime", as the 20.10 engine words them.
+# Start errors that mean "no usable NVIDIA Container Toolkit", as the 20.10 engine words them.
 _GPU_ERRORS = (
     "could not select device driver",
     "unknown or invalid runtime name: nvidia",
