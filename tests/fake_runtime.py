@@ -133,7 +133,7 @@ class FakeRuntime:
         self.specs.append(spec)
         if spec.gpus and not self.gpu_available:
             # Like DockerRuntime: the created container is removed before the error is raised.
-            raise GpuRuntimeMissing("the Docker engine cannot give the container GPUs (no NVIDIA runtime)")
+            raise GpuRuntimeMissing("the Docker engine cannot give the container GPUs")
         self._seq += 1
         handle = ContainerHandle(f"c{self._seq}", spec.name or f"fake-{self._seq}")
         self.containers[handle.id] = FakeContainer(handle, spec, self.scripts.pop(0))

@@ -16,7 +16,7 @@
     ├── ContainerRuntimeError            the Docker engine refused or is missing
     │   ├── DockerUnavailable            no engine reachable through the SDK
     │   ├── ImagePullFailed              the registry did not give us the image
-    │   └── GpuRuntimeMissing            the engine has no NVIDIA runtime for the GPU request
+    │   └── GpuRuntimeMissing            the engine cannot serve the GPU device request (no NVIDIA toolkit)
     └── ClientExited                     the client container ended with a non-zero code
         └── VersionMismatch              the client reported exit code 10
 

@@ -18,6 +18,7 @@ from psyche.localnet.chain import Chain
 from psyche.localnet.demo import seed_demo
 from psyche.localnet.server import LocalnetServer
 from psyche.manager import cli as cli_module
+from psyche.manager.hardware import find_nvidia_hook
 from psyche.manager.runtime import GPU_MISSING
 from tests.integration.loopback_rpc import free_port, refusing_url
 
@@ -108,13 +109,18 @@ def test_dead_rpc_fails_while_rpc_2_answers_and_the_engine_is_checked(
     )
     assert checks["wallet file"]["status"] == "OK"
 
-    version = docker_client.version()["Version"]
-    assert checks["docker"] == {"name": "docker", "status": "OK", "detail": f"engine {version}", "fix": None}
-    if "nvidia" in (docker_client.info().get("Runtimes") or {}):
-        assert checks["nvidia runtime"]["status"] == "OK"
-    else:  # the dev engine: runc only
-        assert checks["nvidia runtime"]["status"] == "FAIL"
-        assert checks["nvidia runtime"]["fix"] == GPU_MISSING.split(": ", 1)[1]
+    engine = docker_client.version()
+    api = min((engine["ApiVersion"], "1.45"), key=lambda v: tuple(map(int, v.split("."))))
+    detail = f"engine {engine['Version']}, API {api}"  # the dev engine, 20.10: API 1.41
+    assert checks["docker"] == {"name": "docker", "status": "OK", "detail": detail, "fix": None}
+    gpu = checks["gpu access"]
+    if find_nvidia_hook() is not None:
+        assert gpu["status"] == "OK" and "--gpus all (device request) via " in gpu["detail"]
+    elif "nvidia" in (docker_client.info().get("Runtimes") or {}):
+        assert gpu["status"] == "WARN"
+    else:  # the dev engine: runc only, no toolkit on the host
+        assert gpu["status"] == "FAIL"
+        assert gpu["fix"] == GPU_MISSING.split(": ", 1)[1]
     assert checks["disk"]["status"] in {"OK", "WARN", "FAIL"}
     assert " free under " in checks["disk"]["detail"]
 

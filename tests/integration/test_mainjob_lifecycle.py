@@ -155,7 +155,9 @@ def test_gpu_request_on_an_engine_without_nvidia_fails_clearly_and_leaves_nothin
     manager = job.start(gpus=True)
     assert manager.wait(60) == 1
     err = manager.err.text
-    assert "Error: the Docker engine cannot give the container GPUs (no NVIDIA runtime): " in err
+    assert (
+        "Error: the Docker engine cannot give the container GPUs: install the NVIDIA Container Toolkit" in err
+    )
     assert "nvidia-ctk runtime configure --runtime=docker" in err
     assert "Traceback" not in err
     assert job.containers() == []

@@ -50,9 +50,17 @@ def versions(*values: str) -> Callable[[], str]:
     return lambda: remaining.pop(0) if len(remaining) > 1 else remaining[0]
 
 
-def test_from_env_reaches_the_engine(docker_client: docker.DockerClient) -> None:
+def test_from_env_reaches_the_engine_and_negotiates_its_api_version(
+    docker_client: docker.DockerClient,
+) -> None:
+    engine = docker_client.version()
     with DockerRuntime(environ=dict(os.environ)) as runtime:
-        assert runtime.version() == docker_client.version()["Version"]
+        assert runtime.version() == engine["Version"]
+        # The newest both speak: the dev engine (Debian's 20.10) tops out at 1.41, docker-py 7 at 1.45.
+        sdk_max = docker.constants.DEFAULT_DOCKER_API_VERSION
+        expected = min(engine["ApiVersion"], sdk_max, key=lambda v: tuple(map(int, v.split("."))))
+        assert runtime.api_version() == expected
+        assert runtime.list_by_label({"io.psyche.test.none": "x"}) == []  # spoken in that version
 
 
 def test_pull_reports_layer_progress_from_the_loopback_registry(
@@ -230,6 +238,29 @@ def test_gpu_request_without_nvidia_runtime_is_one_clear_line_and_leaves_no_cont
     assert "install the NVIDIA Container Toolkit" in message and "\n" not in message
     assert "could not select device driver" in message
     assert labelled(docker_client, container_labels) == []  # docker-py leaves it `created`; we remove it
+
+
+def test_a_refused_container_is_docker_run_failed_with_the_engines_reason_and_leaves_nothing(
+    docker_client: docker.DockerClient,
+    runtime: DockerRuntime,
+    busybox_image: Callable[[str], PushedImage],
+    container_labels: dict[str, str],
+) -> None:
+    spec = ContainerSpec(
+        image=busybox_image("rt-run").ref,
+        labels=container_labels,
+        gpus=False,
+        command=("true",),
+        runtime="no-such-runtime",
+    )
+
+    with pytest.raises(ContainerRuntimeError) as raised:
+        runtime.run(spec)
+
+    assert type(raised.value) is ContainerRuntimeError  # not the GPU refusal
+    message = str(raised.value)
+    assert message.startswith("Docker run failed: ") and "no-such-runtime" in message and "\n" not in message
+    assert labelled(docker_client, container_labels) == []
 
 
 def launch_for(pushed: PushedImage, labels: dict[str, str], script: str, run_id: str) -> LaunchConfig:

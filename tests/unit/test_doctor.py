@@ -23,6 +23,7 @@ from psyche.manager.hardware import (
     DiskUsage,
     Gpu,
     GpuProbe,
+    find_nvidia_hook,
     load_parallelism_table,
     parse_nvidia_smi,
     probe_gpus,
@@ -102,6 +103,9 @@ class FakeEngine:
     def version(self) -> str:
         return "27.1.0"
 
+    def api_version(self) -> str:
+        return "1.45"
+
     def has_nvidia_runtime(self) -> bool:
         return self.nvidia
 
@@ -132,6 +136,7 @@ class World:
     mode: int = 0o100600
     clock: Clock = dataclasses.field(default_factory=Clock)
     opened: list[FakeRpc] = dataclasses.field(default_factory=list)
+    hook: str | None = "/usr/bin/nvidia-container-runtime-hook"
 
     def __post_init__(self) -> None:
         key = self.tmp / "id.json"
@@ -180,6 +185,7 @@ class World:
             ws=self.ws,
             runtime=self.runtime,
             gpus=lambda: self.gpus,
+            nvidia_hook=lambda: self.hook,
             disk_usage=self.disk,
             parallelism_table=table,
             file_mode=lambda path: self.mode,
@@ -205,7 +211,7 @@ def test_healthy_machine_is_all_ok_and_exits_zero(world: World) -> None:
     checks = world.doctor()
     assert list(checks) == [
         "env", "wallet", "wallet file", "RPC", "RPC_2", "WS_RPC", "WS_RPC_2", "balance", "run", "image",
-        "authorization", "docker", "nvidia runtime", "disk", "gpus", "parallelism", "shm",
+        "authorization", "docker", "gpu access", "disk", "gpus", "parallelism", "shm",
     ]  # fmt: skip
     assert set(statuses(checks).values()) == {"OK"}, statuses(checks)
     assert exit_code(world.checks) == 0
@@ -363,19 +369,69 @@ def test_docker_unreachable_fails_and_skips_engine_checks(world: World) -> None:
     world.engine = None
     checks = world.doctor()
     assert (checks["docker"].status, checks["docker"].fix) == (Status.FAIL, "start Docker, check DOCKER_HOST")
-    assert checks["nvidia runtime"].status == checks["disk"].status == Status.SKIP
+    assert checks["gpu access"].status == checks["disk"].status == Status.SKIP
     assert checks["image"].detail == "nousresearch/psyche-client:v1"
 
 
-def test_missing_nvidia_runtime_fails_unless_no_gpus(world: World) -> None:
+FIX = (
+    "install the NVIDIA Container Toolkit, run 'nvidia-ctk runtime configure --runtime=docker' "
+    "and restart Docker"
+)
+HOOK = "/usr/bin/nvidia-container-runtime-hook"
+
+
+@pytest.mark.parametrize(
+    ("listed", "hook", "status", "detail"),
+    [
+        (True, HOOK, Status.OK, f"--gpus all (device request) via {HOOK}; nvidia runtime listed"),
+        # The main job never selects the nvidia runtime: a missing entry alone is fine.
+        (
+            False,
+            HOOK,
+            Status.OK,
+            f"--gpus all (device request) via {HOOK}; no nvidia runtime entry (not needed)",
+        ),
+        (
+            True,
+            None,
+            Status.WARN,
+            "the engine lists the nvidia runtime, but no nvidia-container-runtime-hook is on this host: "
+            "the client's --gpus all (device request) may be refused",
+        ),
+        (
+            False,
+            None,
+            Status.FAIL,
+            "no nvidia-container-runtime-hook on this host and no nvidia runtime in the engine: the client's "
+            "--gpus all (device request) would be refused ('could not select device driver')",
+        ),
+    ],
+    ids=["runtime-and-hook", "hook-only", "runtime-only", "neither"],
+)
+def test_gpu_access_is_judged_by_what_the_device_request_needs(
+    world: World, listed: bool, hook: str | None, status: Status, detail: str
+) -> None:
+    world.engine = FakeEngine(nvidia=listed)
+    world.hook = hook
+    checks = world.doctor()
+    check = checks["gpu access"]
+    assert (check.status, check.detail) == (status, detail)
+    assert check.fix == (None if status == Status.OK else FIX)
+    assert exit_code(world.checks) == (1 if status == Status.FAIL else 0)
+
+
+def test_gpu_access_is_not_needed_with_no_gpus(world: World) -> None:
     world.engine = FakeEngine(nvidia=False)
-    check = world.doctor()["nvidia runtime"]
-    assert check.status == Status.FAIL
-    assert check.fix == (
-        "install the NVIDIA Container Toolkit, run 'nvidia-ctk runtime configure --runtime=docker' "
-        "and restart Docker"
+    world.hook = None
+    check = world.doctor(gpus=False)["gpu access"]
+    assert (check.status, check.detail) == (
+        Status.OK,
+        "not needed: --no-gpus (the client container asks for no GPUs)",
     )
-    assert world.doctor(gpus=False)["nvidia runtime"].status == Status.WARN
+
+
+def test_the_engine_line_shows_the_negotiated_api_version(world: World) -> None:
+    assert world.doctor()["docker"].detail == "engine 27.1.0, API 1.45"
 
 
 def test_no_gpu_fails_unless_no_gpus(world: World) -> None:
@@ -514,3 +570,18 @@ def test_bundled_parallelism_table_is_read_without_torch() -> None:
 def test_settings_type_is_what_the_doctor_gets(world: World) -> None:
     assert isinstance(world.seams().settings(), Settings)
     assert isinstance(load_wallet(world.seams().settings()), Wallet)
+
+
+def test_the_nvidia_hook_is_looked_for_on_path_then_in_the_usual_bin_dirs() -> None:
+    asked: list[tuple[str, str | None]] = []
+
+    def which(name: str, path: str | None = None) -> str | None:
+        asked.append((name, path))
+        return "/usr/sbin/nvidia-container-toolkit" if name == "nvidia-container-toolkit" and path else None
+
+    assert find_nvidia_hook(which) == "/usr/sbin/nvidia-container-toolkit"
+    assert asked[:2] == [
+        ("nvidia-container-runtime-hook", None),
+        ("nvidia-container-runtime-hook", "/usr/bin:/usr/sbin:/usr/local/bin:/usr/local/sbin"),
+    ]
+    assert find_nvidia_hook(lambda name, path=None: None) is None

@@ -76,6 +76,8 @@ class EngineProbe(Protocol):
 
     def version(self) -> str: ...
 
+    def api_version(self) -> str: ...
+
     def has_nvidia_runtime(self) -> bool: ...
 
     def image_exists(self, image: str) -> bool: ...
@@ -93,6 +95,7 @@ class Seams:
     ws: Callable[[str, float], None]  # one pubsub round trip; raises RunManagerError
     runtime: Callable[[], EngineProbe]  # raises DockerUnavailable
     gpus: Callable[[], GpuProbe]
+    nvidia_hook: Callable[[], str | None]  # the NVIDIA Container Toolkit's hook on this host, or None
     disk_usage: Callable[[Path], DiskUsage]  # raises OSError
     parallelism_table: Callable[[], ParallelismTable]
     file_mode: Callable[[Path], int]  # st_mode; raises OSError
@@ -361,7 +364,7 @@ def run_doctor(seams: Seams, options: DoctorOptions = DoctorOptions()) -> list[C
     checks.append(env_check)
     wallet: Wallet | None = None
     run: Run | None = None
-    engine_checks, engine = check_engine(seams.runtime, options.gpus)
+    engine_checks, engine = check_engine(seams.runtime, seams.nvidia_hook, options.gpus)
     if settings is not None:
         wallet_checks, wallet = check_wallet(settings, seams.wallet, seams.file_mode)
         checks += wallet_checks

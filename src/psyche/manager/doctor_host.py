@@ -1,4 +1,4 @@
-"""The doctor's engine and host checks: Docker and its NVIDIA runtime, GPUs, parallelism, disk and shm."""
+"""The doctor's engine and host checks: Docker and GPU access, GPUs, parallelism, disk and shm."""
 
 from __future__ import annotations
 
@@ -32,29 +32,48 @@ def parse_size(text: str) -> int:
 
 
 def check_engine(
-    connect: Callable[[], EngineProbe], need_gpus: bool = True
+    connect: Callable[[], EngineProbe], nvidia_hook: Callable[[], str | None], need_gpus: bool = True
 ) -> tuple[list[Check], EngineProbe | None]:
-    """The Docker daemon answers (and its version); the NVIDIA runtime is registered in it."""
+    """The Docker daemon answers (version, negotiated API version); the GPU access the client needs."""
     try:
         engine = connect()
         version = engine.version()
+        api = engine.api_version()
     except RunManagerError as err:
-        return [Check("docker", Status.FAIL, err.message, err.hint), skip("nvidia runtime", "docker")], None
-    checks = [Check("docker", Status.OK, f"engine {version}")]
-    try:
-        nvidia = engine.has_nvidia_runtime()
-    except RunManagerError as err:
-        checks.append(Check("nvidia runtime", Status.FAIL, err.message, err.hint))
-        return checks, engine
-    if nvidia:
-        checks.append(Check("nvidia runtime", Status.OK, "the engine lists the nvidia runtime"))
-    else:
-        from psyche.manager.runtime import GPU_MISSING
-
-        fix = GPU_MISSING.split(": ", 1)[1]
-        status = Status.FAIL if need_gpus else Status.WARN
-        checks.append(Check("nvidia runtime", status, "the engine lists no nvidia runtime", fix))
+        return [Check("docker", Status.FAIL, err.message, err.hint), skip("gpu access", "docker")], None
+    checks = [Check("docker", Status.OK, f"engine {version}, API {api}")]
+    checks.append(check_gpu_access(engine, nvidia_hook, need_gpus))
     return checks, engine
+
+
+def check_gpu_access(engine: EngineProbe, nvidia_hook: Callable[[], str | None], need_gpus: bool) -> Check:
+    """What the main job needs for GPUs: Docker's device request (--gpus all), served by the NVIDIA
+    Container Toolkit's hook. An ``nvidia`` runtime entry in ``docker info`` is not needed (never used)."""
+    from psyche.manager.runtime import GPU_MISSING
+
+    name = "gpu access"
+    if not need_gpus:
+        return Check(name, Status.OK, "not needed: --no-gpus (the client container asks for no GPUs)")
+    fix = GPU_MISSING.split(": ", 1)[1]
+    try:
+        listed = engine.has_nvidia_runtime()
+    except RunManagerError as err:
+        return Check(name, Status.FAIL, f"cannot ask the engine: {err.message}", err.hint)
+    entry = "nvidia runtime listed" if listed else "no nvidia runtime entry (not needed)"
+    hook = nvidia_hook()
+    if hook is not None:
+        return Check(name, Status.OK, f"--gpus all (device request) via {hook}; {entry}")
+    if listed:
+        detail = (
+            "the engine lists the nvidia runtime, but no nvidia-container-runtime-hook is on this host: "
+            "the client's --gpus all (device request) may be refused"
+        )
+        return Check(name, Status.WARN, detail, fix)
+    detail = (
+        "no nvidia-container-runtime-hook on this host and no nvidia runtime in the engine: the client's "
+        "--gpus all (device request) would be refused ('could not select device driver')"
+    )
+    return Check(name, Status.FAIL, detail, fix)
 
 
 def check_gpus(probe: GpuProbe, need_gpus: bool = True) -> Check:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
@@ -15,6 +16,10 @@ from psyche.errors import RpcError
 from psyche.parallelism import Table, load_bundled_table
 
 NVIDIA_SMI = "nvidia-smi"
+# The NVIDIA Container Toolkit's OCI prestart hook (and its older alias). Docker registers its "nvidia"
+# device driver, which serves --gpus (device requests), only when the hook is on the engine's PATH.
+NVIDIA_HOOKS = ("nvidia-container-runtime-hook", "nvidia-container-toolkit")
+HOOK_DIRS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
 NVIDIA_SMI_ARGS = ("--query-gpu=name,memory.total,driver_version", "--format=csv,noheader")
 
 Runner = Callable[[Sequence[str], float], tuple[int, str, str]]
@@ -91,6 +96,15 @@ def probe_gpus(
         return GpuProbe((), f"no NVIDIA GPU visible (nvidia-smi: {reason})")
     gpus = parse_nvidia_smi(out)
     return GpuProbe(gpus, None if gpus else "no NVIDIA GPU visible (nvidia-smi listed none)")
+
+
+def find_nvidia_hook(which: Callable[..., str | None] = shutil.which) -> str | None:
+    """Where this host has the NVIDIA Container Toolkit's hook (PATH, then the usual bin dirs), or None."""
+    for name in NVIDIA_HOOKS:
+        found = which(name) or which(name, path=os.pathsep.join(HOOK_DIRS))
+        if found:
+            return found
+    return None
 
 
 def disk_usage(path: Path) -> DiskUsage:

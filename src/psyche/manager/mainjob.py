@@ -183,7 +183,7 @@ def run_main_job(app: App) -> int:
     policy = restart_policy(app.environ)
     runtime = DockerRuntime(environ=app.environ)
     try:
-        ui.info(f"Docker engine {runtime.version()} reachable")
+        ui.info(f"Docker engine {runtime.version()} reachable (API {runtime.api_version()})")
         selected = select_run(app, programs)
         run = selected.run
         ui.info(f"Authorized to join run {run.run_id!r} through grantee {selected.grantee}")

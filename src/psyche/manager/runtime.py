@@ -20,6 +20,7 @@ from psyche.errors import (
     ImagePullFailed,
     RunManagerError,
 )
+from psyche.manager.engineapi import MIN_API_VERSION, negotiate
 from psyche.manager.events import PullProgress
 from psyche.manager.images import ImageRef
 from psyche.manager.logs import (
@@ -37,10 +38,11 @@ ProgressCallback = Callable[[PullProgress], None]
 
 DOCKER_UNAVAILABLE = "Failed to execute docker command. Is Docker installed and accessible?"
 GPU_MISSING = (
-    "the Docker engine cannot give the container GPUs (no NVIDIA runtime): "
+    "the Docker engine cannot give the container GPUs: "
     "install the NVIDIA Container Toolkit, run 'nvidia-ctk runtime configure --runtime=docker' "
     "and restart Docker"
 )
+DOCKER_RUN_FAILED = "Docker run failed"
 INFINIBAND = "/dev/infiniband"
 SCRATCH_TARGET = "/scratch"
 # One read of the log response: large, so a flood costs one Python round per 64 KiB, not per line;
@@ -49,7 +51,7 @@ LOG_READ_SIZE = 65536
 # How much of the log's tail a catch-up reads, growing until it finds the last line the follow gave.
 CATCH_UP_TAILS = ("1024", "65536", "all")
 
-# Start errors that mean "no NVIDIA runtime", as the 20.10 engine words them.
+# Start errors that mean "no usable NVIDIA Container Toolkit", as the 20.10 engine words them.
 _GPU_ERRORS = (
     "could not select device driver",
     "unknown or invalid runtime name: nvidia",
@@ -153,7 +155,6 @@ def host_devices(exists: Callable[[str], bool] = os.path.exists) -> tuple[str, .
     return (INFINIBAND,) if exists(INFINIBAND) else ()
 
 
-API_VERSION = "1.41"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
@@ -181,6 +182,7 @@ class DockerRuntime:
 
         Raises:
             DockerUnavailable: the SDK is missing or no engine answers.
+            ContainerRuntimeError: the engine's API versions and ours do not overlap (one line, both ranges).
         """
         try:
             import docker
@@ -196,21 +198,35 @@ class DockerRuntime:
         self._connection_errors: tuple[type[BaseException], ...] = (requests.exceptions.ConnectionError,)
         owns_client = client is None
         if client is None:
-            # A pinned API version makes from_env() send nothing; the negotiation ("auto") happens in
-            # version() below, where a failure can close the client (from_env's own probe leaked a socket).
-            # 1.41 (Docker 20.10) has everything we use, device requests included; newer engines accept it.
-            try:
-                _probe_unix_socket(environ)
-                client = sdk.from_env(
-                    environment=dict(environ) if environ is not None else None, version=API_VERSION
-                )
-                client.version()
-            except (*self._foreign, OSError) as exc:
-                if client is not None:
-                    client.close()
-                raise self._unavailable(exc, environ) from exc
+            client = self._connect(environ)
         self._client: Any = client
         self._owns_client = owns_client
+
+    def _connect(self, environ: Mapping[str, str] | None) -> Any:
+        """A client speaking the API version negotiated with the engine (engineapi.negotiate).
+
+        Docker 29+ refuses API versions below 1.44, 20.10 speaks at most 1.41: no pinned version serves
+        both. A pinned version makes from_env() send nothing, so the one probe is our unversioned
+        ``GET /version``, and its client is closed whatever happens (docker-py's own version="auto" probe
+        leaked the socket of a failed connect, as did its connection object: hence the unix probe first).
+        """
+        sdk = self._docker
+        env = dict(environ) if environ is not None else None
+        probe: Any = None
+        failures: tuple[type[BaseException], ...] = (*self._foreign, OSError)
+        try:
+            _probe_unix_socket(environ)
+            probe = sdk.from_env(environment=env, version=MIN_API_VERSION)
+            answer = probe.api.version(api_version=False)
+        except failures as exc:
+            raise self._unavailable(exc, environ) from exc
+        finally:
+            if probe is not None:
+                probe.close()
+        chosen = negotiate(
+            answer if isinstance(answer, dict) else {}, str(sdk.constants.DEFAULT_DOCKER_API_VERSION)
+        )
+        return sdk.from_env(environment=env, version=chosen)
 
     def close(self) -> None:
         """Close the SDK client's connections if this runtime created the client."""
@@ -259,6 +275,10 @@ class DockerRuntime:
             return str(self._client.version().get("Version", "unknown"))
         except self._foreign as exc:
             raise self._unavailable(exc) from exc
+
+    def api_version(self) -> str:
+        """The Engine API version this runtime speaks (negotiated at connect time)."""
+        return str(self._client.api.api_version)
 
     def has_nvidia_runtime(self) -> bool:
         """Whether ``docker info`` lists an ``nvidia`` runtime."""
@@ -350,7 +370,14 @@ class DockerRuntime:
         if any(marker in text for marker in _GPU_ERRORS):
             return GpuRuntimeMissing(f"{GPU_MISSING} (engine said: {text})")
         translated = self._translate(exc, f"starting a container from {spec.image}")
-        return translated
+        if isinstance(translated, DockerUnavailable):
+            return translated
+        # The reference's wording for a refused `docker run` (client-contract 1.6), with the engine's reason.
+        return ContainerRuntimeError(
+            f"{DOCKER_RUN_FAILED}: {text}",
+            hint=f"the engine refused to create or start a container from {spec.image}: check SCRATCH_DIR "
+            "(the directory must exist), the devices and flags passed, and `run-manager doctor`",
+        )
 
     def run(self, spec: ContainerSpec) -> ContainerHandle:
         """Create and start the container, removing it again if the start fails (docker-py leaves it)."""

@@ -47,6 +47,7 @@ def real_seams(app: App, engines: list[EngineProbe]) -> Seams:
         ws=hardware.ws_round_trip,
         runtime=runtime,
         gpus=hardware.probe_gpus,
+        nvidia_hook=hardware.find_nvidia_hook,
         disk_usage=hardware.disk_usage,
         parallelism_table=hardware.load_parallelism_table,
         file_mode=lambda path: path.stat().st_mode,
@@ -108,7 +109,7 @@ def doctor(app: App, as_json: bool, local: bool, no_gpus: bool, image_size: floa
     """Check everything a join needs and print one line per check (OK / WARN / FAIL) with its fix.
 
     Covers the .env, the wallet (file mode, SOL balance), each RPC and WS endpoint (latency), the run
-    (state, client_version, image), the wallet's authorization, Docker and its NVIDIA runtime, the GPUs
+    (state, client_version, image), the wallet's authorization, Docker (API version) and GPU access, the GPUs
     and the parallelism settings, free disk and shm. Exit code 0 only when nothing FAILs.
     """
     from psyche.manager.doctor import DoctorOptions, exit_code, run_doctor
