@@ -12,8 +12,11 @@ from solders.pubkey import Pubkey
 
 from psyche.chain.accounts.coordinator import RunState
 from psyche.chain.programs import DEFAULT_PROGRAM_IDS, PERMISSIONLESS_GRANTEE
-from psyche.errors import RunManagerError
+from psyche.chain.rpc import AccountInfo
+from psyche.errors import RpcUnavailable, RunManagerError
 from psyche.manager import events as ev
+from psyche.manager.chainwait import ChainWait
+from psyche.manager.launch import RestartPolicy
 from psyche.manager.mainjob import container_env, discover_run
 from psyche.manager.render import MANAGER_PREFIX, EventRenderer
 from psyche.manager.settings import load_settings
@@ -78,6 +81,54 @@ def test_discovery_without_any_run_names_the_program() -> None:
     ui, _, _ = UI.for_tests()
     with pytest.raises(RunManagerError, match="No runs found on coordinator program 4SHug"):
         discover_run(FakeChain(), Pubkey.new_unique(), None, None, DEFAULT_PROGRAM_IDS, ui, now=0)
+
+
+class FlakyChain(FakeChain):
+    """The chain goes away after listing the runs (``outage`` reads of one run fail), then comes back."""
+
+    def __init__(self, outage: int) -> None:
+        super().__init__()
+        self.outage = outage
+
+    def get_account_info(self, pubkey: Pubkey) -> AccountInfo | None:
+        if self.outage:
+            self.outage -= 1
+            raise RpcUnavailable({"http://127.0.0.1:8899": "timed out after 10s (ReadTimeout)"})
+        return super().get_account_info(pubkey)
+
+
+def test_discovery_waits_out_a_chain_lost_mid_lookup_instead_of_finding_nothing_joinable() -> None:
+    chain = FlakyChain(outage=2)
+    seed_run(chain, "waiting")
+    seed_authorization(chain, PERMISSIONLESS_GRANTEE)
+    ui, out, err = UI.for_tests()
+    delays: list[float] = []
+    wait = ChainWait(RestartPolicy().chain_retry, lambda d: delays.append(d) is None, EventRenderer(ui))
+    chosen = wait.read(
+        lambda: discover_run(chain, Pubkey.new_unique(), None, None, DEFAULT_PROGRAM_IDS, ui, 0)
+    )
+    assert chosen.run.run_id == "waiting"
+    assert delays == [1.0, 2.0]
+    assert (
+        out.getvalue().count("Found 1 available run(s):") == 1
+    )  # the table once, from the lookup that worked
+    assert err.getvalue().splitlines() == [
+        f"Warning: {MANAGER_PREFIX} chain unreachable, retrying until it answers (next try in 1s): "
+        "all RPC endpoints failed: http://127.0.0.1:8899: timed out after 10s (ReadTimeout)",
+        f"{MANAGER_PREFIX} chain reachable again after 0s",
+    ]
+
+
+def test_renderer_gives_up_with_a_warning_leaving_the_one_error_line_to_the_error() -> None:
+    ui, _, err = UI.for_tests()
+    EventRenderer(ui, stdout=io.StringIO())(
+        ev.GivingUp("exit code 3, 3 quick failures in a row", 3, ("boom",))
+    )
+    assert err.getvalue().splitlines() == [
+        f"Warning: {MANAGER_PREFIX} giving up: exit code 3, 3 quick failures in a row",
+        f"{MANAGER_PREFIX} last 1 client log lines:",
+        "  boom",
+    ]
 
 
 def test_renderer_keeps_client_lines_verbatim_and_marks_manager_lines() -> None:
