@@ -184,7 +184,7 @@ def test_dead_primary_rpc_and_ws_the_job_runs_through_rpc_2(
     assert manager.wait(30) == 0
     assert job.containers() == []
     # The dead WS_RPC's retries beside a subscribed WS_RPC_2 are no news: no "down" line at all.
-    assert "no WebSocket subscription" not in manager.err.text
+    assert "polling meanwhile" not in manager.err.text
 
 
 def test_a_primary_rpc_node_behind_the_job_runs_through_rpc_2(
