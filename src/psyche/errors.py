@@ -5,7 +5,7 @@
     ├── WalletError                      the keypair cannot be read or does not hold together
     ├── ChainError
     │   ├── RpcError                     an RPC exchange failed
-    │   │   ├── RpcUnavailable           every endpoint failed; lists each with its last error
+    │   │   ├── RpcUnavailable           every endpoint failed; lists each with its last error; .transient
     │   │   └── RpcResponseError         the node answered with a JSON-RPC error (an answer, not retried)
     │   ├── AccountNotFound              the address holds no account
     │   ├── AccountDecodeError           the bytes are not the account type we expected
@@ -58,10 +58,15 @@ class RpcError(ChainError):
 
 
 class RpcUnavailable(RpcError):
-    """Every configured endpoint failed; ``failures`` maps each (redacted) endpoint to its last error."""
+    """Every configured endpoint failed; ``failures`` maps each (redacted) endpoint to its last error.
 
-    def __init__(self, failures: dict[str, str]) -> None:
+    ``transient``: at least one endpoint failed in a way a later try may not repeat (unreachable, timed out,
+    busy, node behind); False when every endpoint refused for good (401/403, wrong path, bad URL).
+    """
+
+    def __init__(self, failures: dict[str, str], *, transient: bool = True) -> None:
         self.failures = dict(failures)
+        self.transient = transient
         detail = "; ".join(f"{url}: {err}" for url, err in self.failures.items())
         super().__init__(
             f"all RPC endpoints failed: {detail}",

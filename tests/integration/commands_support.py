@@ -51,20 +51,30 @@ class Localnet:
 
 
 @contextlib.contextmanager
-def localnet_process() -> Iterator[Localnet]:
-    """Start the local chain as users do (`run-manager localnet`), wait for its ready line, stop it after."""
+def localnet_process(
+    *,
+    ledger: Path | None = None,
+    rpc_port: int = 0,
+    ws_port: int = 0,
+    stop_signal: signal.Signals = signal.SIGTERM,
+) -> Iterator[Localnet]:
+    """Start the local chain as users do (`run-manager localnet`), wait for its ready line, stop it after.
+
+    ``ledger`` and fixed ports let a test bring the same chain back after ``stop_signal`` (SIGKILL: a crash).
+    """
     command = [
         sys.executable,
         "-c",
         "from psyche.manager.cli import main; main()",
         "localnet",
         "--rpc-port",
-        "0",
+        str(rpc_port),
         "--ws-port",
-        "0",
+        str(ws_port),
         "--slot-ms",
         "20",
         "--clock-control",
+        *(("--ledger", str(ledger)) if ledger is not None else ()),
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RPC", "WS_RPC"))}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -85,7 +95,7 @@ def localnet_process() -> Iterator[Localnet]:
             raise RuntimeError(f"run-manager localnet exited with {proc.wait()} before it was ready")
         yield Localnet(urls["rpc"], urls["ws"])
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop_signal)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

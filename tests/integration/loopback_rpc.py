@@ -64,7 +64,7 @@ class _HttpServer(ThreadingHTTPServer):
 
 
 class JsonRpcServer:
-    """A threaded HTTP server: ``mode`` is healthy, jsonrpc-error, 429, 500, 503 or garbage-200.
+    """A threaded HTTP server: ``mode`` is healthy, jsonrpc-error, node-behind, 429, 500, 503 or garbage-200.
 
     Healthy answers getAccountInfo (ACCOUNT_DATA), getSlot and getHealth; ``requests`` counts POSTs.
     """
@@ -88,6 +88,9 @@ class JsonRpcServer:
         rid, method = request.get("id"), request.get("method")
         if self.mode == "jsonrpc-error":
             return {"jsonrpc": "2.0", "id": rid, "error": {"code": -32602, "message": "Invalid params"}}
+        if self.mode == "node-behind":  # what a lagging Solana node answers to every request
+            behind = {"code": -32005, "message": "Node is behind by 42 slots", "data": {"numSlotsBehind": 42}}
+            return {"jsonrpc": "2.0", "id": rid, "error": behind}
         results: dict[str, Any] = {
             "getSlot": self.slot,
             "getHealth": "ok",

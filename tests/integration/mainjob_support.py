@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import docker
 import pytest
@@ -71,9 +71,9 @@ class Chain:
 
 
 @contextlib.contextmanager
-def chain(home: Path) -> Iterator[Chain]:
-    """A local chain with a funded owner who authorized everyone to join its runs."""
-    with localnet_process() as net:
+def chain(home: Path, **localnet: Any) -> Iterator[Chain]:
+    """A local chain with a funded owner who authorized everyone to join its runs (see localnet_process)."""
+    with localnet_process(**localnet) as net:
         owner_key = Keypair()
         net.airdrop(owner_key)
         keys = home / "keys"

@@ -16,6 +16,7 @@ from solders.keypair import Keypair
 
 from tests.integration.commands_support import dead_url
 from tests.integration.conftest import PushedImage
+from tests.integration.loopback_rpc import servers
 from tests.integration.mainjob_support import Job, job, versions, world
 
 __all__ = ["job", "versions", "world"]  # fixtures used by name
@@ -183,4 +184,26 @@ def test_dead_primary_rpc_and_ws_the_job_runs_through_rpc_2(
     manager.out.wait_for(f"client {b.tag} up")
     manager.signal(signal.SIGTERM)
     assert manager.wait(30) == 0
+    assert job.containers() == []
+    # The dead WS_RPC's retries beside a subscribed WS_RPC_2 are no news: no "down" line at all.
+    assert "polling meanwhile" not in manager.err.text
+
+
+def test_a_primary_rpc_node_behind_the_job_runs_through_rpc_2(
+    job: Job, versions: tuple[PushedImage, PushedImage]
+) -> None:
+    a, _ = versions
+    job.world.create_run(job.run_id, a.tag)
+    net = job.world.net
+    with servers("node-behind") as [behind]:
+        manager = job.start(
+            env_file=job.env_file(rpc=behind.url, extra={"RPC_2": net.rpc_url, "WS_RPC_2": net.ws_url})
+        )
+        manager.out.wait_for("tick 3")
+        assert behind.requests > 0  # asked first, answered -32005, and the lookup moved on to RPC_2
+        [running] = job.containers()
+        assert running.status == "running"
+        manager.signal(signal.SIGTERM)
+        assert manager.wait(30) == 0
+    assert "Error:" not in manager.err.text and "chain unreachable" not in manager.err.text
     assert job.containers() == []

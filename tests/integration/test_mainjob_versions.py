@@ -145,4 +145,5 @@ def test_crash_loop_backs_off_then_gives_up(job: Job, versions: tuple[PushedImag
         f"boom {versions[0].tag}",
         "Error: the client kept failing: exit code 3, 3 times in a row",
     )
+    assert err.count("Error:") == 1  # the give-up line is a warning; the one Error: line is the error's
     assert job.containers() == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,12 +13,17 @@ from solders.pubkey import Pubkey
 
 from psyche.chain.accounts.coordinator import RunState
 from psyche.chain.programs import DEFAULT_PROGRAM_IDS, PERMISSIONLESS_GRANTEE
-from psyche.errors import RunManagerError
+from psyche.chain.rpc import AccountInfo
+from psyche.errors import RpcUnavailable, RunManagerError
 from psyche.manager import events as ev
-from psyche.manager.mainjob import container_env, discover_run
+from psyche.manager.app import App, RootOptions
+from psyche.manager.chainwait import ChainWait
+from psyche.manager.launch import RestartPolicy
+from psyche.manager.mainjob import container_env, discover_run, select_run
 from psyche.manager.render import MANAGER_PREFIX, EventRenderer
 from psyche.manager.settings import load_settings
 from psyche.manager.ui import UI
+from tests.fake_runtime import FakeClock
 from tests.unit.test_queries import OWNER, FakeChain, seed_authorization, seed_run
 
 SECRET = "[" + ",".join(str(b) for b in bytes(Keypair())) + "]"
@@ -78,6 +84,86 @@ def test_discovery_without_any_run_names_the_program() -> None:
     ui, _, _ = UI.for_tests()
     with pytest.raises(RunManagerError, match="No runs found on coordinator program 4SHug"):
         discover_run(FakeChain(), Pubkey.new_unique(), None, None, DEFAULT_PROGRAM_IDS, ui, now=0)
+
+
+class FlakyChain(FakeChain):
+    """The chain goes away after listing the runs (``outage`` reads of one run fail), then comes back."""
+
+    def __init__(self, outage: int) -> None:
+        super().__init__()
+        self.outage = outage
+
+    def get_account_info(self, pubkey: Pubkey) -> AccountInfo | None:
+        if self.outage:
+            self.outage -= 1
+            raise RpcUnavailable({"http://127.0.0.1:8899": "timed out after 10s (ReadTimeout)"})
+        return super().get_account_info(pubkey)
+
+
+DOWN_LINE = (
+    f"Warning: {MANAGER_PREFIX} chain unreachable, retrying until it answers (next try in 1s): "
+    "all RPC endpoints failed: http://127.0.0.1:8899: timed out after 10s (ReadTimeout)"
+)
+
+
+def chain_wait(clock: FakeClock, on_event: Callable[[ev.Event], None]) -> ChainWait:
+    """The main job's start-up wait, on a fake clock."""
+
+    def sleep(delay: float) -> bool:
+        clock.sleep(delay)
+        return True
+
+    return ChainWait(RestartPolicy().chain_retry, sleep, on_event, monotonic=clock.monotonic)
+
+
+def test_discovery_waits_out_a_chain_lost_mid_lookup_instead_of_finding_nothing_joinable() -> None:
+    chain = FlakyChain(outage=2)
+    seed_run(chain, "waiting")
+    seed_authorization(chain, PERMISSIONLESS_GRANTEE)
+    ui, out, err = UI.for_tests()
+    wait = chain_wait(FakeClock(), EventRenderer(ui))
+    user = Pubkey.new_unique()
+    chosen = wait.read(lambda: discover_run(chain, user, None, None, DEFAULT_PROGRAM_IDS, ui, 0))
+    assert chosen.run.run_id == "waiting"
+    # The table once, from the lookup that worked; one line each way for two failed lookups (1 s + 2 s).
+    assert out.getvalue().count("Found 1 available run(s):") == 1
+    assert err.getvalue().splitlines() == [DOWN_LINE, f"{MANAGER_PREFIX} chain reachable again after 3s"]
+
+
+def test_run_id_lookup_waits_out_a_chain_down_at_start_up_and_says_what_it_looks_up_once(
+    tmp_path: Path,
+) -> None:
+    wallet = tmp_path / "id.json"
+    wallet.write_text(SECRET)
+    wallet.chmod(0o600)
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"RPC=http://127.0.0.1:8899\nRUN_ID=waiting\nWALLET_PRIVATE_KEY_PATH={wallet}\n")
+    ui, _, err = UI.for_tests()
+    app = App(ui=ui, environ={"HOME": str(tmp_path)}, options=RootOptions(env_file=env_file))
+    chain = FlakyChain(outage=3)
+    seed_run(chain, "waiting")
+    seed_authorization(chain, PERMISSIONLESS_GRANTEE)
+    app._rpc = chain  # type: ignore[assignment]  # the reads select_run makes, from a fake chain
+    selected = select_run(app, DEFAULT_PROGRAM_IDS, wait=chain_wait(FakeClock(), EventRenderer(ui)).read)
+    assert (selected.run.run_id, selected.grantee) == ("waiting", PERMISSIONLESS_GRANTEE)
+    assert err.getvalue().splitlines() == [
+        "AUTHORIZER env var not set, skipping delegate key authorization",
+        "Using RUN_ID from environment: waiting",
+        DOWN_LINE,
+        f"{MANAGER_PREFIX} chain reachable again after 7s",  # 1 + 2 + 4 s
+    ]
+
+
+def test_renderer_gives_up_with_a_warning_leaving_the_one_error_line_to_the_error() -> None:
+    ui, _, err = UI.for_tests()
+    EventRenderer(ui, stdout=io.StringIO())(
+        ev.GivingUp("exit code 3, 3 quick failures in a row", 3, ("boom",))
+    )
+    assert err.getvalue().splitlines() == [
+        f"Warning: {MANAGER_PREFIX} giving up: exit code 3, 3 quick failures in a row",
+        f"{MANAGER_PREFIX} last 1 client log lines:",
+        "  boom",
+    ]
 
 
 def test_renderer_keeps_client_lines_verbatim_and_marks_manager_lines() -> None:

@@ -253,6 +253,68 @@ def test_jsonrpc_error_with_http_400_is_an_answer_but_403_is_not() -> None:
     assert rec.hosts() == ["a.test", "b.test"]
 
 
+def rpc_error(code: int, message: str, http_status: int = 200) -> Handler:
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        items = body if isinstance(body, list) else [body]
+        errors = [
+            {"jsonrpc": "2.0", "id": item["id"], "error": {"code": code, "message": message}}
+            for item in items
+        ]
+        return httpx.Response(http_status, json=errors if isinstance(body, list) else errors[0])
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "http_status"),
+    [
+        (-32005, "Node is behind by 42 slots", 200),
+        (-32016, "Minimum context slot has not been reached", 200),
+        (-32429, "rate limit exceeded", 200),
+        (-32005, "Node is unhealthy", 400),
+    ],
+    ids=["node-behind", "min-context-slot", "rate-limited", "node-behind-http-400"],
+)
+def test_transient_jsonrpc_error_falls_back_and_sticks(code: int, message: str, http_status: int) -> None:
+    events: list[tuple[str, str, str]] = []
+    client, rec = make_client(
+        {"a.test": rpc_error(code, message, http_status), "b.test": lambda r: ok(r, 1)},
+        [A, B],
+        on_fallback=lambda *e: events.append(e),
+    )
+    assert client.call("getSlot") == 1
+    assert client.call("getSlot") == 1  # sticky: the node behind is not asked again
+    assert rec.hosts() == ["a.test", "b.test", "b.test"]
+    assert events == [(A, B, f"RPC error {code}: {message}")]
+
+
+def test_transient_jsonrpc_error_everywhere_is_a_transient_rpc_unavailable() -> None:
+    client, rec = make_client(
+        {"a.test": rpc_error(-32005, "Node is behind by 42 slots"), "b.test": status(503)}, [A, B]
+    )
+    with pytest.raises(RpcUnavailable) as info:
+        client.batch([("getSlot", None), ("getBalance", ["x"])])
+    assert info.value.failures == {
+        A: "RPC error -32005: Node is behind by 42 slots",
+        B: "HTTP 503 Service Unavailable",
+    }
+    assert info.value.transient
+    assert rec.hosts() == ["a.test", "b.test"] * 2  # retried on the next pass, like a 503
+
+
+def test_endpoints_that_all_refuse_for_good_are_not_transient() -> None:
+    client, rec = make_client({"a.test": status(401), "b.test": status(404)}, [A, B])
+    with pytest.raises(RpcUnavailable) as info:
+        client.call("getSlot")
+    assert not info.value.transient
+    assert rec.hosts() == ["a.test", "b.test"]
+    client, _ = make_client({"a.test": status(401), "b.test": refuse}, [A, B])
+    with pytest.raises(RpcUnavailable) as info:
+        client.call("getSlot")
+    assert info.value.transient  # b may come back
+
+
 def test_sticky_endpoint_tried_first_then_others_in_order() -> None:
     alive = {"a.test": False, "b.test": True, "c.test": True}
 

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 import pytest
 
 from psyche.errors import (
+    AccountNotFound,
     ClientExited,
     GpuRuntimeMissing,
     ImagePullFailed,
     InvalidClientVersion,
+    RpcUnavailable,
     VersionMismatch,
 )
 from psyche.manager import events as ev
@@ -426,6 +428,74 @@ def test_a_stop_during_the_backoff_ends_without_another_start() -> None:
     assert r.supervisor.run() == 0
     assert r.manager_events()[-1] == ev.Stopped("stop requested")
     assert len(r.of(ev.ContainerStarted)) == 1
+
+
+def chain_down_between(first: str, outage: int, then: str) -> Callable[[], str]:
+    """A version source: ``first``, then ``outage`` reads with no endpoint answering, then ``then``."""
+    answers: list[str | None] = [first, *[None] * outage, then]
+
+    def read() -> str:
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        if answer is None:
+            raise RpcUnavailable({"http://127.0.0.1:8899": "ConnectError: [Errno 111] Connection refused"})
+        return answer
+
+    return read
+
+
+def test_a_restart_waits_out_an_unreachable_chain_then_starts_the_client_again() -> None:
+    policy = RestartPolicy(backoff_base=0.5)
+    r = rig([Script(exit_code=1), Script(exit_code=0)], chain_down_between("v1", 3, "v2"), policy=policy)
+
+    assert r.supervisor.run() == 0
+
+    down = "all RPC endpoints failed: http://127.0.0.1:8899: ConnectError: [Errno 111] Connection refused"
+    events = [e for e in r.manager_events() if not isinstance(e, ev.LogLines)]
+    assert events[events.index(ev.ContainerRemoved("c1")) + 1 :] == [
+        ev.Restarting(1, 0.5, "exit code 1"),
+        ev.ChainUnreachable(down, 1.0),  # one line for three failed reads (1 + 2 + 4 s)
+        ev.ChainReachable(7.0),
+        ev.VersionChanged("v1", "v2", live=False),  # what the chain said when it came back
+        ev.ImageResolved("v2", V2, local=False),
+        *pulled(V2),
+        ev.ContainerStarted("c2", "psyche-client-run-1-inst0001-2", V2, "v2"),
+        ev.ContainerExited("c2", 0, 1.0),
+        ev.ContainerRemoved("c2"),
+        ev.Finished(0),
+    ]
+    assert r.clock.slept == pytest.approx(7.5)
+
+
+def test_a_stop_while_the_chain_is_unreachable_returns_zero_at_once() -> None:
+    holder: list[Supervisor] = []
+
+    def stop_when_down(event: ev.Event) -> None:
+        if isinstance(event, ev.ChainUnreachable):
+            holder[0].request_stop()
+
+    r = rig([Script(exit_code=1)], chain_down_between("v1", 1000, "v1"), hook=stop_when_down)
+    holder.append(r.supervisor)
+
+    assert r.supervisor.run() == 0
+    assert r.manager_events()[-2:] == [r.of(ev.ChainUnreachable)[0], ev.Stopped("stop requested")]
+    assert r.runtime.live() == []
+
+
+def test_a_run_gone_at_a_restart_ends_the_job() -> None:
+    def gone() -> Callable[[], str]:
+        reads = iter(["v1"])
+
+        def read() -> str:
+            for version in reads:
+                return version
+            raise AccountNotFound("coordinator", "Coord1111")
+
+        return read
+
+    r = rig([Script(exit_code=1)], gone())
+    with pytest.raises(AccountNotFound):
+        r.supervisor.run()
+    assert r.of(ev.ChainUnreachable) == [] and r.runtime.live() == []
 
 
 def test_gpu_runtime_missing_is_a_clear_error_with_no_container_left() -> None:

@@ -57,6 +57,7 @@ from solders.signature import Signature
 from solders.transaction import Transaction, VersionedTransaction
 from solders.transaction_status import TransactionConfirmationStatus, TransactionStatus, UiTransactionEncoding
 
+from psyche.backoff import exponential
 from psyche.chain.endpoints import redacted_labels
 from psyche.chain.txerrors import describe_tx_error, parse_transaction_error, program_error_of
 from psyche.errors import ConfigError, RpcError, RpcResponseError, RpcUnavailable, TransactionFailed
@@ -68,6 +69,10 @@ _CONFIRMED = CommitmentLevel.Confirmed
 _ACCOUNT_CONFIG = RpcAccountInfoConfig(encoding=UiAccountEncoding.Base64, commitment=_CONFIRMED)
 _CONTEXT_CONFIG = RpcContextConfig(commitment=_CONFIRMED)
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+# JSON-RPC errors that describe the node's state, not the request: another endpoint (or this one, later)
+# may answer. -32005 node unhealthy ("Node is behind by N slots"), -32016 minimum context slot not reached,
+# -32429 rate limited (providers' JSON-RPC form of HTTP 429).
+TRANSIENT_RPC_ERRORS = frozenset({-32005, -32016, -32429})
 
 
 class AccountInfo(NamedTuple):
@@ -123,6 +128,15 @@ def _is_rpc_body(parsed: object) -> bool:
     return _is_rpc_message(parsed)
 
 
+def _transient_error(parsed: Any) -> str | None:
+    """The first error in a JSON-RPC body whose code is in TRANSIENT_RPC_ERRORS, as text; None if none."""
+    for message in parsed if isinstance(parsed, list) else [parsed]:
+        error = message.get("error") if isinstance(message, dict) else None
+        if isinstance(error, dict) and error.get("code") in TRANSIENT_RPC_ERRORS:
+            return f"RPC error {error['code']}: {error.get('message', '')}"
+    return None
+
+
 def _result_of(message: Any) -> Any:
     """The ``result`` of one JSON-RPC response object, or its error object raised as RpcResponseError."""
     error = message.get("error")
@@ -140,11 +154,13 @@ class RpcClient:
     """Synchronous JSON-RPC client over an ordered pool of endpoints, sticky to the last one that answered.
 
     Per request: the sticky endpoint first, then the others in configured order. Transport failures,
-    timeouts, non-JSON bodies, HTTP 429 and 5xx move on and are retried on the next pass (``max_rounds``
-    passes, exponential backoff between passes). Other HTTP statuses (401, 403, 404 ...) move on but the
-    endpoint is not retried within the request. A JSON-RPC error object is an answer: raised as
-    RpcResponseError at once. When nothing answers: RpcUnavailable with every (redacted) endpoint and its
-    last error. See docs/rpc.md. One client may be shared between threads (httpx.Client is thread-safe).
+    timeouts, non-JSON bodies, HTTP 429 and 5xx, and the JSON-RPC errors that describe the node's state
+    (TRANSIENT_RPC_ERRORS: node behind, rate limited) move on and are retried on the next pass
+    (``max_rounds`` passes, exponential backoff between passes). Other HTTP statuses (401, 403, 404 ...)
+    move on but the endpoint is not retried within the request. Any other JSON-RPC error object is an
+    answer: raised as RpcResponseError at once. When nothing answers: RpcUnavailable with every (redacted)
+    endpoint and its last error, ``transient`` when a later try may succeed. See docs/rpc.md. One client
+    may be shared between threads (httpx.Client is thread-safe).
     """
 
     def __init__(
@@ -232,11 +248,13 @@ class RpcClient:
         if 200 <= status < 300:
             if not _is_rpc_body(parsed):
                 return _Failure(f"{phrase} but the body is not a JSON-RPC response", True)
-            return response.text, parsed
+            busy = _transient_error(parsed)
+            return (response.text, parsed) if busy is None else _Failure(busy, True)
         # Some providers send -32602 and friends with a 400: a JSON-RPC error body is still the node's answer.
         answered = isinstance(parsed, dict) and isinstance(parsed.get("error"), dict)
         if 400 <= status < 500 and status not in (401, 403) and answered:
-            return response.text, parsed
+            busy = _transient_error(parsed)
+            return (response.text, parsed) if busy is None else _Failure(busy, True)
         # 401/403 (key, plan), 404 (path), 3xx: specific to this provider, so the next one may serve us;
         # asking this one again in the same request would get the same answer.
         return _Failure(phrase, False)
@@ -254,7 +272,7 @@ class RpcClient:
             if not candidates:
                 break
             if round_no:
-                self._sleep(min(self._backoff_cap, self._backoff_base * 2 ** (round_no - 1)))
+                self._sleep(exponential(round_no, self._backoff_base, self._backoff_cap))
             for index in candidates:
                 if last_failed is not None and last_failed[0] != index and self._on_fallback is not None:
                     self._on_fallback(self._labels[last_failed[0]], self._labels[index], last_failed[1])
@@ -266,7 +284,10 @@ class RpcClient:
                 last_failed = (index, outcome.reason)
                 if not outcome.retry_later:
                     given_up.add(index)
-        raise RpcUnavailable({self._labels[i]: failures[i] for i in range(count) if i in failures})
+        raise RpcUnavailable(
+            {self._labels[i]: failures[i] for i in range(count) if i in failures},
+            transient=any(i not in given_up for i in failures),
+        )
 
     def _envelope(self, method: str, params: Any) -> dict[str, Any]:
         body: dict[str, Any] = {"jsonrpc": "2.0", "id": next(self._ids), "method": method}

@@ -168,6 +168,21 @@ class Notice:
 
 
 @dataclass(frozen=True, slots=True)
+class ChainUnreachable:
+    """No RPC endpoint answers a read the manager needs; it retries (first retry after ``retry_in`` s)."""
+
+    reason: str
+    retry_in: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReachable:
+    """The chain answers again after ``seconds`` unreachable."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class GivingUp:
     """The manager stops restarting; ``last_lines`` are the client's final log lines, oldest first."""
 
@@ -209,6 +224,8 @@ Event = (
     | Stopping
     | Killing
     | Notice
+    | ChainUnreachable
+    | ChainReachable
     | GivingUp
     | Stopped
     | Finished

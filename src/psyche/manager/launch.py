@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from psyche.backoff import exponential
 from psyche.manager.images import DEFAULT_LOCAL_REPOSITORY, DEFAULT_REPOSITORY, ImageRef
 from psyche.manager.runtime import ContainerSpec
 
@@ -32,10 +33,16 @@ class RestartPolicy:
     stop_grace: float = 10.0  # SIGTERM -> SIGKILL
     log_drain_timeout: float = 5.0  # after the exit, how long the log streams may stay silent (idle timeout)
     last_lines: int = 40  # client lines kept for the give-up report
+    chain_retry_base: float = 1.0  # chain unreachable: retry the read after 1, 2, 4, 8, 10, 10 ... s
+    chain_retry_cap: float = 10.0  # the reference's RPC retry cap: a returning chain is seen within 10 s
 
     def backoff(self, attempt: int) -> float:
         """Delay before restart ``attempt`` (1-based): base, 2*base, 4*base, ... capped."""
-        return float(min(self.backoff_cap, self.backoff_base * 2 ** max(0, attempt - 1)))
+        return exponential(attempt, self.backoff_base, self.backoff_cap)
+
+    def chain_retry(self, attempt: int) -> float:
+        """Delay before chain read retry ``attempt`` (1-based) while no endpoint answers."""
+        return exponential(attempt, self.chain_retry_base, self.chain_retry_cap)
 
 
 @dataclass(frozen=True, slots=True)

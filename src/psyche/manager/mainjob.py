@@ -14,6 +14,7 @@ from psyche.chain.programs import ProgramIds
 from psyche.chain.ws import SubscriptionDown, SubscriptionUp, WatchEvent
 from psyche.errors import ConfigError, RunManagerError
 from psyche.manager.app import App
+from psyche.manager.chainwait import is_transient
 from psyche.manager.constants import AppEnvVars, EnvVars
 from psyche.manager.launch import RestartPolicy
 from psyche.manager.settings import Settings
@@ -109,7 +110,9 @@ def discover_run(
             continue
         try:
             check = queries.check_join(rpc, run.run_id, user, authorizer, programs)
-        except RunManagerError:
+        except RunManagerError as exc:
+            if is_transient(exc):
+                raise  # the chain went away mid-discovery: not an answer about this run
             continue  # the reference counts errors as "not joinable"
         if check.grantee is not None:
             candidates.append(Selected(check.run, check.grantee))
@@ -141,8 +144,17 @@ def discover_run(
     return chosen
 
 
-def select_run(app: App, programs: ProgramIds, now: Callable[[], float] = time.time) -> Selected:
-    """RUN_ID from the settings (then authorization in the reference's order), or discovery."""
+def select_run(
+    app: App,
+    programs: ProgramIds,
+    now: Callable[[], float] = time.time,
+    wait: Callable[[Callable[[], Selected]], Selected] = lambda lookup: lookup(),
+) -> Selected:
+    """RUN_ID from the settings (then authorization in the reference's order), or discovery.
+
+    The chain lookups run through ``wait`` (a ``ChainWait.read``), the lines that say what is looked up
+    are printed once, before it.
+    """
     settings, ui = app.settings, app.ui
     user = app.wallet.keypair().pubkey()
     authorizer = Pubkey.from_string(settings.authorizer) if settings.authorizer else None
@@ -151,18 +163,26 @@ def select_run(app: App, programs: ProgramIds, now: Callable[[], float] = time.t
     else:
         ui.info(f"Using delegate authorizer from AUTHORIZER env var: {authorizer}")
     if settings.run_id:
-        ui.info(f"Using RUN_ID from environment: {settings.run_id}")
-        check = queries.check_join(app.rpc, settings.run_id, user, authorizer, programs)
-        return Selected(check.run, queries.require_authorized(check))
+        run_id = settings.run_id
+        ui.info(f"Using RUN_ID from environment: {run_id}")
+
+        def by_id() -> Selected:
+            check = queries.check_join(app.rpc, run_id, user, authorizer, programs)
+            return Selected(check.run, queries.require_authorized(check))
+
+        return wait(by_id)
     ui.info("RUN_ID not set, discovering available runs...")
     join_filter = Pubkey.from_string(app.options.authorizer) if app.options.authorizer else None
-    return discover_run(app.rpc, user, authorizer, join_filter, programs, ui, int(now()))
+    return wait(lambda: discover_run(app.rpc, user, authorizer, join_filter, programs, ui, int(now())))
 
 
 def _watch_event_reporter(ui: UI) -> Callable[[WatchEvent], None]:
     def report(event: WatchEvent) -> None:
         if isinstance(event, SubscriptionDown):
-            ui.warning(f"[run-manager] version watch: {event.url} down ({event.reason}); polling meanwhile")
+            ui.warning(
+                f"[run-manager] version watch: no WebSocket subscription ({event.url}: {event.reason}); "
+                "polling meanwhile"
+            )
         elif isinstance(event, SubscriptionUp):
             ui.info(f"[run-manager] version watch: subscribed on {event.url}")
 
@@ -171,6 +191,7 @@ def _watch_event_reporter(ui: UI) -> Callable[[WatchEvent], None]:
 
 def run_main_job(app: App) -> int:
     """Docker mode, after settings and wallet loaded: returns the process exit code."""
+    from psyche.manager.chainwait import ChainWait, sleep_through
     from psyche.manager.launch import LaunchConfig
     from psyche.manager.metrics import MainJobMetrics
     from psyche.manager.render import EventRenderer
@@ -182,9 +203,10 @@ def run_main_job(app: App) -> int:
     programs = settings.program_ids()
     policy = restart_policy(app.environ)
     runtime = DockerRuntime(environ=app.environ)
+    renderer = EventRenderer(ui, timestamps=options.timestamps)
     try:
         ui.info(f"Docker engine {runtime.version()} reachable (API {runtime.api_version()})")
-        selected = select_run(app, programs)
+        selected = select_run(app, programs, wait=ChainWait(policy.chain_retry, sleep_through, renderer).read)
         run = selected.run
         ui.info(f"Authorized to join run {run.run_id!r} through grantee {selected.grantee}")
         env = container_env(settings, app.wallet.secret_for_env(), run.run_id, selected.grantee)
@@ -206,7 +228,6 @@ def run_main_job(app: App) -> int:
         def read_version() -> str:
             return queries.fetch_coordinator(app.rpc, run.coordinator_address, run.run_id).client_version
 
-        renderer = EventRenderer(ui, timestamps=options.timestamps)
         rpc_urls = [e.http for e in settings.endpoints]
         metrics = MainJobMetrics(options.metrics_port, run.run_id, rpc_urls, ui.info)
         supervisor = Supervisor(runtime, launch, read_version, on_event=metrics.tee(renderer), policy=policy)
@@ -219,11 +240,9 @@ def run_main_job(app: App) -> int:
             on_event=_watch_event_reporter(ui),
         )
         with metrics, watch, handle_signals(supervisor.request_stop):
-            try:
-                return supervisor.run()
-            finally:
-                renderer.close()
+            return supervisor.run()
     finally:
+        renderer.close()
         runtime.close()
 
 

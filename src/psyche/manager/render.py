@@ -177,8 +177,16 @@ class EventRenderer:
             self._ui.warning(f"{MANAGER_PREFIX} killing container {event.container_id[:12]}")
         elif isinstance(event, ev.Notice):
             self._say(event.message)
+        elif isinstance(event, ev.ChainUnreachable):
+            self._ui.warning(
+                f"{MANAGER_PREFIX} chain unreachable, retrying until it answers "
+                f"(next try in {event.retry_in:g}s): {event.reason}"
+            )
+        elif isinstance(event, ev.ChainReachable):
+            self._say(f"chain reachable again after {event.seconds:.0f}s")
         elif isinstance(event, ev.GivingUp):
-            self._ui.error(f"{MANAGER_PREFIX} giving up: {event.reason}")
+            # A warning: the one `Error:` line is the error the supervisor raises right after.
+            self._ui.warning(f"{MANAGER_PREFIX} giving up: {event.reason}")
             if event.last_lines:
                 self._ui.info(f"{MANAGER_PREFIX} last {len(event.last_lines)} client log lines:")
                 for line in event.last_lines:

@@ -18,6 +18,7 @@ from typing import Literal
 from psyche.errors import ClientExited, ImagePullFailed, RunManagerError, VersionMismatch
 from psyche.manager import events as ev
 from psyche.manager import workers as w
+from psyche.manager.chainwait import ChainWait, WaitStopped
 from psyche.manager.images import ImageRef, image_for_version, validate_client_version
 from psyche.manager.launch import (
     LABEL_CLIENT_VERSION,
@@ -67,7 +68,8 @@ class Supervisor:
     Args:
         runtime: the container engine (DockerRuntime, or a fake in tests).
         launch: what every container gets (run id, env, flags).
-        version_source: reads the run's client_version from chain; called at start and on every restart.
+        version_source: reads the run's client_version from chain; called at start and on every restart,
+            and retried with ``policy.chain_retry`` backoff while no RPC endpoint answers (chainwait.py).
         on_event: receives every event, always from the thread that called ``run()``.
         policy: restart, backoff and stop timings.
         sleep, monotonic: time, injectable for tests.
@@ -100,6 +102,7 @@ class Supervisor:
         self._notice: str | None = None
         self._containers = 0
         self._last_lines: deque[str] = deque(maxlen=self._policy.last_lines)
+        self._chain = ChainWait(self._policy.chain_retry, self._sleep, self._emit, monotonic=monotonic)
 
     # -- called from other threads ------------------------------------------------------------
 
@@ -120,7 +123,10 @@ class Supervisor:
     def run(self) -> int:
         """Supervise until the client finishes (0), a stop is requested (0), or giving up (raises)."""
         policy = self._policy
-        version = validate_client_version(self._read_version())  # refused before any Docker call
+        first = self._read_version()
+        if first is None:
+            return self._stopped()
+        version = validate_client_version(first)  # refused before any Docker call
         self._remove_orphans()
         ready: ImageRef | None = None
         crashes = mismatches = 0
@@ -145,6 +151,8 @@ class Supervisor:
                 crashes = mismatches = 0
             if code == VERSION_MISMATCH_EXIT:
                 latest = self._read_version()
+                if latest is None:
+                    return self._stopped()
                 if latest != version:
                     self._emit(ev.VersionChanged(version, latest, live=False))
                     version, mismatches = latest, 0
@@ -173,14 +181,20 @@ class Supervisor:
             if not self._sleep(delay, version):
                 return self._stopped()
             latest = self._read_version()
+            if latest is None:
+                return self._stopped()
             if latest != version:
                 self._emit(ev.VersionChanged(version, latest, live=False))
                 version, mismatches = latest, 0
 
     # -- steps ----------------------------------------------------------------------------------
 
-    def _read_version(self) -> str:
-        return self._version_source().rstrip("\x00")
+    def _read_version(self) -> str | None:
+        """The run's client_version, waiting out chain outages; None when a stop request came first."""
+        try:
+            return self._chain.read(self._version_source).rstrip("\x00")
+        except WaitStopped:
+            return None
 
     def _resolve(self, version: str) -> ImageRef:
         launch = self._launch

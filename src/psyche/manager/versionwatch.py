@@ -10,8 +10,52 @@ from collections.abc import Callable, Sequence
 from solders.pubkey import Pubkey
 
 from psyche.chain.accounts.coordinator import peek_client_version, peek_nonce
-from psyche.chain.ws import AccountUpdate, AccountWatcher, WatcherHandle, WatchEvent
+from psyche.chain.ws import (
+    AccountUpdate,
+    AccountWatcher,
+    SubscriptionDown,
+    SubscriptionUp,
+    WatcherHandle,
+    WatchEvent,
+)
 from psyche.errors import RunManagerError
+
+
+class WatchState:
+    """Turns per-endpoint subscription events into the watch's own state changes, each reported once.
+
+    Up: some WS endpoint holds a subscription; down: none does (the RPC poll carries the watch). ``feed``
+    returns the event to report or None: the ``SubscriptionUp`` that ends a down (or starting) state, the
+    ``SubscriptionDown`` of the last subscribed endpoint, or, before any subscription, the one that
+    completes a failed try of every endpoint. A dead backup beside a subscribed endpoint reports nothing.
+    ``UpdateRejected`` passes through.
+    """
+
+    def __init__(self, endpoints: int) -> None:
+        self._endpoints = endpoints
+        self._subscribed: set[str] = set()
+        self._failed: set[str] = set()  # endpoints that ended a session since the watch was last up
+        self._up: bool | None = None  # None: starting, nothing reported yet
+
+    def feed(self, event: WatchEvent) -> WatchEvent | None:
+        """The event to report for ``event``, or None when the watch's state did not change."""
+        if isinstance(event, SubscriptionUp):
+            self._subscribed.add(event.url)
+            self._failed.clear()
+            if self._up is True:
+                return None
+            self._up = True
+            return event
+        if isinstance(event, SubscriptionDown):
+            self._subscribed.discard(event.url)
+            self._failed.add(event.url)
+            if self._subscribed or self._up is False:
+                return None
+            if self._up is None and len(self._failed) < self._endpoints:
+                return None  # starting: another endpoint may still subscribe
+            self._up = False
+            return event
+        return event
 
 
 class VersionWatch:
@@ -20,6 +64,7 @@ class VersionWatch:
     Every WS endpoint is subscribed at once (updates deduplicated by the coordinator's nonce). While no
     subscription is up, and every ``poll_interval`` seconds regardless, ``read_version`` (an RPC read
     with endpoint fallback) is polled, so losing every WebSocket endpoint only slows detection down.
+    ``on_event`` gets the watch's state changes only (``WatchState``), not every endpoint's retries.
     """
 
     def __init__(
@@ -49,6 +94,12 @@ class VersionWatch:
         self.watcher: AccountWatcher | None = None
         self.poll_errors = 0
         self._keys = itertools.count()
+        self._state = WatchState(len(self._ws_urls))
+
+    def _report(self, event: WatchEvent) -> None:
+        change = self._state.feed(event)
+        if change is not None and self._on_event is not None:
+            self._on_event(change)
 
     def _seen(self, version: str) -> None:
         with self._lock:
@@ -94,7 +145,7 @@ class VersionWatch:
     def start(self) -> None:
         if self._ws_urls:
             self.watcher = AccountWatcher(
-                self._ws_urls, self._coordinator, nonce_of=self._key, on_event=self._on_event
+                self._ws_urls, self._coordinator, nonce_of=self._key, on_event=self._report
             )
             self._handle = self.watcher.start_in_thread(self._on_update, name="version-watch")
         self._poller = threading.Thread(target=self._poll, name="version-poll", daemon=True)
