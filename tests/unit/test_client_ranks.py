@@ -161,7 +161,7 @@ def _port(
     return TorchTrainerPort(
         TrainerEnv(device="cpu", checkpoint_dir=tmp_path / "ckpt"),
         "run",
-        resolve=lambda env: par,
+        resolve=lambda env, model: par,
         build=lambda build, env, run_id, p, ctx: leader,
         start_ranks=start,
     )
@@ -213,7 +213,7 @@ def test_one_rank_starts_no_processes_and_sends_nothing(tmp_path: Path) -> None:
 
 def test_parallelism_auto_decides_the_grid(tmp_path: Path) -> None:
     table = tmp_path / "table.json"
-    table.write_text(json.dumps({"H100": {"2": {"dp": 2, "tp": 1, "micro_batch_size": 3}}}))
+    table.write_text(json.dumps({"org/model": {"H100": {"2": {"dp": 2, "tp": 1, "micro_batch_size": 3}}}}))
     started: list[Parallelism] = []
 
     def start(
@@ -226,11 +226,16 @@ def test_parallelism_auto_decides_the_grid(tmp_path: Path) -> None:
     port = TorchTrainerPort(
         env,
         "run",
-        resolve=lambda e: resolve_parallelism(e, detect=lambda: ("H100", 2)),
+        resolve=lambda e, model: resolve_parallelism(e, model, detect=lambda: ("H100", 2)),
         build=lambda build, env, run_id, p, ctx: FakeTrainer(),
         start_ranks=start,
     )
-    port.prepare(_account(), 0)
+    account = _account()
+    # The table's key is the repo the run's checkpoint names (Dummy weights here: nothing to find on disk).
+    account.model = dataclasses.replace(
+        MODEL, checkpoint=Checkpoint(CheckpointKind.Dummy, HubRepo("org/model"))
+    )
+    port.prepare(account, 0)
     assert started == [Parallelism(2, 1, 3)]
 
 

@@ -131,7 +131,7 @@ def _port(checkpoint_dir: Path, builds: list[Build]) -> TorchTrainerPort:
         return FakeTrainer()
 
     env = TrainerEnv(device="cpu", checkpoint_dir=checkpoint_dir, model_dirs=(checkpoint_dir / "hub",))
-    return TorchTrainerPort(env, RUN, resolve=lambda e: Parallelism(), build=build)
+    return TorchTrainerPort(env, RUN, resolve=lambda e, m: Parallelism(), build=build)
 
 
 def test_a_hub_repo_not_on_disk_is_served_by_the_current_checkpoint(tmp_path: Path) -> None:

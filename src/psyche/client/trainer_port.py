@@ -188,7 +188,7 @@ class TorchTrainerPort:
         env: TrainerEnv,
         run_id: str,
         *,
-        resolve: Callable[[TrainerEnv], Parallelism] = resolve_parallelism,
+        resolve: Callable[[TrainerEnv, LLM], Parallelism] = resolve_parallelism,
         build: BuildTrainer = build_trainer,
         start_ranks: StartRanks = start_local_ranks,
     ) -> None:
@@ -208,7 +208,7 @@ class TorchTrainerPort:
         self.on_failure(message)
 
     def _build(self, acc: CoordinatorAccount) -> StepTrainer:
-        par = self.resolve(self.env)
+        par = self.resolve(self.env, acc.model)
         model = offline_model(acc.model)
         # Rank 0 decides whether to resume, so every rank makes the same (collective) choice.
         resume, local = None, "no checkpoint directory (CHECKPOINT_DIR, or SCRATCH_DIR mounted at /scratch)"
