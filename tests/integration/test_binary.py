@@ -141,7 +141,10 @@ def test_doctor_and_can_join_from_the_binary_against_its_own_local_chain(
     assert report.returncode == 1, report.stdout + report.stderr
     for name in ("env", "wallet", "RPC", "WS_RPC", "balance", "run", "authorization", "gpus", "parallelism"):
         assert lines[name].startswith("OK "), lines.get(name, report.stdout)
-    assert "PARALLELISM_AUTO: 1 x H100 -> dp=1 tp=1 micro_batch_size=8" in lines["parallelism"]
+    assert (
+        "PARALLELISM_AUTO: psyche-demo/tiny-llama on 1 x H100 -> dp=1 tp=1 micro_batch_size=64"
+        in lines["parallelism"]
+    )
     assert lines["docker"].startswith("FAIL")  # nothing listens on the socket we named
 
     pubkey = re.search(r"wallet\s+(\w{32,44}) from ", lines["wallet"])

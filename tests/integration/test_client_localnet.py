@@ -143,7 +143,7 @@ def test_one_client_trains_a_whole_run_and_earns_points(
     assert trainer.losses[-1] < trainer.losses[0]
     assert "joined the run for the next epoch" in caplog.text
     assert "witness failed" not in caplog.text and "join_run failed" not in caplog.text
-    assert list((tmp_path / "ckpt").iterdir()), "no checkpoint written at the epoch's end"
+    assert list((tmp_path / "ckpt" / run_id).iterdir()), "no checkpoint written at the epoch's end"
 
 
 def test_two_clients_on_a_treasurer_run_both_train_witness_and_earn(tmp_path: Path) -> None:
@@ -214,7 +214,7 @@ def test_a_client_with_two_training_ranks_trains_a_whole_run(
     assert trainer.losses[-1] < trainer.losses[0]
     assert f"2 training ranks (dp={dp} tp={tp}) on cpu" in caplog.text
     assert trainer.ranks is None and trainer.failure is None  # closed cleanly
-    assert list((tmp_path / "ck").iterdir()), "no checkpoint written at the epoch's end"
+    assert list((tmp_path / "ck" / run_id).iterdir()), "no checkpoint written at the epoch's end"
 
 
 def test_a_training_rank_crash_ends_the_client_with_exit_1_within_seconds(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from psyche.chain.accounts.model import (
     LLMTrainingDataType,
 )
 from psyche.client.actions import Train
+from psyche.client.checkpoint import write_checkpoint
 from psyche.client.config import TrainerEnv
 from psyche.client.parallel import ParallelContext
 from psyche.client.parallelism import Parallelism, resolve_parallelism
@@ -98,7 +99,13 @@ class Scripted:
 
 
 def _account() -> CoordinatorAccount:
-    return cast(CoordinatorAccount, SimpleNamespace(model=MODEL))  # the port reads only .model
+    # The port reads the model and, for the resume decision, the epoch and the step it started from.
+    return cast(
+        CoordinatorAccount,
+        SimpleNamespace(
+            model=MODEL, progress=SimpleNamespace(epoch=1, step=5), epoch_state=SimpleNamespace(start_step=5)
+        ),
+    )
 
 
 # ------------------------------------------------------------------------------------ the worker loop
@@ -154,7 +161,7 @@ def _port(
     return TorchTrainerPort(
         TrainerEnv(device="cpu", checkpoint_dir=tmp_path / "ckpt"),
         "run",
-        resolve=lambda env: par,
+        resolve=lambda env, model: par,
         build=lambda build, env, run_id, p, ctx: leader,
         start_ranks=start,
     )
@@ -172,9 +179,9 @@ def test_rank_0_sends_every_call_first_so_a_worker_makes_the_same_ones(tmp_path:
 
     assert started == [Parallelism(2, 1, 4)]
     assert second.loss < first.loss
-    root = tmp_path / "ckpt"
+    root = tmp_path / "ckpt" / "run"  # each run's checkpoints in a folder of their own
     assert ranks.sent == [
-        Build(DUMMY, None),  # P2P read as Dummy; no checkpoint directory yet
+        Build(DUMMY, None),  # P2P read as Dummy; no checkpoint yet
         Step(range(0, 8)),
         Save(root, 0, 1),
         Step(range(8, 16)),
@@ -186,11 +193,12 @@ def test_rank_0_sends_every_call_first_so_a_worker_makes_the_same_ones(tmp_path:
 
 
 def test_resume_is_decided_by_rank_0_and_sent_with_build(tmp_path: Path) -> None:
-    (tmp_path / "ckpt").mkdir()
+    # The end of epoch 0 at step 5, which epoch 1 (the account's) started from: rank 0 names that directory.
+    current = write_checkpoint(tmp_path / "ckpt" / "run", 0, 5, {"model": {}}, {"run_id": "run"})
     leader, ranks = FakeTrainer(), FakeRanks()
     port = _port(tmp_path, Parallelism(1, 2, 1), leader, ranks, [])
-    port.prepare(_account(), 0)
-    assert ranks.sent == [Build(DUMMY, tmp_path / "ckpt")]
+    port.prepare(_account(), 1)
+    assert ranks.sent == [Build(DUMMY, current)]
 
 
 def test_one_rank_starts_no_processes_and_sends_nothing(tmp_path: Path) -> None:
@@ -205,7 +213,7 @@ def test_one_rank_starts_no_processes_and_sends_nothing(tmp_path: Path) -> None:
 
 def test_parallelism_auto_decides_the_grid(tmp_path: Path) -> None:
     table = tmp_path / "table.json"
-    table.write_text(json.dumps({"H100": {"2": {"dp": 2, "tp": 1, "micro_batch_size": 3}}}))
+    table.write_text(json.dumps({"org/model": {"H100": {"2": {"dp": 2, "tp": 1, "micro_batch_size": 3}}}}))
     started: list[Parallelism] = []
 
     def start(
@@ -218,11 +226,16 @@ def test_parallelism_auto_decides_the_grid(tmp_path: Path) -> None:
     port = TorchTrainerPort(
         env,
         "run",
-        resolve=lambda e: resolve_parallelism(e, detect=lambda: ("H100", 2)),
+        resolve=lambda e, model: resolve_parallelism(e, model, detect=lambda: ("H100", 2)),
         build=lambda build, env, run_id, p, ctx: FakeTrainer(),
         start_ranks=start,
     )
-    port.prepare(_account(), 0)
+    account = _account()
+    # The table's key is the repo the run's checkpoint names (Dummy weights here: nothing to find on disk).
+    account.model = dataclasses.replace(
+        MODEL, checkpoint=Checkpoint(CheckpointKind.Dummy, HubRepo("org/model"))
+    )
+    port.prepare(account, 0)
     assert started == [Parallelism(2, 1, 3)]
 
 

@@ -14,6 +14,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from psyche.chain.accounts.coordinator import RunState
+from psyche.chain.accounts.model import LLM, Checkpoint
 from psyche.chain.programs import PERMISSIONLESS_GRANTEE
 from psyche.errors import DockerUnavailable, RpcError, RpcUnavailable
 from psyche.manager.commands.doctor import render, report_json, summary
@@ -116,7 +117,9 @@ class FakeEngine:
         return self.root
 
 
-TABLE: ParallelismTable = {"H100": {1: TableRow(1, 1, 8), 8: TableRow(8, 1, 8)}}
+TABLE: ParallelismTable = {"org/model": {"H100": {1: TableRow(1, 1, 8), 8: TableRow(8, 1, 8)}}}
+# The seeded run's model: PARALLELISM_AUTO looks up the repo its checkpoint names.
+RUN_MODEL = dataclasses.replace(LLM.zeroed(), checkpoint=Checkpoint.hub("org/model"))
 
 
 @dataclasses.dataclass
@@ -150,7 +153,7 @@ class World:
             "WALLET_PRIVATE_KEY_PATH": str(key),
             "PARALLELISM_AUTO": "true",
         }
-        seed_run(self.chain)
+        seed_run(self.chain, model=RUN_MODEL)
         seed_authorization(self.chain, PERMISSIONLESS_GRANTEE)
 
     def rpc(self, urls: Sequence[str], timeout: float) -> FakeRpc:
@@ -223,7 +226,10 @@ def test_healthy_machine_is_all_ok_and_exits_zero(world: World) -> None:
         == f"authorized through permissionless (grantee {PERMISSIONLESS_GRANTEE})"
     )
     assert checks["gpus"].detail == "8 x NVIDIA H100 80GB HBM3 (81559 MiB, driver 550.54.15)"
-    assert checks["parallelism"].detail == "PARALLELISM_AUTO: 8 x H100 -> dp=8 tp=1 micro_batch_size=8"
+    assert (
+        checks["parallelism"].detail
+        == "PARALLELISM_AUTO: org/model on 8 x H100 -> dp=8 tp=1 micro_batch_size=8"
+    )
     assert all(c.closed for c in world.opened)
 
 
@@ -332,7 +338,7 @@ def test_unknown_run_fails_naming_it(world: World) -> None:
 )
 def test_run_state(world: World, state: RunState, status: Status) -> None:
     world.chain = FakeChain()
-    seed_run(world.chain, state=state)
+    seed_run(world.chain, state=state, model=RUN_MODEL)
     seed_authorization(world.chain, PERMISSIONLESS_GRANTEE)
     assert world.doctor()["run"].status == status
 
@@ -347,7 +353,7 @@ def test_local_image_must_be_present(world: World) -> None:
 
 def test_unauthorized_wallet_fails_listing_each_grantee(world: World) -> None:
     world.chain = FakeChain()
-    seed_run(world.chain)
+    seed_run(world.chain, model=RUN_MODEL)
     check = world.doctor()["authorization"]
     assert check.status == Status.FAIL
     assert f"grantee {PERMISSIONLESS_GRANTEE}: no authorization account" in check.detail
@@ -357,7 +363,7 @@ def test_unauthorized_wallet_fails_listing_each_grantee(world: World) -> None:
 
 def test_own_authorization_and_already_in_epoch(world: World) -> None:
     world.chain = FakeChain()
-    seed_run(world.chain, epoch_clients=(USER,))
+    seed_run(world.chain, epoch_clients=(USER,), model=RUN_MODEL)
     seed_authorization(world.chain, USER)
     check = world.doctor()["authorization"]
     assert check.status == Status.WARN
@@ -447,9 +453,43 @@ def test_parallelism_auto_without_an_entry_fails(world: World) -> None:
     world.gpus = GpuProbe((H100,) * 2)
     check = world.doctor()["parallelism"]
     assert check.status == Status.FAIL
-    assert check.detail == "PARALLELISM_AUTO: no entry for 2 x H100 (the table has H100: 1, 8 GPUs)"
+    # The client's own lookup and message (psyche.parallelism), so the two agree.
+    assert check.detail == (
+        "PARALLELISM_AUTO: no config for 2 x H100 with model 'org/model' (table has H100: 1, 8 GPUs)"
+    )
+    assert (
+        check.fix
+        == "set PARALLELISM_AUTO=false with DATA_PARALLELISM, TENSOR_PARALLELISM and MICRO_BATCH_SIZE"
+    )
     world.gpus = GpuProbe((Gpu("NVIDIA A100-SXM4-80GB", 81920, "550"),))
-    assert "no entry for 1 x NVIDIA A100-SXM4-80GB" in world.doctor()["parallelism"].detail
+    assert world.doctor()["parallelism"].detail == (
+        "PARALLELISM_AUTO: GPU 'A100-80GB' not in parallelism table for model 'org/model' "
+        "(table has H100: 1, 8 GPUs)"
+    )
+
+
+def test_parallelism_auto_looks_up_the_runs_model(world: World) -> None:
+    seed_run(world.chain, model=dataclasses.replace(RUN_MODEL, checkpoint=Checkpoint.hub("org/other")))
+    check = world.doctor()["parallelism"]
+    assert check.status == Status.FAIL
+    assert check.detail.startswith(
+        "PARALLELISM_AUTO: model 'org/other' not in parallelism table (table has org/model)"
+    )
+    seed_run(world.chain)  # a fresh account: an Ephemeral checkpoint names no model
+    assert "names no model to look up" in world.doctor()["parallelism"].detail
+
+
+def test_parallelism_auto_agrees_with_the_bundled_table(world: World) -> None:
+    seed_run(
+        world.chain,
+        model=dataclasses.replace(RUN_MODEL, checkpoint=Checkpoint.hub("NousResearch/Meta-Llama-3.1-8B")),
+    )
+    world.gpus = GpuProbe((Gpu("NVIDIA A100-SXM4", 81920, "550"),) * 8)  # 80 GB told by memory, not name
+    checks = run_doctor(world.seams(load_parallelism_table), DoctorOptions())
+    check = next(c for c in checks if c.name == "parallelism")
+    assert check.detail == (
+        "PARALLELISM_AUTO: NousResearch/Meta-Llama-3.1-8B on 8 x A100-80GB -> dp=2 tp=4 micro_batch_size=4"
+    )
 
 
 def test_parallelism_auto_with_manual_values_warns_they_are_ignored(world: World) -> None:
@@ -562,7 +602,7 @@ def test_probe_gpus_without_nvidia_smi_or_when_it_fails() -> None:
 
 def test_bundled_parallelism_table_is_read_without_torch() -> None:
     table = load_parallelism_table()
-    assert table["H100"][8] == TableRow(8, 1, 8)
+    assert table["TinyLlama/TinyLlama-1.1B-Chat-v0.4"]["H100"][8] == TableRow(8, 1, 8)
     assert normalise_gpu_name("NVIDIA H200 141GB HBM3e") == "H200"
     assert normalise_gpu_name(" Tesla T4 ") == "Tesla T4"
 

@@ -12,6 +12,7 @@ from psyche.chain import pda, queries
 from psyche.chain.accounts.authorization import Authorization
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
 from psyche.chain.accounts.instance import CoordinatorInstance
+from psyche.chain.accounts.model import LLM
 from psyche.chain.accounts.state import ClientsState, EpochClient, EpochState, LedgerClient
 from psyche.chain.accounts.token import Mint, TokenAccount
 from psyche.chain.accounts.treasurer import Participant, TreasurerRun
@@ -76,6 +77,7 @@ def seed_run(
     coordinator: Pubkey = COORD,
     epoch_clients: tuple[Pubkey, ...] = (),
     ledger: tuple[tuple[Pubkey, int], ...] = (),
+    model: LLM | None = None,
 ) -> None:
     address, bump = pda.find_coordinator_instance(run_id)
     instance = CoordinatorInstance(bump, OWNER, OWNER, coordinator, run_id)
@@ -86,6 +88,8 @@ def seed_run(
         epoch_state=EpochState(clients=tuple(EpochClient(k, k) for k in epoch_clients)),
         clients_state=ClientsState(clients=tuple(LedgerClient(k, k, earned=e) for k, e in ledger)),
     )
+    if model is not None:
+        acc = dataclasses.replace(acc, model=model)
     chain.put(coordinator, acc.encode(), COORDINATOR_PROGRAM_ID)
 
 

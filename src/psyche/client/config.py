@@ -173,9 +173,11 @@ class TrainerConfig:
 
 @dataclass(frozen=True, slots=True)
 class ModelSource:
-    """Where the initial weights come from: a preset initialised from the seed, or a local HF directory."""
+    """Where the model's shape and initial weights come from: a preset initialised from the seed, a local HF
+    directory, or (a Hub repo that is not on disk) the client's own current checkpoint, which the trainer then
+    resumes."""
 
-    kind: Literal["preset", "hf_dir"]
+    kind: Literal["preset", "hf_dir", "checkpoint"]
     preset: str = "tiny"
     directory: Path | None = None
 
@@ -200,13 +202,16 @@ def hub_directory(repo: HubRepo, roots: tuple[Path, ...]) -> Path | None:
     return None
 
 
-def model_source(model: LLM, env: TrainerEnv) -> ModelSource:
-    """Map the run's checkpoint to initial weights; no download ever happens at run time."""
+def model_source(model: LLM, env: TrainerEnv, resume: Path | None = None) -> ModelSource:
+    """Map the run's checkpoint to initial weights; no download ever happens at run time. ``resume`` is the
+    current local checkpoint the trainer will resume, if any: it serves a Hub repo that is not on disk."""
     cp = model.checkpoint
     if cp.kind is CheckpointKind.Dummy:
         return ModelSource("preset", preset=env.model_preset)
     if cp.kind in (CheckpointKind.Hub, CheckpointKind.P2P) and isinstance(cp.repo, HubRepo):
         found = hub_directory(cp.repo, env.model_dirs)
+        if found is None and resume is not None:
+            return ModelSource("checkpoint", directory=resume)
         if found is None:
             where = ", ".join(str(r) for r in env.model_dirs)
             raise ConfigError(

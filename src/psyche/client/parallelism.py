@@ -1,5 +1,6 @@
 """Parallelism: the manual DATA_PARALLELISM / TENSOR_PARALLELISM / MICRO_BATCH_SIZE, or PARALLELISM_AUTO's
-lookup of GPU type and count in a gpu_type -> count -> {dp, tp, micro_batch_size} table."""
+lookup of the run's model, the GPU type and count in a model -> gpu_type -> count -> {dp, tp,
+micro_batch_size} table (``psyche.parallelism``, shared with the run-manager's doctor)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from psyche.chain.accounts.model import LLM
 from psyche.client.config import EnvVars, TrainerEnv
 from psyche.errors import ConfigError
 from psyche.parallelism import (
     Parallelism,
     Table,
-    describe_table,
     load_bundled_table,
+    lookup,
+    model_key,
     normalise_gpu_name,
     parse_table,
 )
@@ -24,6 +27,7 @@ __all__ = [
     "detect_gpus",
     "load_table",
     "lookup",
+    "model_key",
     "normalise_gpu_name",
     "parse_table",
     "resolve_parallelism",
@@ -43,19 +47,6 @@ def load_table(path: Path | None = None) -> Table:
     return parse_table(text, str(path))
 
 
-def lookup(table: Table, gpu: str, count: int) -> Parallelism:
-    """The row for ``count`` x ``gpu``; a miss is a ConfigError listing what the table has."""
-    have = describe_table(table)
-    rows = table.get(normalise_gpu_name(gpu))
-    if rows is None:
-        raise ConfigError(
-            f"{EnvVars.PARALLELISM_AUTO}: GPU {gpu!r} not in parallelism table (table has {have})"
-        )
-    if count not in rows:
-        raise ConfigError(f"{EnvVars.PARALLELISM_AUTO}: no config for {count} x {gpu} (table has {have})")
-    return rows[count]
-
-
 def detect_gpus() -> tuple[str, int]:
     """(name of device 0, visible device count): the name from NVML when importable, else from torch;
     the count from torch, which honours CUDA_VISIBLE_DEVICES."""
@@ -65,6 +56,7 @@ def detect_gpus() -> tuple[str, int]:
     if count == 0:
         raise ConfigError(f"{EnvVars.PARALLELISM_AUTO}: No GPUs found!")
     name = torch.cuda.get_device_name(0)
+    memory_mib = torch.cuda.get_device_properties(0).total_memory // 2**20  # tells the A100s apart
     try:
         import pynvml  # type: ignore[import-not-found]
 
@@ -76,22 +68,28 @@ def detect_gpus() -> tuple[str, int]:
             pynvml.nvmlShutdown()
     except Exception:  # NVML is optional; torch's name is the same string
         pass
-    return normalise_gpu_name(name), count
+    return normalise_gpu_name(name, memory_mib), count
 
 
 def resolve_parallelism(
-    env: TrainerEnv, detect: Callable[[], tuple[str, int]] = detect_gpus, table: Table | None = None
+    env: TrainerEnv,
+    model: LLM,
+    detect: Callable[[], tuple[str, int]] = detect_gpus,
+    table: Table | None = None,
 ) -> Parallelism:
-    """The manual values, or with PARALLELISM_AUTO the table's row for this machine (manual ones ignored)."""
+    """The manual values, or with PARALLELISM_AUTO the table's row for the run's ``model`` on this machine
+    (manual ones ignored); a miss is a one-line ConfigError."""
     manual = Parallelism(env.data_parallelism, env.tensor_parallelism, env.micro_batch_size)
     if not env.parallelism_auto:
         return manual
     if manual != Parallelism():
         log.warning("PARALLELISM_AUTO is set, ignoring manual dp/tp/micro_batch_size values")
+    key = model_key(model)
     gpu, count = detect()
-    row = lookup(load_table(env.parallelism_table) if table is None else table, gpu, count)
+    row = lookup(load_table(env.parallelism_table) if table is None else table, key, gpu, count)
     log.info(
-        "parallelism for %d x %s: dp=%d tp=%d micro_batch_size=%d",
+        "parallelism for %s on %d x %s: dp=%d tp=%d micro_batch_size=%d",
+        key,
         count,
         gpu,
         row.dp,

@@ -92,12 +92,14 @@ class Trainer:
         *,
         ctx: ParallelContext | None = None,
         weights_dir: Path | None = None,
+        run_id: str = "",
     ) -> None:
         if data.seq_len != spec.max_seq_len:
             raise ConfigError(
                 f"data seq_len {data.seq_len} differs from the model's max_seq_len {spec.max_seq_len}"
             )
         self.config = config
+        self.run_id = run_id  # recorded in each checkpoint's manifest (ckpt.current_checkpoint matches it)
         self.spec = spec
         self.seed = seed
         self.data = data
@@ -214,7 +216,12 @@ class Trainer:
         tensors = self._gather()
         path = None
         if self.ctx.is_leader:
-            meta = {"trainer_step": self.step, "seed": self.seed, "spec": self.spec.as_dict()}
+            meta = {
+                "run_id": self.run_id,
+                "trainer_step": self.step,
+                "seed": self.seed,
+                "spec": self.spec.as_dict(),
+            }
             extra = {"config.json": self.spec.to_hf_config()}
             path = ckpt.write_checkpoint(root, epoch, step, tensors, meta, extra_json=extra)
             log.info("checkpoint saved: %s", path)
@@ -236,6 +243,12 @@ class Trainer:
                 older = [p for p in ckpt.list_checkpoints(root) if p < info.path]
                 info = next((i for i in map(_try_validate, reversed(older)) if i is not None), None)
         return None
+
+    def load_checkpoint(self, path: Path) -> tuple[int, int]:
+        """Resume from the checkpoint directory ``path``, already validated by rank 0
+        (``ckpt.current_checkpoint``): returns its (epoch, step); ``ckpt.CorruptCheckpoint`` when it does not
+        fit this model."""
+        return self._restore(ckpt.read_info(path))
 
     @torch.no_grad()
     def _restore(self, info: ckpt.CheckpointInfo) -> tuple[int, int]:
@@ -285,11 +298,18 @@ def trainer_for_run(
     *,
     ctx: ParallelContext | None = None,
     client: httpx.Client | None = None,
+    resume: Path | None = None,
+    run_id: str = "",
 ) -> Trainer:
-    """A Trainer for the run's model: the preset or the local Hub directory, the run's data location, LR
-    schedule and optimizer, with ``parallelism`` (from ``parallelism.resolve_parallelism``)."""
-    source = model_source(model, env)
-    if source.directory is not None:
+    """A Trainer for the run's model: the preset, the local Hub directory or (a Hub repo not on disk) the
+    shape saved in ``resume``, the checkpoint the caller resumes next; the run's data location, LR schedule
+    and optimizer, with ``parallelism`` (from ``parallelism.resolve_parallelism``)."""
+    source = model_source(model, env, resume)
+    weights_dir = source.directory
+    if source.kind == "checkpoint" and source.directory is not None:
+        spec = checkpoint_spec(ckpt.read_info(source.directory))
+        weights_dir = None  # initialised from the seed, then overwritten by the resume
+    elif source.directory is not None:
         spec = ModelSpec.from_hf_config(read_hf_config(source.directory), model.max_seq_len)
     else:
         spec = preset(source.preset, model.max_seq_len)
@@ -304,4 +324,14 @@ def trainer_for_run(
     data = data_source(
         model.data_location, seq_len=model.max_seq_len, vocab_size=spec.vocab_size, seed=seed, client=client
     )
-    return Trainer(config, spec, seed, data, ctx=ctx, weights_dir=source.directory)
+    return Trainer(config, spec, seed, data, ctx=ctx, weights_dir=weights_dir, run_id=run_id)
+
+
+def checkpoint_spec(info: ckpt.CheckpointInfo) -> ModelSpec:
+    """The model shape a checkpoint was saved for (its manifest's ``spec``)."""
+    try:
+        spec = ModelSpec(**info.meta["spec"])
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"checkpoint {info.path}: {ckpt.META} has no usable model spec: {exc}") from exc
+    spec.check()
+    return spec

@@ -25,13 +25,14 @@ from torch._C._distributed_c10d import TCPStore
 from psyche.chain.accounts.coordinator import CoordinatorAccount
 from psyche.chain.accounts.model import LLM, Checkpoint, CheckpointKind, HubRepo
 from psyche.client.actions import Train, TrainOutcome
-from psyche.client.config import TrainerEnv
+from psyche.client.checkpoint import CorruptCheckpoint, RunPoint, current_checkpoint, run_root
+from psyche.client.config import TrainerEnv, model_source
 from psyche.client.parallel import LOOPBACK, ParallelContext, init_parallel
 from psyche.client.parallelism import Parallelism, resolve_parallelism
 from psyche.client.rank_group import RankGroup
 from psyche.client.ranks import Build, Message, Save, Step, serve
 from psyche.client.train import StepResult, Trainer, resolve_device, run_seed, trainer_for_run
-from psyche.errors import RunManagerError
+from psyche.errors import ConfigError, RunManagerError
 
 log = logging.getLogger("psyche.client")
 
@@ -80,13 +81,27 @@ StartRanks = Callable[
 def build_trainer(
     build: Build, env: TrainerEnv, run_id: str, par: Parallelism, ctx: ParallelContext | None
 ) -> Trainer:
-    """This rank's Trainer for ``build.model`` (same seed on every rank and client), resumed when asked."""
-    trainer = trainer_for_run(build.model, env, run_seed(run_id), par, ctx=ctx)
+    """This rank's Trainer for ``build.model`` (same seed on every rank and client), resumed from
+    ``build.resume`` (the checkpoint rank 0 chose) when set."""
+    trainer = trainer_for_run(
+        build.model, env, run_seed(run_id), par, ctx=ctx, resume=build.resume, run_id=run_id
+    )
     if build.resume is not None:
-        resumed = trainer.load_latest_checkpoint(build.resume)
-        if resumed is not None and (ctx is None or ctx.is_leader):
-            log.info("resumed epoch %d step %d from %s", resumed[0], resumed[1], build.resume)
+        try:
+            epoch, step = trainer.load_checkpoint(build.resume)
+        except CorruptCheckpoint as exc:
+            if model_source(build.model, env, build.resume).kind == "checkpoint":
+                raise RunManagerError(f"resuming the checkpoint failed: {exc}") from None
+            log.warning("ignoring checkpoint: %s; starting from the run's model", exc)
+        else:
+            if ctx is None or ctx.is_leader:
+                log.info("resumed epoch %d step %d from %s", epoch, step, build.resume)
     return trainer
+
+
+def resume_point(acc: CoordinatorAccount, run_id: str) -> RunPoint:
+    """What a local checkpoint must match to be current (``checkpoint.current_checkpoint``)."""
+    return RunPoint(run_id, acc.progress.epoch, acc.epoch_state.start_step)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +188,7 @@ class TorchTrainerPort:
         env: TrainerEnv,
         run_id: str,
         *,
-        resolve: Callable[[TrainerEnv], Parallelism] = resolve_parallelism,
+        resolve: Callable[[TrainerEnv, LLM], Parallelism] = resolve_parallelism,
         build: BuildTrainer = build_trainer,
         start_ranks: StartRanks = start_local_ranks,
     ) -> None:
@@ -193,10 +208,19 @@ class TorchTrainerPort:
         self.on_failure(message)
 
     def _build(self, acc: CoordinatorAccount) -> StepTrainer:
-        par = self.resolve(self.env)
-        root = self.env.checkpoint_dir
+        par = self.resolve(self.env, acc.model)
+        model = offline_model(acc.model)
         # Rank 0 decides whether to resume, so every rank makes the same (collective) choice.
-        build = Build(offline_model(acc.model), root if root is not None and root.is_dir() else None)
+        resume, local = None, "no checkpoint directory (CHECKPOINT_DIR, or SCRATCH_DIR mounted at /scratch)"
+        if self.env.checkpoint_dir is not None:
+            root = run_root(self.env.checkpoint_dir, self.run_id)
+            chosen = current_checkpoint(root, resume_point(acc, self.run_id))
+            resume, local = (chosen.info.path if chosen.info else None), chosen.describe(root)
+        try:
+            model_source(model, self.env, resume)  # a Hub repo neither on disk nor served by a checkpoint
+        except ConfigError as exc:
+            raise ConfigError(f"{exc.message}; {local}") from None
+        build = Build(model, resume)
         ctx = None
         if par.world_size > 1:
             self.ranks, ctx = self.start_ranks(par, self.env, self.run_id, self._failed)
@@ -239,9 +263,9 @@ class TorchTrainerPort:
         )
 
     def save(self, epoch: int, step: int) -> None:
-        root: Path | None = self.env.checkpoint_dir
-        if root is None or self.trainer is None:
+        if self.env.checkpoint_dir is None or self.trainer is None:
             return
+        root = run_root(self.env.checkpoint_dir, self.run_id)
         root.mkdir(parents=True, exist_ok=True)
         with self._calling():
             self._send(Save(root, epoch, step))

@@ -399,7 +399,8 @@ def run_doctor(seams: Seams, options: DoctorOptions = DoctorOptions()) -> list[C
     probe = seams.gpus()
     checks.append(check_gpus(probe, options.gpus))
     if settings is not None:
-        checks.append(check_parallelism(settings, probe, seams.parallelism_table))
+        model = run.coordinator.model if run is not None else None
+        checks.append(check_parallelism(settings, probe, seams.parallelism_table, model))
     else:
         checks.append(skip("parallelism", "a valid .env"))
     checks.append(check_shm(seams.disk_usage, options.container_shm))

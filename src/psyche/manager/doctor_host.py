@@ -10,9 +10,10 @@ from psyche.errors import RunManagerError
 from psyche.manager.doctor import Check, EngineProbe, Status, skip
 from psyche.manager.hardware import DiskUsage, GpuProbe
 from psyche.parallelism import Table as ParallelismTable
-from psyche.parallelism import normalise_gpu_name
+from psyche.parallelism import lookup, model_key, normalise_gpu_name
 
 if TYPE_CHECKING:
+    from psyche.chain.accounts.model import LLM
     from psyche.manager.settings import Settings
 
 GIB = 2**30
@@ -90,25 +91,27 @@ def check_gpus(probe: GpuProbe, need_gpus: bool = True) -> Check:
     return Check("gpus", Status.OK, "; ".join(f"{n} x {kind}" for kind, n in kinds.items()))
 
 
-def check_parallelism(settings: Settings, probe: GpuProbe, table: Callable[[], ParallelismTable]) -> Check:
-    """PARALLELISM_AUTO has an entry for this GPU and count, or DATA*TENSOR_PARALLELISM fits the GPU count."""
+def check_parallelism(
+    settings: Settings, probe: GpuProbe, table: Callable[[], ParallelismTable], model: LLM | None
+) -> Check:
+    """PARALLELISM_AUTO has an entry for the run's ``model`` on this GPU and count (the client's own lookup),
+    or DATA*TENSOR_PARALLELISM fits the GPU count."""
     if not probe.gpus:
         return skip("parallelism", "visible GPUs")
     count = probe.count
     if settings.parallelism_auto:
-        gpu = normalise_gpu_name(probe.gpus[0].name)
-        try:
-            rows = table()
-        except RunManagerError as err:
-            return Check("parallelism", Status.FAIL, err.message, err.hint)
-        have = "; ".join(f"{g}: {', '.join(map(str, sorted(r)))} GPUs" for g, r in rows.items())
+        if model is None:
+            return skip("parallelism", "the run (PARALLELISM_AUTO looks up its model)")
+        first = probe.gpus[0]
+        gpu = normalise_gpu_name(first.name, first.memory_mib)
         fix = "set PARALLELISM_AUTO=false with DATA_PARALLELISM, TENSOR_PARALLELISM and MICRO_BATCH_SIZE"
-        row = rows.get(gpu, {}).get(count)
-        if row is None:
-            detail = f"PARALLELISM_AUTO: no entry for {count} x {gpu} (the table has {have})"
-            return Check("parallelism", Status.FAIL, detail, fix)
+        try:
+            key = model_key(model)
+            row = lookup(table(), key, gpu, count)
+        except RunManagerError as err:
+            return Check("parallelism", Status.FAIL, err.message, err.hint or fix)
         detail = (
-            f"PARALLELISM_AUTO: {count} x {gpu} -> dp={row.dp} tp={row.tp} "
+            f"PARALLELISM_AUTO: {key} on {count} x {gpu} -> dp={row.dp} tp={row.tp} "
             f"micro_batch_size={row.micro_batch_size}"
         )
         if settings.data_parallelism or settings.tensor_parallelism or settings.micro_batch_size:
