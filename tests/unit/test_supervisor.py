@@ -160,6 +160,7 @@ def test_container_spec_carries_env_labels_and_flags_but_no_secret_in_repr() -> 
         "HF_TOKEN": "t",
         "RUN_ID": "run/1",
         "CLIENT_VERSION": "v1",  # always the image's version, whatever the .env said
+        "PSYCHE_RUN_ONCE": "1",  # the manager owns restarts: the reference entrypoint runs the client once
     }
     assert dict(spec.labels) == {
         "team": "a",

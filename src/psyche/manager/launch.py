@@ -16,6 +16,9 @@ LABEL_INSTANCE = "io.psyche.run-manager.instance"
 LABEL_RUN_ID = "io.psyche.run-manager.run-id"
 LABEL_CLIENT_VERSION = "io.psyche.run-manager.client-version"
 LABEL_WALLET = "io.psyche.run-manager.wallet"
+# The manager owns restarts: it tells the reference image's entrypoint to run the client once instead of
+# looping 5 times itself (psyche.client.entrypoint.RUN_ONCE_ENV; upstream images ignore it).
+RUN_ONCE_ENV = "PSYCHE_RUN_ONCE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +47,7 @@ class LaunchConfig:
 
     ``env`` is the whole client environment (.env variables, RPC/WS_RPC and fallbacks, AUTHORIZER,
     RAW_WALLET_PRIVATE_KEY, parallelism, NVIDIA_DRIVER_CAPABILITIES, ...); the supervisor adds
-    RUN_ID and the CLIENT_VERSION matching the image it runs.
+    RUN_ID, the CLIENT_VERSION matching the image it runs, and PSYCHE_RUN_ONCE=1 (it owns restarts).
     """
 
     run_id: str
@@ -76,7 +79,12 @@ class LaunchConfig:
         safe_run = re.sub(r"[^A-Za-z0-9_.-]", "-", self.run_id)[:32] or "run"
         return ContainerSpec(
             image=image.reference,
-            env={**self.env, "RUN_ID": self.run_id, "CLIENT_VERSION": image.client_version},
+            env={
+                **self.env,
+                "RUN_ID": self.run_id,
+                "CLIENT_VERSION": image.client_version,
+                RUN_ONCE_ENV: "1",
+            },
             labels={
                 **self.extra_labels,
                 **self.scope_labels(),
