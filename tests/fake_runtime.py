@@ -201,3 +201,6 @@ class FakeRuntime:
         ]
         found += list(self.orphans.values())
         return [info for info in found if all(info.labels.get(k) == v for k, v in labels.items())]
+
+    def last_log_time(self, container_id: str) -> float | None:
+        return None

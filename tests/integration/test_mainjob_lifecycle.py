@@ -6,6 +6,8 @@ real engine, pulled from the loopback registry.
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import subprocess
 import time
@@ -80,6 +82,37 @@ def test_after_a_sigkill_the_next_start_removes_the_orphan(
     assert current.id != orphan.id
     second.signal(signal.SIGTERM)
     assert second.wait(30) == 0
+    assert job.containers() == []
+
+
+def test_a_client_that_stops_logging_is_restarted_after_the_stall_timeout_and_status_shows_the_silence(
+    job: Job, versions: tuple[PushedImage, PushedImage]
+) -> None:
+    job.world.create_run(job.run_id, versions[0].tag)
+    quiet = "trap 'exit 0' TERM; echo client up; while :; do sleep 0.1; done"  # one line, then nothing
+    manager = job.start(quiet, extra_args=("--stall-timeout", "6"))
+    first = manager.out.wait_for("client up")
+
+    # `status` (a separate process in real life; the real command in-process here) reads the engine's log.
+    env = {"DOCKER_HOST": os.environ["DOCKER_HOST"], "RUN_ID": job.run_id}
+    deadline = time.monotonic() + 30
+    while True:
+        [view] = job.world.cli.json("status", env=env)["containers"]
+        if (view["last_log_age_s"] or 0.0) >= 1.5 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)  # polling for the condition, which the assertion below decides
+    assert view["status"].startswith("Up") and 1.5 <= view["last_log_age_s"] < 30, view
+    screen = job.world.cli.ok("status", env=env).stdout
+    assert re.search(r"^  last log line:  \d+s ago$", screen, re.M), screen
+
+    stalled = manager.err.wait_for("wrote no log line for", timeout=30)
+    assert "(--stall-timeout 6): restarting it" in manager.err.lines[stalled][1]
+    manager.err.wait_for("(attempt 1): no log line for 6s (stall timeout), exit code 0", start=stalled)
+    manager.out.wait_for("client up", start=first + 1)  # a second container
+    [current] = job.containers()
+    assert current.name.endswith("-2")
+    manager.signal(signal.SIGTERM)
+    assert manager.wait(30) == 0
     assert job.containers() == []
 
 

@@ -72,9 +72,10 @@ def rig(
     policy: RestartPolicy | None = None,
     launch: LaunchConfig | None = None,
     hook: Callable[[ev.Event], None] | None = None,
+    clock: FakeClock | None = None,
     **runtime_options: object,
 ) -> Rig:
-    clock = FakeClock()
+    clock = clock or FakeClock()
     runtime = FakeRuntime(clock, scripts, **runtime_options)  # type: ignore[arg-type]
     events: list[ev.Event] = []
 
@@ -517,3 +518,77 @@ def test_local_mode_with_a_missing_image_says_so() -> None:
     with pytest.raises(ImagePullFailed, match=r"local image psyche-solana-client:v1 not found"):
         r.supervisor.run()
     assert r.of(ev.ContainerStarted) == []
+
+
+def test_a_client_silent_past_the_stall_timeout_is_stopped_and_restarted() -> None:
+    policy = RestartPolicy(stall_timeout=30.0, backoff_base=5.0)
+    holder: list[Rig] = []
+
+    def hook(event: ev.Event) -> None:
+        if isinstance(event, ev.LogLines) and event.lines[-1].text == "hello":
+            holder[0].clock.advance(31.0)  # then it says nothing more, as a SIGSTOPped client does
+
+    r = rig([Script(stdout=("hello",), until_stopped=True), Script(exit_code=0)], policy=policy, hook=hook)
+    holder.append(r)
+
+    assert r.supervisor.run() == 0
+
+    reason = "no log line for 31s (stall timeout), exit code 143"
+    assert [
+        e for e in r.manager_events() if not isinstance(e, ev.LogLines | ev.PullStarted | ev.PullDone)
+    ] == [
+        ev.ImageResolved("v1", V1, local=False),
+        ev.ContainerStarted("c1", "psyche-client-run-1-inst0001-1", V1, "v1"),
+        ev.Stalled("c1", 31.0, 30.0),
+        ev.Stopping("c1", "no log line for 31s", 10.0),
+        ev.ContainerExited("c1", SIGTERM_EXIT, 32.0),
+        ev.ContainerRemoved("c1"),
+        ev.Restarting(1, 5.0, reason),
+        ev.ImageResolved("v1", V1, local=False),
+        ev.ContainerStarted("c2", "psyche-client-run-1-inst0001-2", V1, "v1"),
+        ev.ContainerExited("c2", 0, 1.0),
+        ev.ContainerRemoved("c2"),
+        ev.Finished(0),
+    ]
+    assert r.runtime.calls.count(("stop", "c1")) == 1
+    assert r.runtime.live() == []
+
+
+def test_stalls_count_as_quick_crashes_and_give_up_even_when_the_stopped_client_exits_0() -> None:
+    # A client that never wrote a line ran for 0 s as far as the healthy_after rule goes, however long the
+    # timeout; and its exit 0 after our SIGTERM is not "finished".
+    policy = RestartPolicy(stall_timeout=300.0, max_restarts=1, healthy_after=120.0, backoff_base=1.0)
+    clock = FakeClock()
+    scripts = [
+        Script(until_stopped=True, runs_for=0.0, on_running=lambda: clock.advance(301.0)) for _ in "ab"
+    ]
+    r = rig(scripts, policy=policy, clock=clock)
+
+    with pytest.raises(ClientExited) as raised:
+        r.supervisor.run()
+
+    assert raised.value.code == SIGTERM_EXIT
+    assert [e.silent_for for e in r.of(ev.Stalled)] == [301.0, 301.0]  # type: ignore[attr-defined]
+    assert r.of(ev.Restarting) == [
+        ev.Restarting(1, 1.0, "no log line for 301s (stall timeout), exit code 143")
+    ]
+    assert r.of(ev.GivingUp) == [
+        ev.GivingUp("no log line for 301s (stall timeout), exit code 143, 2 quick failures in a row", 143, ())
+    ]
+    assert r.runtime.live() == []
+
+
+def test_without_a_stall_timeout_a_quiet_client_keeps_running() -> None:
+    holder: list[Rig] = []
+
+    def hook(event: ev.Event) -> None:
+        if isinstance(event, ev.ContainerStarted):
+            holder[0].clock.advance(10_000.0)
+        elif isinstance(event, ev.LogLines):
+            holder[0].runtime.finish("c1", 0)
+
+    r = rig([Script(stdout=("only line",), until_stopped=True)], hook=hook)
+    holder.append(r)
+
+    assert r.supervisor.run() == 0
+    assert r.of(ev.Stalled) == [] and r.of(ev.Stopping) == []

@@ -80,6 +80,7 @@ _VALUE_OPTIONS = frozenset(
         "--coordinator-program-id",
         "--image-repository",
         "--metrics-port",
+        "--stall-timeout",
     }
 )
 
@@ -297,6 +298,15 @@ def _find_main_job() -> Callable[[App], int | None] | None:
     "(container up, restarts, version changes, RPC health and latency, last log line age).",
 )
 @click.option(
+    "--stall-timeout",
+    type=click.FloatRange(min=1.0),
+    metavar="SECONDS",
+    envvar=AppEnvVars.STALL_TIMEOUT,
+    show_envvar=True,
+    help="Restart the client when it writes no log line for this long (a hung or SIGSTOPped client); "
+    "counts as a crash for the restart limit. [default: off]",
+)
+@click.option(
     "-V",
     is_flag=True,
     expose_value=False,
@@ -325,6 +335,7 @@ def cli(
     gpus: bool,
     timestamps: bool,
     metrics_port: int | None,
+    stall_timeout: float | None,
 ) -> None:
     """Join a Psyche training run from this GPU machine, or run an admin command.
 
@@ -346,6 +357,7 @@ def cli(
         gpus=gpus,
         timestamps=timestamps,
         metrics_port=metrics_port,
+        stall_timeout=stall_timeout,
     )
     app = App(ui=UI.from_environ(environ), environ=environ, options=options, exit=ctx.exit)
     ctx.obj = app

@@ -154,6 +154,15 @@ class Stopping:
 
 
 @dataclass(frozen=True, slots=True)
+class Stalled:
+    """The client wrote no log line for ``silent_for`` s (>= ``timeout``): it is stopped and restarted."""
+
+    container_id: str
+    silent_for: float
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
 class Killing:
     """A second stop request: the container is killed without waiting for the grace period."""
 
@@ -207,6 +216,7 @@ Event = (
     | VersionChanged
     | Restarting
     | Stopping
+    | Stalled
     | Killing
     | Notice
     | GivingUp

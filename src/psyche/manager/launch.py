@@ -35,6 +35,9 @@ class RestartPolicy:
     stop_grace: float = 10.0  # SIGTERM -> SIGKILL
     log_drain_timeout: float = 5.0  # after the exit, how long the log streams may stay silent (idle timeout)
     last_lines: int = 40  # client lines kept for the give-up report
+    # --stall-timeout: a running client that wrote no log line for this long is restarted (a crash for the
+    # counters above); None never restarts a quiet client.
+    stall_timeout: float | None = None
 
     def backoff(self, attempt: int) -> float:
         """Delay before restart ``attempt`` (1-based): base, 2*base, 4*base, ... capped."""

@@ -180,7 +180,7 @@ def run_main_job(app: App) -> int:
 
     settings, ui, options = app.settings, app.ui, app.options
     programs = settings.program_ids()
-    policy = restart_policy(app.environ)
+    policy = replace(restart_policy(app.environ), stall_timeout=options.stall_timeout)
     runtime = DockerRuntime(environ=app.environ)
     try:
         ui.info(f"Docker engine {runtime.version()} reachable")

@@ -173,6 +173,11 @@ class EventRenderer:
             self._say(
                 f"stopping container {event.container_id[:12]} ({event.reason}; up to {event.grace:.0f}s)"
             )
+        elif isinstance(event, ev.Stalled):
+            self._ui.warning(
+                f"{MANAGER_PREFIX} the client wrote no log line for {event.silent_for:.0f}s "
+                f"(--stall-timeout {event.timeout:g}): restarting it"
+            )
         elif isinstance(event, ev.Killing):
             self._ui.warning(f"{MANAGER_PREFIX} killing container {event.container_id[:12]}")
         elif isinstance(event, ev.Notice):

@@ -29,6 +29,7 @@ from psyche.manager.logs import (
     dechunk,
     frames,
     frames_after,
+    parse_log_line,
     stream_of,
     strip_timestamp,
 )
@@ -145,6 +146,10 @@ class ContainerRuntime(Protocol):
 
     def list_by_label(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
         """Every container, running or not, that carries all of ``labels``."""
+        ...
+
+    def last_log_time(self, container_id: str) -> float | None:
+        """Unix time of the container's last log line (either stream), or None when it wrote none."""
         ...
 
 
@@ -486,6 +491,23 @@ class DockerRuntime:
             )
             for c in found
         ]
+
+    def last_log_time(self, container_id: str) -> float | None:
+        """``docker logs --timestamps --tail 1``: the engine's time of the last line, as unix seconds."""
+        handle = ContainerHandle(container_id, container_id[:12])
+        try:
+            tty = bool((self._client.api.inspect_container(container_id).get("Config") or {}).get("Tty"))
+            with self._log_body(handle, follow=False, timestamps=True, tail="1") as body:
+                # A TTY container's log has no frame headers: its body is the text itself.
+                data = b"".join(body) if tty else b"".join(payload for _, payload in frames(body))
+        except self._foreign as exc:
+            self._raise(exc, f"reading the last log line of container {handle.name}")
+        except OSError as exc:
+            raise ContainerRuntimeError(
+                f"reading the last log line of container {handle.name} failed: {exc}"
+            ) from exc
+        when = parse_log_line(data.decode("utf-8", "replace"), timestamped=True).timestamp
+        return when.timestamp() if when is not None else None
 
 
 def _int_or_none(value: object) -> int | None:
