@@ -76,6 +76,7 @@ class FakeRuntime:
         pull_failures: Mapping[str, int] | None = None,
         gpu_available: bool = True,
         orphans: list[ContainerInfo] | None = None,
+        image_labels: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.clock = clock
         self.scripts = list(scripts)
@@ -87,6 +88,7 @@ class FakeRuntime:
         self.containers: dict[str, FakeContainer] = {}
         self.orphans = {o.id: o for o in orphans or []}
         self.specs: list[ContainerSpec] = []
+        self.labels_of_images = {image: dict(labels) for image, labels in (image_labels or {}).items()}
         self._lock = threading.Lock()
         self._seq = 0
 
@@ -204,3 +206,6 @@ class FakeRuntime:
 
     def last_log_time(self, container_id: str) -> float | None:
         return None
+
+    def image_labels(self, image: str) -> dict[str, str]:
+        return dict(self.labels_of_images.get(image, {}))

@@ -592,3 +592,47 @@ def test_without_a_stall_timeout_a_quiet_client_keeps_running() -> None:
 
     assert r.supervisor.run() == 0
     assert r.of(ev.Stalled) == [] and r.of(ev.Stopping) == []
+
+
+KEY_LABEL = {"psyche.client.key-file": "1"}
+
+
+def test_a_labelled_image_gets_the_wallet_key_as_a_file_and_an_unlabelled_one_in_the_env() -> None:
+    # Version v1 is a reference image (the label), v2 an upstream one: the swap changes the delivery.
+    r = rig(
+        [Script(exit_code=10), Script(exit_code=0)],
+        versions("v1", "v2"),
+        image_labels={V1: KEY_LABEL},
+    )
+
+    assert r.supervisor.run() == 0
+
+    first, second = r.runtime.specs
+    assert dict(first.secret_files) == {"/run/psyche/wallet-key": SECRET.encode()}
+    assert "RAW_WALLET_PRIVATE_KEY" not in first.env
+    assert first.env["WALLET_PRIVATE_KEY_PATH"] == "/run/psyche/wallet-key"
+    assert SECRET not in repr(first)
+    assert dict(second.secret_files) == {} and second.env["RAW_WALLET_PRIVATE_KEY"] == SECRET
+    assert r.of(ev.WalletKeyDelivery) == [
+        ev.WalletKeyDelivery("file", V1, "auto"),
+        ev.WalletKeyDelivery("env", V2, "auto"),
+    ]
+    kinds = [type(e) for e in r.manager_events()]
+    assert kinds.index(ev.WalletKeyDelivery) == kinds.index(ev.ContainerStarted) - 1
+
+
+@pytest.mark.parametrize(("via", "labels", "as_file"), [("env", KEY_LABEL, False), ("file", {}, True)])
+def test_an_explicit_wallet_key_via_overrides_the_label(
+    via: str, labels: dict[str, str], as_file: bool
+) -> None:
+    launch = LaunchConfig(
+        run_id="run-1",
+        env={"RAW_WALLET_PRIVATE_KEY": SECRET},
+        repository=REPO,
+        wallet_key_via=via,  # type: ignore[arg-type]
+    )
+    r = rig([Script()], launch=launch, image_labels={V1: labels})
+    r.supervisor.run()
+    (spec,) = r.runtime.specs
+    assert bool(spec.secret_files) is as_file and ("RAW_WALLET_PRIVATE_KEY" in spec.env) is not as_file
+    assert r.of(ev.WalletKeyDelivery) == ([ev.WalletKeyDelivery("file", V1, "file")] if as_file else [])

@@ -81,6 +81,7 @@ _VALUE_OPTIONS = frozenset(
         "--image-repository",
         "--metrics-port",
         "--stall-timeout",
+        "--wallet-key-via",
     }
 )
 
@@ -307,6 +308,17 @@ def _find_main_job() -> Callable[[App], int | None] | None:
     "counts as a crash for the restart limit. [default: off]",
 )
 @click.option(
+    "--wallet-key-via",
+    type=click.Choice(["auto", "file", "env"]),
+    default="auto",
+    show_default=True,
+    envvar=AppEnvVars.WALLET_KEY_VIA,
+    show_envvar=True,
+    help="How the client container gets the wallet key: a read-only file on a tmpfs mount (not visible "
+    "to docker inspect), RAW_WALLET_PRIVATE_KEY in its environment, or auto: the file for images labelled "
+    "psyche.client.key-file=1 (the reference image), else the environment.",
+)
+@click.option(
     "-V",
     is_flag=True,
     expose_value=False,
@@ -336,6 +348,7 @@ def cli(
     timestamps: bool,
     metrics_port: int | None,
     stall_timeout: float | None,
+    wallet_key_via: str,
 ) -> None:
     """Join a Psyche training run from this GPU machine, or run an admin command.
 
@@ -358,6 +371,7 @@ def cli(
         timestamps=timestamps,
         metrics_port=metrics_port,
         stall_timeout=stall_timeout,
+        wallet_key_via=wallet_key_via,
     )
     app = App(ui=UI.from_environ(environ), environ=environ, options=options, exit=ctx.exit)
     ctx.obj = app

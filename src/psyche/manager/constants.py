@@ -56,6 +56,7 @@ class AppEnvVars:
     RESTART_BACKOFF: Final = "RUN_MANAGER_RESTART_BACKOFF"
     MAX_RESTARTS: Final = "RUN_MANAGER_MAX_RESTARTS"
     STALL_TIMEOUT: Final = "RUN_MANAGER_STALL_TIMEOUT"  # --stall-timeout
+    WALLET_KEY_VIA: Final = "RUN_MANAGER_WALLET_KEY_VIA"  # --wallet-key-via
     NO_COLOR: Final = "NO_COLOR"
     CI: Final = "CI"
     HOME: Final = "HOME"

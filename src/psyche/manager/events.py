@@ -81,6 +81,19 @@ class PullFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class WalletKeyDelivery:
+    """How the next container gets the wallet key changed (the first container: only when not ``env``).
+
+    ``via`` is ``file`` (a read-only file on a tmpfs mount) or ``env`` (RAW_WALLET_PRIVATE_KEY);
+    ``chosen_by`` is the --wallet-key-via setting (``auto``: the image's label decided).
+    """
+
+    via: str
+    image: str
+    chosen_by: str
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerStarted:
     """The client container is running."""
 
@@ -208,6 +221,7 @@ Event = (
     | PullProgress
     | PullDone
     | PullFailed
+    | WalletKeyDelivery
     | ContainerStarted
     | LogLine
     | LogLines

@@ -27,6 +27,7 @@ from psyche.manager.launch import (
     VERSION_MISMATCH_EXIT,
     LaunchConfig,
     RestartPolicy,
+    key_delivery,
 )
 from psyche.manager.logs import OutputDecoder
 from psyche.manager.runtime import ContainerHandle, ContainerRuntime
@@ -100,6 +101,7 @@ class Supervisor:
         self._notice_lock = threading.Lock()
         self._notice: str | None = None
         self._containers = 0
+        self._key_via = "env"  # how the last container got the wallet key; a change is announced
         self._last_lines: deque[str] = deque(maxlen=self._policy.last_lines)
 
     # -- called from other threads ------------------------------------------------------------
@@ -241,7 +243,8 @@ class Supervisor:
 
     def _start(self, image: ImageRef) -> ContainerHandle:
         self._containers += 1
-        handle = self._runtime.run(self._launch.spec_for(image, self._containers))
+        key_file = self._key_file(image)
+        handle = self._runtime.run(self._launch.spec_for(image, self._containers, key_file=key_file))
         self._emit(ev.ContainerStarted(handle.id, handle.name, image.reference, image.client_version))
         return handle
 
@@ -343,6 +346,16 @@ class Supervisor:
         if stalled is not None:  # it ran, for the healthy_after rule, only until its last line
             return _Outcome("exited", code, last_output - started, stalled=stalled)
         return _Outcome("exited", code, seconds)
+
+    def _key_file(self, image: ImageRef) -> bool:
+        """Whether ``image`` gets the wallet key as a file (--wallet-key-via, the image's label for auto)."""
+        via = self._launch.wallet_key_via
+        labels = self._runtime.image_labels(image.reference) if via == "auto" else {}
+        chosen = key_delivery(via, labels)
+        if chosen != self._key_via:
+            self._key_via = chosen
+            self._emit(ev.WalletKeyDelivery(chosen, image.reference, via))
+        return chosen == "file"
 
     def _prepare_swap(self, old: str, new: str) -> _Prepull | None:
         """Resolve ``new`` and start pulling it while the old client runs; task 0 means nothing to pull."""
