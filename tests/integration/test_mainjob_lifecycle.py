@@ -6,6 +6,9 @@ real engine, pulled from the loopback registry.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import re
 import signal
@@ -18,7 +21,7 @@ from solders.keypair import Keypair
 
 from tests.integration.commands_support import dead_url
 from tests.integration.conftest import PushedImage
-from tests.integration.mainjob_support import Job, job, versions, world
+from tests.integration.mainjob_support import Job, build_version, delete_from_registry, job, versions, world
 
 __all__ = ["job", "versions", "world"]  # fixtures used by name
 
@@ -140,6 +143,39 @@ def test_the_wallet_secret_is_in_no_argv_log_line_or_error(
     assert refused.wait(30) == 1
     assert "Error: " in refused.err.text
     job.wallet.assert_absent(refused.out.text, refused.err.text)
+
+
+def test_an_image_labelled_key_file_gets_the_wallet_key_as_a_tmpfs_file_that_inspect_never_shows(
+    job: Job, versions: tuple[PushedImage, PushedImage], docker_client: docker.DockerClient, registry: str
+) -> None:
+    keyed = build_version(docker_client, versions[0], "mj-keyfile", labels={"psyche.client.key-file": "1"})
+    try:
+        job.world.create_run(job.run_id, keyed.tag)
+        script = (
+            "trap 'exit 0' TERM; "
+            'echo "key $(sha256sum < "$WALLET_PRIVATE_KEY_PATH" | cut -d" " -f1) at $WALLET_PRIVATE_KEY_PATH '
+            'raw=${RAW_WALLET_PRIVATE_KEY:+set}"; '
+            "while :; do sleep 0.1; done"
+        )
+        manager = job.start(script)
+        line = manager.out.lines[manager.out.wait_for("key ")][1]
+        sent = json.dumps(list(bytes(job.wallet.keypair)), separators=(",", ":"))  # what the client reads
+        assert line == f"key {hashlib.sha256(sent.encode()).hexdigest()} at /run/psyche/wallet-key raw="
+        assert "wallet key for " in manager.err.text
+        assert "a read-only file on a tmpfs mount, not in the container's environment" in manager.err.text
+        [container] = job.containers()
+        inspected = docker_client.api.inspect_container(container.id)
+        job.wallet.assert_absent(json.dumps(inspected))
+        assert not [v for v in inspected["Config"]["Env"] if v.startswith("RAW_WALLET_PRIVATE_KEY=")]
+        assert "WALLET_PRIVATE_KEY_PATH=/run/psyche/wallet-key" in inspected["Config"]["Env"]
+        manager.signal(signal.SIGTERM)
+        assert manager.wait(30) == 0
+        job.wallet.assert_absent(manager.out.text, manager.err.text)
+    finally:
+        job.close()
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            docker_client.images.remove(keyed.ref, force=True)
+        delete_from_registry(registry, keyed)
 
 
 def test_unauthorized_wallet_starts_no_container(job: Job, versions: tuple[PushedImage, PushedImage]) -> None:
