@@ -88,13 +88,14 @@ def test_after_a_sigkill_the_next_start_removes_the_orphan(
     assert job.containers() == []
 
 
-def test_a_client_that_stops_logging_is_restarted_after_the_stall_timeout_and_status_shows_the_silence(
+def test_a_sigstopped_client_is_restarted_after_the_stall_timeout_and_status_shows_its_silence(
     job: Job, versions: tuple[PushedImage, PushedImage]
 ) -> None:
     job.world.create_run(job.run_id, versions[0].tag)
-    quiet = "trap 'exit 0' TERM; echo client up; while :; do sleep 0.1; done"  # one line, then nothing
-    manager = job.start(quiet, extra_args=("--stall-timeout", "6"))
-    first = manager.out.wait_for("client up")
+    manager = job.start(extra_args=("--stall-timeout", "5"))  # the ticking client
+    first = manager.out.wait_for("tick 3")
+    [frozen] = job.containers()
+    frozen.kill(signal="SIGSTOP")  # the engine still says "running", and so does `status`
 
     # `status` (a separate process in real life; the real command in-process here) reads the engine's log.
     env = {"DOCKER_HOST": os.environ["DOCKER_HOST"], "RUN_ID": job.run_id}
@@ -104,16 +105,19 @@ def test_a_client_that_stops_logging_is_restarted_after_the_stall_timeout_and_st
         if (view["last_log_age_s"] or 0.0) >= 1.5 or time.monotonic() > deadline:
             break
         time.sleep(0.2)  # polling for the condition, which the assertion below decides
-    assert view["status"].startswith("Up") and 1.5 <= view["last_log_age_s"] < 30, view
+    assert view["status"].startswith("Up") and view["id"] == frozen.id and 1.5 <= view["last_log_age_s"] < 30
     screen = job.world.cli.ok("status", env=env).stdout
     assert re.search(r"^  last log line:  \d+s ago$", screen, re.M), screen
 
     stalled = manager.err.wait_for("wrote no log line for", timeout=30)
-    assert "(--stall-timeout 6): restarting it" in manager.err.lines[stalled][1]
-    manager.err.wait_for("(attempt 1): no log line for 6s (stall timeout), exit code 0", start=stalled)
-    manager.out.wait_for("client up", start=first + 1)  # a second container
+    assert "(--stall-timeout 5): restarting it" in manager.err.lines[stalled][1]
+    # A stopped process cannot take the SIGTERM: the SIGKILL after the grace period ends it (137).
+    manager.err.wait_for(
+        "(attempt 1): no log line for 5s (stall timeout), exit code 137", start=stalled, timeout=30
+    )
+    manager.out.wait_for("client", start=first + 1)  # the second container says hello
     [current] = job.containers()
-    assert current.name.endswith("-2")
+    assert current.id != frozen.id and current.name.endswith("-2")
     manager.signal(signal.SIGTERM)
     assert manager.wait(30) == 0
     assert job.containers() == []

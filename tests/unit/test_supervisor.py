@@ -554,9 +554,8 @@ def test_a_client_silent_past_the_stall_timeout_is_stopped_and_restarted() -> No
     assert r.runtime.live() == []
 
 
-def test_stalls_count_as_quick_crashes_and_give_up_even_when_the_stopped_client_exits_0() -> None:
-    # A client that never wrote a line ran for 0 s as far as the healthy_after rule goes, however long the
-    # timeout; and its exit 0 after our SIGTERM is not "finished".
+def test_stalls_count_as_quick_crashes_however_long_the_timeout() -> None:
+    # A client that never wrote a line ran for 0 s as far as the healthy_after rule goes.
     policy = RestartPolicy(stall_timeout=300.0, max_restarts=1, healthy_after=120.0, backoff_base=1.0)
     clock = FakeClock()
     scripts = [
@@ -576,6 +575,24 @@ def test_stalls_count_as_quick_crashes_and_give_up_even_when_the_stopped_client_
         ev.GivingUp("no log line for 301s (stall timeout), exit code 143, 2 quick failures in a row", 143, ())
     ]
     assert r.runtime.live() == []
+
+
+def test_a_stalled_client_that_exits_0_on_our_sigterm_has_not_finished() -> None:
+    holder: list[Rig] = []
+
+    def hook(event: ev.Event) -> None:
+        if isinstance(event, ev.Stalled):
+            holder[0].runtime.finish("c1", 0)  # its TERM trap says "exit 0"
+
+    policy = RestartPolicy(stall_timeout=60.0, backoff_base=1.0)
+    silent = Script(until_stopped=True, on_running=lambda: holder[0].clock.advance(61.0))
+    r = rig([silent, Script(exit_code=0)], policy=policy, hook=hook)
+    holder.append(r)
+
+    assert r.supervisor.run() == 0
+    assert r.of(ev.Restarting) == [ev.Restarting(1, 1.0, "no log line for 61s (stall timeout), exit code 0")]
+    assert r.of(ev.Finished) == [ev.Finished(0)]  # the second container's own exit 0
+    assert len(r.runtime.specs) == 2
 
 
 def test_without_a_stall_timeout_a_quiet_client_keeps_running() -> None:
