@@ -53,6 +53,7 @@ class Script:
     on_running: Callable[[], None] | None = None
     chunk_size: int = 7  # bytes per piece logs() yields
     unterminated: str = ""  # written to stdout after its lines, with no newline
+    last_words: tuple[str, ...] = ()  # ``until_stopped``: stdout lines once it is stopped (a TERM trap's)
 
 
 @dataclass
@@ -157,6 +158,8 @@ class FakeRuntime:
                 yield stream, data[start : start + size]
         if c.script.until_stopped:
             c.ended.wait(_HANG_LIMIT)
+            if c.script.last_words:
+                yield "stdout", "".join(f"{line}\n" for line in c.script.last_words).encode()
 
     def wait(self, handle: ContainerHandle) -> int:
         c = self.containers[handle.id]

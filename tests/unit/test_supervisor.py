@@ -577,6 +577,23 @@ def test_stalls_count_as_quick_crashes_however_long_the_timeout() -> None:
     assert r.runtime.live() == []
 
 
+def test_a_stall_is_a_quick_failure_even_when_the_client_has_last_words_for_our_sigterm() -> None:
+    # Silent for 301 s right after its start, then it prints on our SIGTERM: it never ran "healthy" (120 s),
+    # so two stalls with max_restarts=1 give up rather than restarting for ever.
+    clock = FakeClock()
+    policy = RestartPolicy(stall_timeout=300.0, max_restarts=1, healthy_after=120.0, backoff_base=1.0)
+
+    def stalling() -> Script:
+        return Script(until_stopped=True, last_words=("got TERM",), on_running=lambda: clock.advance(301.0))
+
+    r = rig([stalling(), stalling(), Script(exit_code=0)], policy=policy, clock=clock)
+
+    with pytest.raises(ClientExited):
+        r.supervisor.run()
+    assert "got TERM" in [line.text for line in r.log_lines()]
+    assert len(r.runtime.specs) == 2
+
+
 def test_a_stalled_client_that_exits_0_on_our_sigterm_has_not_finished() -> None:
     holder: list[Rig] = []
 

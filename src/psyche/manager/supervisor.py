@@ -265,6 +265,7 @@ class Supervisor:
         stall_after = self._policy.stall_timeout
         last_output = started  # the injected clock: fake-clock tests control stalls
         stalled: float | None = None
+        ran_until_silent = 0.0  # for a stall: from the start to the last line before it (not its TERM words)
         try:
             while True:
                 if code is None:
@@ -288,7 +289,7 @@ class Supervisor:
                     if stall_after is not None and not stopping:
                         silent = self._monotonic() - last_output
                         if silent >= stall_after:
-                            stalled = silent
+                            stalled, ran_until_silent = silent, last_output - started
                             self._emit(ev.Stalled(handle.id, silent, stall_after))
                             stopping = self._begin_stop(task, handle, f"no log line for {silent:.0f}s")
                 elif not reading or time.monotonic() >= drain_until:
@@ -344,7 +345,7 @@ class Supervisor:
         if swap is not None:
             return _Outcome("swap", code, seconds, version=swap[0], image=swap[1])
         if stalled is not None:  # it ran, for the healthy_after rule, only until its last line
-            return _Outcome("exited", code, last_output - started, stalled=stalled)
+            return _Outcome("exited", code, ran_until_silent, stalled=stalled)
         return _Outcome("exited", code, seconds)
 
     def _key_file(self, image: ImageRef) -> bool:
