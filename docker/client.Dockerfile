@@ -47,7 +47,8 @@ LABEL org.opencontainers.image.title="psyche-client" \
       org.opencontainers.image.licenses="Apache-2.0" \
       psyche.client.version="${VERSION}" \
       psyche.client.content-hash="${CONTENT_HASH}" \
-      psyche.client.torch-variant="${TORCH_VARIANT}"
+      psyche.client.torch-variant="${TORCH_VARIANT}" \
+      psyche.client.key-file="1"
 
 WORKDIR /root
 ENTRYPOINT ["python3", "-m", "psyche.client"]

@@ -53,6 +53,7 @@ class Script:
     on_running: Callable[[], None] | None = None
     chunk_size: int = 7  # bytes per piece logs() yields
     unterminated: str = ""  # written to stdout after its lines, with no newline
+    last_words: tuple[str, ...] = ()  # ``until_stopped``: stdout lines once it is stopped (a TERM trap's)
 
 
 @dataclass
@@ -76,6 +77,7 @@ class FakeRuntime:
         pull_failures: Mapping[str, int] | None = None,
         gpu_available: bool = True,
         orphans: list[ContainerInfo] | None = None,
+        image_labels: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.clock = clock
         self.scripts = list(scripts)
@@ -87,6 +89,7 @@ class FakeRuntime:
         self.containers: dict[str, FakeContainer] = {}
         self.orphans = {o.id: o for o in orphans or []}
         self.specs: list[ContainerSpec] = []
+        self.labels_of_images = {image: dict(labels) for image, labels in (image_labels or {}).items()}
         self._lock = threading.Lock()
         self._seq = 0
 
@@ -155,6 +158,8 @@ class FakeRuntime:
                 yield stream, data[start : start + size]
         if c.script.until_stopped:
             c.ended.wait(_HANG_LIMIT)
+            if c.script.last_words:
+                yield "stdout", "".join(f"{line}\n" for line in c.script.last_words).encode()
 
     def wait(self, handle: ContainerHandle) -> int:
         c = self.containers[handle.id]
@@ -201,3 +206,9 @@ class FakeRuntime:
         ]
         found += list(self.orphans.values())
         return [info for info in found if all(info.labels.get(k) == v for k, v in labels.items())]
+
+    def last_log_time(self, container_id: str) -> float | None:
+        return None
+
+    def image_labels(self, image: str) -> dict[str, str]:
+        return dict(self.labels_of_images.get(image, {}))

@@ -338,11 +338,14 @@ def push(client: docker.DockerClient, image: PushedImage) -> None:
             raise AssertionError(f"push of {image.ref} failed: {event['error']}")
 
 
-def build_version(client: docker.DockerClient, base: PushedImage, tag: str) -> PushedImage:
-    """``base`` plus a label naming ``tag``: a manifest digest no other tag (or developer) shares, so deleting
-    it from the registry touches nothing else."""
+def build_version(
+    client: docker.DockerClient, base: PushedImage, tag: str, labels: Mapping[str, str] | None = None
+) -> PushedImage:
+    """``base`` plus a label naming ``tag`` (and any ``labels``): a manifest digest no other tag (or
+    developer) shares, so deleting it from the registry touches nothing else."""
     image = PushedImage(base.repository, f"{tag}-{SESSION_ID}")
-    dockerfile = f"FROM {base.ref}\nLABEL io.psyche.test.version={image.tag}\n"
+    extra = "".join(f"LABEL {k}={v}\n" for k, v in (labels or {}).items())
+    dockerfile = f"FROM {base.ref}\nLABEL io.psyche.test.version={image.tag}\n{extra}"
     client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=image.ref, rm=True, forcerm=True)
     push(client, image)
     return image

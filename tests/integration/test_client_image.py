@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import docker
 import httpx
 import pytest
+from solders.keypair import Keypair
+
+from psyche.errors import ClientExited
+from psyche.manager import events as ev
+from psyche.manager.launch import LaunchConfig, RestartPolicy
+from psyche.manager.runtime import DockerRuntime
+from psyche.manager.supervisor import Supervisor
 
 from .client_image_support import ClientImage
 
@@ -105,3 +114,48 @@ def test_second_build_reuses_the_pushed_image(
     assert again.summary["built"] is False
     assert again.summary["pushed"] is False
     assert again.summary["total_s"] < 30
+
+
+def test_under_the_manager_the_client_reads_its_key_from_the_tmpfs_file_and_runs_once(
+    docker_client: docker.DockerClient, client_image: ClientImage, container_labels: dict[str, str]
+) -> None:
+    # The real supervisor: the image's label picks the key file, PSYCHE_RUN_ONCE stops the image's own loop.
+    # No chain answers on port 9, so the client logs its wallet (read from the file) and exits 1, once.
+    wallet = Keypair()
+    secret = json.dumps(list(bytes(wallet)), separators=(",", ":"))
+    env = {"RPC": "http://127.0.0.1:9", "WS_RPC": "ws://127.0.0.1:9", "RAW_WALLET_PRIVATE_KEY": secret}
+    launch = LaunchConfig(
+        run_id="key-file",
+        env=env,
+        repository=client_image.repository,
+        gpus=False,
+        extra_labels=container_labels,
+    )
+    events: list[ev.Event] = []
+    inspected: list[dict[str, object]] = []
+
+    def on_event(event: ev.Event) -> None:
+        events.append(event)
+        if isinstance(event, ev.ContainerStarted):
+            inspected.append(docker_client.api.inspect_container(event.container_id))
+
+    with DockerRuntime(docker_client) as runtime:
+        supervisor = Supervisor(
+            runtime,
+            launch,
+            lambda: f"content-{client_image.content_hash}",
+            on_event=on_event,
+            policy=RestartPolicy(max_restarts=0),
+        )
+        with pytest.raises(ClientExited):
+            supervisor.run()
+
+    lines = [line.text for e in events if isinstance(e, ev.LogLines) for line in e.lines]
+    text = "\n".join(lines)
+    assert any(isinstance(e, ev.WalletKeyDelivery) and e.via == "file" for e in events)
+    assert lines[0] == "[+] Psyche reference client, run key-file (run once: the run-manager restarts it)"
+    assert text.count(f"wallet {wallet.pubkey()}, run key-file") == 1, text  # read from the file, one run
+    assert "Restarting" not in text
+    assert [e.exit_code for e in events if isinstance(e, ev.ContainerExited)] == [1]
+    assert secret not in json.dumps(inspected) and secret not in text
+    assert "WALLET_PRIVATE_KEY_PATH=/run/psyche/wallet-key" in inspected[0]["Config"]["Env"]  # type: ignore[index]

@@ -6,6 +6,11 @@ real engine, pulled from the loopback registry.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
+import re
 import signal
 import subprocess
 import time
@@ -17,7 +22,7 @@ from solders.keypair import Keypair
 from tests.integration.commands_support import dead_url
 from tests.integration.conftest import PushedImage
 from tests.integration.loopback_rpc import servers
-from tests.integration.mainjob_support import Job, job, versions, world
+from tests.integration.mainjob_support import Job, build_version, delete_from_registry, job, versions, world
 
 __all__ = ["job", "versions", "world"]  # fixtures used by name
 
@@ -84,6 +89,41 @@ def test_after_a_sigkill_the_next_start_removes_the_orphan(
     assert job.containers() == []
 
 
+def test_a_sigstopped_client_is_restarted_after_the_stall_timeout_and_status_shows_its_silence(
+    job: Job, versions: tuple[PushedImage, PushedImage]
+) -> None:
+    job.world.create_run(job.run_id, versions[0].tag)
+    manager = job.start(extra_args=("--stall-timeout", "5"))  # the ticking client
+    first = manager.out.wait_for("tick 3")
+    [frozen] = job.containers()
+    frozen.kill(signal="SIGSTOP")  # the engine still says "running", and so does `status`
+
+    # `status` (a separate process in real life; the real command in-process here) reads the engine's log.
+    env = {"DOCKER_HOST": os.environ["DOCKER_HOST"], "RUN_ID": job.run_id}
+    deadline = time.monotonic() + 30
+    while True:
+        [view] = job.world.cli.json("status", env=env)["containers"]
+        if (view["last_log_age_s"] or 0.0) >= 1.5 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)  # polling for the condition, which the assertion below decides
+    assert view["status"].startswith("Up") and view["id"] == frozen.id and 1.5 <= view["last_log_age_s"] < 30
+    screen = job.world.cli.ok("status", env=env).stdout
+    assert re.search(r"^  last log line:  \d+s ago$", screen, re.M), screen
+
+    stalled = manager.err.wait_for("wrote no log line for", timeout=30)
+    assert "(--stall-timeout 5): restarting it" in manager.err.lines[stalled][1]
+    # A stopped process cannot take the SIGTERM: the SIGKILL after the grace period ends it (137).
+    manager.err.wait_for(
+        "(attempt 1): no log line for 5s (stall timeout), exit code 137", start=stalled, timeout=30
+    )
+    manager.out.wait_for("client", start=first + 1)  # the second container says hello
+    [current] = job.containers()
+    assert current.id != frozen.id and current.name.endswith("-2")
+    manager.signal(signal.SIGTERM)
+    assert manager.wait(30) == 0
+    assert job.containers() == []
+
+
 def test_the_wallet_secret_is_in_no_argv_log_line_or_error(
     job: Job, versions: tuple[PushedImage, PushedImage]
 ) -> None:
@@ -108,6 +148,39 @@ def test_the_wallet_secret_is_in_no_argv_log_line_or_error(
     assert refused.wait(30) == 1
     assert "Error: " in refused.err.text
     job.wallet.assert_absent(refused.out.text, refused.err.text)
+
+
+def test_an_image_labelled_key_file_gets_the_wallet_key_as_a_tmpfs_file_that_inspect_never_shows(
+    job: Job, versions: tuple[PushedImage, PushedImage], docker_client: docker.DockerClient, registry: str
+) -> None:
+    keyed = build_version(docker_client, versions[0], "mj-keyfile", labels={"psyche.client.key-file": "1"})
+    try:
+        job.world.create_run(job.run_id, keyed.tag)
+        script = (
+            "trap 'exit 0' TERM; "
+            'echo "key $(sha256sum < "$WALLET_PRIVATE_KEY_PATH" | cut -d" " -f1) at $WALLET_PRIVATE_KEY_PATH '
+            'raw=${RAW_WALLET_PRIVATE_KEY:+set}"; '
+            "while :; do sleep 0.1; done"
+        )
+        manager = job.start(script)
+        line = manager.out.lines[manager.out.wait_for("key ")][1]
+        sent = json.dumps(list(bytes(job.wallet.keypair)), separators=(",", ":"))  # what the client reads
+        assert line == f"key {hashlib.sha256(sent.encode()).hexdigest()} at /run/psyche/wallet-key raw="
+        assert "wallet key for " in manager.err.text
+        assert "a read-only file on a tmpfs mount, not in the container's environment" in manager.err.text
+        [container] = job.containers()
+        inspected = docker_client.api.inspect_container(container.id)
+        job.wallet.assert_absent(json.dumps(inspected))
+        assert not [v for v in inspected["Config"]["Env"] if v.startswith("RAW_WALLET_PRIVATE_KEY=")]
+        assert "WALLET_PRIVATE_KEY_PATH=/run/psyche/wallet-key" in inspected["Config"]["Env"]
+        manager.signal(signal.SIGTERM)
+        assert manager.wait(30) == 0
+        job.wallet.assert_absent(manager.out.text, manager.err.text)
+    finally:
+        job.close()
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            docker_client.images.remove(keyed.ref, force=True)
+        delete_from_registry(registry, keyed)
 
 
 def test_unauthorized_wallet_starts_no_container(job: Job, versions: tuple[PushedImage, PushedImage]) -> None:

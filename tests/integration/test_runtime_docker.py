@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 import uuid
@@ -395,3 +397,43 @@ def test_supervisor_stop_request_stops_and_removes_within_the_grace(
         ev.Stopped,
     ]
     assert labelled(docker_client, container_labels) == []
+
+
+def test_a_secret_file_is_a_read_only_tmpfs_file_in_the_container_and_nowhere_else(
+    docker_client: docker.DockerClient,
+    runtime: DockerRuntime,
+    busybox_image: Callable[[str], PushedImage],
+    container_labels: dict[str, str],
+) -> None:
+    secret = f"[{uuid.uuid4().int % 251},7,7,7]-{uuid.uuid4().hex}"
+    target = "/run/psyche/wallet-key"
+    script = (
+        f"sha256sum {target} | cut -d' ' -f1; "
+        f"(echo x > {target}) 2>/dev/null && echo writable || echo read-only; "
+        f"grep ' {target} ' /proc/mounts | cut -d' ' -f3,4 | cut -d, -f1"
+    )
+    spec = ContainerSpec(
+        image=busybox_image("rt-secret").ref,
+        env={"WALLET_PRIVATE_KEY_PATH": target},
+        secret_files={target: secret.encode()},
+        labels=container_labels,
+        gpus=False,
+        command=("sh", "-c", script),
+    )
+
+    handle = runtime.run(spec)
+
+    assert runtime.wait(handle) == 0
+    assert of_stream(runtime.logs(handle), "stdout") == [
+        hashlib.sha256(secret.encode()).hexdigest(),
+        "read-only",
+        "tmpfs ro",
+    ]
+    inspected = docker_client.api.inspect_container(handle.id)
+    [mount] = [m for m in inspected["Mounts"] if m["Destination"] == target]
+    assert (mount["Type"], mount["RW"]) == ("bind", False)
+    assert mount["Source"].startswith("/dev/shm/psyche-run-manager-")
+    assert not os.path.exists(mount["Source"])  # unlinked on the host once the container started
+    assert not os.path.exists(os.path.dirname(mount["Source"]))
+    assert secret not in json.dumps(inspected)
+    runtime.remove(handle)

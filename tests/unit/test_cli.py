@@ -197,6 +197,43 @@ def test_main_job_receives_the_app(cli: Invoke, wallet_file: Path, monkeypatch: 
     assert app.wallet.pubkey == PUBKEY
 
 
+def test_stall_timeout_from_the_flag_or_its_env_var(
+    cli: Invoke, wallet_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_module, "MAIN_JOB", "tests.unit.test_cli:fake_main_job")
+    Path(".env").write_text("RUN_ID=x\n")
+    CALLS.clear()
+    assert cli("--env-file", ".env", "--stall-timeout", "90").exit_code == 0
+    monkeypatch.setenv("RUN_MANAGER_STALL_TIMEOUT", "2.5")
+    assert cli("--env-file", ".env").exit_code == 0
+    assert [app.options.stall_timeout for app in CALLS] == [90.0, 2.5]
+
+    monkeypatch.delenv("RUN_MANAGER_STALL_TIMEOUT")
+    result = cli("--env-file", ".env", "--stall-timeout", "0.5")
+    assert result.exit_code == 2
+    assert (
+        "Invalid value for '--stall-timeout'" in result.output
+        and "0.5 is not in the range x>=1.0" in result.output
+    )
+
+
+def test_wallet_key_via_defaults_to_auto_and_refuses_other_words(
+    cli: Invoke, wallet_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_module, "MAIN_JOB", "tests.unit.test_cli:fake_main_job")
+    Path(".env").write_text("RUN_ID=x\n")
+    CALLS.clear()
+    assert cli("--env-file", ".env").exit_code == 0
+    assert cli("--env-file", ".env", "--wallet-key-via", "env").exit_code == 0
+    monkeypatch.setenv("RUN_MANAGER_WALLET_KEY_VIA", "file")
+    assert cli("--env-file", ".env").exit_code == 0
+    assert [app.options.wallet_key_via for app in CALLS] == ["auto", "env", "file"]
+
+    result = cli("--env-file", ".env", "--wallet-key-via", "argv")
+    assert result.exit_code == 2
+    assert "Invalid value for '--wallet-key-via'" in result.output and "'argv' is not one of" in result.output
+
+
 def test_missing_wallet_file(cli: Invoke, isolation: Path) -> None:
     Path(".env").write_text("RUN_ID=x\n")
     result = cli("--env-file", ".env")

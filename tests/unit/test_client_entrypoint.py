@@ -14,7 +14,7 @@ import pytest
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from psyche.client.entrypoint import RestartLoop, RestartPolicy, missing_required
+from psyche.client.entrypoint import RUN_ONCE_ENV, RestartLoop, RestartPolicy, missing_required, run_once
 from psyche.client.env import load_client_env
 from psyche.client.identity import derive_identity
 from psyche.errors import ConfigError, WalletError
@@ -45,7 +45,9 @@ class FakeClock:
         return self.now
 
 
-def loop_with(exits: list[tuple[int, float]]) -> tuple[RestartLoop, list[str], list[FakeChild]]:
+def loop_with(
+    exits: list[tuple[int, float]], *, once: bool = False
+) -> tuple[RestartLoop, list[str], list[FakeChild]]:
     clock = FakeClock()
     lines: list[str] = []
     children: list[FakeChild] = []
@@ -57,7 +59,9 @@ def loop_with(exits: list[tuple[int, float]]) -> tuple[RestartLoop, list[str], l
         children.append(child)
         return child
 
-    loop = RestartLoop(launch, policy=RestartPolicy(delay_s=0.0), monotonic=clock, say=lines.append)
+    loop = RestartLoop(
+        launch, policy=RestartPolicy(delay_s=0.0), monotonic=clock, say=lines.append, once=once
+    )
     return loop, lines, children
 
 
@@ -82,6 +86,27 @@ def test_a_run_of_120_seconds_resets_the_count() -> None:
     assert loop.run() == 0
     assert len(children) == 10
     assert lines[-1] == "[+] The run is finished. Exiting container."
+
+
+@pytest.mark.parametrize("code", [1, 7, 10, 0, 137])
+def test_run_once_starts_one_client_and_exits_with_its_code(code: int) -> None:
+    # Under the run-manager (PSYCHE_RUN_ONCE=1) the manager restarts; the image must not retry as well.
+    loop, lines, children = loop_with([(code, 3), (0, 1)], once=True)
+    assert loop.run() == code
+    assert len(children) == 1
+    assert lines == []
+
+
+def test_run_once_reads_the_variable_the_manager_sets() -> None:
+    from psyche.manager.launch import RUN_ONCE_ENV as MANAGER_SETS
+
+    assert MANAGER_SETS == RUN_ONCE_ENV
+    assert (
+        run_once({RUN_ONCE_ENV: "1"})
+        and run_once({RUN_ONCE_ENV: " True "})
+        and run_once({RUN_ONCE_ENV: "yes"})
+    )
+    assert not run_once({}) and not run_once({RUN_ONCE_ENV: "0"}) and not run_once({RUN_ONCE_ENV: ""})
 
 
 def test_a_signal_during_launch_stops_without_deadlock() -> None:
@@ -191,6 +216,26 @@ def test_train_exits_1_when_no_rpc_answers() -> None:
     result = _module(env, "train")
     assert result.returncode == 1
     assert "all RPC endpoints failed" in result.stdout
+
+
+@pytest.mark.slow
+def test_entrypoint_with_run_once_runs_a_failing_client_one_time() -> None:
+    env = {
+        "NVIDIA_DRIVER_CAPABILITIES": "all",
+        "RPC": "http://127.0.0.1:9",
+        "WS_RPC": "ws://127.0.0.1:9",
+        "RUN_ID": "r",
+        "RAW_WALLET_PRIVATE_KEY": json.dumps(list(bytes(Keypair()))),
+        RUN_ONCE_ENV: "1",
+    }
+    result = _module(env)
+    assert result.returncode == 1
+    assert (
+        result.stdout.splitlines()[0]
+        == "[+] Psyche reference client, run r (run once: the run-manager restarts it)"
+    )
+    assert result.stdout.count("all RPC endpoints failed") == 1
+    assert "Restarting" not in result.stdout
 
 
 @pytest.mark.slow

@@ -95,11 +95,17 @@ class FakeRpc:
 
 class FakeEngine:
     def __init__(
-        self, *, nvidia: bool = True, images: tuple[str, ...] = (), root: str | None = "/var/lib/docker"
+        self,
+        *,
+        nvidia: bool = True,
+        images: tuple[str, ...] = (),
+        root: str | None = "/var/lib/docker",
+        labels: dict[str, dict[str, str]] | None = None,
     ):
         self.nvidia = nvidia
         self.images = images
         self.root = root
+        self.labels = labels or {}
 
     def version(self) -> str:
         return "27.1.0"
@@ -115,6 +121,9 @@ class FakeEngine:
 
     def data_root(self) -> str | None:
         return self.root
+
+    def image_labels(self, image: str) -> dict[str, str]:
+        return self.labels.get(image, {})
 
 
 TABLE: ParallelismTable = {"org/model": {"H100": {1: TableRow(1, 1, 8), 8: TableRow(8, 1, 8)}}}
@@ -214,7 +223,7 @@ def test_healthy_machine_is_all_ok_and_exits_zero(world: World) -> None:
     checks = world.doctor()
     assert list(checks) == [
         "env", "wallet", "wallet file", "RPC", "RPC_2", "WS_RPC", "WS_RPC_2", "balance", "run", "image",
-        "authorization", "docker", "gpu access", "disk", "gpus", "parallelism", "shm",
+        "authorization", "docker", "gpu access", "wallet key", "disk", "gpus", "parallelism", "shm",
     ]  # fmt: skip
     assert set(statuses(checks).values()) == {"OK"}, statuses(checks)
     assert exit_code(world.checks) == 0
@@ -349,6 +358,34 @@ def test_local_image_must_be_present(world: World) -> None:
     assert check.detail == "psyche-solana-client:v1: not in the engine and --local never pulls"
     world.engine = FakeEngine(images=("psyche-solana-client:v1",))
     assert world.doctor(local=True)["image"].detail == "psyche-solana-client:v1 (present in the engine)"
+
+
+def test_wallet_key_mode_follows_the_flag_the_engine_and_the_image_label(world: World) -> None:
+    image = "nousresearch/psyche-client:v1"
+    env_words = "RAW_WALLET_PRIVATE_KEY in the container's environment (docker inspect shows it)"
+    file_words = (
+        "a read-only file (/run/psyche/wallet-key) on a tmpfs mount, not in the container's environment"
+    )
+    undecided = (
+        "a read-only tmpfs file if the image has the label psyche.client.key-file=1, else the environment"
+    )
+
+    assert world.doctor()["wallet key"].detail == f"decided after the pull of {image}: {undecided}"
+    world.engine = FakeEngine(images=(image,), labels={image: {"psyche.client.key-file": "1"}})
+    assert world.doctor()["wallet key"].detail == f"{file_words}: {image} has psyche.client.key-file=1"
+    world.engine = FakeEngine(images=(image,))  # an upstream image: it expects the variable
+    assert world.doctor()["wallet key"].detail == f"{env_words}: {image} has no psyche.client.key-file label"
+    assert world.doctor(wallet_key_via="env")["wallet key"].detail == f"{env_words}: --wallet-key-via env"
+    assert world.doctor(wallet_key_via="file")["wallet key"].detail == f"{file_words}: --wallet-key-via file"
+    remote = world.doctor(local_engine=False)["wallet key"]
+    assert (remote.status, remote.detail) == (Status.OK, f"{env_words}: the engine is not on this machine")
+    forced = world.doctor(local_engine=False, wallet_key_via="file")["wallet key"]
+    assert (forced.status, forced.fix) == (
+        Status.FAIL,
+        "run on the engine's host, or use --wallet-key-via env",
+    )
+    world.engine = None
+    assert world.doctor()["wallet key"].detail == f"decided at start: {undecided}"
 
 
 def test_unauthorized_wallet_fails_listing_each_grantee(world: World) -> None:

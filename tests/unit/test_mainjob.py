@@ -187,6 +187,29 @@ def test_renderer_keeps_client_lines_verbatim_and_marks_manager_lines() -> None:
     assert render.log_lines == 2
 
 
+def test_wallet_key_via_auto_falls_back_to_the_env_for_a_remote_engine() -> None:
+    from psyche.manager.mainjob import wallet_key_via
+
+    assert [wallet_key_via(flag, True) for flag in ("auto", "file", "env")] == ["auto", "file", "env"]
+    assert [wallet_key_via(flag, False) for flag in ("auto", "file", "env")] == ["env", "file", "env"]
+
+
+def test_renderer_says_how_the_wallet_key_travels() -> None:
+    ui, _, err = UI.for_tests()
+    render = EventRenderer(ui, stdout=io.StringIO())
+    render(ev.WalletKeyDelivery("file", "img:v1", "auto"))
+    render(ev.WalletKeyDelivery("env", "img:v2", "auto"))
+    render(ev.WalletKeyDelivery("file", "img:v3", "file"))
+    assert err.getvalue().splitlines() == [
+        f"{MANAGER_PREFIX} wallet key for img:v1: a read-only file on a tmpfs mount, not in the container's "
+        "environment (its label psyche.client.key-file=1)",
+        f"{MANAGER_PREFIX} wallet key for img:v2: RAW_WALLET_PRIVATE_KEY in the container's environment "
+        "(no psyche.client.key-file label)",
+        f"{MANAGER_PREFIX} wallet key for img:v3: a read-only file on a tmpfs mount, not in the container's "
+        "environment (--wallet-key-via)",
+    ]
+
+
 class CountingFlushes(io.StringIO):
     def __init__(self) -> None:
         super().__init__()

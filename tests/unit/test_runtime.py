@@ -143,3 +143,29 @@ def test_an_engine_below_api_1_41_is_refused_at_connect_in_one_line() -> None:
     )
     assert "\n" not in message and "upgrade Docker to 20.10 or newer" in message
     assert standin.paths == ["/version"]  # nothing else was asked of it
+
+
+def test_the_wallet_key_file_is_staged_only_on_a_tmpfs() -> None:
+    from psyche.manager.runtime import tmpfs_dir
+
+    mounts = "proc /proc proc rw 0 0\n/dev/sda1 / ext4 rw 0 0\ntmpfs /dev/shm tmpfs rw,nosuid 0 0\n"
+    assert tmpfs_dir(mounts) == "/dev/shm"
+    assert tmpfs_dir("/dev/sda1 / ext4 rw 0 0\n") is None  # /dev/shm is on the root disk here
+    assert (
+        tmpfs_dir("tmpfs /run tmpfs rw 0 0\n/dev/sda1 / ext4 rw 0 0\n", ("/run/user/1000",))
+        == "/run/user/1000"
+    )
+    assert tmpfs_dir("tmpfs /dev/shmem tmpfs rw 0 0\n/dev/sda1 / ext4 rw 0 0\n") is None  # not a prefix match
+
+
+def test_only_a_unix_socket_engine_is_local() -> None:
+    from psyche.manager.runtime import engine_is_local
+
+    assert engine_is_local({}) and engine_is_local({"DOCKER_HOST": "unix:///tmp/psyche-docker/docker.sock"})
+    assert not engine_is_local({"DOCKER_HOST": "tcp://10.0.0.5:2376"})
+    assert not engine_is_local({"DOCKER_HOST": "ssh://gpu-box"})
+
+
+def test_secret_files_stay_out_of_the_spec_repr() -> None:
+    spec = ContainerSpec(image="x:1", secret_files={"/run/psyche/wallet-key": b"s3cr3t-key"})
+    assert "s3cr3t-key" not in repr(spec)

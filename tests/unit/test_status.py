@@ -17,11 +17,19 @@ from psyche.chain.accounts.coordinator import RunState
 from psyche.chain.accounts.token import Mint, TokenAccount
 from psyche.chain.accounts.treasurer import Participant, TreasurerRun
 from psyche.chain.programs import DEFAULT_PROGRAM_IDS, TOKEN_PROGRAM_ID, TREASURER_PROGRAM_ID
-from psyche.errors import DockerUnavailable
+from psyche.errors import ContainerRuntimeError, DockerUnavailable
 from psyche.manager.cli import cli
 from psyche.manager.launch import LABEL_CLIENT_VERSION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RUN_ID
 from psyche.manager.runtime import ContainerInfo
-from psyche.manager.status import collect, container_view, duration, render, tokens
+from psyche.manager.status import (
+    StatusReport,
+    collect,
+    container_view,
+    duration,
+    find_containers,
+    render,
+    tokens,
+)
 from tests.unit.test_queries import COORD, MINT, OWNER, FakeChain, seed_run
 
 USER = Pubkey.new_unique()
@@ -43,13 +51,23 @@ def info(name: str, status: str, *, run_id: str = "test", created: float | None 
 class LabelRuntime:
     """list_by_label over a fixed list, filtering as the engine does (every label must match)."""
 
-    def __init__(self, containers: list[ContainerInfo]) -> None:
+    def __init__(self, containers: list[ContainerInfo], last_logs: Mapping[str, float] | None = None) -> None:
         self.containers = containers
+        self.last_logs = dict(last_logs or {})
         self.asked: list[dict[str, str]] = []
+        self.log_asked: list[str] = []
 
     def list_by_label(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
         self.asked.append(dict(labels))
         return [c for c in self.containers if all(c.labels.get(k) == v for k, v in labels.items())]
+
+    def last_log_time(self, container_id: str) -> float | None:
+        self.log_asked.append(container_id)
+        if container_id == "gone":
+            raise ContainerRuntimeError(
+                "reading the last log line of container gone failed: No such container"
+            )
+        return self.last_logs.get(container_id)
 
 
 class NoEngine:
@@ -75,6 +93,32 @@ def test_container_view_reads_labels_uptime_and_restarts_from_the_name() -> None
     assert (view.client_version, view.run_id, view.running) == ("v1", "test", True)
     assert view.uptime_s == 125
     assert view.restarts == 2  # the third container this run-manager started
+
+
+def test_the_last_log_line_age_comes_from_the_engine_for_running_containers_only() -> None:
+    frozen = ContainerInfo("frozen", "psyche-client-test-01234567-2", "Up 10 minutes", info("x", "Up").labels)
+    quiet = ContainerInfo("quiet", "psyche-client-test-89abcdef-1", "Up 1 second", info("x", "Up").labels)
+    gone = ContainerInfo("gone", "psyche-client-test-89abcdef-2", "Up 2 seconds", info("x", "Up").labels)
+    exited = ContainerInfo(
+        "exited", "psyche-client-test-01234567-1", "Exited (137) 1 minute ago", frozen.labels
+    )
+    runtime = LabelRuntime([frozen, quiet, gone, exited], {"frozen": NOW - 428.6, "exited": NOW - 60})
+
+    views = {v.id: v for v in find_containers(runtime, None, NOW)}  # type: ignore[arg-type]
+
+    assert runtime.log_asked == ["frozen", "quiet", "gone"]  # never for a container that is not running
+    assert views["frozen"].last_log_age_s == pytest.approx(428.6)
+    assert (views["quiet"].last_log_age_s, views["gone"].last_log_age_s, views["exited"].last_log_age_s) == (
+        None,
+        None,
+        None,
+    )
+    report = StatusReport(user=None, run_id="test", containers=(views["frozen"], views["quiet"]))
+    screen = render(report)
+    assert "  state:          Up 10 minutes" in screen
+    assert "  last log line:  7m 08s ago" in screen
+    assert "  last log line:  none yet" in screen
+    assert report.to_json()["containers"][0]["last_log_age_s"] == pytest.approx(428.6)
 
 
 def test_a_stopped_container_has_no_uptime() -> None:

@@ -74,9 +74,10 @@ def rig(
     policy: RestartPolicy | None = None,
     launch: LaunchConfig | None = None,
     hook: Callable[[ev.Event], None] | None = None,
+    clock: FakeClock | None = None,
     **runtime_options: object,
 ) -> Rig:
-    clock = FakeClock()
+    clock = clock or FakeClock()
     runtime = FakeRuntime(clock, scripts, **runtime_options)  # type: ignore[arg-type]
     events: list[ev.Event] = []
 
@@ -162,6 +163,7 @@ def test_container_spec_carries_env_labels_and_flags_but_no_secret_in_repr() -> 
         "HF_TOKEN": "t",
         "RUN_ID": "run/1",
         "CLIENT_VERSION": "v1",  # always the image's version, whatever the .env said
+        "PSYCHE_RUN_ONCE": "1",  # the manager owns restarts: the reference entrypoint runs the client once
     }
     assert dict(spec.labels) == {
         "team": "a",
@@ -586,3 +588,155 @@ def test_local_mode_with_a_missing_image_says_so() -> None:
     with pytest.raises(ImagePullFailed, match=r"local image psyche-solana-client:v1 not found"):
         r.supervisor.run()
     assert r.of(ev.ContainerStarted) == []
+
+
+def test_a_client_silent_past_the_stall_timeout_is_stopped_and_restarted() -> None:
+    policy = RestartPolicy(stall_timeout=30.0, backoff_base=5.0)
+    holder: list[Rig] = []
+
+    def hook(event: ev.Event) -> None:
+        if isinstance(event, ev.LogLines) and event.lines[-1].text == "hello":
+            holder[0].clock.advance(31.0)  # then it says nothing more, as a SIGSTOPped client does
+
+    r = rig([Script(stdout=("hello",), until_stopped=True), Script(exit_code=0)], policy=policy, hook=hook)
+    holder.append(r)
+
+    assert r.supervisor.run() == 0
+
+    reason = "no log line for 31s (stall timeout), exit code 143"
+    assert [
+        e for e in r.manager_events() if not isinstance(e, ev.LogLines | ev.PullStarted | ev.PullDone)
+    ] == [
+        ev.ImageResolved("v1", V1, local=False),
+        ev.ContainerStarted("c1", "psyche-client-run-1-inst0001-1", V1, "v1"),
+        ev.Stalled("c1", 31.0, 30.0),
+        ev.Stopping("c1", "no log line for 31s", 10.0),
+        ev.ContainerExited("c1", SIGTERM_EXIT, 32.0),
+        ev.ContainerRemoved("c1"),
+        ev.Restarting(1, 5.0, reason),
+        ev.ImageResolved("v1", V1, local=False),
+        ev.ContainerStarted("c2", "psyche-client-run-1-inst0001-2", V1, "v1"),
+        ev.ContainerExited("c2", 0, 1.0),
+        ev.ContainerRemoved("c2"),
+        ev.Finished(0),
+    ]
+    assert r.runtime.calls.count(("stop", "c1")) == 1
+    assert r.runtime.live() == []
+
+
+def test_stalls_count_as_quick_crashes_however_long_the_timeout() -> None:
+    # A client that never wrote a line ran for 0 s as far as the healthy_after rule goes.
+    policy = RestartPolicy(stall_timeout=300.0, max_restarts=1, healthy_after=120.0, backoff_base=1.0)
+    clock = FakeClock()
+    scripts = [
+        Script(until_stopped=True, runs_for=0.0, on_running=lambda: clock.advance(301.0)) for _ in "ab"
+    ]
+    r = rig(scripts, policy=policy, clock=clock)
+
+    with pytest.raises(ClientExited) as raised:
+        r.supervisor.run()
+
+    assert raised.value.code == SIGTERM_EXIT
+    assert [e.silent_for for e in r.of(ev.Stalled)] == [301.0, 301.0]  # type: ignore[attr-defined]
+    assert r.of(ev.Restarting) == [
+        ev.Restarting(1, 1.0, "no log line for 301s (stall timeout), exit code 143")
+    ]
+    assert r.of(ev.GivingUp) == [
+        ev.GivingUp("no log line for 301s (stall timeout), exit code 143, 2 quick failures in a row", 143, ())
+    ]
+    assert r.runtime.live() == []
+
+
+def test_a_stall_is_a_quick_failure_even_when_the_client_has_last_words_for_our_sigterm() -> None:
+    # Silent for 301 s right after its start, then it prints on our SIGTERM: it never ran "healthy" (120 s),
+    # so two stalls with max_restarts=1 give up rather than restarting for ever.
+    clock = FakeClock()
+    policy = RestartPolicy(stall_timeout=300.0, max_restarts=1, healthy_after=120.0, backoff_base=1.0)
+
+    def stalling() -> Script:
+        return Script(until_stopped=True, last_words=("got TERM",), on_running=lambda: clock.advance(301.0))
+
+    r = rig([stalling(), stalling(), Script(exit_code=0)], policy=policy, clock=clock)
+
+    with pytest.raises(ClientExited):
+        r.supervisor.run()
+    assert "got TERM" in [line.text for line in r.log_lines()]
+    assert len(r.runtime.specs) == 2
+
+
+def test_a_stalled_client_that_exits_0_on_our_sigterm_has_not_finished() -> None:
+    holder: list[Rig] = []
+
+    def hook(event: ev.Event) -> None:
+        if isinstance(event, ev.Stalled):
+            holder[0].runtime.finish("c1", 0)  # its TERM trap says "exit 0"
+
+    policy = RestartPolicy(stall_timeout=60.0, backoff_base=1.0)
+    silent = Script(until_stopped=True, on_running=lambda: holder[0].clock.advance(61.0))
+    r = rig([silent, Script(exit_code=0)], policy=policy, hook=hook)
+    holder.append(r)
+
+    assert r.supervisor.run() == 0
+    assert r.of(ev.Restarting) == [ev.Restarting(1, 1.0, "no log line for 61s (stall timeout), exit code 0")]
+    assert r.of(ev.Finished) == [ev.Finished(0)]  # the second container's own exit 0
+    assert len(r.runtime.specs) == 2
+
+
+def test_without_a_stall_timeout_a_quiet_client_keeps_running() -> None:
+    holder: list[Rig] = []
+
+    def hook(event: ev.Event) -> None:
+        if isinstance(event, ev.ContainerStarted):
+            holder[0].clock.advance(10_000.0)
+        elif isinstance(event, ev.LogLines):
+            holder[0].runtime.finish("c1", 0)
+
+    r = rig([Script(stdout=("only line",), until_stopped=True)], hook=hook)
+    holder.append(r)
+
+    assert r.supervisor.run() == 0
+    assert r.of(ev.Stalled) == [] and r.of(ev.Stopping) == []
+
+
+KEY_LABEL = {"psyche.client.key-file": "1"}
+
+
+def test_a_labelled_image_gets_the_wallet_key_as_a_file_and_an_unlabelled_one_in_the_env() -> None:
+    # Version v1 is a reference image (the label), v2 an upstream one: the swap changes the delivery.
+    r = rig(
+        [Script(exit_code=10), Script(exit_code=0)],
+        versions("v1", "v2"),
+        image_labels={V1: KEY_LABEL},
+    )
+
+    assert r.supervisor.run() == 0
+
+    first, second = r.runtime.specs
+    assert dict(first.secret_files) == {"/run/psyche/wallet-key": SECRET.encode()}
+    assert "RAW_WALLET_PRIVATE_KEY" not in first.env
+    assert first.env["WALLET_PRIVATE_KEY_PATH"] == "/run/psyche/wallet-key"
+    assert SECRET not in repr(first)
+    assert dict(second.secret_files) == {} and second.env["RAW_WALLET_PRIVATE_KEY"] == SECRET
+    assert r.of(ev.WalletKeyDelivery) == [
+        ev.WalletKeyDelivery("file", V1, "auto"),
+        ev.WalletKeyDelivery("env", V2, "auto"),
+    ]
+    kinds = [type(e) for e in r.manager_events()]
+    assert kinds.index(ev.WalletKeyDelivery) == kinds.index(ev.ContainerStarted) - 1
+
+
+@pytest.mark.parametrize(("via", "labels", "as_file"), [("env", KEY_LABEL, False), ("file", {}, True)])
+def test_an_explicit_wallet_key_via_overrides_the_label(
+    via: str, labels: dict[str, str], as_file: bool
+) -> None:
+    launch = LaunchConfig(
+        run_id="run-1",
+        env={"RAW_WALLET_PRIVATE_KEY": SECRET},
+        repository=REPO,
+        wallet_key_via=via,  # type: ignore[arg-type]
+    )
+    r = rig([Script()], launch=launch, image_labels={V1: labels})
+    r.supervisor.run()
+    (spec,) = r.runtime.specs
+    assert bool(spec.secret_files) is as_file and ("RAW_WALLET_PRIVATE_KEY" in spec.env) is not as_file
+    assert r.of(ev.WalletKeyDelivery) == ([ev.WalletKeyDelivery("file", V1, "file")] if as_file else [])

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-from psyche.client.entrypoint import EXIT_FAILURE, RestartLoop, missing_required
+from psyche.client.entrypoint import EXIT_FAILURE, RestartLoop, missing_required, run_once
 from psyche.errors import RunManagerError
 
 log = logging.getLogger("psyche.client")
@@ -38,7 +38,7 @@ def check_config() -> None:
 
 
 def entrypoint() -> int:
-    """The reference entrypoint: required variables, a config check, then the restart loop."""
+    """The reference entrypoint: required variables, a config check, then the restart loop (or one run)."""
     missing = missing_required(os.environ)
     if missing is not None:
         print(f"[!] The {missing} env variable was not set.", flush=True)
@@ -47,10 +47,12 @@ def entrypoint() -> int:
         check_config()
     except RunManagerError as exc:
         return _fail(str(exc))
-    loop = RestartLoop(say=lambda line: print(line, flush=True))
+    once = run_once(os.environ)
+    loop = RestartLoop(say=lambda line: print(line, flush=True), once=once)
     _on_signals(loop.stop)
     run_id = os.environ["RUN_ID"].strip().strip('"')
-    print(f"[+] Psyche reference client, run {run_id}", flush=True)
+    how = " (run once: the run-manager restarts it)" if once else ""
+    print(f"[+] Psyche reference client, run {run_id}{how}", flush=True)
     return loop.run()
 
 

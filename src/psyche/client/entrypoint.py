@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 REQUIRED_ENV = ("NVIDIA_DRIVER_CAPABILITIES", "RPC", "WS_RPC", "RUN_ID")
+# Set by a supervisor that restarts the container itself (the run-manager, psyche.manager.launch): run the
+# client once and exit with its code, so that a bad setting is not retried 5 x 5 times (docs/supervisor.md).
+RUN_ONCE_ENV = "PSYCHE_RUN_ONCE"
 EXIT_OK, EXIT_FAILURE, EXIT_VERSION_MISMATCH = 0, 1, 10
 
 
@@ -36,13 +39,22 @@ def missing_required(environ: Mapping[str, str]) -> str | None:
     return next((name for name in REQUIRED_ENV if not environ.get(name)), None)
 
 
+def run_once(environ: Mapping[str, str]) -> bool:
+    """Whether ``PSYCHE_RUN_ONCE`` asks for one client run (``1``, ``true``, ``yes``) instead of the loop."""
+    return environ.get(RUN_ONCE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
 def launch_client() -> Child:
     """Start ``python -m psyche.client train`` with our environment and output."""
     return subprocess.Popen([sys.executable, "-m", "psyche.client", "train"])
 
 
 class RestartLoop:
-    """Run the client until it exits 0 or 10, restarting other exits under the policy; ``stop()`` ends it."""
+    """Run the client until it exits 0 or 10, restarting other exits under the policy; ``stop()`` ends it.
+
+    With ``once`` the client runs one time and its exit code is the container's: the supervisor outside
+    (the run-manager) owns the restarts.
+    """
 
     def __init__(
         self,
@@ -51,8 +63,10 @@ class RestartLoop:
         policy: RestartPolicy = RestartPolicy(),
         monotonic: Callable[[], float] = time.monotonic,
         say: Callable[[str], None] = print,
+        once: bool = False,
     ) -> None:
         self.launch = launch
+        self.once = once
         self.policy = policy
         self.monotonic = monotonic
         self.say = say
@@ -85,6 +99,8 @@ class RestartLoop:
                 self._child = None
             if self.stopping.is_set():
                 return EXIT_OK
+            if self.once:
+                return code
             if code == EXIT_VERSION_MISMATCH:
                 self.say("[!] Version mismatch detected. Exiting container without retry...")
                 return EXIT_VERSION_MISMATCH

@@ -31,6 +31,8 @@ class RootOptions:
     gpus: bool = True  # request every GPU (DeviceRequest count=-1); --no-gpus for CPU-only clients
     timestamps: bool = False
     metrics_port: int | None = None  # serve Prometheus metrics on 127.0.0.1:<port> (psyche.manager.metrics)
+    stall_timeout: float | None = None  # restart a client that wrote no log line for this many seconds
+    wallet_key_via: str = "auto"  # auto | file | env: how the container gets the wallet key (launch.KeyVia)
 
 
 @dataclass(slots=True)

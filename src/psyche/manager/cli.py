@@ -84,6 +84,8 @@ _VALUE_OPTIONS = frozenset(
         "--coordinator-program-id",
         "--image-repository",
         "--metrics-port",
+        "--stall-timeout",
+        "--wallet-key-via",
     }
 )
 
@@ -301,6 +303,26 @@ def _find_main_job() -> Callable[[App], int | None] | None:
     "(container up, restarts, version changes, RPC health and latency, last log line age).",
 )
 @click.option(
+    "--stall-timeout",
+    type=click.FloatRange(min=1.0),
+    metavar="SECONDS",
+    envvar=AppEnvVars.STALL_TIMEOUT,
+    show_envvar=True,
+    help="Restart the client when it writes no log line for this long (a hung or SIGSTOPped client); "
+    "counts as a crash for the restart limit. [default: off]",
+)
+@click.option(
+    "--wallet-key-via",
+    type=click.Choice(["auto", "file", "env"]),
+    default="auto",
+    show_default=True,
+    envvar=AppEnvVars.WALLET_KEY_VIA,
+    show_envvar=True,
+    help="How the client container gets the wallet key: a read-only file on a tmpfs mount (not visible "
+    "to docker inspect), RAW_WALLET_PRIVATE_KEY in its environment, or auto: the file for images labelled "
+    "psyche.client.key-file=1 (the reference image), else the environment.",
+)
+@click.option(
     "-V",
     is_flag=True,
     expose_value=False,
@@ -329,6 +351,8 @@ def cli(
     gpus: bool,
     timestamps: bool,
     metrics_port: int | None,
+    stall_timeout: float | None,
+    wallet_key_via: str,
 ) -> None:
     """Join a Psyche training run from this GPU machine, or run an admin command.
 
@@ -350,6 +374,8 @@ def cli(
         gpus=gpus,
         timestamps=timestamps,
         metrics_port=metrics_port,
+        stall_timeout=stall_timeout,
+        wallet_key_via=wallet_key_via,
     )
     app = App(ui=UI.from_environ(environ), environ=environ, options=options, exit=ctx.exit)
     ctx.obj = app

@@ -55,6 +55,8 @@ class AppEnvVars:
     # Restart policy overrides (docs/supervisor.md): tests and impatient operators shorten the waits.
     RESTART_BACKOFF: Final = "RUN_MANAGER_RESTART_BACKOFF"
     MAX_RESTARTS: Final = "RUN_MANAGER_MAX_RESTARTS"
+    STALL_TIMEOUT: Final = "RUN_MANAGER_STALL_TIMEOUT"  # --stall-timeout
+    WALLET_KEY_VIA: Final = "RUN_MANAGER_WALLET_KEY_VIA"  # --wallet-key-via
     NO_COLOR: Final = "NO_COLOR"
     CI: Final = "CI"
     HOME: Final = "HOME"

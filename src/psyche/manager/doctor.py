@@ -84,6 +84,8 @@ class EngineProbe(Protocol):
 
     def data_root(self) -> str | None: ...
 
+    def image_labels(self, image: str) -> dict[str, str]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Seams:
@@ -113,6 +115,8 @@ class DoctorOptions:
     low_balance: int = LOW_BALANCE_LAMPORTS
     container_shm: str = CONTAINER_SHM
     gpus: bool = True  # the client container requests every GPU (--no-gpus: a CPU-only client)
+    wallet_key_via: str = "auto"  # --wallet-key-via
+    local_engine: bool = True  # DOCKER_HOST is a unix socket (the engine can bind-mount a host file)
 
 
 def exit_code(checks: Sequence[Check]) -> int:
@@ -357,7 +361,14 @@ def check_authorization(rpc: ChainProbe, settings: Settings, wallet: Wallet) -> 
 
 def run_doctor(seams: Seams, options: DoctorOptions = DoctorOptions()) -> list[Check]:
     """Every check, in report order; a check whose prerequisite failed is SKIP."""
-    from psyche.manager.doctor_host import check_disk, check_engine, check_gpus, check_parallelism, check_shm
+    from psyche.manager.doctor_host import (
+        check_disk,
+        check_engine,
+        check_gpus,
+        check_parallelism,
+        check_shm,
+        check_wallet_key,
+    )
 
     checks: list[Check] = []
     env_check, settings = check_settings(seams.settings)
@@ -394,6 +405,7 @@ def run_doctor(seams: Seams, options: DoctorOptions = DoctorOptions()) -> list[C
     else:
         checks += [skip(n, "a valid .env") for n in ("wallet", "RPC", "run")]
     checks += engine_checks
+    checks.append(check_wallet_key(run, engine, options))
     image_present = any(c.name == "image" and "present in the engine" in c.detail for c in checks)
     checks.append(check_disk(engine, image_present, seams.disk_usage, options.image_size))
     probe = seams.gpus()

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from psyche.errors import RunManagerError
-from psyche.manager.doctor import Check, EngineProbe, Status, skip
+from psyche.manager.doctor import Check, DoctorOptions, EngineProbe, Status, skip
 from psyche.manager.hardware import DiskUsage, GpuProbe
 from psyche.parallelism import Table as ParallelismTable
 from psyche.parallelism import lookup, model_key, normalise_gpu_name
 
 if TYPE_CHECKING:
     from psyche.chain.accounts.model import LLM
+    from psyche.chain.queries import Run
     from psyche.manager.settings import Settings
 
 GIB = 2**30
@@ -75,6 +76,41 @@ def check_gpu_access(engine: EngineProbe, nvidia_hook: Callable[[], str | None],
         "--gpus all (device request) would be refused ('could not select device driver')"
     )
     return Check(name, Status.FAIL, detail, fix)
+
+
+def check_wallet_key(run: Run | None, engine: EngineProbe | None, options: DoctorOptions) -> Check:
+    """How the container will get the wallet key (--wallet-key-via; for auto, the run's image's label)."""
+    from psyche.manager.images import image_for_version
+    from psyche.manager.launch import KEY_FILE_LABEL, KEY_FILE_TARGET, key_delivery
+
+    as_file = f"a read-only file ({KEY_FILE_TARGET}) on a tmpfs mount, not in the container's environment"
+    as_env = "RAW_WALLET_PRIVATE_KEY in the container's environment (docker inspect shows it)"
+    via = options.wallet_key_via
+    if via == "env":
+        return Check("wallet key", Status.OK, f"{as_env}: --wallet-key-via env")
+    if not options.local_engine:
+        if via == "file":
+            fix = "run on the engine's host, or use --wallet-key-via env"
+            return Check(
+                "wallet key", Status.FAIL, "a key file needs the engine on this machine (DOCKER_HOST)", fix
+            )
+        return Check("wallet key", Status.OK, f"{as_env}: the engine is not on this machine")
+    if via == "file":
+        return Check("wallet key", Status.OK, f"{as_file}: --wallet-key-via file")
+    undecided = f"a read-only tmpfs file if the image has the label {KEY_FILE_LABEL}=1, else the environment"
+    if run is None or engine is None:
+        return Check("wallet key", Status.OK, f"decided at start: {undecided}")
+    kwargs = {} if options.repository is None else {"repository": options.repository}
+    try:
+        image = image_for_version(run.client_version, local=options.local, **kwargs).reference
+        labels = engine.image_labels(image) if engine.image_exists(image) else None
+    except RunManagerError:
+        return Check("wallet key", Status.OK, f"decided at start: {undecided}")
+    if labels is None:
+        return Check("wallet key", Status.OK, f"decided after the pull of {image}: {undecided}")
+    if key_delivery("auto", labels) == "file":
+        return Check("wallet key", Status.OK, f"{as_file}: {image} has {KEY_FILE_LABEL}=1")
+    return Check("wallet key", Status.OK, f"{as_env}: {image} has no {KEY_FILE_LABEL} label")
 
 
 def check_gpus(probe: GpuProbe, need_gpus: bool = True) -> Check:

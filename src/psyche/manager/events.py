@@ -81,6 +81,19 @@ class PullFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class WalletKeyDelivery:
+    """How the next container gets the wallet key changed (the first container: only when not ``env``).
+
+    ``via`` is ``file`` (a read-only file on a tmpfs mount) or ``env`` (RAW_WALLET_PRIVATE_KEY);
+    ``chosen_by`` is the --wallet-key-via setting (``auto``: the image's label decided).
+    """
+
+    via: str
+    image: str
+    chosen_by: str
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerStarted:
     """The client container is running."""
 
@@ -154,6 +167,15 @@ class Stopping:
 
 
 @dataclass(frozen=True, slots=True)
+class Stalled:
+    """The client wrote no log line for ``silent_for`` s (>= ``timeout``): it is stopped and restarted."""
+
+    container_id: str
+    silent_for: float
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
 class Killing:
     """A second stop request: the container is killed without waiting for the grace period."""
 
@@ -214,6 +236,7 @@ Event = (
     | PullProgress
     | PullDone
     | PullFailed
+    | WalletKeyDelivery
     | ContainerStarted
     | LogLine
     | LogLines
@@ -222,6 +245,7 @@ Event = (
     | VersionChanged
     | Restarting
     | Stopping
+    | Stalled
     | Killing
     | Notice
     | ChainUnreachable

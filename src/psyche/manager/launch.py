@@ -6,6 +6,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from psyche.backoff import exponential
 from psyche.manager.images import DEFAULT_LOCAL_REPOSITORY, DEFAULT_REPOSITORY, ImageRef
@@ -17,6 +18,27 @@ LABEL_INSTANCE = "io.psyche.run-manager.instance"
 LABEL_RUN_ID = "io.psyche.run-manager.run-id"
 LABEL_CLIENT_VERSION = "io.psyche.run-manager.client-version"
 LABEL_WALLET = "io.psyche.run-manager.wallet"
+# The manager owns restarts: it tells the reference image's entrypoint to run the client once instead of
+# looping 5 times itself (psyche.client.entrypoint.RUN_ONCE_ENV; upstream images ignore it).
+RUN_ONCE_ENV = "PSYCHE_RUN_ONCE"
+
+# How the wallet key reaches the client (--wallet-key-via, docs/supervisor.md). "env": RAW_WALLET_PRIVATE_KEY
+# in the container's environment (what upstream images expect; docker inspect shows it). "file": a read-only
+# file on a tmpfs mount and WALLET_PRIVATE_KEY_PATH naming it (the reference client reads either). "auto":
+# "file" for an image that declares it can (this label, set by scripts/build-client-image), else "env".
+KeyVia = Literal["auto", "file", "env"]
+KEY_VIA_CHOICES: tuple[KeyVia, ...] = ("auto", "file", "env")
+KEY_FILE_LABEL = "psyche.client.key-file"
+KEY_FILE_TARGET = "/run/psyche/wallet-key"
+_RAW_KEY = "RAW_WALLET_PRIVATE_KEY"
+_KEY_PATH = "WALLET_PRIVATE_KEY_PATH"
+
+
+def key_delivery(via: KeyVia, image_labels: Mapping[str, str]) -> Literal["file", "env"]:
+    """``via`` resolved for one image: ``auto`` is ``file`` when the image has ``KEY_FILE_LABEL=1``."""
+    if via != "auto":
+        return via
+    return "file" if image_labels.get(KEY_FILE_LABEL, "").strip() == "1" else "env"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +57,9 @@ class RestartPolicy:
     last_lines: int = 40  # client lines kept for the give-up report
     chain_retry_base: float = 1.0  # chain unreachable: retry the read after 1, 2, 4, 8, 10, 10 ... s
     chain_retry_cap: float = 10.0  # the reference's RPC retry cap: a returning chain is seen within 10 s
+    # --stall-timeout: a running client that wrote no log line for this long is restarted (a crash for the
+    # counters above); None never restarts a quiet client.
+    stall_timeout: float | None = None
 
     def backoff(self, attempt: int) -> float:
         """Delay before restart ``attempt`` (1-based): base, 2*base, 4*base, ... capped."""
@@ -51,7 +76,7 @@ class LaunchConfig:
 
     ``env`` is the whole client environment (.env variables, RPC/WS_RPC and fallbacks, AUTHORIZER,
     RAW_WALLET_PRIVATE_KEY, parallelism, NVIDIA_DRIVER_CAPABILITIES, ...); the supervisor adds
-    RUN_ID and the CLIENT_VERSION matching the image it runs.
+    RUN_ID, the CLIENT_VERSION matching the image it runs, and PSYCHE_RUN_ONCE=1 (it owns restarts).
     """
 
     run_id: str
@@ -70,6 +95,7 @@ class LaunchConfig:
     extra_labels: Mapping[str, str] = field(default_factory=dict)
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     wallet: str | None = None  # its public key: two wallets on one host may run the same run side by side
+    wallet_key_via: KeyVia = "auto"
 
     def scope_labels(self) -> dict[str, str]:
         """Labels shared by every container any run-manager of this run and wallet starts (orphan search)."""
@@ -78,12 +104,23 @@ class LaunchConfig:
             labels[LABEL_WALLET] = self.wallet
         return labels
 
-    def spec_for(self, image: ImageRef, seq: int) -> ContainerSpec:
-        """The container spec for ``image``; ``seq`` numbers containers within this instance."""
+    def spec_for(self, image: ImageRef, seq: int, *, key_file: bool = False) -> ContainerSpec:
+        """The container spec for ``image``; ``seq`` numbers containers within this instance.
+
+        With ``key_file`` the wallet key leaves the environment: it becomes the read-only file
+        ``KEY_FILE_TARGET`` (``ContainerSpec.secret_files``) and WALLET_PRIVATE_KEY_PATH names it.
+        """
         safe_run = re.sub(r"[^A-Za-z0-9_.-]", "-", self.run_id)[:32] or "run"
+        env = {**self.env, "RUN_ID": self.run_id, "CLIENT_VERSION": image.client_version, RUN_ONCE_ENV: "1"}
+        secret_files: dict[str, bytes] = {}
+        key = env.pop(_RAW_KEY, None) if key_file else None
+        if key is not None:
+            env[_KEY_PATH] = KEY_FILE_TARGET
+            secret_files[KEY_FILE_TARGET] = key.encode()
         return ContainerSpec(
             image=image.reference,
-            env={**self.env, "RUN_ID": self.run_id, "CLIENT_VERSION": image.client_version},
+            env=env,
+            secret_files=secret_files,
             labels={
                 **self.extra_labels,
                 **self.scope_labels(),

@@ -16,7 +16,7 @@ from psyche.errors import ConfigError, RunManagerError
 from psyche.manager.app import App
 from psyche.manager.chainwait import is_transient
 from psyche.manager.constants import AppEnvVars, EnvVars
-from psyche.manager.launch import RestartPolicy
+from psyche.manager.launch import KeyVia, RestartPolicy
 from psyche.manager.settings import Settings
 from psyche.manager.ui import UI
 
@@ -58,6 +58,15 @@ def container_env(settings: Settings, wallet_secret: str, run_id: str, grantee: 
     if settings.parallelism_auto is not None:
         env[EnvVars.PARALLELISM_AUTO] = "true" if settings.parallelism_auto else "false"
     return env
+
+
+def wallet_key_via(flag: str, local_engine: bool) -> KeyVia:
+    """--wallet-key-via for the launch: ``auto`` is ``env`` for a remote engine (no host file to mount)."""
+    if flag == "file":
+        return "file"
+    if flag == "env" or not local_engine:
+        return "env"
+    return "auto"
 
 
 def restart_policy(environ: Mapping[str, str]) -> RestartPolicy:
@@ -195,13 +204,13 @@ def run_main_job(app: App) -> int:
     from psyche.manager.launch import LaunchConfig
     from psyche.manager.metrics import MainJobMetrics
     from psyche.manager.render import EventRenderer
-    from psyche.manager.runtime import DockerRuntime, host_devices
+    from psyche.manager.runtime import DockerRuntime, engine_is_local, host_devices
     from psyche.manager.supervisor import Supervisor, handle_signals
     from psyche.manager.versionwatch import VersionWatch
 
     settings, ui, options = app.settings, app.ui, app.options
     programs = settings.program_ids()
-    policy = restart_policy(app.environ)
+    policy = replace(restart_policy(app.environ), stall_timeout=options.stall_timeout)
     runtime = DockerRuntime(environ=app.environ)
     renderer = EventRenderer(ui, timestamps=options.timestamps)
     try:
@@ -223,6 +232,7 @@ def run_main_job(app: App) -> int:
             devices=host_devices(),
             timestamps=options.timestamps,
             wallet=str(app.wallet.keypair().pubkey()),
+            wallet_key_via=wallet_key_via(options.wallet_key_via, engine_is_local(app.environ)),
         )
 
         def read_version() -> str:

@@ -10,6 +10,7 @@ from typing import IO
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 
 from psyche.manager import events as ev
+from psyche.manager.launch import KEY_FILE_LABEL
 from psyche.manager.ui import UI
 
 MANAGER_PREFIX = "[run-manager]"
@@ -149,6 +150,15 @@ class EventRenderer:
         elif isinstance(event, ev.PullFailed):
             retry = f"; retrying in {event.retry_in:.0f}s" if event.retry_in is not None else ""
             self._ui.warning(f"{MANAGER_PREFIX} pull of {event.image} failed: {event.error}{retry}")
+        elif isinstance(event, ev.WalletKeyDelivery):
+            if event.via == "file":
+                how = "a read-only file on a tmpfs mount, not in the container's environment"
+                why = f"its label {KEY_FILE_LABEL}=1"
+            else:
+                how = "RAW_WALLET_PRIVATE_KEY in the container's environment"
+                why = f"no {KEY_FILE_LABEL} label"
+            why = why if event.chosen_by == "auto" else "--wallet-key-via"
+            self._say(f"wallet key for {event.image}: {how} ({why})")
         elif isinstance(event, ev.ContainerStarted):
             self._say(
                 f"started {event.name} ({event.container_id[:12]}) from {event.image}, "
@@ -172,6 +182,11 @@ class EventRenderer:
         elif isinstance(event, ev.Stopping):
             self._say(
                 f"stopping container {event.container_id[:12]} ({event.reason}; up to {event.grace:.0f}s)"
+            )
+        elif isinstance(event, ev.Stalled):
+            self._ui.warning(
+                f"{MANAGER_PREFIX} the client wrote no log line for {event.silent_for:.0f}s "
+                f"(--stall-timeout {event.timeout:g}): restarting it"
             )
         elif isinstance(event, ev.Killing):
             self._ui.warning(f"{MANAGER_PREFIX} killing container {event.container_id[:12]}")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
@@ -30,6 +32,7 @@ from psyche.manager.logs import (
     dechunk,
     frames,
     frames_after,
+    parse_log_line,
     stream_of,
     strip_timestamp,
 )
@@ -45,6 +48,8 @@ GPU_MISSING = (
 DOCKER_RUN_FAILED = "Docker run failed"
 INFINIBAND = "/dev/infiniband"
 SCRATCH_TARGET = "/scratch"
+# Where the wallet key file is staged on the host before its bind mount: RAM-backed, so never on disk.
+SECRET_TMPFS_CANDIDATES = ("/dev/shm",)
 # One read of the log response: large, so a flood costs one Python round per 64 KiB, not per line;
 # read1 returns whatever has arrived, so a quiet client's line is not held back.
 LOG_READ_SIZE = 65536
@@ -65,6 +70,9 @@ class ContainerSpec:
 
     image: str
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Container path -> contents: each becomes a read-only bind mount of a file on the host's tmpfs, which is
+    # unlinked right after the start (the mount keeps it readable), so it is never on disk or in inspect.
+    secret_files: Mapping[str, bytes] = field(default_factory=dict, repr=False)
     labels: Mapping[str, str] = field(default_factory=dict)
     gpus: bool = True
     privileged: bool = False
@@ -149,6 +157,34 @@ class ContainerRuntime(Protocol):
         """Every container, running or not, that carries all of ``labels``."""
         ...
 
+    def image_labels(self, image: str) -> dict[str, str]:
+        """The labels of a present image (``{}`` when it has none)."""
+        ...
+
+    def last_log_time(self, container_id: str) -> float | None:
+        """Unix time of the container's last log line (either stream), or None when it wrote none."""
+        ...
+
+
+def engine_is_local(environ: Mapping[str, str]) -> bool:
+    """Whether DOCKER_HOST names an engine on this machine (a unix socket), which can bind-mount our files."""
+    host = environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+    return host.startswith("unix://")
+
+
+def tmpfs_dir(mounts: str, candidates: tuple[str, ...] = SECRET_TMPFS_CANDIDATES) -> str | None:
+    """The first candidate directory whose filesystem is a tmpfs, given /proc/self/mounts' text."""
+    table = [line.split() for line in mounts.splitlines()]
+    for candidate in candidates:
+        best = max(
+            (f for f in table if len(f) > 2 and (candidate + "/").startswith(f[1].rstrip("/") + "/")),
+            key=lambda f: len(f[1]),
+            default=None,
+        )
+        if best is not None and best[2] == "tmpfs":
+            return candidate
+    return None
+
 
 def host_devices(exists: Callable[[str], bool] = os.path.exists) -> tuple[str, ...]:
     """The host devices to pass through: /dev/infiniband when this host has it."""
@@ -201,6 +237,7 @@ class DockerRuntime:
             client = self._connect(environ)
         self._client: Any = client
         self._owns_client = owns_client
+        self._local = engine_is_local(environ if environ is not None else os.environ)
 
     def _connect(self, environ: Mapping[str, str] | None) -> Any:
         """A client speaking the API version negotiated with the engine (engineapi.negotiate).
@@ -340,7 +377,7 @@ class DockerRuntime:
 
     # -- containers -----------------------------------------------------------------------------
 
-    def _create_kwargs(self, spec: ContainerSpec) -> dict[str, Any]:
+    def _create_kwargs(self, spec: ContainerSpec, secret_mounts: list[Any]) -> dict[str, Any]:
         types = self._docker.types
         kwargs: dict[str, Any] = {
             "image": spec.image,
@@ -359,8 +396,11 @@ class DockerRuntime:
             kwargs["device_requests"] = [types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
         if spec.devices:
             kwargs["devices"] = [f"{d}:{d}:rwm" for d in spec.devices]
+        mounts = list(secret_mounts)
         if spec.scratch_dir:
-            kwargs["mounts"] = [types.Mount(target=SCRATCH_TARGET, source=spec.scratch_dir, type="bind")]
+            mounts.append(types.Mount(target=SCRATCH_TARGET, source=spec.scratch_dir, type="bind"))
+        if mounts:
+            kwargs["mounts"] = mounts
         if spec.runtime:
             kwargs["runtime"] = spec.runtime
         return kwargs
@@ -381,8 +421,54 @@ class DockerRuntime:
 
     def run(self, spec: ContainerSpec) -> ContainerHandle:
         """Create and start the container, removing it again if the start fails (docker-py leaves it)."""
+        with self._staged_secrets(spec) as secret_mounts:
+            return self._create_and_start(spec, secret_mounts)
+
+    @contextlib.contextmanager
+    def _staged_secrets(self, spec: ContainerSpec) -> Iterator[list[Any]]:
+        """Write ``spec.secret_files`` to a private directory on the host's tmpfs, as read-only bind mounts.
+
+        The directory is removed when the block ends (the container started, or failed to): a started
+        container's bind mount keeps its file readable, so the key exists only in RAM, inside the container.
+        The archive API cannot do this: on Docker 20.10 it writes through a tmpfs mount into the container's
+        layer, on disk (measured; docs/supervisor.md).
+        """
+        if not spec.secret_files:
+            yield []
+            return
+        if not self._local:
+            raise ContainerRuntimeError(
+                "the wallet key file needs the Docker engine on this machine (DOCKER_HOST is no unix socket)",
+                hint="run on the engine's host, or pass the key in the environment with --wallet-key-via env",
+            )
         try:
-            container = self._client.containers.create(**self._create_kwargs(spec))
+            with open("/proc/self/mounts") as table:
+                root = tmpfs_dir(table.read())
+        except OSError:
+            root = None
+        if root is None:
+            raise ContainerRuntimeError(
+                f"no tmpfs for the wallet key file ({', '.join(SECRET_TMPFS_CANDIDATES)} is not a tmpfs)",
+                hint="mount a tmpfs on /dev/shm, or put the key in the environment with --wallet-key-via env",
+            )
+        directory = tempfile.mkdtemp(prefix="psyche-run-manager-", dir=root)  # mode 0700
+        try:
+            mounts = []
+            for n, (target, data) in enumerate(spec.secret_files.items()):
+                source = os.path.join(directory, str(n))
+                fd = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                mounts.append(
+                    self._docker.types.Mount(target=target, source=source, type="bind", read_only=True)
+                )
+            yield mounts
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def _create_and_start(self, spec: ContainerSpec, secret_mounts: list[Any]) -> ContainerHandle:
+        try:
+            container = self._client.containers.create(**self._create_kwargs(spec, secret_mounts))
         except self._foreign as exc:
             if isinstance(exc, self._docker.errors.ImageNotFound):
                 raise ContainerRuntimeError(f"image {spec.image} is not present in the engine") from exc
@@ -513,6 +599,31 @@ class DockerRuntime:
             )
             for c in found
         ]
+
+    def image_labels(self, image: str) -> dict[str, str]:
+        """``docker image inspect``'s Config.Labels."""
+        try:
+            config = self._client.api.inspect_image(image).get("Config") or {}
+        except self._foreign as exc:
+            self._raise(exc, f"inspecting image {image}")
+        return {str(k): str(v) for k, v in (config.get("Labels") or {}).items()}
+
+    def last_log_time(self, container_id: str) -> float | None:
+        """``docker logs --timestamps --tail 1``: the engine's time of the last line, as unix seconds."""
+        handle = ContainerHandle(container_id, container_id[:12])
+        try:
+            tty = bool((self._client.api.inspect_container(container_id).get("Config") or {}).get("Tty"))
+            with self._log_body(handle, follow=False, timestamps=True, tail="1") as body:
+                # A TTY container's log has no frame headers: its body is the text itself.
+                data = b"".join(body) if tty else b"".join(payload for _, payload in frames(body))
+        except self._foreign as exc:
+            self._raise(exc, f"reading the last log line of container {handle.name}")
+        except OSError as exc:
+            raise ContainerRuntimeError(
+                f"reading the last log line of container {handle.name} failed: {exc}"
+            ) from exc
+        when = parse_log_line(data.decode("utf-8", "replace"), timestamped=True).timestamp
+        return when.timestamp() if when is not None else None
 
 
 def _int_or_none(value: object) -> int | None:

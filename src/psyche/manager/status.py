@@ -33,6 +33,9 @@ class ContainerView:
     running: bool
     uptime_s: float | None
     restarts: int | None  # containers the same run-manager started before this one (version swaps included)
+    # Seconds since the client's last log line, from the engine (running containers only): a frozen or hung
+    # client is still "Up", but its log goes quiet (see --stall-timeout).
+    last_log_age_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +93,11 @@ class StatusReport:
         return data
 
 
-def container_view(info: ContainerInfo, now: float) -> ContainerView:
-    """Read a labelled container: version and run from our labels, restarts from the name's sequence."""
+def container_view(info: ContainerInfo, now: float, last_log_at: float | None = None) -> ContainerView:
+    """Read a labelled container: version and run from our labels, restarts from the name's sequence.
+
+    ``last_log_at`` is the unix time of its last log line (``ContainerRuntime.last_log_time``).
+    """
     running = info.status.startswith("Up")
     seq = _SEQ.search(info.name)
     return ContainerView(
@@ -105,6 +111,7 @@ def container_view(info: ContainerInfo, now: float) -> ContainerView:
         running=running,
         uptime_s=max(0.0, now - info.created) if running and info.created is not None else None,
         restarts=int(seq.group(1)) - 1 if seq and LABEL_INSTANCE in info.labels else None,
+        last_log_age_s=max(0.0, now - last_log_at) if running and last_log_at is not None else None,
     )
 
 
@@ -113,9 +120,19 @@ def find_containers(runtime: ContainerRuntime, run_id: str | None, now: float) -
     labels = {LABEL_MANAGED: "true"}
     if run_id:
         labels[LABEL_RUN_ID] = run_id
-    views = [container_view(info, now) for info in runtime.list_by_label(labels)]
+    views = [
+        container_view(info, now, _last_log_time(runtime, info) if info.status.startswith("Up") else None)
+        for info in runtime.list_by_label(labels)
+    ]
     views.sort(key=lambda v: (not v.running, v.uptime_s if v.uptime_s is not None else float("inf")))
     return tuple(views)
+
+
+def _last_log_time(runtime: ContainerRuntime, info: ContainerInfo) -> float | None:
+    try:
+        return runtime.last_log_time(info.id)
+    except RunManagerError:  # the container went away meanwhile: no age rather than no screen
+        return None
 
 
 def read_run(rpc: queries.AccountReader, run_id: str, user: Pubkey | None, programs: ProgramIds) -> RunView:
@@ -264,6 +281,13 @@ def render(report: StatusReport) -> list[str]:
         ]
         if c.uptime_s is not None:
             rows.append(("uptime", duration(c.uptime_s)))
+        if c.running:
+            rows.append(
+                (
+                    "last log line",
+                    "none yet" if c.last_log_age_s is None else f"{duration(c.last_log_age_s)} ago",
+                )
+            )
         if c.restarts is not None:
             rows.append(("restarts", c.restarts))
         lines += [f"  {line}" for line in fields(rows)]

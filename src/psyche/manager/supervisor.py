@@ -28,6 +28,7 @@ from psyche.manager.launch import (
     VERSION_MISMATCH_EXIT,
     LaunchConfig,
     RestartPolicy,
+    key_delivery,
 )
 from psyche.manager.logs import OutputDecoder
 from psyche.manager.runtime import ContainerHandle, ContainerRuntime
@@ -60,6 +61,7 @@ class _Outcome:
     seconds: float = 0.0
     version: str = ""
     image: ImageRef | None = None
+    stalled: float | None = None  # seconds without output when the stall timeout stopped it
 
 
 class Supervisor:
@@ -101,6 +103,7 @@ class Supervisor:
         self._notice_lock = threading.Lock()
         self._notice: str | None = None
         self._containers = 0
+        self._key_via = "env"  # how the last container got the wallet key; a change is announced
         self._last_lines: deque[str] = deque(maxlen=self._policy.last_lines)
         self._chain = ChainWait(self._policy.chain_retry, self._sleep, self._emit, monotonic=monotonic)
 
@@ -144,12 +147,12 @@ class Supervisor:
                 version, ready, crashes, mismatches = outcome.version, outcome.image, 0, 0
                 continue
             code = outcome.code
-            if code == 0:
+            if code == 0 and outcome.stalled is None:
                 self._emit(ev.Finished(0))
                 return 0
             if outcome.seconds >= policy.healthy_after:
                 crashes = mismatches = 0
-            if code == VERSION_MISMATCH_EXIT:
+            if code == VERSION_MISMATCH_EXIT and outcome.stalled is None:
                 latest = self._read_version()
                 if latest is None:
                     return self._stopped()
@@ -170,14 +173,14 @@ class Supervisor:
             else:
                 crashes += 1
                 if crashes > policy.max_restarts:
-                    self._give_up(f"exit code {code}, {crashes} quick failures in a row", code)
+                    self._give_up(f"{_exit_reason(outcome)}, {crashes} quick failures in a row", code)
                     raise ClientExited(
                         code,
                         f"the client kept failing: exit code {code}, {crashes} times in a row, each within "
                         f"{policy.healthy_after:g} s of starting",
                     )
                 delay = policy.backoff(crashes)
-                self._emit(ev.Restarting(crashes, delay, f"exit code {code}"))
+                self._emit(ev.Restarting(crashes, delay, _exit_reason(outcome)))
             if not self._sleep(delay, version):
                 return self._stopped()
             latest = self._read_version()
@@ -254,7 +257,8 @@ class Supervisor:
 
     def _start(self, image: ImageRef) -> ContainerHandle:
         self._containers += 1
-        handle = self._runtime.run(self._launch.spec_for(image, self._containers))
+        key_file = self._key_file(image)
+        handle = self._runtime.run(self._launch.spec_for(image, self._containers, key_file=key_file))
         self._emit(ev.ContainerStarted(handle.id, handle.name, image.reference, image.client_version))
         return handle
 
@@ -272,6 +276,10 @@ class Supervisor:
         swap: tuple[str, ImageRef] | None = None
         prepull: _Prepull | None = None
         gone = False
+        stall_after = self._policy.stall_timeout
+        last_output = started  # the injected clock: fake-clock tests control stalls
+        stalled: float | None = None
+        ran_until_silent = 0.0  # for a stall: from the start to the last line before it (not its TERM words)
         try:
             while True:
                 if code is None:
@@ -292,6 +300,12 @@ class Supervisor:
                         if prepull is not None and prepull.task == 0:  # --local: nothing to pull
                             swap = (prepull.version, prepull.image)
                             stopping = self._begin_stop(task, handle, f"client_version changed to {notice!r}")
+                    if stall_after is not None and not stopping:
+                        silent = self._monotonic() - last_output
+                        if silent >= stall_after:
+                            stalled, ran_until_silent = silent, last_output - started
+                            self._emit(ev.Stalled(handle.id, silent, stall_after))
+                            stopping = self._begin_stop(task, handle, f"no log line for {silent:.0f}s")
                 elif not reading or time.monotonic() >= drain_until:
                     break
                 msg = self._next()
@@ -302,6 +316,7 @@ class Supervisor:
                 ):
                     continue
                 elif isinstance(msg, w.Output):
+                    last_output = self._monotonic()
                     self._log(output.feed_all((m.stream, m.data) for m in self._workers.batch(msg)))
                     if code is not None:  # still catching up after the exit: an idle timeout, not a total
                         drain_until = time.monotonic() + self._policy.log_drain_timeout
@@ -343,7 +358,19 @@ class Supervisor:
             return _Outcome("stopped", code, seconds)
         if swap is not None:
             return _Outcome("swap", code, seconds, version=swap[0], image=swap[1])
+        if stalled is not None:  # it ran, for the healthy_after rule, only until its last line
+            return _Outcome("exited", code, ran_until_silent, stalled=stalled)
         return _Outcome("exited", code, seconds)
+
+    def _key_file(self, image: ImageRef) -> bool:
+        """Whether ``image`` gets the wallet key as a file (--wallet-key-via, the image's label for auto)."""
+        via = self._launch.wallet_key_via
+        labels = self._runtime.image_labels(image.reference) if via == "auto" else {}
+        chosen = key_delivery(via, labels)
+        if chosen != self._key_via:
+            self._key_via = chosen
+            self._emit(ev.WalletKeyDelivery(chosen, image.reference, via))
+        return chosen == "file"
 
     def _prepare_swap(self, old: str, new: str) -> _Prepull | None:
         """Resolve ``new`` and start pulling it while the old client runs; task 0 means nothing to pull."""
@@ -417,6 +444,12 @@ class Supervisor:
             action(handle)
         except RunManagerError as exc:
             self._emit(ev.Notice(f"{action.__name__} {handle.name} failed: {exc}"))
+
+
+def _exit_reason(outcome: _Outcome) -> str:
+    if outcome.stalled is not None:
+        return f"no log line for {outcome.stalled:.0f}s (stall timeout), exit code {outcome.code}"
+    return f"exit code {outcome.code}"
 
 
 @contextmanager

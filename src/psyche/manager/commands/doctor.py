@@ -113,6 +113,7 @@ def doctor(app: App, as_json: bool, local: bool, no_gpus: bool, image_size: floa
     and the parallelism settings, free disk and shm. Exit code 0 only when nothing FAILs.
     """
     from psyche.manager.doctor import DoctorOptions, exit_code, run_doctor
+    from psyche.manager.runtime import engine_is_local
 
     options = DoctorOptions(
         local=local or app.options.local,
@@ -120,6 +121,8 @@ def doctor(app: App, as_json: bool, local: bool, no_gpus: bool, image_size: floa
         timeout=timeout,
         image_size=int(image_size * 2**30),
         gpus=app.options.gpus and not no_gpus,
+        wallet_key_via=app.options.wallet_key_via,
+        local_engine=engine_is_local(app.environ),
     )
     engines: list[EngineProbe] = []
     try:
