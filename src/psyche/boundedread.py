@@ -25,7 +25,7 @@ _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
 class InputRefused(ValueError):
-    """A file was refused; ``str()`` is a short reason ("larger than 64 KiB", "a directory"), never content."""
+    """A file was refused; ``str()`` is a short reason ("larger than 64 KiB"), never any content."""
 
 
 def size_text(limit: int) -> str:
