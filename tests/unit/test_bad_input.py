@@ -376,3 +376,49 @@ def test_a_good_key_still_loads_through_every_bounded_path(isolation: Path, tmp_
     )
     assert result.exit_code == 0, result.output
     assert str(Keypair.from_seed(bytes(range(32))).pubkey()) in result.stdout
+
+
+# -- the client's own environment (inside the container): the same limits, its own messages ----------
+
+CLIENT_CASES = [
+    Case(
+        "client key path /dev/zero",
+        (),
+        r"^WALLET_PRIVATE_KEY_PATH: cannot read /dev/zero: larger than 64 KiB$",
+        env={"WALLET_PRIVATE_KEY_PATH": "/dev/zero"},
+    ),
+    Case(
+        "client key path a FIFO without a writer",
+        (),
+        r"^WALLET_PRIVATE_KEY_PATH: cannot read .*fifo: a FIFO that did not reach its end within 5 s$",
+        env={"WALLET_PRIVATE_KEY_PATH": "{dir}/fifo"},
+        files={"fifo": FIFO},
+    ),
+    Case(
+        "client RAW_WALLET_PRIVATE_KEY nested 100000 deep",
+        (),
+        r"^RAW_WALLET_PRIVATE_KEY: not a valid keypair \(JSON byte array or base58\)$",
+        env={"RAW_WALLET_PRIVATE_KEY": DEEP},
+    ),
+    Case(
+        "client RPC without a scheme",
+        (),
+        r"^RPC: not an http\(s\) URL: '127\.0\.0\.1:8899/\?api-key=\*\*\*'$",
+        env={"RPC": f"127.0.0.1:8899/?api-key={SECRET}"},
+        secret=SECRET,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CLIENT_CASES, ids=[case.id for case in CLIENT_CASES])
+def test_client_bad_input_gives_one_line(case: Case, tmp_path: Path) -> None:
+    from psyche.client.env import load_client_env
+    from psyche.errors import RunManagerError
+
+    _, env = _materialise(case, tmp_path)
+    with pytest.raises(RunManagerError) as caught:
+        load_client_env({"RUN_ID": "run", **env})
+    assert re.search(case.error, caught.value.message), caught.value.message
+    assert "\n" not in caught.value.message
+    if case.secret is not None:
+        assert case.secret not in caught.value.message
