@@ -21,7 +21,7 @@ ENV_FILE_MAX_BYTES = 1024 * 1024
 KEY_FILE_MAX_BYTES = 64 * 1024
 PIPE_WAIT_S = 5.0
 _CHUNK = 64 * 1024
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_SIGNIFICANT = re.compile(r'[][{}"\\]|(?<=\\).', re.DOTALL)
 
 
 class InputRefused(ValueError):
@@ -103,11 +103,23 @@ def _read_stream(fd: int, limit: int, wait_s: float, kind: str) -> bytes:
 def json_nesting(text: str) -> int:
     """How deep the arrays and objects of JSON ``text`` nest (0 for a scalar); strings are skipped.
 
-    Linear and non-recursive, so it is safe on any input; text that is not JSON gets a best-effort count.
+    One pass, non-recursive, so it is safe on any input (a regex skipping strings went quadratic on
+    unterminated ones); text that is not JSON gets a best-effort count.
     """
     depth = deepest = 0
-    for char in _JSON_STRING.sub("", text):
-        if char in "[{":
+    in_string = escaped = False
+    for match in _JSON_SIGNIFICANT.finditer(text):
+        char = match.group()
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
             depth += 1
             deepest = max(deepest, depth)
         elif char in "]}":

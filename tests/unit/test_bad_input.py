@@ -165,6 +165,13 @@ CASES = [
         files={"deep.json": DEEP_SMALL},
     ),
     Case(
+        "key file: an unterminated string of escapes",
+        SHOW_WALLET,
+        r"wallet file .*esc\.json: not a valid JSON array \(Unterminated string starting at at char 1\)",
+        env_file="WALLET_PRIVATE_KEY_PATH={dir}/esc.json\n",
+        files={"esc.json": '["' + '\\"' * 20_000},
+    ),
+    Case(
         "RAW_WALLET_PRIVATE_KEY nested 100000 deep",
         SHOW_WALLET,
         r"RAW_WALLET_PRIVATE_KEY in .*\.env:1: 200000 characters, too long for a key",
@@ -358,7 +365,13 @@ def test_limits_of_the_bounded_reader(tmp_path: Path) -> None:
         ("[1, 2]", 1),
         ('[[1], {"a": [2]}]', 3),
         ('["[[[[", "\\"]]"]', 1),
+        ('["\\n", [1]]', 2),
+        ('["\\\\", [1]]', 2),
+        ('["\\"]", [[1]]]', 3),
         (DEEP, 100_000),
+        # Unterminated strings full of escapes: a regex that skips strings retries from every quote.
+        ('"\\' * 30_000, 0),
+        ('\\"' * 30_000, 0),
     ],
 )
 def test_json_nesting(text: str, depth: int) -> None:
