@@ -87,6 +87,13 @@ CASES = [
         secret=TOKEN,
     ),
     Case(
+        "RPC unclosed IPv6 bracket",
+        SHOW,
+        r"RPC in .*: not an http\(s\) URL: 'http://\[::1/\?api-key=\*\*\*'",
+        env_file=f"RPC=http://[::1/?api-key={SECRET}\n",
+        secret=SECRET,
+    ),
+    Case(
         "RPC bad port",
         SHOW,
         r"RPC in .*: the port is not a number from 0 to 65535: 'http://h\.example:99999/\?api-key=\*\*\*'",
@@ -412,6 +419,13 @@ CLIENT_CASES = [
         (),
         r"^RAW_WALLET_PRIVATE_KEY: not a valid keypair \(JSON byte array or base58\)$",
         env={"RAW_WALLET_PRIVATE_KEY": DEEP},
+    ),
+    Case(
+        "client RPC with an unclosed IPv6 bracket",
+        (),
+        r"^RPC: not an http\(s\) URL: 'http://\[::1/\?api-key=\*\*\*'$",
+        env={"RPC": f"http://[::1/?api-key={SECRET}"},
+        secret=SECRET,
     ),
     Case(
         "client RPC without a scheme",

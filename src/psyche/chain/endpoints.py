@@ -43,8 +43,8 @@ def _tokens(text: str) -> list[_Piece]:
 
 
 def _host_port(authority: str) -> list[_Piece]:
-    if authority.startswith("[") and "]" in authority:
-        end = authority.index("]") + 1
+    if authority.startswith("["):  # an IPv6 literal, closed or not
+        end = authority.index("]") + 1 if "]" in authority else len(authority)
     else:
         end = authority.find(":") if ":" in authority else len(authority)
     host, rest = authority[:end], authority[end:]

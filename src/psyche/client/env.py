@@ -69,7 +69,10 @@ def _trimmed(raw: str) -> str:
 
 
 def _url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+    except ValueError:  # "http://[::1" (an unclosed IPv6 bracket)
+        parts = urlsplit("")
     if parts.scheme not in schemes or not parts.netloc:
         kind = "an http(s)" if schemes[0] == "http" else "a ws(s)"
         raise ConfigError(f"{name}: not {kind} URL: {redact(raw)!r}")
