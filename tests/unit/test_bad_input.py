@@ -233,6 +233,12 @@ CASES = [
         files={"fifo": FIFO},
     ),
     Case(
+        "key path with a NUL byte",
+        SHOW_WALLET,
+        r"WALLET_PRIVATE_KEY_PATH in .*\.env:1: not a path \(it holds a NUL character\); write the path as plain text",
+        env_file="WALLET_PRIVATE_KEY_PATH=/tmp/a\0b\n",
+    ),
+    Case(
         "key path /dev/zero",
         SHOW_WALLET,
         r"Failed to read wallet file from: /dev/zero \(larger than 64 KiB; path from WALLET_PRIVATE_KEY_PATH",

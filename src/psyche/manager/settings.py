@@ -299,6 +299,10 @@ class _Reader:
         value = self.text(name)
         if value is None:
             return None
+        if "\0" in value:
+            raise self.fail(
+                name, "not a path (it holds a NUL character)", None, "write the path as plain text"
+            )
         path = _expand_home(value, home)
         if absolute and not path.is_absolute():
             raise self.fail(
