@@ -235,7 +235,8 @@ CASES = [
     Case(
         "key path with a NUL byte",
         SHOW_WALLET,
-        r"WALLET_PRIVATE_KEY_PATH in .*\.env:1: not a path \(it holds a NUL character\); write the path as plain text",
+        r"WALLET_PRIVATE_KEY_PATH in .*\.env:1: not a path \(it holds a NUL character\); "
+        r"write the path as plain text",
         env_file="WALLET_PRIVATE_KEY_PATH=/tmp/a\0b\n",
     ),
     Case(
