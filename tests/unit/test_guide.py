@@ -158,6 +158,8 @@ REPRODUCE: dict[str, tuple[str, list[str]]] = {
     "--env-file is required": ("", []),
     "--env-file <path>: no such": ("", ["--env-file", "{tmp}/missing.env"]),
     "<name> in <file>:<line>: no '='": ("justaword\n", ["--env-file", "{env}"]),
+    "RPC in <file>:<line>: the port": ("RPC=http://x:99999\n", ["--env-file", "{env}"]),
+    "RPC_02 in <file>": ("RPC_02=http://x\n", ["--env-file", "{env}"]),
     "RPC in <file>": ("RPC=htp://x\n", ["--env-file", "{env}"]),
     "RPC_2 in <file>": ("RPC_2=http://x\n", ["--env-file", "{env}"]),
     "RUN_ID in <file>": ("RUN_ID=\n", ["--env-file", "{env}"]),

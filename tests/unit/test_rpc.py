@@ -17,7 +17,7 @@ from solders.signature import Signature
 from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction
 
-from psyche.chain.endpoints import Endpoint, redact, redacted_labels
+from psyche.chain.endpoints import Endpoint, redact, redacted_labels, scrub
 from psyche.chain.rpc import AccountInfo, RpcClient, parse_transaction_error
 from psyche.chain.txerrors import describe_tx_error, program_error_of
 from psyche.errors import ConfigError, RpcError, RpcResponseError, RpcUnavailable, TransactionFailed
@@ -606,7 +606,7 @@ def test_get_transaction_returns_logs_or_none() -> None:
         ("https://rpc.example.com/solana-mainnet/rpc", "https://rpc.example.com/solana-mainnet/rpc"),
         ("https://rpc.example.com/path#frag", "https://rpc.example.com/path#***"),
         ("http://[::1]:8899/", "http://[::1]:8899/"),
-        ("http://host:notaport/", "***"),
+        ("http://host:notaport/", "http://host:***/"),
     ],
 )
 def test_redact(url: str, shown: str) -> None:
@@ -621,3 +621,68 @@ def test_redacted_labels_stay_distinct_and_endpoint_repr_hides_keys() -> None:
     assert repr(Endpoint("http://127.0.0.1:8899")) == "Endpoint(http='http://127.0.0.1:8899', ws=None)"
     with pytest.raises(AttributeError):
         endpoint.http = "x"  # type: ignore[misc]
+
+
+# Every shape a user may paste into RPC=/WS_RPC=/--rpc, well formed or not: (value, secret, shown).
+SHAPES = [
+    (
+        "https://mainnet.helius-rpc.com/?api-key=4a1b2c3d-0000",
+        "4a1b2c3d-0000",
+        "https://mainnet.helius-rpc.com/?api-key=***",
+    ),
+    ("127.0.0.1:8899/?api-key=s3cretkey", "s3cretkey", "127.0.0.1:8899/?api-key=***"),
+    ("htp:/rpc.example.com/?api-key=s3cretkey", "s3cretkey", "htp:/rpc.example.com/?api-key=***"),
+    ("notaurl?api-key=s3cretkey", "s3cretkey", "notaurl?api-key=***"),
+    ("wss://h.example/?token=s3cretkey&x=1", "s3cretkey", "wss://h.example/?token=***&x=***"),
+    ("https://user:pa55word@rpc.example.com/", "pa55word", "https://***@rpc.example.com/"),
+    ("user:pa55word@rpc.example.com:8899", "pa55word", "***@rpc.example.com:8899"),
+    ("ht tp://user:pa55word@rpc.example.com/", "pa55word", "***@rpc.example.com/"),
+    ("https://user:pa/55word@rpc.example.com/", "55word", "https://***@rpc.example.com/"),
+    ("https://rpc.example.com:pa55word/", "pa55word", "https://rpc.example.com:***/"),
+    ("https://h.example/x#pa55word", "pa55word", "https://h.example/x#***"),
+    ("https://h.example/?pa55wordpa55wordpa55word", "pa55wordpa55word", "https://h.example/?***"),
+    (
+        "https://red-frosty.solana-mainnet.quiknode.pro/abcdef0123456789abcdef0123456789/",
+        "abcdef0123456789",
+        "https://red-frosty.solana-mainnet.quiknode.pro/***/",
+    ),
+    (
+        "red-frosty.solana-mainnet.quiknode.pro/abcdef0123456789abcdef0123456789",
+        "abcdef0123456789",
+        "red-frosty.solana-mainnet.quiknode.pro/***",
+    ),
+    (
+        "https://solana-mainnet.g.alchemy.com/v2/AbCdEfGhIjKlMnOpQrStUvWxYz",
+        "AbCdEfGhIjKlMnOp",
+        "https://solana-mainnet.g.alchemy.com/v2/***",
+    ),
+    ("https://x.rpcpool.com/1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901", "5f60-7182", "https://x.rpcpool.com/***"),
+    (
+        "https://rpc.ankr.com/solana/0123456789abcdef0123456789abcdef",
+        "0123456789abcdef",
+        "https://rpc.ankr.com/solana/***",
+    ),
+    ("https://h.example/ key=AbCdEfGhIjKlMnOpQrStUvWxYz", "AbCdEfGhIjKlMnOp", "https://h.example/ ***"),
+    ("0123456789abcdef0123456789abcdef", "0123456789abcdef", "***"),
+    ("http://0123456789abcdef0123456789abcdef:8899/", "0123456789abcdef", "http://***:8899/"),
+]
+
+
+@pytest.mark.parametrize(("url", "secret", "shown"), SHAPES)
+def test_redact_hides_the_secret_of_every_shape(url: str, secret: str, shown: str) -> None:
+    assert secret in url
+    assert redact(url) == shown
+    assert secret not in redact(url)
+
+
+def test_redact_cuts_a_long_value_and_keeps_names() -> None:
+    assert redact("https://" + "a." * 300 + "example").endswith("…")
+    assert len(redact("x/" * 500)) == 200
+    assert redact("http://localhost:8899/rpc") == "http://localhost:8899/rpc"
+    assert redact("") == ""
+
+
+def test_scrub_replaces_the_url_and_each_secret_quoted_alone() -> None:
+    url = "ws:/h.example/?api-key=s3cretkey"
+    text = f"{url} isn't a valid URI; key s3cretkey"
+    assert scrub(text, [url]) == "ws:/h.example/?api-key=*** isn't a valid URI; key ***"

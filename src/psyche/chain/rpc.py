@@ -58,7 +58,7 @@ from solders.transaction import Transaction, VersionedTransaction
 from solders.transaction_status import TransactionConfirmationStatus, TransactionStatus, UiTransactionEncoding
 
 from psyche.backoff import exponential
-from psyche.chain.endpoints import redacted_labels
+from psyche.chain.endpoints import redacted_labels, scrub
 from psyche.chain.txerrors import describe_tx_error, parse_transaction_error, program_error_of
 from psyche.errors import ConfigError, RpcError, RpcResponseError, RpcUnavailable, TransactionFailed
 
@@ -224,7 +224,7 @@ class RpcClient:
         self.close()
 
     def _attempt(self, index: int, payload: bytes) -> tuple[str, Any] | _Failure:
-        url, label = self._urls[index], self._labels[index]
+        url = self._urls[index]
         with self._lock:
             self.round_trips += 1
         try:
@@ -233,7 +233,7 @@ class RpcClient:
             return _Failure(f"timed out after {self._timeout:g}s ({type(exc).__name__})", True)
         except httpx.TransportError as exc:
             # Error texts may quote the URL; keep API keys out of them.
-            detail = (str(exc) or type(exc).__name__).replace(url, label)
+            detail = scrub(str(exc) or type(exc).__name__, [url])
             return _Failure(f"{type(exc).__name__}: {detail}", True)
         except httpx.InvalidURL as exc:
             return _Failure(f"invalid URL: {type(exc).__name__}", False)

@@ -16,7 +16,7 @@ from solders.pubkey import Pubkey
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from psyche.chain.endpoints import redacted_labels
+from psyche.chain.endpoints import redacted_labels, scrub
 from psyche.errors import ConfigError, RunManagerError
 
 __all__ = [
@@ -164,7 +164,8 @@ class AccountWatcher:
                     reason = await self._session(index, on_update)
                 except (OSError, TimeoutError, WebSocketException, ValueError) as exc:
                     # Refused, reset, bad handshake, open/subscribe timeout, or a non-JSON subscribe answer.
-                    reason = _describe(exc)
+                    # websockets quotes a bad URI whole (InvalidURI): keep its key out of the event.
+                    reason = scrub(_describe(exc), [self._urls[index]])
                 if index in self._connected:
                     self._connected.discard(index)
                     retries = 0

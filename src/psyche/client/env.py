@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
+from psyche.boundedread import KEY_FILE_MAX_BYTES, InputRefused, read_bounded
 from psyche.chain.endpoints import Endpoint, redact
 from psyche.chain.programs import DEFAULT_PROGRAM_IDS, PERMISSIONLESS_GRANTEE, ProgramIds
 from psyche.errors import ConfigError, WalletError
@@ -68,7 +69,10 @@ def _trimmed(raw: str) -> str:
 
 
 def _url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+    except ValueError:  # "http://[::1" (an unclosed IPv6 bracket)
+        parts = urlsplit("")
     if parts.scheme not in schemes or not parts.netloc:
         kind = "an http(s)" if schemes[0] == "http" else "a ws(s)"
         raise ConfigError(f"{name}: not {kind} URL: {redact(raw)!r}")
@@ -136,7 +140,9 @@ def load_keypair(env: Mapping[str, str]) -> Keypair:
         )
     path = Path(path_text)
     try:
-        text = path.read_text()
+        text = read_bounded(path, KEY_FILE_MAX_BYTES).decode()
+    except InputRefused as exc:
+        raise WalletError(f"{ClientEnvVars.WALLET_PRIVATE_KEY_PATH}: cannot read {path}: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise WalletError(
             f"{ClientEnvVars.WALLET_PRIVATE_KEY_PATH}: cannot read {path}: {type(exc).__name__}"
@@ -153,7 +159,9 @@ def _identity_secret(env: Mapping[str, str]) -> bytes | None:
             return None
         name = ClientEnvVars.IDENTITY_SECRET_KEY_PATH
         try:
-            data = Path(path_text).read_bytes()
+            data = read_bounded(Path(path_text), KEY_FILE_MAX_BYTES)
+        except InputRefused as exc:
+            raise ConfigError(f"{name}: cannot read {path_text}: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"{name}: cannot read {path_text}: {type(exc).__name__}") from None
         if len(data) == _IDENTITY_BYTES:

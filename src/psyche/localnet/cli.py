@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
 import click
+
+from psyche.errors import ConfigError
 
 READY_LINE = "localnet ready"
 
@@ -26,7 +29,10 @@ async def _serve(
     from psyche.localnet.chain import Chain
     from psyche.localnet.server import LocalnetServer
 
-    chain = Chain.open(ledger, reset=reset)
+    try:
+        chain = Chain.open(ledger, reset=reset)
+    except (OSError, sqlite3.Error) as exc:
+        raise _ledger_error(ledger, exc) from exc
     server = LocalnetServer(
         chain, rpc_port=rpc_port, ws_port=ws_port, slot_ms=slot_ms, clock_control=clock_control
     )
@@ -51,6 +57,19 @@ async def _serve(
     finally:
         click.echo("localnet stopping")
         await server.stop()
+
+
+def _ledger_error(ledger: Path | None, exc: OSError | sqlite3.Error) -> ConfigError:
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        problem = "not a directory"
+    elif isinstance(exc, OSError):
+        problem = f"cannot use it ({exc.strerror or type(exc).__name__})"
+    else:
+        problem = f"cannot open the ledger in it ({exc})"
+    return ConfigError(
+        f"--ledger {ledger}: {problem}; pass a directory the localnet may create and write, "
+        "or add --reset to start a damaged ledger afresh"
+    )
 
 
 @click.command("localnet")

@@ -59,7 +59,8 @@ def handle_body(methods: RpcMethods, body: bytes) -> Any:
     """One HTTP body: a request object or a batch array; returns the JSON-able answer."""
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nesting deeper than the parser's stack; Solana's parser refuses it as -32700 too.
         return _error(PARSE_ERROR, "Parse error")
     if isinstance(payload, list):
         if not payload:
@@ -231,7 +232,7 @@ class LocalnetServer:
     def _ws_answer(self, message: str | bytes, send: Any) -> Any:
         try:
             request = json.loads(message)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return _error(PARSE_ERROR, "Parse error")
         if not isinstance(request, dict) or not isinstance(request.get("method"), str):
             return _error(INVALID_REQUEST, "Invalid request")

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from psyche.boundedread import ENV_FILE_MAX_BYTES, InputRefused, read_bounded, size_text
 from psyche.errors import ConfigError
 from psyche.manager.constants import is_secret_name
 
@@ -25,7 +26,11 @@ class FileEntry:
 def read_env_file(path: Path) -> dict[str, FileEntry]:
     """Parse a .env file once with python-dotenv's parser, rejecting what it would silently skip."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_bounded(path, ENV_FILE_MAX_BYTES).decode("utf-8")
+    except InputRefused as exc:
+        raise ConfigError(
+            f"--env-file {path}: {exc}; pass a .env text file of at most {size_text(ENV_FILE_MAX_BYTES)}"
+        ) from None
     except FileNotFoundError:
         raise ConfigError(
             f"--env-file {path}: no such file; pass the path of an existing .env file"

@@ -33,6 +33,7 @@ DEFAULT = "default"
 
 _KNOWN = frozenset(v for k, v in vars(EnvVars).items() if k.isupper() and not k.endswith("_PREFIX"))
 _BACKUP = re.compile(r"(WS_)?RPC_(\d+)")
+_BACKUP_LIKE = re.compile(r"(WS_)?RPC_\w*")
 _B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -155,7 +156,7 @@ class Settings:
         for name, value in shown.items():
             rows.append((name, "(unset)" if value is None else value, self.sources.get(name, DEFAULT)))
         for name in sorted(set(self.passthrough) - {row[0] for row in rows}):
-            value = "***" if is_secret_name(name) else (self.passthrough[name] or "(empty)")
+            value = "***" if is_secret_name(name) else (_redacted(name, self.passthrough[name]) or "(empty)")
             rows.append((name, value, self.sources.get(name, DEFAULT)))
         return rows
 
@@ -182,9 +183,14 @@ def _shown(name: str, value: str) -> str:
     """How a bad value appears in a message: secrets never, URLs without credentials."""
     if is_secret_name(name):
         return "(value hidden)"
-    if "://" in value:
-        return repr(redact(value))
-    return repr(value)
+    return repr(_redacted(name, value))
+
+
+def _redacted(name: str, value: str) -> str:
+    # An endpoint variable is redacted whatever its shape: a URL without :// still carries its key.
+    if name in (EnvVars.RPC, EnvVars.WS_RPC) or _BACKUP_LIKE.fullmatch(name) or "://" in value:
+        return redact(value)
+    return value
 
 
 def _merge(
@@ -245,6 +251,15 @@ class _Reader:
             ) from None
         if parts.scheme not in schemes:
             raise self.fail(name, f"not {kind} URL", value, f"use {schemes[0]}:// or {schemes[1]}://")
+        try:
+            parts.port  # noqa: B018 -- raises ValueError for a port that is not a number up to 65535
+        except ValueError:
+            raise self.fail(
+                name,
+                "the port is not a number from 0 to 65535",
+                value,
+                f"write it as {schemes[0]}://host[:port][/path]",
+            ) from None
         if not parts.hostname:
             raise self.fail(name, "URL has no host", value, f"write it as {schemes[0]}://host[:port][/path]")
         return value
@@ -284,6 +299,10 @@ class _Reader:
         value = self.text(name)
         if value is None:
             return None
+        if "\0" in value:
+            raise self.fail(
+                name, "not a path (it holds a NUL character)", None, "write the path as plain text"
+            )
         path = _expand_home(value, home)
         if absolute and not path.is_absolute():
             raise self.fail(
@@ -305,6 +324,16 @@ def _endpoints(reader: _Reader) -> tuple[Endpoint, ...]:
     primary_ws = reader.url(EnvVars.WS_RPC, DEFAULT_WS_RPC, ws_schemes)
     assert primary_http is not None
     endpoints = [Endpoint(primary_http, primary_ws)]
+    for name in reader.values:
+        match = _BACKUP.fullmatch(name)
+        if match and reader.text(name) and match.group(2) != str(int(match.group(2))):
+            raise reader.fail(
+                name,
+                "not a fallback endpoint name",
+                None,
+                f"fallbacks are {EnvVars.backup_rpc(2)}, {EnvVars.backup_rpc(3)}, ... and "
+                f"{EnvVars.backup_ws_rpc(2)}, {EnvVars.backup_ws_rpc(3)}, ... (no leading zero)",
+            )
     numbers = sorted(
         {int(m.group(2)) for n in reader.values if (m := _BACKUP.fullmatch(n)) and reader.text(n)}
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from psyche.boundedread import KEY_FILE_MAX_BYTES, InputRefused, json_nesting, read_bounded
 from psyche.errors import WalletError
 from psyche.manager.constants import EnvVars
 from psyche.manager.settings import Settings, b58decode
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
 
 _KEYPAIR_BYTES = 64
 _SEED_BYTES = 32
+_B58_KEYPAIR_MAX_CHARS = 88  # ceil(64 * log(256) / log(58))
+_MAX_INT_DIGITS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,13 @@ def wallet_from_file(path: Path, source: WalletSource) -> Wallet:
     """Read a key file (Solana JSON array, or base58 text) and warn when others may read it."""
     try:
         mode = path.stat().st_mode
-        data = path.read_bytes()
+        data = read_bounded(path, KEY_FILE_MAX_BYTES)
+    except InputRefused as exc:
+        raise WalletError(
+            f"Failed to read wallet file from: {path} ({exc}; path from {source.description})",
+            hint=f"point {EnvVars.WALLET_PRIVATE_KEY_PATH} at a keypair file made by solana-keygen "
+            "(a JSON array of 64 numbers)",
+        ) from None
     except OSError as exc:
         reason = (
             "no such file" if isinstance(exc, FileNotFoundError) else (exc.strerror or type(exc).__name__)
@@ -112,6 +121,11 @@ def wallet_from_file(path: Path, source: WalletSource) -> Wallet:
 
 def wallet_from_text(text: str, source: WalletSource) -> Wallet:
     """Parse key text: a JSON byte array when it starts with '[', otherwise base58 of the 64 keypair bytes."""
+    if len(text) > KEY_FILE_MAX_BYTES:
+        raise WalletError(
+            f"{source.description}: {len(text)} characters, too long for a key",
+            hint="a keypair is a JSON array of 64 numbers or at most 88 base58 characters",
+        )
     raw = (
         _json_bytes(text.strip(), source)
         if text.strip().startswith("[")
@@ -130,8 +144,15 @@ def wallet_from_text(text: str, source: WalletSource) -> Wallet:
 
 
 def _json_bytes(text: str, source: WalletSource) -> bytes:
+    depth = json_nesting(text)
+    if depth > 1:
+        raise WalletError(
+            f"{source.description}: a JSON array nested {depth} levels deep; "
+            "expected a flat JSON array of 64 numbers"
+        )
     try:
-        values = json.loads(text)
+        # Long numbers become None (so "not a byte") before int() meets its 4300-digit limit.
+        values = json.loads(text, parse_int=_small_int)
     except json.JSONDecodeError as exc:
         # The decoder's message holds only a position, never the text.
         raise WalletError(
@@ -152,9 +173,20 @@ def _json_bytes(text: str, source: WalletSource) -> bytes:
     return bytes(values)
 
 
+def _small_int(digits: str) -> int | None:
+    return int(digits) if len(digits) <= _MAX_INT_DIGITS else None
+
+
 def _b58_bytes(text: str, source: WalletSource) -> bytes:
     if not text:
         raise WalletError(f"{source.description}: empty; expected a JSON byte array or a base58 keypair")
+    if len(text) > _B58_KEYPAIR_MAX_CHARS:
+        # Checked before decoding: base58 decoding is quadratic (300 kB took 23 s).
+        raise WalletError(
+            f"{source.description}: base58 key of {len(text)} characters; "
+            f"a 64-byte keypair is at most {_B58_KEYPAIR_MAX_CHARS}",
+            hint="use the whole keypair (secret and public halves) as exported by solana-keygen or Phantom",
+        )
     try:
         raw = b58decode(text)
     except ValueError as exc:

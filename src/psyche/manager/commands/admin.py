@@ -150,15 +150,19 @@ def checkpoint(app: App, as_json: bool, run_id: str, repo: str, revision: str | 
     )
 
 
+_MAX_MS_INTERVAL = 86_400_000  # one day
+
+
 @chain_command("tick", wallet=True)
 @run_id_option
 @env_option(
     "--ms-interval",
     env="MS_INTERVAL",
-    type=click.IntRange(0),
+    # Bounded so a typo fails before the first tick is sent, not in time.sleep after it.
+    type=click.IntRange(0, _MAX_MS_INTERVAL),
     default=1000,
     show_default=True,
-    help="Milliseconds between ticks.",
+    help="Milliseconds between ticks (at most one day).",
 )
 @env_option("--count", env="COUNT", type=click.IntRange(1), help="Number of ticks. [default: until Ctrl-C]")
 def tick(app: App, as_json: bool, run_id: str, ms_interval: int, count: int | None) -> None:

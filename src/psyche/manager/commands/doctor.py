@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.text import Text
@@ -16,6 +17,17 @@ from psyche.manager.commands.common import cluster_options
 if TYPE_CHECKING:
     from psyche.manager.doctor import ChainProbe, Check, EngineProbe, Seams
     from psyche.manager.ui import UI
+
+
+class _FiniteRange(click.FloatRange):
+    """A FloatRange that also refuses nan (every comparison with nan is false, so the range lets it in)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
+
 
 _STYLE = {"OK": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
 
@@ -96,13 +108,17 @@ def report_json(checks: Sequence[Check], code: int) -> str:
 )
 @click.option(
     "--image-size",
-    type=click.FloatRange(min=0),
+    type=_FiniteRange(min=0, max=1_000_000),
     default=20.0,
     show_default=True,
     help="GiB of free disk the client image needs when it is not pulled yet.",
 )
 @click.option(
-    "--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Seconds per probe."
+    "--timeout",
+    type=_FiniteRange(min=0.1, max=600),
+    default=5.0,
+    show_default=True,
+    help="Seconds per probe (at most 600).",
 )
 @click.pass_obj
 def doctor(app: App, as_json: bool, local: bool, no_gpus: bool, image_size: float, timeout: float) -> None:
