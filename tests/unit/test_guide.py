@@ -214,7 +214,9 @@ def test_every_troubleshooting_message_is_one_the_program_prints(message: str, t
     values = {"tmp": str(tmp_path), "env": str(tmp_path / "guide.env"), "key": str(_key(tmp_path))}
     (tmp_path / "guide.env").write_text(env_text.format(**values))
     result = CliRunner().invoke(
-        cli, [a.format(**values) for a in args], obj={"NO_COLOR": "1", "HOME": str(tmp_path)}
+        cli,
+        [a.format(**values) for a in args],
+        obj={"NO_COLOR": "1", "HOME": str(tmp_path), "RPC": "http://rpc.test", "WS_RPC": "ws://rpc.test"},
     )
     errors = [line[len("Error: ") :] for line in result.stderr.splitlines() if line.startswith("Error: ")]
     assert result.exit_code != 0 and errors, result.output

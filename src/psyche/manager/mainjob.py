@@ -16,7 +16,7 @@ from psyche.errors import ConfigError, RunManagerError
 from psyche.manager.app import App
 from psyche.manager.constants import AppEnvVars, EnvVars
 from psyche.manager.launch import RestartPolicy
-from psyche.manager.settings import Settings
+from psyche.manager.settings import Settings, require_ws
 from psyche.manager.ui import UI
 
 # Variables the run-manager sets for the container itself; .env values of these are replaced.
@@ -228,7 +228,5 @@ def run_main_job(app: App) -> int:
 
 
 def _ws_urls(settings: Settings) -> Sequence[str]:
-    urls = [e.ws for e in settings.endpoints if e.ws]
-    if not urls:
-        raise ConfigError(f"{EnvVars.WS_RPC} is not set; the version watch needs a WebSocket endpoint")
-    return urls
+    require_ws(settings)  # the CLI checked it before the wallet; kept for callers that did not
+    return [e.ws for e in settings.endpoints if e.ws]
