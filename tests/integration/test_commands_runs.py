@@ -127,6 +127,10 @@ def test_update_config_errors_name_the_line(cli: Cli, owner: Path, tmp_path: Pat
     assert meta["changed"] == ["metadata"]
     setup = cli.json("json-dump-run", "-r", "cfg")["coordinator_account"]["setup"]
     assert setup["metadata"]["description"] == "d" and setup["metadata"]["num_parameters"] == 20_000_000
+    # As the reference, CLIENT_VERSION (shell or .env) fills --client-version.
+    bumped = cli.json("update-config", "-r", "cfg", "-w", owner, env={"CLIENT_VERSION": "v2"})
+    assert bumped["changed"] == ["client_version"] and bumped["client_version"] == "v2"
+    assert cli.json("json-dump-run", "-r", "cfg")["coordinator_account"]["setup"]["client_version"] == "v2"
 
 
 def test_treasurer_run_rates_top_up_and_dump(cli: Cli, owner: Path, tmp_path: Path, net: Localnet) -> None:

@@ -157,3 +157,8 @@ def test_bad_pubkey_is_a_usage_error(cli: Invoke) -> None:
     result = cli("can-join", "-r", "r1", "--address", "not-a-key")
     assert result.exit_code == 2
     assert "not a 32-byte base58 public key: 'not-a-key'" in result.stderr
+
+
+def test_update_config_client_version_reads_client_version(cli: Invoke) -> None:
+    result = cli("update-config", "--help", env={"COLUMNS": "200"})
+    assert "[env var: CLIENT_VERSION" in " ".join(result.stdout.split())
