@@ -88,7 +88,8 @@ def test_run_lifecycle_create_configure_pause_resume_bump_close(
     assert closed.stdout.startswith("Closed run life with transaction: ")
     assert "Recovered 0.8" in closed.stdout and "===== Logs =====" in closed.stdout
     gone = cli.fails("json-dump-run", "-r", "life")
-    assert error_line(gone).startswith("Error: run 'life': coordinator instance account not found: ")
+    assert error_line(gone).startswith("Error: RPC error: failed to get account ")
+    assert "(run 'life', endpoint http://127.0.0.1:" in error_line(gone)
 
 
 def test_create_run_errors(cli: Cli, owner: Path) -> None:

@@ -71,13 +71,16 @@ def localnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Localnet]:
     thread.join(10)
 
 
-def doctor(home: Path, env_file: Path, environ: dict[str, str], *args: str) -> tuple[int, str]:
+def doctor(home: Path, env_file: Path, variables: dict[str, str], *args: str) -> tuple[int, str]:
+    """`doctor` on a copy of ``env_file`` whose lines for ``variables`` are replaced (the file wins over the
+    shell, so a test changes the file, as a user would)."""
     base = {"HOME": str(home), "NO_COLOR": "1", "COLUMNS": "100"}
     if "DOCKER_HOST" in os.environ:
         base["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
-    result = CliRunner().invoke(
-        cli_module.cli, ["doctor", "--env-file", str(env_file), *args], obj={**base, **environ}
-    )
+    kept = [line for line in env_file.read_text().splitlines() if line.split("=", 1)[0] not in variables]
+    edited = home / "doctor.env"
+    edited.write_text("\n".join([*kept, *(f"{k}={v}" for k, v in variables.items())]) + "\n")
+    result = CliRunner().invoke(cli_module.cli, ["doctor", "--env-file", str(edited), *args], obj=base)
     return result.exit_code, result.stdout
 
 
@@ -127,6 +130,7 @@ def test_plain_report_names_each_failure_and_its_fix(
     lines = out.splitlines()
     assert code == 1
     run_line = next(i for i, line in enumerate(lines) if line.startswith("FAIL  run "))
-    assert "run 'no-such-run': coordinator instance account not found" in lines[run_line]
-    assert lines[run_line + 1].strip().startswith("fix: check RUN_ID in the environment")
+    assert "RPC error: failed to get account " in lines[run_line]
+    assert f"(run 'no-such-run', endpoint {localnet.rpc_url}): no coordinator instance" in lines[run_line]
+    assert lines[run_line + 1].strip().startswith(f"fix: check RUN_ID in {isolation / 'doctor.env'}:")
     assert lines[-1].startswith("doctor: ") and "FAIL" in lines[-1]

@@ -35,6 +35,11 @@ class AccountReader(Protocol):
         self, program: Pubkey, filters: Sequence[int | tuple[int, bytes]] = ()
     ) -> list[tuple[Pubkey, bytes]]: ...
 
+    @property
+    def current_endpoint(self) -> str:
+        """The endpoint (redacted) that answers now, for messages."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Run:
@@ -77,37 +82,68 @@ class Run:
         return self.coordinator.client_version
 
 
+_RUN_ACCOUNT_HINT = (
+    "check RUN_ID's spelling, the cluster (RPC: devnet or mainnet?) and COORDINATOR_PROGRAM_ID; "
+    "`run-manager list-runs --all` lists the runs this endpoint knows"
+)
+
+
+def _unreadable(rpc: AccountReader, address: Pubkey, run_id: str, reason: str) -> str:
+    # The words of the reference's troubleshooting docs, then what makes the line actionable.
+    return (
+        f"RPC error: failed to get account {address} (run {run_id!r}, endpoint {rpc.current_endpoint}): "
+        f"{reason}"
+    )
+
+
 def _decode_instance(
-    info: AccountInfo | None, address: Pubkey, run_id: str, programs: ProgramIds
+    rpc: AccountReader, info: AccountInfo | None, address: Pubkey, run_id: str, programs: ProgramIds
 ) -> CoordinatorInstance:
     if info is None:
-        raise AccountNotFound(f"run {run_id!r}: coordinator instance", str(address))
-    if info.owner != programs.coordinator:
-        raise AccountDecodeError(
-            f"coordinator instance {address}: owned by {info.owner}, not the coordinator program "
-            f"{programs.coordinator}"
+        raise AccountNotFound(
+            f"run {run_id!r}: coordinator instance",
+            str(address),
+            message=_unreadable(rpc, address, run_id, "no coordinator instance account at this address"),
+            hint=_RUN_ACCOUNT_HINT,
         )
-    return CoordinatorInstance.decode(info.data)
+    if info.owner != programs.coordinator:
+        reason = f"owned by {info.owner}, not the coordinator program {programs.coordinator}"
+        raise AccountDecodeError(_unreadable(rpc, address, run_id, reason), hint=_RUN_ACCOUNT_HINT)
+    try:
+        return CoordinatorInstance.decode(info.data)
+    except AccountDecodeError as exc:
+        raise AccountDecodeError(_unreadable(rpc, address, run_id, exc.message)) from exc
 
 
-def _decode_coordinator(info: AccountInfo | None, address: Pubkey, run_id: str) -> CoordinatorAccount:
+def _decode_coordinator(
+    rpc: AccountReader, info: AccountInfo | None, address: Pubkey, run_id: str
+) -> CoordinatorAccount:
     if info is None:
-        raise AccountNotFound(f"run {run_id!r}: coordinator", str(address))
-    return CoordinatorAccount.decode(info.data)
+        raise AccountNotFound(
+            f"run {run_id!r}: coordinator",
+            str(address),
+            message=_unreadable(rpc, address, run_id, "no coordinator account at this address"),
+        )
+    try:
+        return CoordinatorAccount.decode(info.data)
+    except AccountDecodeError as exc:
+        raise AccountDecodeError(_unreadable(rpc, address, run_id, exc.message)) from exc
 
 
 def fetch_run(rpc: AccountReader, run_id: str, programs: ProgramIds = DEFAULT_PROGRAM_IDS) -> Run:
     """The run ``run_id``: two reads (the instance PDA, then the coordinator account it names)."""
     address = pda.coordinator_instance(run_id, program_id=programs.coordinator)
-    instance = _decode_instance(rpc.get_account_info(address), address, run_id, programs)
+    instance = _decode_instance(rpc, rpc.get_account_info(address), address, run_id, programs)
     coordinator_address = instance.coordinator_account
-    coordinator = _decode_coordinator(rpc.get_account_info(coordinator_address), coordinator_address, run_id)
+    coordinator = _decode_coordinator(
+        rpc, rpc.get_account_info(coordinator_address), coordinator_address, run_id
+    )
     return Run(address, instance, coordinator)
 
 
 def fetch_coordinator(rpc: AccountReader, address: Pubkey, run_id: str = "?") -> CoordinatorAccount:
     """Re-read only the coordinator account of a run already found (one read)."""
-    return _decode_coordinator(rpc.get_account_info(address), address, run_id)
+    return _decode_coordinator(rpc, rpc.get_account_info(address), address, run_id)
 
 
 def list_runs(rpc: AccountReader, programs: ProgramIds = DEFAULT_PROGRAM_IDS) -> list[Run]:
@@ -203,11 +239,11 @@ def check_join(
     coordinator account and every candidate authorization PDA.
     """
     address = pda.coordinator_instance(run_id, program_id=programs.coordinator)
-    instance = _decode_instance(rpc.get_account_info(address), address, run_id, programs)
+    instance = _decode_instance(rpc, rpc.get_account_info(address), address, run_id, programs)
     grantees = authorization_grantees(user, authorizer)
     pdas = [pda.authorization(instance.join_authority, g, program_id=programs.authorizer) for g in grantees]
     infos = rpc.get_multiple_accounts([instance.coordinator_account, *pdas])
-    coordinator = _decode_coordinator(infos[0], instance.coordinator_account, run_id)
+    coordinator = _decode_coordinator(rpc, infos[0], instance.coordinator_account, run_id)
     run = Run(address, instance, coordinator)
     tried: list[tuple[Pubkey, Pubkey, str]] = []
     chosen: Pubkey | None = None
