@@ -192,6 +192,10 @@ def test_list_runs_skips_undecodable_coordinators() -> None:
     broken_coord = queries.fetch_run(chain, "broken").coordinator_address
     chain.accounts[broken_coord] = AccountInfo(b"\x00" * 10, COORDINATOR_PROGRAM_ID, 1)
     assert [r.run_id for r in queries.list_runs(chain)] == ["good"]
+    scan = queries.scan_runs(chain)
+    assert [r.run_id for r in scan.runs] == ["good"]
+    [(address, reason)] = scan.unreadable
+    assert address == broken_coord and reason.startswith("run 'broken': ")
 
 
 def test_rewards_claimable_is_capped_by_the_treasury() -> None:

@@ -146,33 +146,52 @@ def fetch_coordinator(rpc: AccountReader, address: Pubkey, run_id: str = "?") ->
     return _decode_coordinator(rpc, rpc.get_account_info(address), address, run_id)
 
 
-def list_runs(rpc: AccountReader, programs: ProgramIds = DEFAULT_PROGRAM_IDS) -> list[Run]:
-    """Every decodable run of the coordinator program, in RPC order.
+@dataclass(frozen=True, slots=True)
+class RunScan:
+    """Every run of the coordinator program that decoded, and the accounts that did not (with why)."""
+
+    runs: list[Run]
+    unreadable: tuple[tuple[Pubkey, str], ...]  # (account address, reason), in RPC order
+
+
+def scan_runs(rpc: AccountReader, programs: ProgramIds = DEFAULT_PROGRAM_IDS) -> RunScan:
+    """Every run of the coordinator program, in RPC order, and the run accounts that could not be read.
 
     Filters on the instance's size and discriminator (the reference fetches every account the program
-    owns, which some public RPCs refuse), then reads the coordinator accounts in batches of 100.
-    Runs whose coordinator account is missing or not decodable are skipped, as the reference does.
+    owns, which some public RPCs refuse), then reads the coordinator accounts in batches of 100. A run
+    whose instance or coordinator account is missing or not decodable is not a Run but is counted, so a
+    caller can tell "no runs" from "runs it cannot read".
     """
     keyed = rpc.get_program_accounts(
         programs.coordinator,
         [CoordinatorInstance.SIZE, (0, CoordinatorInstance.DISCRIMINATOR)],
     )
+    unreadable: list[tuple[Pubkey, str]] = []
     instances: list[tuple[Pubkey, CoordinatorInstance]] = []
     for address, data in keyed:
         try:
             instances.append((address, CoordinatorInstance.decode(data)))
-        except AccountDecodeError:
-            continue
+        except AccountDecodeError as exc:
+            unreadable.append((address, exc.message))
     infos = rpc.get_multiple_accounts([inst.coordinator_account for _, inst in instances])
     runs: list[Run] = []
     for (address, instance), info in zip(instances, infos, strict=True):
         if info is None:
+            unreadable.append(
+                (instance.coordinator_account, f"run {instance.run_id!r}: no coordinator account")
+            )
             continue
         try:
             runs.append(Run(address, instance, CoordinatorAccount.decode(info.data)))
-        except AccountDecodeError:
-            continue
-    return runs
+        except AccountDecodeError as exc:
+            unreadable.append((instance.coordinator_account, f"run {instance.run_id!r}: {exc.message}"))
+    return RunScan(runs, tuple(unreadable))
+
+
+def list_runs(rpc: AccountReader, programs: ProgramIds = DEFAULT_PROGRAM_IDS) -> list[Run]:
+    """Every decodable run of the coordinator program, in RPC order (undecodable ones skipped, as the
+    reference's discovery does; ``scan_runs`` also says which)."""
+    return scan_runs(rpc, programs).runs
 
 
 @dataclass(frozen=True, slots=True)

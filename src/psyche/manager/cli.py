@@ -48,7 +48,7 @@ COMMANDS: dict[str, str] = {
 COMMAND_HELP: dict[str, str] = {
     "can-join": "Check that a key may join a run (exit 0) or say why not (exit 1).",
     "treasurer-claim-rewards": "Claim earned points as collateral tokens from a treasurer-backed run.",
-    "list-runs": "List runs: id, state, clients, epoch time, time left; joinable runs first.",
+    "list-runs": "List the runs your wallet can join (state, clients, epoch time); --all: every run.",
     "json-dump-user": "Print a user's ledger entry, epoch state and treasurer claims as JSON.",
     "join-authorization-create": "Authorize a key (or anyone) to join your runs, and activate it.",
     "join-authorization-read": "Show an authorization: grantor, grantee, active, delegates.",
