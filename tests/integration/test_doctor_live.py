@@ -2,73 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 import pytest
 from click.testing import CliRunner
 
-from psyche.localnet.chain import Chain
-from psyche.localnet.demo import seed_demo
-from psyche.localnet.server import LocalnetServer
 from psyche.manager import cli as cli_module
 from psyche.manager.runtime import GPU_MISSING
+from tests.integration.localnet_support import DemoLocalnet, demo_localnet
 from tests.integration.loopback_rpc import free_port, refusing_url
 
 pytestmark = pytest.mark.docker
 
 
-@dataclass(frozen=True)
-class Localnet:
-    rpc_url: str
-    ws_url: str
-    demo_dir: Path
-
-
 @pytest.fixture(scope="module")
-def localnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Localnet]:
+def localnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoLocalnet]:
     """A local chain on free loopback ports, seeded with the demo world, served from a background thread."""
-    demo_dir = tmp_path_factory.mktemp("demo")
-    ready = threading.Event()
-    box: dict[str, object] = {}
-
-    async def main() -> None:
-        server = LocalnetServer(Chain.open(None), rpc_port=0, ws_port=0, slot_ms=50)
-        await server.start()
-        stop = asyncio.Event()
-        box["stop"] = (asyncio.get_running_loop(), stop)
-        try:
-            await seed_demo(server.rpc_url, server.ws_url, demo_dir, echo=lambda _line: None)
-            box["net"] = Localnet(server.rpc_url, server.ws_url, demo_dir)
-            ready.set()
-            await stop.wait()
-        finally:
-            await server.stop()
-
-    def thread_main() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # surfaced to the test below
-            box["error"] = exc
-            ready.set()
-
-    thread = threading.Thread(target=thread_main, name="localnet", daemon=True)
-    thread.start()
-    assert ready.wait(60), "the local chain did not start within 60 s"
-    if "error" in box:
-        raise AssertionError(f"local chain failed: {box['error']!r}")
-    net = box["net"]
-    assert isinstance(net, Localnet)
-    yield net
-    loop, stop = box["stop"]  # type: ignore[misc]
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(10)
+    with demo_localnet(tmp_path_factory.mktemp("demo")) as net:
+        yield net
 
 
 def doctor(home: Path, env_file: Path, variables: dict[str, str], *args: str) -> tuple[int, str]:
@@ -85,7 +40,7 @@ def doctor(home: Path, env_file: Path, variables: dict[str, str], *args: str) ->
 
 
 def test_dead_rpc_fails_while_rpc_2_answers_and_the_engine_is_checked(
-    docker_client: docker.DockerClient, localnet: Localnet, isolation: Path
+    docker_client: docker.DockerClient, localnet: DemoLocalnet, isolation: Path
 ) -> None:
     dead_http, dead_ws = refusing_url(), f"ws://127.0.0.1:{free_port()}"
     environ = {"RPC": dead_http, "WS_RPC": dead_ws, "RPC_2": localnet.rpc_url, "WS_RPC_2": localnet.ws_url}
@@ -123,7 +78,7 @@ def test_dead_rpc_fails_while_rpc_2_answers_and_the_engine_is_checked(
 
 
 def test_plain_report_names_each_failure_and_its_fix(
-    docker_client: docker.DockerClient, localnet: Localnet, isolation: Path
+    docker_client: docker.DockerClient, localnet: DemoLocalnet, isolation: Path
 ) -> None:
     environ = {"RPC": localnet.rpc_url, "WS_RPC": localnet.ws_url, "RUN_ID": "no-such-run"}
     code, out = doctor(isolation, localnet.demo_dir / ".env", environ)
