@@ -118,12 +118,14 @@ CLI: dict[str, CliCase] = {
 def test_cli_entry(prefix: str, tmp_path: Path) -> None:
     case = CLI[prefix]
     (tmp_path / "bad.json").write_text("[1,2,3]")
+    dead = dead_url()
+    dead2 = next(url for url in iter(dead_url, None) if url != dead)  # two endpoints, not one repeated
     values = {
         "tmp": str(tmp_path),
         "env": str(tmp_path / "guide.env"),
         "key": str(write_keypair(tmp_path, "id", Keypair())),
-        "dead": dead_url(),
-        "dead2": dead_url(),
+        "dead": dead,
+        "dead2": dead2,
     }
     (tmp_path / "guide.env").write_text(case.env_text.format(**values))
     shell: dict[str, str | None] = {
