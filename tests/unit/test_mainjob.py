@@ -80,6 +80,18 @@ def test_discovery_without_any_run_names_the_program() -> None:
         discover_run(FakeChain(), Pubkey.new_unique(), None, None, DEFAULT_PROGRAM_IDS, ui, now=0)
 
 
+def test_discovery_with_only_unreadable_runs_says_so_instead_of_no_runs() -> None:
+    chain = FakeChain()
+    seed_run(chain, "broken")
+    coordinator = next(a for a, info in chain.accounts.items() if len(info.data) > 10_000)
+    chain.accounts[coordinator] = chain.accounts[coordinator]._replace(data=b"\0" * 64)
+    ui, _, _ = UI.for_tests()
+    with pytest.raises(
+        RunManagerError, match=r"^none of the 1 run account\(s\) of coordinator program 4SHug"
+    ):
+        discover_run(chain, Pubkey.new_unique(), None, None, DEFAULT_PROGRAM_IDS, ui, now=0)
+
+
 def test_renderer_keeps_client_lines_verbatim_and_marks_manager_lines() -> None:
     ui, _, err = UI.for_tests()
     stdout = io.StringIO()

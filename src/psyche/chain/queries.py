@@ -153,6 +153,21 @@ class RunScan:
     runs: list[Run]
     unreadable: tuple[tuple[Pubkey, str], ...]  # (account address, reason), in RPC order
 
+    def readable(self, program: Pubkey) -> str | None:
+        """A one-line warning counting the unreadable run accounts (None when all read), or an
+        AccountDecodeError when not one run could be read: corrupted data is not "no runs"."""
+        if not self.unreadable:
+            return None
+        count = len(self.unreadable)
+        address, reason = self.unreadable[0]
+        if not self.runs:
+            raise AccountDecodeError(
+                f"none of the {count} run account(s) of coordinator program {program} could be read "
+                f"(first: {address}: {reason})",
+                hint="check COORDINATOR_PROGRAM_ID and that RPC is the cluster the runs live on",
+            )
+        return f"{count} run account(s) could not be read and are not listed (first: {address}: {reason})"
+
 
 def scan_runs(rpc: AccountReader, programs: ProgramIds = DEFAULT_PROGRAM_IDS) -> RunScan:
     """Every run of the coordinator program, in RPC order, and the run accounts that could not be read.

@@ -98,7 +98,11 @@ def discover_run(
     now: int,
 ) -> Selected:
     """Discovery (RUN_ID unset): joinable runs, WaitingForMembers first; the first one is selected."""
-    runs = queries.list_runs(rpc, programs)
+    scan = queries.scan_runs(rpc, programs)
+    warning = scan.readable(programs.coordinator)  # none readable: an error, not "No runs found"
+    if warning is not None:
+        ui.warning(warning)
+    runs = scan.runs
     if not runs:
         raise RunManagerError(f"No runs found on coordinator program {programs.coordinator}")
     candidates: list[Selected] = []

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
-from psyche.errors import AccountDecodeError, NotAuthorized, RunManagerError, WalletError
+from psyche.errors import NotAuthorized, RunManagerError, WalletError
 from psyche.manager.app import App
 from psyche.manager.commands.common import (
     Session,
@@ -230,7 +230,9 @@ def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | No
                 exc.message, hint="pass --address <PUBKEY>, or --all to list every run without a wallet"
             ) from exc
     scan = scan_runs(session.rpc, programs)
-    _report_unreadable(app, scan.unreadable, len(scan.runs), str(programs.coordinator))
+    warning = scan.readable(programs.coordinator)
+    if warning is not None:
+        app.ui.warning(warning)
     runs = scan.runs
     if authorizer is not None:
         runs = [r for r in runs if str(r.instance.join_authority) == authorizer]
@@ -301,25 +303,6 @@ def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | No
         app.ui.data(f"Found {len(ordered)} joinable run(s){by}:")
     for line in format_table(RUN_TABLE_HEADER, rows):
         app.ui.data(line)
-
-
-def _report_unreadable(
-    app: App, unreadable: Sequence[tuple[object, str]], readable: int, program: str
-) -> None:
-    """One line for run accounts that could not be decoded; an error when no run could be read at all."""
-    if not unreadable:
-        return
-    count = len(unreadable)
-    address, reason = unreadable[0]
-    if readable == 0:
-        raise AccountDecodeError(
-            f"none of the {count} run account(s) of coordinator program {program} could be read "
-            f"(first: {address}: {reason})",
-            hint="check COORDINATOR_PROGRAM_ID and that RPC is the cluster the runs live on",
-        )
-    app.ui.warning(
-        f"{count} run account(s) could not be read and are not listed (first: {address}: {reason})"
-    )
 
 
 def _override_program(ctx: click.Context, value: str | None) -> None:
