@@ -199,6 +199,20 @@ def test_chain_entry(prefix: str, demo_net: DemoLocalnet, tmp_path: Path) -> Non
     assert_printed(prefix, result.exit_code, result.stderr)
 
 
+def test_account_error_names_the_endpoint_without_its_api_key(demo_net: DemoLocalnet, tmp_path: Path) -> None:
+    keyed = f"{demo_net.rpc_url}/?api-key=sekret-0123456789"
+    env = tmp_path / "keyed.env"
+    env.write_text(f"RPC={keyed}\nWS_RPC={demo_net.ws_url}\n")
+    result = CliRunner().invoke(
+        cli_module.cli,
+        ["json-dump-run", "--env-file", str(env), "-r", "no-such-run"],
+        obj={"NO_COLOR": "1", "HOME": str(tmp_path)},
+    )
+    assert result.exit_code == 1
+    assert f"(run 'no-such-run', endpoint {demo_net.rpc_url}/?api-key=***): " in result.stderr
+    assert "sekret" not in result.output
+
+
 def test_list_runs_counts_unreadable_runs_and_lists_the_rest(demo_net: DemoLocalnet, tmp_path: Path) -> None:
     accounts = demo_net.chain.ledger.accounts
     broken = demo_net.demo.private_run.account
