@@ -87,9 +87,11 @@ class RpcResponseError(RpcError):
 class AccountNotFound(ChainError):
     """No account exists at the address."""
 
-    def __init__(self, what: str, address: str) -> None:
+    def __init__(
+        self, what: str, address: str, *, message: str | None = None, hint: str | None = None
+    ) -> None:
         self.address = address
-        super().__init__(f"{what} account not found: {address}")
+        super().__init__(message or f"{what} account not found: {address}", hint=hint)
 
 
 class AccountDecodeError(ChainError):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +21,7 @@ from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
 from psyche.localnet.chain import Chain
+from psyche.localnet.demo import DemoWorld, seed_demo
 from psyche.localnet.server import LocalnetServer
 
 T = TypeVar("T")
@@ -85,3 +88,67 @@ async def send(
     tx = sign(ixs, payer, blockhash, extra)
     opts = TxOpts(skip_preflight=skip_preflight, skip_confirmation=True)
     return (await client.send_transaction(tx, opts=opts)).value
+
+
+@dataclass(frozen=True)
+class DemoLocalnet:
+    """An in-process local chain seeded with the demo world, served from a background thread."""
+
+    rpc_url: str
+    ws_url: str
+    demo_dir: Path  # .env (RPC, WS_RPC, RUN_ID=demo-open, the participant's wallet) and the key files
+    demo: DemoWorld
+    chain: Chain
+    loop: asyncio.AbstractEventLoop
+
+    def on_chain_thread(self, action: Callable[[], T]) -> T:
+        """Run ``action`` on the server's event loop, the one thread that touches the ledger."""
+
+        async def run() -> T:
+            return action()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=30)
+
+
+@contextlib.contextmanager
+def demo_localnet(demo_dir: Path, *, slot_ms: int = 50) -> Iterator[DemoLocalnet]:
+    """`run-manager localnet --demo` in a thread of this process (so a test may also edit the ledger)."""
+    ready = threading.Event()
+    box: dict[str, object] = {}
+
+    async def main() -> None:
+        chain = Chain.open(None)
+        server = LocalnetServer(chain, rpc_port=0, ws_port=0, slot_ms=slot_ms)
+        await server.start()
+        stop = asyncio.Event()
+        box["stop"] = stop
+        try:
+            demo = await seed_demo(server.rpc_url, server.ws_url, demo_dir, echo=lambda _line: None)
+            loop = asyncio.get_running_loop()
+            box["net"] = DemoLocalnet(server.rpc_url, server.ws_url, demo_dir, demo, chain, loop)
+            ready.set()
+            await stop.wait()
+        finally:
+            await server.stop()
+
+    def thread_main() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # surfaced to the caller below
+            box["error"] = exc
+            ready.set()
+
+    thread = threading.Thread(target=thread_main, name="localnet", daemon=True)
+    thread.start()
+    assert ready.wait(60), "the local chain did not start within 60 s"
+    if "error" in box:
+        raise AssertionError(f"local chain failed: {box['error']!r}")
+    net = box["net"]
+    assert isinstance(net, DemoLocalnet)
+    try:
+        yield net
+    finally:
+        stop = box["stop"]
+        assert isinstance(stop, asyncio.Event)
+        net.loop.call_soon_threadsafe(stop.set)
+        thread.join(10)

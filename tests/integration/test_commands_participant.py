@@ -255,21 +255,36 @@ def test_authorization_commands_and_delegate_forms(cli: Cli, net: Localnet, tmp_
 
 def test_list_runs_table_joinable_first(cli: Cli, net: Localnet, tmp_path: Path) -> None:
     _, owner = _funded(net, tmp_path, "lister")
-    empty = cli.ok("list-runs", "--coordinator-program-id", "PsyAUmhpmiUouWsnJdNGFSX8vZ6rWjXjgDPHsgqPGyw")
+    viewer_key = Keypair()
+    viewer = write_keypair(tmp_path, "viewer", viewer_key)
+    empty = cli.ok(
+        "list-runs", "--all", "--coordinator-program-id", "PsyAUmhpmiUouWsnJdNGFSX8vZ6rWjXjgDPHsgqPGyw"
+    )
     assert (
         empty.stdout == "No runs found on coordinator program PsyAUmhpmiUouWsnJdNGFSX8vZ6rWjXjgDPHsgqPGyw\n"
     )
+    # By default, as the reference: the runs the wallet can join, so a wallet is needed.
+    no_wallet = cli.fails("list-runs")
+    assert error_line(no_wallet).startswith("Error: Failed to read wallet file from: ")
+    assert "hint: pass --address <PUBKEY>, or --all to list every run without a wallet" in no_wallet.stderr
     cli.ok("create-run", "-r", "list-a-uninit", "-c", "v1", "-w", owner)
     cli.ok("create-run", "-r", "list-b-open", "-c", "v1", "-w", owner)
     cli.ok("update-config", "-r", "list-b-open", "--config-path", run_toml(tmp_path), "-w", owner)
     cli.ok("set-paused", "-r", "list-b-open", "--resume", "-w", owner)
     cli.ok("join-authorization-create", "--authorizer", "11111111111111111111111111111111", "-w", owner)
-    records = cli.json("list-runs")
+    records = cli.json("list-runs", "--all")
     mine = [r for r in records if r["run_id"].startswith("list-")]
     assert [(r["run_id"], r["joinable"]) for r in mine] == [("list-b-open", True), ("list-a-uninit", False)]
     joinable = [r["joinable"] for r in records]
     assert joinable == sorted(joinable, reverse=True)  # joinable runs first
-    text = cli.ok("list-runs").stdout.splitlines()
+    joinable_only = cli.json("list-runs", "-w", viewer)
+    assert "list-b-open" in [r["run_id"] for r in joinable_only]
+    assert all(r["joinable"] for r in joinable_only) and "list-a-uninit" not in str(joinable_only)
+    own = cli.ok("list-runs", "-w", viewer).stdout.splitlines()
+    assert own[0] == f"Found {len(joinable_only)} joinable run(s) by {viewer_key.pubkey()}:"
+    nobody = cli.ok("list-runs", "-w", viewer, "--authorizer", str(Keypair().pubkey()))
+    assert nobody.stdout == "No available runs to join\n"
+    text = cli.ok("list-runs", "--all").stdout.splitlines()
     assert text[0].startswith("Found ") and text[1].split() == [
         "run-id",
         "state",

@@ -88,7 +88,8 @@ def test_run_lifecycle_create_configure_pause_resume_bump_close(
     assert closed.stdout.startswith("Closed run life with transaction: ")
     assert "Recovered 0.8" in closed.stdout and "===== Logs =====" in closed.stdout
     gone = cli.fails("json-dump-run", "-r", "life")
-    assert error_line(gone).startswith("Error: run 'life': coordinator instance account not found: ")
+    assert error_line(gone).startswith("Error: RPC error: failed to get account ")
+    assert "(run 'life', endpoint http://127.0.0.1:" in error_line(gone)
 
 
 def test_create_run_errors(cli: Cli, owner: Path) -> None:
@@ -127,6 +128,10 @@ def test_update_config_errors_name_the_line(cli: Cli, owner: Path, tmp_path: Pat
     assert meta["changed"] == ["metadata"]
     setup = cli.json("json-dump-run", "-r", "cfg")["coordinator_account"]["setup"]
     assert setup["metadata"]["description"] == "d" and setup["metadata"]["num_parameters"] == 20_000_000
+    # As the reference, CLIENT_VERSION (shell or .env) fills --client-version.
+    bumped = cli.json("update-config", "-r", "cfg", "-w", owner, env={"CLIENT_VERSION": "v2"})
+    assert bumped["changed"] == ["client_version"] and bumped["client_version"] == "v2"
+    assert cli.json("json-dump-run", "-r", "cfg")["coordinator_account"]["setup"]["client_version"] == "v2"
 
 
 def test_treasurer_run_rates_top_up_and_dump(cli: Cli, owner: Path, tmp_path: Path, net: Localnet) -> None:

@@ -2,88 +2,46 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 import pytest
 from click.testing import CliRunner
 
-from psyche.localnet.chain import Chain
-from psyche.localnet.demo import seed_demo
-from psyche.localnet.server import LocalnetServer
 from psyche.manager import cli as cli_module
 from psyche.manager.hardware import find_nvidia_hook
 from psyche.manager.runtime import GPU_MISSING
+from tests.integration.localnet_support import DemoLocalnet, demo_localnet
 from tests.integration.loopback_rpc import free_port, refusing_url
 
 pytestmark = pytest.mark.docker
 
 
-@dataclass(frozen=True)
-class Localnet:
-    rpc_url: str
-    ws_url: str
-    demo_dir: Path
-
-
 @pytest.fixture(scope="module")
-def localnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Localnet]:
+def localnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoLocalnet]:
     """A local chain on free loopback ports, seeded with the demo world, served from a background thread."""
-    demo_dir = tmp_path_factory.mktemp("demo")
-    ready = threading.Event()
-    box: dict[str, object] = {}
-
-    async def main() -> None:
-        server = LocalnetServer(Chain.open(None), rpc_port=0, ws_port=0, slot_ms=50)
-        await server.start()
-        stop = asyncio.Event()
-        box["stop"] = (asyncio.get_running_loop(), stop)
-        try:
-            await seed_demo(server.rpc_url, server.ws_url, demo_dir, echo=lambda _line: None)
-            box["net"] = Localnet(server.rpc_url, server.ws_url, demo_dir)
-            ready.set()
-            await stop.wait()
-        finally:
-            await server.stop()
-
-    def thread_main() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # surfaced to the test below
-            box["error"] = exc
-            ready.set()
-
-    thread = threading.Thread(target=thread_main, name="localnet", daemon=True)
-    thread.start()
-    assert ready.wait(60), "the local chain did not start within 60 s"
-    if "error" in box:
-        raise AssertionError(f"local chain failed: {box['error']!r}")
-    net = box["net"]
-    assert isinstance(net, Localnet)
-    yield net
-    loop, stop = box["stop"]  # type: ignore[misc]
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(10)
+    with demo_localnet(tmp_path_factory.mktemp("demo")) as net:
+        yield net
 
 
-def doctor(home: Path, env_file: Path, environ: dict[str, str], *args: str) -> tuple[int, str]:
+def doctor(home: Path, env_file: Path, variables: dict[str, str], *args: str) -> tuple[int, str]:
+    """`doctor` on a copy of ``env_file`` whose lines for ``variables`` are replaced (the file wins over the
+    shell, so a test changes the file, as a user would)."""
     base = {"HOME": str(home), "NO_COLOR": "1", "COLUMNS": "100"}
     if "DOCKER_HOST" in os.environ:
         base["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
-    result = CliRunner().invoke(
-        cli_module.cli, ["doctor", "--env-file", str(env_file), *args], obj={**base, **environ}
-    )
+    kept = [line for line in env_file.read_text().splitlines() if line.split("=", 1)[0] not in variables]
+    edited = home / "doctor.env"
+    edited.write_text("\n".join([*kept, *(f"{k}={v}" for k, v in variables.items())]) + "\n")
+    result = CliRunner().invoke(cli_module.cli, ["doctor", "--env-file", str(edited), *args], obj=base)
     return result.exit_code, result.stdout
 
 
 def test_dead_rpc_fails_while_rpc_2_answers_and_the_engine_is_checked(
-    docker_client: docker.DockerClient, localnet: Localnet, isolation: Path
+    docker_client: docker.DockerClient, localnet: DemoLocalnet, isolation: Path
 ) -> None:
     dead_http, dead_ws = refusing_url(), f"ws://127.0.0.1:{free_port()}"
     environ = {"RPC": dead_http, "WS_RPC": dead_ws, "RPC_2": localnet.rpc_url, "WS_RPC_2": localnet.ws_url}
@@ -126,13 +84,14 @@ def test_dead_rpc_fails_while_rpc_2_answers_and_the_engine_is_checked(
 
 
 def test_plain_report_names_each_failure_and_its_fix(
-    docker_client: docker.DockerClient, localnet: Localnet, isolation: Path
+    docker_client: docker.DockerClient, localnet: DemoLocalnet, isolation: Path
 ) -> None:
     environ = {"RPC": localnet.rpc_url, "WS_RPC": localnet.ws_url, "RUN_ID": "no-such-run"}
     code, out = doctor(isolation, localnet.demo_dir / ".env", environ)
     lines = out.splitlines()
     assert code == 1
     run_line = next(i for i, line in enumerate(lines) if line.startswith("FAIL  run "))
-    assert "run 'no-such-run': coordinator instance account not found" in lines[run_line]
-    assert lines[run_line + 1].strip().startswith("fix: check RUN_ID in the environment")
+    assert "RPC error: failed to get account " in lines[run_line]
+    assert f"(run 'no-such-run', endpoint {localnet.rpc_url}): no coordinator instance" in lines[run_line]
+    assert lines[run_line + 1].strip().startswith(f"fix: check RUN_ID in {isolation / 'doctor.env'}:")
     assert lines[-1].startswith("doctor: ") and "FAIL" in lines[-1]

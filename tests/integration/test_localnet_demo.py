@@ -32,6 +32,7 @@ def test_demo_world_is_ready_to_join(tmp_path: Path) -> None:
             assert stat.S_IMODE((tmp_path / "participant.json").stat().st_mode) == 0o600
             env = demo.env_file.read_text()
             assert f"RPC={srv.rpc_url}\n" in env and "RUN_ID=demo-open\n" in env
+            assert f"WS_RPC={srv.ws_url}\n" in env  # both named explicitly: neither has a default
             assert f"WALLET_PRIVATE_KEY_PATH={(tmp_path / 'participant.json').resolve()}\n" in env
 
             for handle in (demo.open_run, demo.private_run, demo.rewards_run):

@@ -23,6 +23,8 @@ KEY_JSON = json.dumps(list(bytes(KEYPAIR)))
 PUBKEY = str(KEYPAIR.pubkey())
 KEY_B58 = str(KEYPAIR)  # solders renders a keypair as base58 of its 64 bytes
 OTHER_PUBKEY = "EnU7DRx5az5YWxaxgqEGbXSYtudcfnjXewyBRRZCjJPw"
+# The shell every test starts from has its endpoints set (RPC is required); None in ``env`` unsets one.
+CHAIN = {"RPC": "http://rpc.test:8899", "WS_RPC": "ws://rpc.test:8900"}
 
 Invoke = Callable[..., Result]
 CALLS: list[App] = []
@@ -49,8 +51,9 @@ def cli(isolation: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Inv
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
 
-    def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
-        environ = {"HOME": str(isolation), "NO_COLOR": "1", "COLUMNS": "100", **(env or {})}
+    def invoke(*args: str, env: dict[str, str | None] | None = None) -> Result:
+        merged = {"HOME": str(isolation), "NO_COLOR": "1", "COLUMNS": "100", **CHAIN, **(env or {})}
+        environ = {k: v for k, v in merged.items() if v is not None}
         return runner.invoke(cli_module.cli, list(args), obj=environ, catch_exceptions=False)
 
     return invoke
@@ -292,14 +295,49 @@ def test_show_config_precedence_and_sources(cli: Invoke) -> None:
     Path(".env").write_text("RUN_ID=from-file\nMICRO_BATCH_SIZE=4\n")
     result = cli(
         "--env-file", ".env", "--coordinator-program-id", OTHER_PUBKEY, "show-config", "--json",
-        env={"RUN_ID": "from-env"},
+        env={"RUN_ID": "from-env", "DATA_PARALLELISM": "2", "MICRO_BATCH_SIZE": "4"},
     )  # fmt: skip
     assert result.exit_code == 0
     shown = json.loads(result.stdout)
-    assert shown["RUN_ID"] == {"value": "from-env", "source": "environment"}
+    assert shown["RUN_ID"] == {"value": "from-file", "source": ".env:1"}  # the file wins, as the reference
     assert shown["MICRO_BATCH_SIZE"] == {"value": "4", "source": ".env:2"}
+    assert shown["DATA_PARALLELISM"] == {"value": "2", "source": "environment"}
+    assert shown["RPC"] == {"value": CHAIN["RPC"], "source": "environment"}
+    assert shown["SCRATCH_DIR"] == {"value": "(unset)", "source": "default"}
     assert shown["COORDINATOR_PROGRAM_ID"] == {"value": OTHER_PUBKEY, "source": "--coordinator-program-id"}
-    assert result.stderr == "RUN_ID from the environment overrides .env:1\n"
+    # One line for the shell variable the file replaced (same value: no line); its name, never a value.
+    assert result.stderr == "[run-manager] RUN_ID from the shell environment is overridden by .env:1\n"
+
+
+def test_show_config_takes_env_file_after_the_command_name(cli: Invoke) -> None:
+    Path("my.env").write_text("RUN_ID=after\n")
+    result = cli("show-config", "--env-file", "my.env", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["RUN_ID"] == {"value": "after", "source": "my.env:1"}
+    missing = cli("show-config", "--env-file", "nope.env")
+    assert missing.exit_code == 1
+    assert missing.stderr.startswith("Error: --env-file nope.env: no such file")
+
+
+def test_missing_rpc_is_the_references_error_everywhere(cli: Invoke, wallet_file: Path) -> None:
+    Path(".env").write_text("RUN_ID=x\nWS_RPC=ws://a:1\n")
+    for args in (("--env-file", ".env"), ("show-config", "--env-file", ".env"), ("json-dump-run", "-r", "x")):
+        result = cli(*args, env={"RPC": None})
+        assert result.exit_code == 1, args
+        lines = result.stderr.splitlines()
+        assert lines[0] == "Error: Missing required environment variable: RPC", args
+        assert lines[1].startswith("hint: set RPC and WS_RPC in the --env-file"), args
+        assert "127.0.0.1" not in result.output
+
+
+def test_main_job_requires_ws_rpc(cli: Invoke, wallet_file: Path, no_main_job: None) -> None:
+    Path(".env").write_text("RUN_ID=x\nRPC=http://a:1\n")
+    result = cli("--env-file", ".env", env={"WS_RPC": None, "RPC": None})
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == "Error: Missing required environment variable: WS_RPC"
+    # Subcommands that need no WebSocket do not ask for it.
+    shown = cli("show-config", "--env-file", ".env", "--json", env={"WS_RPC": None, "RPC": None})
+    assert json.loads(shown.stdout)["WS_RPC"] == {"value": "(unset)", "source": "default"}
 
 
 def test_show_config_table(cli: Invoke) -> None:
@@ -358,7 +396,7 @@ def test_app_builds_settings_and_rpc_lazily() -> None:
 
 def test_app_settings_error_surfaces_on_first_use() -> None:
     ui, _, _ = UI.for_tests()
-    app = App(ui=ui, environ={"RUN_ID": ""})
+    app = App(ui=ui, environ={**CHAIN, "RUN_ID": ""})
     with pytest.raises(ConfigError, match=r"^RUN_ID in the environment: empty"):
         _ = app.settings
 

@@ -90,9 +90,11 @@ def test_flags_fall_back_to_the_env_file_with_its_line(cli: Invoke, tmp_path: Pa
     assert _error(bad_index).startswith(
         f"Error: TREASURER_INDEX in {env_file}:2: 'abc' is not a valid integer"
     )
-    # The process environment wins over the file.
+    # The file wins over the process environment (as the reference); without it the shell's value counts.
     from_env = cli("json-dump-run", "--env-file", str(env_file), "-r", "ok", env={"TREASURER_INDEX": "-1"})
-    assert _error(from_env).startswith("Error: TREASURER_INDEX in the environment: -1 is not in the range")
+    assert _error(from_env).startswith(f"Error: TREASURER_INDEX in {env_file}:2: 'abc'")
+    shell_only = cli("json-dump-run", "-r", "ok", env={"TREASURER_INDEX": "-1"})
+    assert _error(shell_only).startswith("Error: TREASURER_INDEX in the environment: -1 is not in the range")
 
 
 def test_can_join_without_address_or_wallet(cli: Invoke) -> None:
@@ -168,3 +170,8 @@ def test_bad_pubkey_is_a_usage_error(cli: Invoke) -> None:
     result = cli("can-join", "-r", "r1", "--address", "not-a-key")
     assert result.exit_code == 2
     assert "not a 32-byte base58 public key: 'not-a-key'" in result.stderr
+
+
+def test_update_config_client_version_reads_client_version(cli: Invoke) -> None:
+    result = cli("update-config", "--help", env={"COLUMNS": "200"})
+    assert "[env var: CLIENT_VERSION" in " ".join(result.stdout.split())

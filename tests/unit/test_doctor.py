@@ -63,6 +63,10 @@ class FakeRpc:
         self.urls = list(urls)
         self.closed = False
 
+    @property
+    def current_endpoint(self) -> str:
+        return next((u for u in self.urls if u not in self.world.dead), self.urls[0])
+
     def _answer(self) -> None:
         alive = [u for u in self.urls if u not in self.world.dead]
         if not alive:
@@ -338,7 +342,10 @@ def test_unknown_run_fails_naming_it(world: World) -> None:
     world.env["RUN_ID"] = "nope"
     check = world.doctor()["run"]
     assert check.status == Status.FAIL
-    assert check.detail.startswith("run 'nope': coordinator instance account not found")
+    assert check.detail.startswith("RPC error: failed to get account ")
+    assert check.detail.endswith(
+        "(run 'nope', endpoint http://127.0.0.1:8899): no coordinator instance account at this address"
+    )
     assert check.fix is not None and "COORDINATOR_PROGRAM_ID" in check.fix
 
 

@@ -166,6 +166,18 @@ def test_renderer_gives_up_with_a_warning_leaving_the_one_error_line_to_the_erro
     ]
 
 
+def test_discovery_with_only_unreadable_runs_says_so_instead_of_no_runs() -> None:
+    chain = FakeChain()
+    seed_run(chain, "broken")
+    coordinator = next(a for a, info in chain.accounts.items() if len(info.data) > 10_000)
+    chain.accounts[coordinator] = chain.accounts[coordinator]._replace(data=b"\0" * 64)
+    ui, _, _ = UI.for_tests()
+    with pytest.raises(
+        RunManagerError, match=r"^none of the 1 run account\(s\) of coordinator program 4SHug"
+    ):
+        discover_run(chain, Pubkey.new_unique(), None, None, DEFAULT_PROGRAM_IDS, ui, now=0)
+
+
 def test_renderer_keeps_client_lines_verbatim_and_marks_manager_lines() -> None:
     ui, _, err = UI.for_tests()
     stdout = io.StringIO()

@@ -25,7 +25,7 @@ from psyche.chain.programs import (
     TREASURER_PROGRAM_ID,
 )
 from psyche.chain.rpc import AccountInfo
-from psyche.errors import AccountNotFound, NotAuthorized
+from psyche.errors import AccountDecodeError, AccountNotFound, NotAuthorized
 
 OWNER = Pubkey.new_unique()
 USER = Pubkey.new_unique()
@@ -36,6 +36,8 @@ MINT = Pubkey.new_unique()
 
 class FakeChain:
     """Accounts by address; counts reads the way an RPC node would see them (one per call)."""
+
+    current_endpoint = "https://rpc.fake/?api-key=***"  # what RpcClient.current_endpoint gives: redacted
 
     def __init__(self) -> None:
         self.accounts: dict[Pubkey, AccountInfo] = {}
@@ -111,9 +113,25 @@ def test_fetch_run_reads_instance_then_coordinator() -> None:
     assert chain.round_trips == 2
 
 
-def test_fetch_run_missing_names_the_run() -> None:
-    with pytest.raises(AccountNotFound, match="run 'nope': coordinator instance account not found"):
+def test_fetch_run_missing_names_the_account_the_run_and_the_endpoint() -> None:
+    address = pda.coordinator_instance("nope")
+    with pytest.raises(AccountNotFound) as info:
         queries.fetch_run(FakeChain(), "nope")
+    assert info.value.message == (
+        f"RPC error: failed to get account {address} (run 'nope', endpoint https://rpc.fake/?api-key=***): "
+        "no coordinator instance account at this address"
+    )
+    assert info.value.hint is not None and "list-runs --all" in info.value.hint
+
+
+def test_fetch_run_unreadable_coordinator_says_why() -> None:
+    chain = FakeChain()
+    seed_run(chain)
+    chain.put(COORD, b"\0" * 100, COORDINATOR_PROGRAM_ID)
+    with pytest.raises(
+        AccountDecodeError, match=rf"^RPC error: failed to get account {COORD} \(run 'test', "
+    ):
+        queries.fetch_run(chain, "test")
 
 
 def test_permissionless_authorization_wins_first_in_two_round_trips() -> None:
@@ -178,6 +196,10 @@ def test_list_runs_skips_undecodable_coordinators() -> None:
     broken_coord = queries.fetch_run(chain, "broken").coordinator_address
     chain.accounts[broken_coord] = AccountInfo(b"\x00" * 10, COORDINATOR_PROGRAM_ID, 1)
     assert [r.run_id for r in queries.list_runs(chain)] == ["good"]
+    scan = queries.scan_runs(chain)
+    assert [r.run_id for r in scan.runs] == ["good"]
+    [(address, reason)] = scan.unreadable
+    assert address == broken_coord and reason.startswith("run 'broken': ")
 
 
 def test_rewards_claimable_is_capped_by_the_treasury() -> None:

@@ -9,15 +9,13 @@ import pytest
 
 from psyche.chain.endpoints import Endpoint
 from psyche.errors import ConfigError
-from psyche.manager.constants import (
-    DEFAULT_COORDINATOR_PROGRAM_ID,
-    DEFAULT_RPC,
-    DEFAULT_WS_RPC,
-)
-from psyche.manager.settings import Secret, b58decode, is_pubkey, load_settings
+from psyche.manager.constants import DEFAULT_COORDINATOR_PROGRAM_ID
+from psyche.manager.settings import Secret, b58decode, is_pubkey, load_settings, require_ws
 
 PUBKEY = "PsyAUmhpmiUouWsnJdNGFSX8vZ6rWjXjgDPHsgqPGyw"
 OTHER_PUBKEY = "EnU7DRx5az5YWxaxgqEGbXSYtudcfnjXewyBRRZCjJPw"
+# RPC is required; tests about other variables take their endpoints from this shell environment.
+CHAIN = {"RPC": "http://rpc.test:8899", "WS_RPC": "ws://rpc.test:8900"}
 
 
 @pytest.fixture
@@ -34,21 +32,37 @@ def write(text: str, name: str = ".env.local") -> Path:
 
 def error_of(env_file: Path | None, environ: dict[str, str] | None = None) -> str:
     with pytest.raises(ConfigError) as info:
-        load_settings(env_file, environ or {})
+        load_settings(env_file, {**CHAIN, **(environ or {})})
     return str(info.value)
 
 
 # --- defaults and parsing ---------------------------------------------------------------------------
 
 
-def test_defaults_without_file_or_environment() -> None:
-    settings = load_settings(None, {})
-    assert settings.endpoints == (Endpoint(DEFAULT_RPC, DEFAULT_WS_RPC),)
+def test_defaults_without_file_with_endpoints_from_the_environment() -> None:
+    settings = load_settings(None, CHAIN)
+    assert settings.endpoints == (Endpoint(CHAIN["RPC"], CHAIN["WS_RPC"]),)
     assert settings.coordinator_program_id == DEFAULT_COORDINATOR_PROGRAM_ID
     assert settings.run_id is None
-    assert settings.sources == {}
+    assert settings.sources == {"RPC": "environment", "WS_RPC": "environment"}
     assert settings.passthrough == {}
     assert settings.default_wallet_path is None
+
+
+def test_rpc_is_required_with_the_reference_words_and_no_local_default() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {"WS_RPC": "ws://x"})
+    assert info.value.message == "Missing required environment variable: RPC"
+    assert info.value.hint is not None and "localnet --demo" in info.value.hint
+
+
+def test_ws_rpc_is_optional_for_settings_but_required_by_the_main_job() -> None:
+    settings = load_settings(None, {"RPC": "http://x"})
+    assert settings.endpoints == (Endpoint("http://x", None),)
+    assert ("WS_RPC", "(unset)", "default") in settings.describe()
+    with pytest.raises(ConfigError, match=r"^Missing required environment variable: WS_RPC$"):
+        require_ws(settings)
+    require_ws(load_settings(None, CHAIN))
 
 
 def test_values_and_sources_from_file(envdir: Path) -> None:
@@ -65,7 +79,7 @@ def test_values_and_sources_from_file(envdir: Path) -> None:
         f"AUTHORIZER={PUBKEY}\n"
         "HF_TOKEN=hf_secret\n"
     )
-    settings = load_settings(env, {"HOME": "/home/u"})
+    settings = load_settings(env, {**CHAIN, "HOME": "/home/u"})
     assert settings.endpoints == (Endpoint("https://rpc.example.com", "wss://rpc.example.com"),)
     assert settings.run_id == "my-run"
     assert settings.data_parallelism == 2
@@ -82,14 +96,14 @@ def test_values_and_sources_from_file(envdir: Path) -> None:
 
 def test_quotes_are_removed_once(envdir: Path) -> None:
     env = write('RUN_ID=\'"quoted"\'\nNVIDIA_DRIVER_CAPABILITIES="all"\n')
-    settings = load_settings(env, {})
+    settings = load_settings(env, CHAIN)
     assert settings.run_id == '"quoted"'
     assert settings.nvidia_driver_capabilities == "all"
 
 
 def test_file_is_never_written_into_os_environ(envdir: Path) -> None:
     env = write("PSYCHE_TEST_ONLY_VAR=1\nRUN_ID=x\n")
-    load_settings(env, {})
+    load_settings(env, CHAIN)
     assert "PSYCHE_TEST_ONLY_VAR" not in os.environ
     assert "RUN_ID" not in os.environ
 
@@ -102,25 +116,32 @@ def test_passthrough_holds_every_file_variable_with_effective_values(envdir: Pat
         "WS_RPC": "ws://a:2",
         "HF_TOKEN": "t",
         "CUSTOM_THING": "1",
-        "RUN_ID": "from-shell",
+        "RUN_ID": "r",  # the file wins
     }
 
 
 # --- precedence ---------------------------------------------------------------------------------
 
 
-def test_process_environment_wins_over_file_and_is_noted(envdir: Path) -> None:
-    env = write("RUN_ID=from-file\nMICRO_BATCH_SIZE=4\n")
-    settings = load_settings(env, {"RUN_ID": "from-env"})
-    assert settings.run_id == "from-env"
-    assert settings.micro_batch_size == 4
-    assert settings.sources["RUN_ID"] == "environment"
-    assert settings.sources["MICRO_BATCH_SIZE"] == ".env.local:2"
-    assert settings.notes == ("RUN_ID from the environment overrides .env.local:1",)
+def test_file_wins_over_the_process_environment_and_the_override_is_noted(envdir: Path) -> None:
+    env = write("RUN_ID=from-file\nMICRO_BATCH_SIZE=4\nRPC=http://file:1\n")
+    shell = {**CHAIN, "RUN_ID": "from-env-secretish", "MICRO_BATCH_SIZE": "4", "DATA_PARALLELISM": "2"}
+    settings = load_settings(env, shell)
+    assert settings.run_id == "from-file"
+    assert settings.endpoints[0].http == "http://file:1"
+    assert settings.data_parallelism == 2  # only in the shell: still read
+    assert settings.sources["RUN_ID"] == ".env.local:1"
+    assert settings.sources["DATA_PARALLELISM"] == "environment"
+    # One note per shell variable the file replaced with another value; same value: no note. Names only.
+    assert settings.notes == (
+        "RUN_ID from the shell environment is overridden by .env.local:1",
+        "RPC from the shell environment is overridden by .env.local:3",
+    )
+    assert not any("from-env-secretish" in note or "http://" in note for note in settings.notes)
 
 
 def test_override_flag_wins_over_environment(envdir: Path) -> None:
-    environ = {"COORDINATOR_PROGRAM_ID": PUBKEY}
+    environ = {**CHAIN, "COORDINATOR_PROGRAM_ID": PUBKEY}
     settings = load_settings(
         None, environ, overrides={"COORDINATOR_PROGRAM_ID": (OTHER_PUBKEY, "--coordinator-program-id")}
     )
@@ -130,13 +151,13 @@ def test_override_flag_wins_over_environment(envdir: Path) -> None:
 
 def test_program_ids_are_configurable(envdir: Path) -> None:
     env = write(f"AUTHORIZER_PROGRAM_ID={OTHER_PUBKEY}\nTREASURER_PROGRAM_ID={PUBKEY}\n")
-    settings = load_settings(env, {})
+    settings = load_settings(env, CHAIN)
     assert settings.authorizer_program_id == OTHER_PUBKEY
     assert settings.treasurer_program_id == PUBKEY
 
 
 def test_duplicate_key_keeps_the_last(envdir: Path) -> None:
-    settings = load_settings(write("RUN_ID=a\nRUN_ID=b\n"), {})
+    settings = load_settings(write("RUN_ID=a\nRUN_ID=b\n"), CHAIN)
     assert settings.run_id == "b"
     assert settings.sources["RUN_ID"] == ".env.local:2"
 
@@ -161,7 +182,7 @@ def test_backup_endpoints_in_order_and_duplicate_of_primary_dropped() -> None:
 
 
 def test_empty_backup_pair_is_unset() -> None:
-    settings = load_settings(None, {"RPC_2": "", "WS_RPC_2": ""})
+    settings = load_settings(None, {**CHAIN, "RPC_2": "", "WS_RPC_2": ""})
     assert len(settings.endpoints) == 1
 
 
@@ -180,7 +201,7 @@ def test_empty_backup_pair_is_unset() -> None:
             "RPC=http://\n",
             "RPC in .env.local:1: URL has no host: 'http://'; write it as http://host[:port][/path]",
         ),
-        ("RPC=\n", f"RPC in .env.local:1: empty; remove the line to use {DEFAULT_RPC}"),
+        ("RPC=\n", "RPC in .env.local:1: empty; set it to the endpoint's http(s) URL"),
         ("RPC_2=http://b\n", "RPC_2 in .env.local:1: set without WS_RPC_2; set both RPC_2 and WS_RPC_2"),
         ("\nWS_RPC_2=ws://b\n", "WS_RPC_2 in .env.local:2: set without RPC_2; set both RPC_2 and WS_RPC_2"),
         (
@@ -265,14 +286,14 @@ def test_variable_errors(envdir: Path, text: str, message: str) -> None:
 
 
 def test_run_id_of_exactly_32_bytes_is_accepted() -> None:
-    assert load_settings(None, {"RUN_ID": "é" * 16}).run_id == "é" * 16
+    assert load_settings(None, {**CHAIN, "RUN_ID": "é" * 16}).run_id == "é" * 16
     assert "33 bytes" in error_of(None, {"RUN_ID": "é" * 16 + "x"})
 
 
 def test_parallelism_auto_spellings() -> None:
-    assert load_settings(None, {"PARALLELISM_AUTO": "false"}).parallelism_auto is False
-    assert load_settings(None, {"PARALLELISM_AUTO": "1"}).parallelism_auto is True
-    assert load_settings(None, {}).parallelism_auto is None
+    assert load_settings(None, {**CHAIN, "PARALLELISM_AUTO": "false"}).parallelism_auto is False
+    assert load_settings(None, {**CHAIN, "PARALLELISM_AUTO": "1"}).parallelism_auto is True
+    assert load_settings(None, CHAIN).parallelism_auto is None
 
 
 # --- file-level errors ---------------------------------------------------------------------------
@@ -357,7 +378,7 @@ def test_invalid_variable_name(envdir: Path) -> None:
 
 def test_raw_key_never_in_repr_or_describe(envdir: Path) -> None:
     secret = "5" * 80
-    settings = load_settings(write(f"RAW_WALLET_PRIVATE_KEY={secret}\nHF_TOKEN=hf_abc123\n"), {})
+    settings = load_settings(write(f"RAW_WALLET_PRIVATE_KEY={secret}\nHF_TOKEN=hf_abc123\n"), CHAIN)
     assert settings.raw_wallet_private_key == Secret(secret)
     assert settings.raw_wallet_private_key is not None
     assert settings.raw_wallet_private_key.reveal() == secret
@@ -376,10 +397,10 @@ def test_raw_key_never_in_repr_or_describe(envdir: Path) -> None:
 
 def test_describe_lists_backups_and_extra_variables(envdir: Path) -> None:
     env = write("RPC_2=http://b\nWS_RPC_2=ws://b\nCUSTOM=1\n")
-    rows = load_settings(env, {}).describe()
+    rows = load_settings(env, CHAIN).describe()
     assert ("RPC_2", "http://b", ".env.local:1") in rows
     assert ("CUSTOM", "1", ".env.local:3") in rows
-    assert ("RPC", DEFAULT_RPC, "default") in rows
+    assert ("RPC", CHAIN["RPC"], "environment") in rows
 
 
 # --- base58 --------------------------------------------------------------------------------------

@@ -193,7 +193,10 @@ def test_no_engine_and_no_run_are_reported_and_exit_1() -> None:
     assert report.exit_code == 1
     screen = render(report)
     assert "  Docker: Failed to execute docker command. Is Docker installed and accessible?" in screen
-    assert "  run 'nope': coordinator instance account not found" in "\n".join(screen)
+    assert (
+        "(run 'nope', endpoint https://rpc.fake/?api-key=***): no coordinator instance account"
+        in "\n".join(screen)
+    )
     assert json.loads(json.dumps(report.to_json()))["exit_code"] == 1
 
 

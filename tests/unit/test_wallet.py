@@ -10,7 +10,8 @@ import pytest
 from solders.keypair import Keypair
 
 from psyche.errors import WalletError
-from psyche.manager.settings import load_settings
+from psyche.manager import settings as settings_module
+from psyche.manager.settings import Settings
 from psyche.manager.wallet import Wallet, WalletSource, load_wallet, wallet_from_text
 
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -23,6 +24,11 @@ def b58encode(raw: bytes) -> str:
         number, digit = divmod(number, 58)
         out = _B58[digit] + out
     return "1" * (len(raw) - len(raw.lstrip(b"\0"))) + out
+
+
+def load_settings(env_file: Path | None, environ: dict[str, str]) -> Settings:
+    """The real loader, with the RPC endpoint it requires set in the test's environment."""
+    return settings_module.load_settings(env_file, {"RPC": "http://rpc.test:8899", **environ})
 
 
 KEYPAIR = Keypair.from_seed(bytes(range(1, 33)))

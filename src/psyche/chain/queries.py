@@ -35,6 +35,11 @@ class AccountReader(Protocol):
         self, program: Pubkey, filters: Sequence[int | tuple[int, bytes]] = ()
     ) -> list[tuple[Pubkey, bytes]]: ...
 
+    @property
+    def current_endpoint(self) -> str:
+        """The endpoint (redacted) that answers now, for messages."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Run:
@@ -77,66 +82,131 @@ class Run:
         return self.coordinator.client_version
 
 
+_RUN_ACCOUNT_HINT = (
+    "check RUN_ID's spelling, the cluster (RPC: devnet or mainnet?) and COORDINATOR_PROGRAM_ID; "
+    "`run-manager list-runs --all` lists the runs this endpoint knows"
+)
+
+
+def _unreadable(rpc: AccountReader, address: Pubkey, run_id: str, reason: str) -> str:
+    # The words of the reference's troubleshooting docs, then what makes the line actionable.
+    return (
+        f"RPC error: failed to get account {address} (run {run_id!r}, endpoint {rpc.current_endpoint}): "
+        f"{reason}"
+    )
+
+
 def _decode_instance(
-    info: AccountInfo | None, address: Pubkey, run_id: str, programs: ProgramIds
+    rpc: AccountReader, info: AccountInfo | None, address: Pubkey, run_id: str, programs: ProgramIds
 ) -> CoordinatorInstance:
     if info is None:
-        raise AccountNotFound(f"run {run_id!r}: coordinator instance", str(address))
-    if info.owner != programs.coordinator:
-        raise AccountDecodeError(
-            f"coordinator instance {address}: owned by {info.owner}, not the coordinator program "
-            f"{programs.coordinator}"
+        raise AccountNotFound(
+            f"run {run_id!r}: coordinator instance",
+            str(address),
+            message=_unreadable(rpc, address, run_id, "no coordinator instance account at this address"),
+            hint=_RUN_ACCOUNT_HINT,
         )
-    return CoordinatorInstance.decode(info.data)
+    if info.owner != programs.coordinator:
+        reason = f"owned by {info.owner}, not the coordinator program {programs.coordinator}"
+        raise AccountDecodeError(_unreadable(rpc, address, run_id, reason), hint=_RUN_ACCOUNT_HINT)
+    try:
+        return CoordinatorInstance.decode(info.data)
+    except AccountDecodeError as exc:
+        raise AccountDecodeError(_unreadable(rpc, address, run_id, exc.message)) from exc
 
 
-def _decode_coordinator(info: AccountInfo | None, address: Pubkey, run_id: str) -> CoordinatorAccount:
+def _decode_coordinator(
+    rpc: AccountReader, info: AccountInfo | None, address: Pubkey, run_id: str
+) -> CoordinatorAccount:
     if info is None:
-        raise AccountNotFound(f"run {run_id!r}: coordinator", str(address))
-    return CoordinatorAccount.decode(info.data)
+        raise AccountNotFound(
+            f"run {run_id!r}: coordinator",
+            str(address),
+            message=_unreadable(rpc, address, run_id, "no coordinator account at this address"),
+        )
+    try:
+        return CoordinatorAccount.decode(info.data)
+    except AccountDecodeError as exc:
+        raise AccountDecodeError(_unreadable(rpc, address, run_id, exc.message)) from exc
 
 
 def fetch_run(rpc: AccountReader, run_id: str, programs: ProgramIds = DEFAULT_PROGRAM_IDS) -> Run:
     """The run ``run_id``: two reads (the instance PDA, then the coordinator account it names)."""
     address = pda.coordinator_instance(run_id, program_id=programs.coordinator)
-    instance = _decode_instance(rpc.get_account_info(address), address, run_id, programs)
+    instance = _decode_instance(rpc, rpc.get_account_info(address), address, run_id, programs)
     coordinator_address = instance.coordinator_account
-    coordinator = _decode_coordinator(rpc.get_account_info(coordinator_address), coordinator_address, run_id)
+    coordinator = _decode_coordinator(
+        rpc, rpc.get_account_info(coordinator_address), coordinator_address, run_id
+    )
     return Run(address, instance, coordinator)
 
 
 def fetch_coordinator(rpc: AccountReader, address: Pubkey, run_id: str = "?") -> CoordinatorAccount:
     """Re-read only the coordinator account of a run already found (one read)."""
-    return _decode_coordinator(rpc.get_account_info(address), address, run_id)
+    return _decode_coordinator(rpc, rpc.get_account_info(address), address, run_id)
 
 
-def list_runs(rpc: AccountReader, programs: ProgramIds = DEFAULT_PROGRAM_IDS) -> list[Run]:
-    """Every decodable run of the coordinator program, in RPC order.
+@dataclass(frozen=True, slots=True)
+class RunScan:
+    """Every run of the coordinator program that decoded, and the accounts that did not (with why)."""
+
+    runs: list[Run]
+    unreadable: tuple[tuple[Pubkey, str], ...]  # (account address, reason), in RPC order
+
+    def readable(self, program: Pubkey) -> str | None:
+        """A one-line warning counting the unreadable run accounts (None when all read), or an
+        AccountDecodeError when not one run could be read: corrupted data is not "no runs"."""
+        if not self.unreadable:
+            return None
+        count = len(self.unreadable)
+        address, reason = self.unreadable[0]
+        if not self.runs:
+            raise AccountDecodeError(
+                f"none of the {count} run account(s) of coordinator program {program} could be read "
+                f"(first: {address}: {reason})",
+                hint="check COORDINATOR_PROGRAM_ID and that RPC is the cluster the runs live on",
+            )
+        return f"{count} run account(s) could not be read and are not listed (first: {address}: {reason})"
+
+
+def scan_runs(rpc: AccountReader, programs: ProgramIds = DEFAULT_PROGRAM_IDS) -> RunScan:
+    """Every run of the coordinator program, in RPC order, and the run accounts that could not be read.
 
     Filters on the instance's size and discriminator (the reference fetches every account the program
-    owns, which some public RPCs refuse), then reads the coordinator accounts in batches of 100.
-    Runs whose coordinator account is missing or not decodable are skipped, as the reference does.
+    owns, which some public RPCs refuse), then reads the coordinator accounts in batches of 100. A run
+    whose instance or coordinator account is missing or not decodable is not a Run but is counted, so a
+    caller can tell "no runs" from "runs it cannot read".
     """
     keyed = rpc.get_program_accounts(
         programs.coordinator,
         [CoordinatorInstance.SIZE, (0, CoordinatorInstance.DISCRIMINATOR)],
     )
+    unreadable: list[tuple[Pubkey, str]] = []
     instances: list[tuple[Pubkey, CoordinatorInstance]] = []
     for address, data in keyed:
         try:
             instances.append((address, CoordinatorInstance.decode(data)))
-        except AccountDecodeError:
-            continue
+        except AccountDecodeError as exc:
+            unreadable.append((address, exc.message))
     infos = rpc.get_multiple_accounts([inst.coordinator_account for _, inst in instances])
     runs: list[Run] = []
     for (address, instance), info in zip(instances, infos, strict=True):
         if info is None:
+            unreadable.append(
+                (instance.coordinator_account, f"run {instance.run_id!r}: no coordinator account")
+            )
             continue
         try:
             runs.append(Run(address, instance, CoordinatorAccount.decode(info.data)))
-        except AccountDecodeError:
-            continue
-    return runs
+        except AccountDecodeError as exc:
+            unreadable.append((instance.coordinator_account, f"run {instance.run_id!r}: {exc.message}"))
+    return RunScan(runs, tuple(unreadable))
+
+
+def list_runs(rpc: AccountReader, programs: ProgramIds = DEFAULT_PROGRAM_IDS) -> list[Run]:
+    """Every decodable run of the coordinator program, in RPC order (undecodable ones skipped, as the
+    reference's discovery does; ``scan_runs`` also says which)."""
+    return scan_runs(rpc, programs).runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,11 +273,11 @@ def check_join(
     coordinator account and every candidate authorization PDA.
     """
     address = pda.coordinator_instance(run_id, program_id=programs.coordinator)
-    instance = _decode_instance(rpc.get_account_info(address), address, run_id, programs)
+    instance = _decode_instance(rpc, rpc.get_account_info(address), address, run_id, programs)
     grantees = authorization_grantees(user, authorizer)
     pdas = [pda.authorization(instance.join_authority, g, program_id=programs.authorizer) for g in grantees]
     infos = rpc.get_multiple_accounts([instance.coordinator_account, *pdas])
-    coordinator = _decode_coordinator(infos[0], instance.coordinator_account, run_id)
+    coordinator = _decode_coordinator(rpc, infos[0], instance.coordinator_account, run_id)
     run = Run(address, instance, coordinator)
     tried: list[tuple[Pubkey, Pubkey, str]] = []
     chosen: Pubkey | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,8 +70,12 @@ class App:
                 )
             self._settings = load_settings(self.options.env_file, self.environ, overrides=overrides)
             for note in self._settings.notes:
-                self.ui.info(note)
+                self.ui.info(f"[run-manager] {note}")
         return self._settings
+
+    def use_env_file(self, path: Path) -> None:
+        """A subcommand's ``--env-file``: the same as the root one (before the settings are loaded)."""
+        self.options = dataclasses.replace(self.options, env_file=path)
 
     @property
     def wallet(self) -> Wallet:

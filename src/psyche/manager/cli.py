@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -15,6 +15,8 @@ from psyche import __version__
 from psyche.errors import ConfigError, RunManagerError
 from psyche.manager.app import App, RootOptions
 from psyche.manager.constants import DEFAULT_COORDINATOR_PROGRAM_ID, AppEnvVars, EnvVars
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Subcommands, imported only when invoked: name -> "module.path:attribute". Register a command with one line.
 COMMANDS: dict[str, str] = {
@@ -48,7 +50,7 @@ COMMANDS: dict[str, str] = {
 COMMAND_HELP: dict[str, str] = {
     "can-join": "Check that a key may join a run (exit 0) or say why not (exit 1).",
     "treasurer-claim-rewards": "Claim earned points as collateral tokens from a treasurer-backed run.",
-    "list-runs": "List runs: id, state, clients, epoch time, time left; joinable runs first.",
+    "list-runs": "List the runs your wallet can join (state, clients, epoch time); --all: every run.",
     "json-dump-user": "Print a user's ledger entry, epoch state and treasurer claims as JSON.",
     "join-authorization-create": "Authorize a key (or anyone) to join your runs, and activate it.",
     "join-authorization-read": "Show an authorization: grantor, grantee, active, delegates.",
@@ -113,6 +115,25 @@ class PubkeyType(_ParamType):
         if not isinstance(value, str) or not is_pubkey(value):
             self.fail(f"not a 32-byte base58 public key: {value!r}", param, ctx)
         return value
+
+
+def _use_env_file(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    app = ctx.find_object(App)
+    if value is not None and app is not None:
+        app.use_env_file(value)
+
+
+def env_file_option(f: F) -> F:
+    """A subcommand's ``--env-file``: the root ``--env-file`` given after the command name."""
+    return click.option(
+        "--env-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        is_eager=True,
+        expose_value=False,
+        callback=_use_env_file,
+        help=".env file to read RPC, RPC_2..., the wallet and the flags' variables from; its values win "
+        "over the shell's. The root --env-file (before the command name) works too.",
+    )(f)
 
 
 class LazyGroup(click.Group):
@@ -260,7 +281,8 @@ def _find_main_job() -> Callable[[App], int | None] | None:
     type=click.Path(path_type=Path),
     envvar=AppEnvVars.ENV_FILE,
     show_envvar=True,
-    help=".env file with RPC, RUN_ID, wallet and client settings; required without a subcommand.",
+    help=".env file with RPC, RUN_ID, wallet and client settings; required without a subcommand. "
+    "Its values win over variables already set in the shell.",
 )
 @click.option("--local", is_flag=True, help="Use a local client image and skip the pull.")
 @click.option(
@@ -357,7 +379,7 @@ def cli(
     """Join a Psyche training run from this GPU machine, or run an admin command.
 
     Without a command, run-manager reads --env-file, loads your wallet, finds the run and keeps the
-    client container on the run's version (Docker mode). Environment variables override the .env file.
+    client container on the run's version (Docker mode). Values in the .env file win over the shell's.
     """
     from psyche.manager.ui import UI
 
@@ -387,7 +409,10 @@ def cli(
     if options.entrypoint_args and entrypoint is None:
         shown = ", ".join(f'"{arg}"' for arg in options.entrypoint_args)
         raise ConfigError(f"unexpected trailing arguments [{shown}]. did you mean to pass --entrypoint?")
+    from psyche.manager.settings import require_ws
+
     settings = app.settings
+    require_ws(settings)
     wallet = app.wallet
     app.ui.info(f"User pubkey: {wallet.pubkey}")
     app.ui.info(f"Using coordinator program ID: {settings.coordinator_program_id}")
@@ -400,6 +425,7 @@ def cli(
 
 
 @click.command("show-config")
+@env_file_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of a table.")
 @click.option("--wallet", "check_wallet", is_flag=True, help="Also load the wallet and print its public key.")
 @click.pass_obj

@@ -62,8 +62,8 @@ class AppEnvVars:
     HOME: Final = "HOME"
 
 
-DEFAULT_RPC: Final = "http://127.0.0.1:8899"
-DEFAULT_WS_RPC: Final = "ws://127.0.0.1:8900"
+# RPC and WS_RPC have no default: a missing one is an error (docs/configuration.md); only the .env that
+# `run-manager localnet --demo` writes names the local chain, explicitly.
 
 # The spec's program IDs (onchain.md); each can be overridden by the variable of the same name.
 DEFAULT_COORDINATOR_PROGRAM_ID: Final = "4SHugWqSXwKE5fqDchkJcPEqnoZE22VYKtSTVm7axbT7"

@@ -64,6 +64,9 @@ class ChainProbe(Protocol):
         self, program: Pubkey, filters: Sequence[int | tuple[int, bytes]] = ()
     ) -> list[tuple[Pubkey, bytes]]: ...
 
+    @property
+    def current_endpoint(self) -> str: ...
+
     def get_slot(self) -> int: ...
 
     def get_balance(self, pubkey: Pubkey) -> int: ...
@@ -284,7 +287,7 @@ def check_run(rpc: ChainProbe, settings: Settings) -> tuple[Check, Run | None]:
     except (AccountNotFound, AccountDecodeError) as err:
         fix = (
             f"check RUN_ID {settings.where(EnvVars.RUN_ID)} and COORDINATOR_PROGRAM_ID "
-            f"({settings.coordinator_program_id}); `run-manager runs` lists the runs"
+            f"({settings.coordinator_program_id}); `run-manager list-runs --all` lists the runs"
         )
         return Check("run", Status.FAIL, err.message, fix), None
     except RunManagerError as err:

@@ -17,7 +17,7 @@ from psyche.manager.app import App
 from psyche.manager.chainwait import is_transient
 from psyche.manager.constants import AppEnvVars, EnvVars
 from psyche.manager.launch import KeyVia, RestartPolicy
-from psyche.manager.settings import Settings
+from psyche.manager.settings import Settings, require_ws
 from psyche.manager.ui import UI
 
 # Variables the run-manager sets for the container itself; .env values of these are replaced.
@@ -108,7 +108,11 @@ def discover_run(
     now: int,
 ) -> Selected:
     """Discovery (RUN_ID unset): joinable runs, WaitingForMembers first; the first one is selected."""
-    runs = queries.list_runs(rpc, programs)
+    scan = queries.scan_runs(rpc, programs)
+    warning = scan.readable(programs.coordinator)  # none readable: an error, not "No runs found"
+    if warning is not None:
+        ui.warning(warning)
+    runs = scan.runs
     if not runs:
         raise RunManagerError(f"No runs found on coordinator program {programs.coordinator}")
     candidates: list[Selected] = []
@@ -257,7 +261,5 @@ def run_main_job(app: App) -> int:
 
 
 def _ws_urls(settings: Settings) -> Sequence[str]:
-    urls = [e.ws for e in settings.endpoints if e.ws]
-    if not urls:
-        raise ConfigError(f"{EnvVars.WS_RPC} is not set; the version watch needs a WebSocket endpoint")
-    return urls
+    require_ws(settings)  # the CLI checked it before the wallet; kept for callers that did not
+    return [e.ws for e in settings.endpoints if e.ws]

@@ -15,10 +15,8 @@ from psyche.errors import ConfigError
 from psyche.manager.constants import (
     DEFAULT_AUTHORIZER_PROGRAM_ID,
     DEFAULT_COORDINATOR_PROGRAM_ID,
-    DEFAULT_RPC,
     DEFAULT_TREASURER_PROGRAM_ID,
     DEFAULT_WALLET_RELATIVE,
-    DEFAULT_WS_RPC,
     AppEnvVars,
     EnvVars,
     is_secret_name,
@@ -30,6 +28,8 @@ if TYPE_CHECKING:
 
 ENVIRONMENT = "environment"
 DEFAULT = "default"
+# The reference's words (its Docker mode), kept exactly: users search for them.
+MISSING = "Missing required environment variable: {}"
 
 _KNOWN = frozenset(v for k, v in vars(EnvVars).items() if k.isupper() and not k.endswith("_PREFIX"))
 _BACKUP = re.compile(r"(WS_)?RPC_(\d+)")
@@ -104,7 +104,7 @@ class Settings:
     passthrough: Mapping[str, str] = field(repr=False)
     # Variable -> "file:line", "environment", "default" or the flag that set it.
     sources: Mapping[str, str] = field(repr=False)
-    # Non-fatal observations worth showing: environment overriding the file, duplicate keys.
+    # Non-fatal observations worth showing: the file overriding a shell variable (names only, no values).
     notes: tuple[str, ...] = ()
 
     @property
@@ -136,7 +136,8 @@ class Settings:
         ]
         for (http_name, ws_name), endpoint in zip(endpoint_names, self.endpoints, strict=False):
             rows.append((http_name, redact(endpoint.http), self.sources.get(http_name, DEFAULT)))
-            rows.append((ws_name, redact(endpoint.ws or ""), self.sources.get(ws_name, DEFAULT)))
+            ws = "(unset)" if endpoint.ws is None else redact(endpoint.ws)
+            rows.append((ws_name, ws, self.sources.get(ws_name, DEFAULT)))
         shown = {
             EnvVars.RUN_ID: self.run_id,
             EnvVars.AUTHORIZER: self.authorizer,
@@ -199,16 +200,23 @@ def _merge(
     environ: Mapping[str, str],
     overrides: Mapping[str, tuple[str, str]],
 ) -> tuple[dict[str, str], dict[str, str], list[str], dict[str, str]]:
-    """Process environment over the file, flags over both; returns values, sources, notes, passthrough."""
-    values = {k: e.value for k, e in file_entries.items()}
-    sources = {k: f"{env_file}:{e.line}" for k, e in file_entries.items()}
-    notes: list[str] = []
+    """The file over the process environment (as the reference), flags over both.
+
+    Returns values, sources, notes, passthrough. A shell variable the file overrides with another value
+    gives a note naming the variable and the file line, never either value (values may be secrets).
+    """
+    values: dict[str, str] = {}
+    sources: dict[str, str] = {}
     for name, value in environ.items():
-        if name in file_entries or name in _KNOWN or _BACKUP.fullmatch(name):
-            if name in file_entries and file_entries[name].value != value:
-                notes.append(f"{name} from the environment overrides {sources[name]}")
+        if name in _KNOWN or _BACKUP.fullmatch(name):
             values[name] = value
             sources[name] = ENVIRONMENT
+    notes: list[str] = []
+    for name, entry in file_entries.items():
+        if name in environ and environ[name] != entry.value:
+            notes.append(f"{name} from the shell environment is overridden by {env_file}:{entry.line}")
+        values[name] = entry.value
+        sources[name] = f"{env_file}:{entry.line}"
     passthrough = {k: values[k] for k in file_entries}
     for name, (value, flag) in overrides.items():
         values[name] = value
@@ -234,13 +242,12 @@ class _Reader:
         value = self.values.get(name)
         return value if value else None  # an empty value means unset
 
-    def url(self, name: str, default: str | None, schemes: tuple[str, str]) -> str | None:
+    def url(self, name: str, schemes: tuple[str, str]) -> str | None:
         value = self.values.get(name)
         if value is None:
-            return default
+            return None
         if value == "":
-            fix = f"remove the line to use {default}" if default else f"set it or remove {name}"
-            raise self.fail(name, "empty", None, fix)
+            raise self.fail(name, "empty", None, f"set it to the endpoint's {schemes[0]}(s) URL")
         article = "an" if schemes[0] == "http" else "a"
         kind = f"{article} {schemes[0]}({schemes[1][len(schemes[0]) :]})"
         try:
@@ -320,9 +327,11 @@ def _expand_home(value: str, home: Path | None) -> Path:
 
 def _endpoints(reader: _Reader) -> tuple[Endpoint, ...]:
     http_schemes, ws_schemes = ("http", "https"), ("ws", "wss")
-    primary_http = reader.url(EnvVars.RPC, DEFAULT_RPC, http_schemes)
-    primary_ws = reader.url(EnvVars.WS_RPC, DEFAULT_WS_RPC, ws_schemes)
-    assert primary_http is not None
+    primary_http = reader.url(EnvVars.RPC, http_schemes)
+    if primary_http is None:
+        # No silent local-chain default: a forgotten RPC would point a real join at 127.0.0.1.
+        raise ConfigError(MISSING.format(EnvVars.RPC), hint=_MISSING_HINT)
+    primary_ws = reader.url(EnvVars.WS_RPC, ws_schemes)  # the main job requires it (require_ws)
     endpoints = [Endpoint(primary_http, primary_ws)]
     for name in reader.values:
         match = _BACKUP.fullmatch(name)
@@ -354,13 +363,25 @@ def _endpoints(reader: _Reader) -> tuple[Endpoint, ...]:
         if not reader.text(http_name) or not reader.text(ws_name):
             other = ws_name if present == http_name else http_name
             raise reader.fail(present, f"set without {other}", None, f"set both {http_name} and {ws_name}")
-        http = reader.url(http_name, None, http_schemes)
-        ws = reader.url(ws_name, None, ws_schemes)
+        http = reader.url(http_name, http_schemes)
+        ws = reader.url(ws_name, ws_schemes)
         assert http is not None
         # As the reference: a backup that repeats an endpoint already listed adds nothing.
         if all(e.http != http for e in endpoints):
             endpoints.append(Endpoint(http, ws))
     return tuple(endpoints)
+
+
+_MISSING_HINT = (
+    "set RPC and WS_RPC in the --env-file (or the environment; subcommands also take --rpc); "
+    "for the local chain, `run-manager localnet --demo` writes a .env with both"
+)
+
+
+def require_ws(settings: Settings) -> None:
+    """The main job watches the run over WebSocket, so WS_RPC must be set (the reference's words)."""
+    if settings.endpoints[0].ws is None:
+        raise ConfigError(MISSING.format(EnvVars.WS_RPC), hint=_MISSING_HINT)
 
 
 def _run_id(reader: _Reader) -> str | None:
@@ -391,10 +412,11 @@ def load_settings(
     *,
     overrides: Mapping[str, tuple[str, str]] | None = None,
 ) -> Settings:
-    """Read ``env_file`` (if any) once, merge it under ``environ`` and validate every variable.
+    """Read ``env_file`` (if any) once, merge it over ``environ`` and validate every variable.
 
-    Precedence, highest first: ``overrides`` (variable -> (value, flag that set it)), the process
-    environment, the .env file, the defaults. ``os.environ`` is never read or written here.
+    Precedence, highest first: ``overrides`` (variable -> (value, flag that set it)), the .env file
+    (as the reference, which writes it into its own environment), the process environment, the defaults.
+    ``os.environ`` is never read or written here. RPC is required (no local-chain default).
     Raises ConfigError naming the variable, its source (file:line) and the fix.
     """
     file_entries = read_env_file(env_file) if env_file is not None else {}

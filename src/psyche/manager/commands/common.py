@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from click.core import ParameterSource
 
 from psyche.errors import ConfigError, TransactionFailed
 from psyche.manager.app import App
-from psyche.manager.cli import PubkeyType
+from psyche.manager.cli import PubkeyType, env_file_option
 from psyche.manager.constants import EnvVars
 
 if TYPE_CHECKING:
@@ -39,29 +38,29 @@ def _app(ctx: click.Context) -> App | None:
 
 
 def env_lookup(ctx: click.Context, name: str) -> tuple[str, str] | None:
-    """``(value, where)`` of variable ``name``: the process environment first, then the .env file if any."""
+    """``(value, where)`` of variable ``name``: the .env file first (it wins, as in the reference), then the
+    process environment."""
     app = _app(ctx)
     environ: Mapping[str, str] = app.environ if app is not None else {}
+    env_file = app.options.env_file if app is not None else None
+    if env_file is not None:
+        root = ctx.find_root()
+        entries = root.meta.get(_ENV_CACHE)
+        if entries is None:
+            from psyche.manager.envfile import read_env_file
+
+            entries = root.meta[_ENV_CACHE] = read_env_file(env_file)
+        entry = entries.get(name)
+        if entry is not None and entry.value:
+            return entry.value, f"in {env_file}:{entry.line}"
     value = environ.get(name)
     if value:
         return value, "in the environment"
-    env_file = app.options.env_file if app is not None else None
-    if env_file is None:
-        return None
-    root = ctx.find_root()
-    entries = root.meta.get(_ENV_CACHE)
-    if entries is None:
-        from psyche.manager.envfile import read_env_file
-
-        entries = root.meta[_ENV_CACHE] = read_env_file(env_file)
-    entry = entries.get(name)
-    if entry is None or not entry.value:
-        return None
-    return entry.value, f"in {env_file}:{entry.line}"
+    return None
 
 
 class EnvOption(click.Option):
-    """An option whose fallback is a variable of the process environment or the .env file (``env=NAME``).
+    """An option whose fallback is a variable of the .env file or the process environment (``env=NAME``).
 
     Unlike click's ``envvar`` it does not read ``os.environ`` (the App's injected mapping instead), also reads
     the .env file, and a bad value fails as ConfigError naming the variable and where it was set.
@@ -114,35 +113,23 @@ def _override(
     return callback
 
 
-def _set_env_file(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
-    app = _app(ctx)
-    if value is not None and app is not None:
-        app.options = dataclasses.replace(app.options, env_file=value)
-
-
 def cluster_options(f: F) -> F:
     """--rpc, --ws-rpc and --env-file; RPC_2/WS_RPC_2... fallbacks come from the environment and the .env."""
     f = click.option(
         "--ws-rpc",
         expose_value=False,
         callback=_override(EnvVars.WS_RPC, "--ws-rpc", strip_quotes=True),
-        help="WebSocket endpoint. [default: ws://127.0.0.1:8900] [env var: WS_RPC, also read from the .env]",
+        help="WebSocket endpoint. [env var: WS_RPC, also read from the .env]",
     )(f)
     f = click.option(
         "--rpc",
         expose_value=False,
         callback=_override(EnvVars.RPC, "--rpc", strip_quotes=True),
         help="JSON-RPC endpoint; RPC_2, RPC_3... from the environment or .env are tried when it fails. "
-        "[default: http://127.0.0.1:8899] [env var: RPC, also read from the .env]",
+        "Required: this flag, RPC in the .env, or RPC in the environment. "
+        "[env var: RPC, also read from the .env]",
     )(f)
-    return click.option(
-        "--env-file",
-        type=click.Path(path_type=Path, dir_okay=False),
-        is_eager=True,
-        expose_value=False,
-        callback=_set_env_file,
-        help=".env file to read RPC, RPC_2..., the wallet and the flags' variables from.",
-    )(f)
+    return env_file_option(f)
 
 
 def wallet_option(f: F) -> F:

@@ -186,7 +186,7 @@ def treasurer_claim_rewards(app: App, as_json: bool, run_id: str, treasurer_inde
     emit(app, as_json, data, fields(rows))
 
 
-@chain_command("list-runs", wallet=False)
+@chain_command("list-runs", wallet=True)
 @click.option(
     "--coordinator-program-id",
     type=click.UNPROCESSED,
@@ -197,14 +197,20 @@ def treasurer_claim_rewards(app: App, as_json: bool, run_id: str, treasurer_inde
 @pubkey_option("--authorizer", help="Only runs whose join authority is this key.")
 @_address_option(
     False,
-    "Also count runs this key may join through its own or AUTHORIZER's authorization "
-    "[default: only permissionless runs count as joinable]",
+    "Whose joinable runs to list (through its own, anyone's or AUTHORIZER's authorization). "
+    "[default: the wallet's public key; with --all and no wallet flag: only permissionless runs count]",
 )
-def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | None) -> None:
-    """List every run: the reference's table, joinable runs first (Waiting for members before the others)."""
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="List every run (joinable ones first) instead of only the runs the key can join; needs no wallet.",
+)
+def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | None, show_all: bool) -> None:
+    """List the runs the wallet can join (the reference's table); --all lists every run, joinable first."""
     from psyche.chain import pda
     from psyche.chain.programs import PERMISSIONLESS_GRANTEE
-    from psyche.chain.queries import list_runs as fetch_runs
+    from psyche.chain.queries import scan_runs
     from psyche.manager.commands.decisions import authorization_valid
     from psyche.manager.commands.format import (
         JOINABLE_STATES,
@@ -216,7 +222,18 @@ def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | No
 
     session = Session(app)
     programs = session.programs
-    runs = fetch_runs(session.rpc, programs)
+    if address is None and not show_all:
+        try:
+            address = app.wallet.pubkey  # as the reference: joinable for the wallet that would join
+        except WalletError as exc:
+            raise WalletError(
+                exc.message, hint="pass --address <PUBKEY>, or --all to list every run without a wallet"
+            ) from exc
+    scan = scan_runs(session.rpc, programs)
+    warning = scan.readable(programs.coordinator)
+    if warning is not None:
+        app.ui.warning(warning)
+    runs = scan.runs
     if authorizer is not None:
         runs = [r for r in runs if str(r.instance.join_authority) == authorizer]
     user = parse_pubkey(address) if address else None
@@ -244,6 +261,8 @@ def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | No
     order = joinable_first([(r.state, str(r.instance_address) in joinable_ids) for r in runs])
     now = int(time.time())
     ordered = [runs[i] for i in order]
+    if not show_all:
+        ordered = [r for r in ordered if str(r.instance_address) in joinable_ids]
     rows = [
         run_table_row(
             r.run_id, r.state, r.num_clients, r.min_clients, r.epoch_time, r.epoch_start_timestamp, now
@@ -271,11 +290,17 @@ def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | No
     if as_json:
         app.ui.data(json.dumps(records, indent=2))
         return
-    if not runs:
+    if not scan.runs:
         app.ui.data(f"No runs found on coordinator program {programs.coordinator}")
         return
     by = f" by {user}" if user is not None else " by anyone"
-    app.ui.data(f"Found {len(runs)} run(s), {len(joinable_ids)} joinable{by}:")
+    if show_all:
+        app.ui.data(f"Found {len(runs)} run(s), {len(joinable_ids)} joinable{by}:")
+    elif not ordered:
+        app.ui.data("No available runs to join")  # the reference's words
+        return
+    else:
+        app.ui.data(f"Found {len(ordered)} joinable run(s){by}:")
     for line in format_table(RUN_TABLE_HEADER, rows):
         app.ui.data(line)
 

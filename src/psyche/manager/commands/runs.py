@@ -213,10 +213,11 @@ def close_run(app: App, as_json: bool, run_id: str) -> None:
     "--num-parameters", type=click.IntRange(0, 2**64 - 1), help="Model parameter count shown to users."
 )
 @click.option("--vocab-size", type=click.IntRange(0, 2**64 - 1), help="Vocabulary size shown to users.")
-@click.option(
+@env_option(
     "--client-version",
-    help="New client version; clients restart onto it (exit code 10). "
-    "Flag only: CLIENT_VERSION is not read here.",
+    env="CLIENT_VERSION",
+    help="New client version; clients restart onto it (exit code 10). As the reference, CLIENT_VERSION in "
+    "the .env or the shell fills it too.",
 )
 def update_config(
     app: App,
