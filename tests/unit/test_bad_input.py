@@ -314,7 +314,8 @@ def _materialise(case: Case, directory: Path) -> tuple[list[str], dict[str, str]
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_bad_input_gives_one_line(case: Case, isolation: Path, tmp_path: Path) -> None:
     args, env = _materialise(case, tmp_path)
-    environ = {"HOME": str(isolation), "NO_COLOR": "1", "COLUMNS": "500", **env}
+    # RPC is required: a harmless shell value, so each row reaches the input it is about (.env values win).
+    environ = {"HOME": str(isolation), "NO_COLOR": "1", "COLUMNS": "500", "RPC": "http://127.0.0.1:1", **env}
     result = CliRunner().invoke(cli_module.cli, args, obj=environ)
     # An exception escaping the group is what main() shows as a traceback.
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
@@ -396,7 +397,7 @@ def test_a_good_key_still_loads_through_every_bounded_path(isolation: Path, tmp_
     key = tmp_path / "id.json"
     key.write_text(KEY_JSON)
     key.chmod(0o600)
-    (tmp_path / ".env").write_text(f"WALLET_PRIVATE_KEY_PATH={key}\n")
+    (tmp_path / ".env").write_text(f"RPC=http://127.0.0.1:1\nWALLET_PRIVATE_KEY_PATH={key}\n")
     environ = {"HOME": str(isolation), "NO_COLOR": "1", "COLUMNS": "500"}
     result = CliRunner().invoke(
         cli_module.cli, ["--env-file", str(tmp_path / ".env"), "show-config", "--wallet"], obj=environ

@@ -359,6 +359,7 @@ def invoke(isolation: Path, tmp_path: Path) -> Callable[..., Result]:
             "HOME": str(isolation),
             "NO_COLOR": "1",
             "WALLET_PRIVATE_KEY_PATH": str(key),
+            "RPC": "http://127.0.0.1:1",  # required by the settings every command loads; never contacted
             **(env or {}),
         }
         return CliRunner().invoke(cli_module.cli, list(args), obj=environ, catch_exceptions=False)
