@@ -12,7 +12,7 @@ from tests.integration.commands_support import dead_url
 from tests.integration.conftest import PushedImage
 from tests.integration.mainjob_support import Job, Manager, job, manager_environ, participant, versions, world
 from tests.integration.mainjob_support import write_env as write_dotenv
-from tests.unit.test_guide import ENTRIES, pattern
+from tests.integration.test_guide_errors import ENTRIES, pattern
 
 __all__ = ["job", "versions", "world"]  # fixtures used by name
 

@@ -44,7 +44,22 @@ ENTRIES: list[str] = re.findall(r"^### `Error: (.+)`$", GUIDE.split("## Troubles
 REPRODUCED_ELSEWHERE: dict[str, str] = {
     "Docker run failed: ": "tests/integration/test_guide_docker_errors.py",
     "Docker engine <version> accepts API ": "tests/integration/test_guide_docker_errors.py",
+    # Exact lines asserted where the situation is built: a run created at another treasurer index, a
+    # worst-case transaction, the run-down service's refusals and a download that keeps failing.
+    "run <id> has no treasurer at index": "tests/integration/test_commands_limits.py",
+    "transaction too large": "tests/unit/test_transaction_limits.py",
+    "the run-down service refused the signature": "tests/integration/test_rundown.py",
+    "downloading <file> failed after": "tests/integration/test_rundown.py",
+    "<path> already exists; pass --overwrite": "tests/unit/test_rundown.py",
 }
+
+# Entries no test drives the CLI into yet (each needs an engine on another machine, or a host whose
+# /dev/shm is not a tmpfs); the unit tests in tests/unit/test_runtime.py cover the decision. Listed so
+# the gap is explicit: test_every_entry_has_exactly_one_reproduction fails on any other missing entry.
+NOT_YET_REPRODUCED: tuple[str, ...] = (
+    "the wallet key file needs the Docker engine on this machine",
+    "no tmpfs for the wallet key file",
+)
 
 
 def pattern(entry: str) -> re.Pattern[str]:
@@ -91,7 +106,8 @@ CLI: dict[str, CliCase] = {
         "RPC={dead}\n" + _WALLET, ["--env-file", "{env}"], {"WS_RPC": None}
     ),
     "<name> in <file>:<line>: no '='": CliCase("justaword\n", ["--env-file", "{env}"]),
-    "RPC in <file>": CliCase("RPC=htp://x\n", ["--env-file", "{env}"]),
+    "RPC in <file>:<line>: not an http(s) URL": CliCase("RPC=htp://x\n", ["--env-file", "{env}"]),
+    "RPC in <file>:<line>: the port": CliCase("RPC=http://x:99999\n", ["--env-file", "{env}"]),
     "RPC_2 in <file>": CliCase("RPC_2=http://x\n", ["--env-file", "{env}"]),
     "RUN_ID in <file>": CliCase("RUN_ID=\n", ["--env-file", "{env}"]),
     "DATA_PARALLELISM in": CliCase("DATA_PARALLELISM=0\n", ["--env-file", "{env}"]),
@@ -106,6 +122,22 @@ CLI: dict[str, CliCase] = {
     "unexpected trailing arguments": CliCase(_WALLET, ["--env-file", "{env}", "--", "x"]),
     "Failed to execute docker command": CliCase(
         "RUN_ID=x\n" + _WALLET, ["--env-file", "{env}"], {"DOCKER_HOST": "unix://{tmp}/no-engine.sock"}
+    ),
+    "--env-file <path>: <reason>; pass a .env": CliCase("#" * (1 << 20) + "\n", ["--env-file", "{env}"]),
+    "RPC_02 in <file>": CliCase("RPC_02=http://x\n", ["--env-file", "{env}"]),
+    "RAW_WALLET_PRIVATE_KEY in <file>:<line>: <n> characters": CliCase(
+        "RAW_WALLET_PRIVATE_KEY=" + "1" * 70_000 + "\n", ["--env-file", "{env}", "show-config", "--wallet"]
+    ),
+    "RAW_WALLET_PRIVATE_KEY in <file>:<line>: a JSON array nested": CliCase(
+        "RAW_WALLET_PRIVATE_KEY=" + "[" * 1000 + "]" * 1000 + "\n",
+        ["--env-file", "{env}", "show-config", "--wallet"],
+    ),
+    "RAW_WALLET_PRIVATE_KEY in <file>:<line>: base58 key": CliCase(
+        "RAW_WALLET_PRIVATE_KEY=" + "1" * 100 + "\n", ["--env-file", "{env}", "show-config", "--wallet"]
+    ),
+    "--ledger <path>: not a directory": CliCase("", ["localnet", "--ledger", "/dev/null"]),
+    "--client-version <value> is not": CliCase(
+        _WALLET, ["update-config", "--env-file", "{env}", "-r", "x", "--client-version", ""]
     ),
     "all RPC endpoints failed": CliCase(
         "RPC={dead}\nRPC_2={dead2}\nWS_RPC_2=ws://127.0.0.1:9\n",
@@ -344,7 +376,7 @@ def test_main_job_entry(
 
 
 def test_every_entry_has_exactly_one_reproduction() -> None:
-    prefixes = [*CLI, *CHAIN, *MAIN_JOB, *REPRODUCED_ELSEWHERE]
+    prefixes = [*CLI, *CHAIN, *MAIN_JOB, *REPRODUCED_ELSEWHERE, *NOT_YET_REPRODUCED]
     assert len(prefixes) == len(set(prefixes))
     missing = [e for e in ENTRIES if not any(e.startswith(p) for p in prefixes)]
     assert missing == [], f"guide entries without a reproduction: {missing}"
