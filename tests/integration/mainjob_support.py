@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -60,6 +61,23 @@ class Chain:
         """A run left Uninitialized (halted, so its client_version may change while clients run)."""
         extra = ("--join-authority", join_authority) if join_authority else ()
         self.cli.ok("create-run", "-r", run_id, "-c", client_version, "-w", self.owner, *extra)
+
+    def create_run_with_unchecked_version(self, run_id: str, client_version: str) -> None:
+        """A run whose client_version no owner command would send (create-run and update-config check it,
+        as the main job does): created with a valid one, then set by a raw signed update_client_version."""
+        from psyche.chain import queries
+        from psyche.chain.instructions import coordinator as ix
+        from psyche.chain.rpc import RpcClient
+        from psyche.chain.transactions import send_and_confirm
+
+        self.create_run(run_id, "unchecked-placeholder")
+        owner = Keypair.from_bytes(bytes(json.loads(self.owner.read_text())))
+        with contextlib.closing(RpcClient([self.net.rpc_url])) as rpc:
+            run = queries.fetch_run(rpc, run_id)
+            instruction = ix.update_client_version(
+                owner.pubkey(), run.instance_address, run.instance.coordinator_account, client_version
+            )
+            send_and_confirm(rpc, [instruction], owner)
 
     def authorize_everyone(self) -> None:
         """The owner (each run's default join authority) lets any key join its runs."""

@@ -320,7 +320,7 @@ def _local_image_absent(m: MainJob) -> Manager:
 
 
 def _bad_client_version(m: MainJob) -> Manager:
-    m.job.world.create_run(m.job.run_id, f"{m.image.tag} ")  # whitespace is not a tag
+    m.job.world.create_run_with_unchecked_version(m.job.run_id, f"{m.image.tag} ")  # whitespace is not a tag
     return m.job.start()
 
 

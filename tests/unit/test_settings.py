@@ -10,7 +10,7 @@ import pytest
 from psyche.chain.endpoints import Endpoint
 from psyche.errors import ConfigError
 from psyche.manager.constants import DEFAULT_COORDINATOR_PROGRAM_ID
-from psyche.manager.settings import Secret, b58decode, is_pubkey, load_settings, require_ws
+from psyche.manager.settings import Secret, b58decode, is_pubkey, load_settings, require_rpc, require_ws
 
 PUBKEY = "PsyAUmhpmiUouWsnJdNGFSX8vZ6rWjXjgDPHsgqPGyw"
 OTHER_PUBKEY = "EnU7DRx5az5YWxaxgqEGbXSYtudcfnjXewyBRRZCjJPw"
@@ -50,8 +50,14 @@ def test_defaults_without_file_with_endpoints_from_the_environment() -> None:
 
 
 def test_rpc_is_required_with_the_reference_words_and_no_local_default() -> None:
+    settings = load_settings(None, {"WS_RPC": "ws://x"})
+    assert settings.endpoints == ()  # no 127.0.0.1 default: commands that need the chain stop at require_rpc
     with pytest.raises(ConfigError) as info:
-        load_settings(None, {"WS_RPC": "ws://x"})
+        require_rpc(settings)
+    assert info.value.message == "Missing required environment variable: RPC"
+    assert info.value.hint is not None and "localnet --demo" in info.value.hint
+    with pytest.raises(ConfigError) as info:  # backups without the primary
+        load_settings(None, {"RPC_2": "http://y", "WS_RPC_2": "ws://y"})
     assert info.value.message == "Missing required environment variable: RPC"
     assert info.value.hint is not None and "localnet --demo" in info.value.hint
 

@@ -93,7 +93,9 @@ class App:
         """The JSON-RPC client over every configured endpoint, in order (RPC, RPC_2, ...)."""
         if self._rpc is None:
             from psyche.chain.rpc import RpcClient
+            from psyche.manager.settings import require_rpc
 
+            require_rpc(self.settings)
             self._rpc = RpcClient([endpoint.http for endpoint in self.settings.endpoints])
         return self._rpc
 

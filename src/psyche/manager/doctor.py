@@ -136,8 +136,11 @@ def skip(name: str, needs: str) -> Check:
 
 def check_settings(load: Callable[[], Settings]) -> tuple[Check, Settings | None]:
     """The .env parses and every value is valid."""
+    from psyche.manager.settings import require_rpc
+
     try:
         settings = load()
+        require_rpc(settings)
     except RunManagerError as err:
         fix = err.hint or "correct the variable named above (docs/configuration.md lists every variable)"
         return Check("env", Status.FAIL, err.message, fix), None

@@ -329,8 +329,12 @@ def _endpoints(reader: _Reader) -> tuple[Endpoint, ...]:
     http_schemes, ws_schemes = ("http", "https"), ("ws", "wss")
     primary_http = reader.url(EnvVars.RPC, http_schemes)
     if primary_http is None:
-        # No silent local-chain default: a forgotten RPC would point a real join at 127.0.0.1.
-        raise ConfigError(MISSING.format(EnvVars.RPC), hint=_MISSING_HINT)
+        # No silent local-chain default: a forgotten RPC would point a real join at 127.0.0.1. Commands
+        # that never talk to the chain (show-config, download-results, upload-data) run without it; the
+        # others stop at require_rpc with the reference's words. Backups without RPC are a mistake now.
+        if any(_BACKUP.fullmatch(name) and reader.text(name) for name in reader.values):
+            raise ConfigError(MISSING.format(EnvVars.RPC), hint=_MISSING_HINT)
+        return ()
     primary_ws = reader.url(EnvVars.WS_RPC, ws_schemes)  # the main job requires it (require_ws)
     endpoints = [Endpoint(primary_http, primary_ws)]
     for name in reader.values:
@@ -378,8 +382,15 @@ _MISSING_HINT = (
 )
 
 
+def require_rpc(settings: Settings) -> None:
+    """Chain commands need RPC; missing, it is the reference's "Missing required environment variable"."""
+    if not settings.endpoints:
+        raise ConfigError(MISSING.format(EnvVars.RPC), hint=_MISSING_HINT)
+
+
 def require_ws(settings: Settings) -> None:
     """The main job watches the run over WebSocket, so WS_RPC must be set (the reference's words)."""
+    require_rpc(settings)
     if settings.endpoints[0].ws is None:
         raise ConfigError(MISSING.format(EnvVars.WS_RPC), hint=_MISSING_HINT)
 
