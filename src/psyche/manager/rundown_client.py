@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import httpx
 
@@ -210,16 +210,8 @@ class RunDownClient:
             response = self._http.put(url, headers=headers, content=_read_exactly(local, on_event))
         except httpx.TransportError as exc:
             raise _Retry(_transport_text(exc, url)) from exc
-        status = response.status_code
-        if status in (401, 403):
-            raise RunDownError(
-                f"uploading {local.name} to {redact(url)} was refused ({_detail(response)}); the signed URL "
-                "may have expired: run again, or raise --expires-in-seconds"
-            )
-        if status >= 500 or status == 429:
-            raise _Retry(_detail(response))
-        if not 200 <= status < 300:
-            raise RunDownError(f"uploading {local.name} to {redact(url)} failed ({_detail(response)})")
+        if not 200 <= response.status_code < 300:
+            _refuse_or_retry(f"uploading {local.name} to {redact(url)}", response)
         done = TransferDone(local.name, local.size)
         on_event(done)
         return done
@@ -310,14 +302,20 @@ class RunDownClient:
             length = response.headers.get("content-length")
             return 0, int(length) if length and length.isdigit() else None
         response.read()
-        if status in (401, 403):
-            raise RunDownError(
-                f"downloading {name} from {redact(url)} was refused ({_detail(response)}); the signed URL "
-                "may have expired: run again, or raise --expires-in-seconds"
-            )
-        if status >= 500 or status == 429:
-            raise _Retry(_detail(response))
-        raise RunDownError(f"downloading {name} from {redact(url)} failed ({_detail(response)})")
+        _refuse_or_retry(f"downloading {name} from {redact(url)}", response)
+
+
+def _refuse_or_retry(action: str, response: httpx.Response) -> NoReturn:
+    """A signed URL answered a failure: refused (401/403: expired or wrong), retried (429, 5xx) or final."""
+    status = response.status_code
+    if status in (401, 403):
+        raise RunDownError(
+            f"{action} was refused ({_detail(response)}); the signed URL "
+            "may have expired: run again, or raise --expires-in-seconds"
+        )
+    if status >= 500 or status == 429:
+        raise _Retry(_detail(response))
+    raise RunDownError(f"{action} failed ({_detail(response)})")
 
 
 def _read_exactly(local: rundown.LocalFile, on_event: OnEvent) -> Iterator[bytes]:
