@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import httpx
 
+from psyche.backoff import exponential
 from psyche.chain.endpoints import redact
 from psyche.errors import ConfigError, RunDownError
 from psyche.manager import rundown
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from solders.keypair import Keypair
 
 CHUNK = 1 << 20
+RETRY_CAP_S = 10.0  # a transfer retry waits 0.5, 1, 2 ... s (the project's one backoff formula)
 _DETAIL_CHARS = 200
 
 
@@ -186,7 +188,7 @@ class RunDownClient:
         last = ""
         for number in range(self._attempts):
             if number:
-                self._sleep(self._retry_delay * number)
+                self._sleep(exponential(number, self._retry_delay, RETRY_CAP_S))
             try:
                 return attempt()
             except _Retry as exc:
