@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Protocol
 
 from solders.pubkey import Pubkey
 
-from psyche.chain.accounts.state import Bloom, WitnessProof
+from psyche.chain.accounts.state import Bloom, NodeIdentity, WitnessProof
 from psyche.chain.instructions.args import WitnessMetadata
 
 RoundKey = tuple[int, int]  # (epoch, round height): unique within a run
@@ -44,6 +45,32 @@ class SendWitness:
     broadcast_bloom: Bloom
     broadcast_merkle: bytes
     metadata: WitnessMetadata
+
+
+@dataclass(frozen=True, slots=True)
+class SendHealthCheck:
+    """Send health_check: ``accused`` was a trainer of the previous round that too few witnesses saw."""
+
+    key: RoundKey
+    accused: NodeIdentity
+    committee: int
+    position: int
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceWarmup:
+    """DisTrO runs: tell the epoch's peers (signed P2P broadcast) that our model is ready for ``epoch``."""
+
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResults:
+    """DisTrO runs: apply the results of round ``source`` its next round's witnesses agreed on; the runner
+    answers with ``on_applied``."""
+
+    source: RoundKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +115,8 @@ class Exit:
     reason: str
 
 
-Send = SendJoin | SendTick | SendWarmupWitness | SendWitness
-Action = Send | PrepareModel | Train | SaveCheckpoint | ReadVersion | Exit
+Send = SendJoin | SendTick | SendWarmupWitness | SendWitness | SendHealthCheck
+Action = Send | PrepareModel | Train | ApplyResults | AnnounceWarmup | SaveCheckpoint | ReadVersion | Exit
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +128,20 @@ class TrainOutcome:
     tokens_per_second: float
     commitment: bytes
     efficiency: float = 0.0
+
+
+class SharingView(Protocol):
+    """What the protocol reads of the P2P result exchange (DisTrO runs); the runner owns the exchange and
+    calls ``ClientProtocol.on_sharing`` whenever it changes."""
+
+    def verified_batches(self, key: RoundKey) -> set[tuple[int, int]]:
+        """The batches of round ``key`` whose payload we downloaded and verified (our own included)."""
+
+    def witness_content(self, key: RoundKey, seed: bytes) -> tuple[Bloom, Bloom, bytes]:
+        """(participant bloom, broadcast bloom, broadcast merkle root) over round ``key``'s results."""
+
+    def warmup_ready(self, epoch: int) -> set[bytes]:
+        """The P2P identities that announced their model ready for ``epoch`` (ours included)."""
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -129,5 +170,6 @@ def send_name(sent: Send) -> str:
         SendTick: "tick",
         SendWarmupWitness: "warmup_witness",
         SendWitness: "witness",
+        SendHealthCheck: "health_check",
     }
     return names[type(sent)]

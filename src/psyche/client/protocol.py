@@ -17,21 +17,27 @@ from solders.pubkey import Pubkey
 
 from psyche.chain import bloom, round_view
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
+from psyche.chain.accounts.optimizer import Distro
 from psyche.chain.accounts.state import ClientState, WitnessProof
 from psyche.chain.coordinator_logic import CoordinatorErrorCode, simulate_tick
 from psyche.chain.instructions.args import WitnessMetadata
+from psyche.client import exchange
 from psyche.client.actions import (
     Action,
+    AnnounceWarmup,
+    ApplyResults,
     Exit,
     PrepareModel,
     ReadVersion,
     RoundKey,
     SaveCheckpoint,
     Send,
+    SendHealthCheck,
     SendJoin,
     SendTick,
     SendWarmupWitness,
     SendWitness,
+    SharingView,
     Train,
     TrainOutcome,
     merkle_root,
@@ -66,6 +72,12 @@ class _Epoch:
     witnessed: set[RoundKey] = field(default_factory=set)
     checkpointed: bool = False
     told: set[str] = field(default_factory=set)  # one-time log lines
+    # DisTrO runs (results shared peer to peer):
+    warmup_announced: bool = False
+    applied_through: int = -1  # the last round height whose agreed results we applied
+    applying: int | None = None
+    health_checked: set[int] = field(default_factory=set)  # round heights we sent health checks in
+    left: str | None = None  # why we stopped taking part in this epoch (a result we could not apply)
 
 
 class ClientProtocol:
@@ -79,12 +91,14 @@ class ClientProtocol:
         *,
         rng: random.Random | None = None,
         tick_min_interval: float = TICK_MIN_INTERVAL_S,
+        sharing: SharingView | None = None,
     ) -> None:
         self.signer = signer
         self.p2p_identity = p2p_identity
         self.client_version = client_version
         self.rng = rng or random.Random()
         self.tick_min_interval = tick_min_interval
+        self.sharing = sharing
         self.acc: CoordinatorAccount | None = None
         self.startup_version: str | None = None
         self.joined_phase = False  # join_run sent (or not needed) in the current WaitingForMembers phase
@@ -182,6 +196,27 @@ class ClientProtocol:
             return [Exit(EXIT_FAILURE, f"training failed: {error}")]
         return self._drive(now)
 
+    def on_applied(self, source: RoundKey, error: str | None, now: float) -> list[Action]:
+        """ApplyResults finished; an error (a result we cannot have) takes us out of this epoch only."""
+        ep = self.epoch
+        if ep is None or ep.number != source[0]:
+            return self._drive(now)
+        ep.applying = None
+        if error is None:
+            ep.applied_through = source[1]
+            return self._drive(now)
+        ep.left = error
+        log.error(
+            "leaving epoch %d: %s; our model is no longer our peers', so we rejoin at the next epoch",
+            ep.number,
+            error,
+        )
+        return []
+
+    def on_sharing(self, now: float) -> list[Action]:
+        """The result exchange changed (a payload verified, a peer's model ready)."""
+        return [] if self.acc is None else self._drive(now)
+
     def on_sent(self, sent: Send, error: str | None, program_error: int | None, now: float) -> list[Action]:
         """A send finished; ``error`` is its one-line failure (program error named) or None."""
         if isinstance(sent, SendTick):
@@ -208,7 +243,9 @@ class ClientProtocol:
             self.epoch.witnessed.discard(sent.key)
         if error is not None:
             halted = program_error == CoordinatorErrorCode.CoordinatorErrorHalted.code
-            log.log(logging.DEBUG if halted else logging.WARNING, "%s failed: %s", send_name(sent), error)
+            # Every witness reports the same unhealthy trainer; after the first lands the others may fail.
+            quiet = halted or (isinstance(sent, SendHealthCheck) and program_error is not None)
+            log.log(logging.DEBUG if quiet else logging.WARNING, "%s failed: %s", send_name(sent), error)
         return self._drive(now)
 
     # --------------------------------------------------------------------------------- the rules
@@ -225,6 +262,10 @@ class ClientProtocol:
         if what not in ep.told:
             ep.told.add(what)
             log.info(message, *args)
+
+    def _shares(self, acc: CoordinatorAccount) -> bool:
+        """Whether results travel peer to peer in this run (DisTrO); AdamW clients train on their own."""
+        return self.sharing is not None and isinstance(acc.model.optimizer, Distro)
 
     def _drive(self, now: float) -> list[Action]:
         acc = self.acc
@@ -263,6 +304,8 @@ class ClientProtocol:
             )
             return []
         mine = acc.epoch_state.clients[me]
+        if ep.left is not None:
+            return []
         if mine.state != ClientState.Healthy:
             self._tell(
                 ep, "unhealthy", "Coordinator says we're %s; waiting for the next epoch", mine.state.name
@@ -273,13 +316,20 @@ class ClientProtocol:
             ep.preparing = True
             actions.append(PrepareModel(ep.number))
         if state == RunState.Warmup:
-            if ep.prepared and ep.warmup_witness == "no":
+            if ep.prepared and self._shares(acc):
+                actions += self._announce_warmup(acc, ep)
+            if ep.prepared and ep.warmup_witness == "no" and self._peers_ready(acc, ep):
                 ep.warmup_witness = "sending"
                 # Only proof.index matters to warmup_witness (duplicate detection); there is no committee yet.
                 actions.append(
                     SendWarmupWitness(ep.number, WitnessProof(position=me, index=me, witness=True))
                 )
         elif state == RunState.Cooldown:
+            if self._shares(acc):
+                # Every round whose next round was witnessed is applied before the epoch's model is saved.
+                pending = self._apply_up_to(acc, ep, round_view.current_round(acc).height - 1)
+                if pending is not None:
+                    return actions + pending
             if any(ep.trained.values()) and not ep.checkpointed:
                 ep.checkpointed = True
                 actions.append(SaveCheckpoint(ep.number, acc.progress.step))
@@ -310,10 +360,61 @@ class ClientProtocol:
         self.join_inflight = True
         return [SendJoin()]
 
+    def _announce_warmup(self, acc: CoordinatorAccount, ep: _Epoch) -> list[Action]:
+        if ep.warmup_announced:
+            return []
+        ep.warmup_announced = True
+        return [AnnounceWarmup(ep.number)]
+
+    def _peers_ready(self, acc: CoordinatorAccount, ep: _Epoch) -> bool:
+        """DisTrO runs: the warmup witness waits for every epoch client's model (a joiner fetching it from
+        peers would otherwise miss round 0 and be dropped); the chain's warmup timeout bounds the wait."""
+        if not self._shares(acc):
+            return True
+        assert self.sharing is not None
+        expected = {bytes(c.p2p_identity) for c in acc.epoch_state.clients}
+        missing = expected - self.sharing.warmup_ready(ep.number)
+        if missing:
+            self._tell(ep, "warmup-wait", "waiting for %d peer(s) to load the model", len(missing))
+        return not missing
+
+    def _apply_up_to(self, acc: CoordinatorAccount, ep: _Epoch, last: int) -> list[Action] | None:
+        """ApplyResults for the next round <= ``last`` not yet applied ([] while one is running), or None
+        when everything up to ``last`` is applied."""
+        if ep.applied_through >= last:
+            return None
+        if not ep.prepared or ep.applying is not None:
+            return []
+        ep.applying = ep.applied_through + 1
+        return [ApplyResults((ep.number, ep.applying))]
+
+    def _health_checks(self, acc: CoordinatorAccount, ep: _Epoch, key: RoundKey) -> list[Action]:
+        """From round 2, report the previous round's trainers that too few of its witnesses saw (once per
+        round; only while rounds train, since the apply-only rounds at an epoch's end attest nothing)."""
+        if key[1] < 2 or key[1] in ep.health_checked or acc.epoch_state.last_step != 0:
+            return []
+        ep.health_checked.add(key[1])
+        proof = round_view.witness_proof(acc, self.signer)
+        if proof is None or not proof.witness:
+            return []
+        return [
+            SendHealthCheck(key, check.accused, check.committee, check.position, check.index)
+            for check in exchange.health_checks(acc, self.signer)
+        ]
+
     def _round(self, acc: CoordinatorAccount, ep: _Epoch) -> list[Action]:
         rnd = round_view.current_round(acc)
         key: RoundKey = (ep.number, rnd.height)
         actions: list[Action] = []
+        shares = self._shares(acc)
+        applied = True
+        if shares:
+            actions += self._health_checks(acc, ep, key)
+            # Results of round h are downloaded during h+1 and applied at the start of h+2 (spec 3).
+            pending = self._apply_up_to(acc, ep, rnd.height - 2)
+            if pending is not None:
+                actions += pending
+                applied = False
         # Contract 5.3: once last_step is set the remaining rounds only apply results; nothing trains.
         assignment = (
             round_view.assignment_for(acc, self.signer, rnd) if acc.epoch_state.last_step == 0 else None
@@ -322,6 +423,7 @@ class ClientProtocol:
         if (
             assignment is not None
             and training
+            and applied
             and ep.prepared
             and key not in ep.trained
             and ep.training is None
@@ -334,6 +436,8 @@ class ClientProtocol:
         # at RoundWitness whatever we have (contract 5.3).
         if training and key not in ep.trained:
             return actions
+        if shares and acc.run_state == RunState.RoundTrain and not self._previous_round_verified(acc, ep):
+            return actions
         ep.witnessed.add(key)
         proof = round_view.witness_proof(acc, self.signer, rnd)
         if proof is None or not proof.witness:
@@ -342,24 +446,40 @@ class ClientProtocol:
         actions.append(self._witness(acc, ep, key, proof))
         return actions
 
+    def _previous_round_verified(self, acc: CoordinatorAccount, ep: _Epoch) -> bool:
+        """Whether we verified a payload for every batch of the previous round (what a DisTrO witness
+        attests); until then it waits, at most until RoundWitness starts."""
+        assert self.sharing is not None
+        previous = round_view.previous_round(acc)
+        if previous is None:
+            return True
+        expected = {(a.start, a.end) for a in round_view.round_assignments(acc, previous)}
+        return expected <= self.sharing.verified_batches((ep.number, previous.height))
+
     def _witness(
         self, acc: CoordinatorAccount, ep: _Epoch, key: RoundKey, proof: WitnessProof
     ) -> SendWitness:
-        # No P2P network between our clients: results are not exchanged, so a witness attests to every
-        # trainer the round assigned (docs/client-protocol.md), and to its own result's commitment.
-        trainers = [a.trainer for a in round_view.round_assignments(acc)]
-        participants = bloom.make_bloom(
-            _bloom_seed(b"participant", self.signer, key), [participant_hash(t) for t in trainers]
-        )
         outcome = ep.trained.get(key)
-        mine = [outcome.commitment] if outcome is not None else []
-        broadcasts = bloom.make_bloom(_bloom_seed(b"broadcast", self.signer, key), mine)
-        previous = ep.trained.get((key[0], key[1] - 1))
-        merkle = merkle_root([previous.commitment] if previous is not None else [])
         metadata = WitnessMetadata(
             step=acc.progress.step,
             tokens_per_sec=outcome.tokens_per_second if outcome else 0.0,
             loss=outcome.loss if outcome else 0.0,
             efficiency=outcome.efficiency if outcome else 0.0,
         )
+        if self._shares(acc):
+            assert self.sharing is not None
+            # What we verified of the previous round (spec 4): its results are downloaded during this one.
+            seed = _bloom_seed(b"witness", self.signer, key)
+            participants, broadcasts, merkle = self.sharing.witness_content((key[0], key[1] - 1), seed)
+            return SendWitness(key, proof, participants, broadcasts, merkle, metadata)
+        # AdamW runs exchange no results: a witness attests to every trainer the round assigned
+        # (docs/client-protocol.md), and to its own result's commitment.
+        trainers = [a.trainer for a in round_view.round_assignments(acc)]
+        participants = bloom.make_bloom(
+            _bloom_seed(b"participant", self.signer, key), [participant_hash(t) for t in trainers]
+        )
+        mine = [outcome.commitment] if outcome is not None else []
+        broadcasts = bloom.make_bloom(_bloom_seed(b"broadcast", self.signer, key), mine)
+        previous = ep.trained.get((key[0], key[1] - 1))
+        merkle = merkle_root([previous.commitment] if previous is not None else [])
         return SendWitness(key, proof, participants, broadcasts, merkle, metadata)
