@@ -112,6 +112,25 @@ def write_checkpoint(
     return final
 
 
+@dataclass(frozen=True, slots=True)
+class Content:
+    """What one checkpoint holds: tensors (file stem -> name -> tensor), manifest fields and JSON files.
+
+    Two clients holding the same Content write byte-identical checkpoints; DisTrO clients serve it to the
+    next epoch's joiners, who write it as their own (``write_content``)."""
+
+    tensors: dict[str, dict[str, torch.Tensor]]
+    meta: dict[str, Any]
+    extra_json: dict[str, Any]
+
+
+def write_content(root: Path, epoch: int, step: int, content: Content, *, keep: int = 2) -> Path:
+    """``write_checkpoint`` of ``content``."""
+    return write_checkpoint(
+        root, epoch, step, content.tensors, content.meta, extra_json=content.extra_json, keep=keep
+    )
+
+
 def list_checkpoints(root: Path) -> list[Path]:
     """Checkpoint directories under ``root``, oldest first (by epoch, then step)."""
     if not root.is_dir():

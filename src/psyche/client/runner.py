@@ -25,15 +25,19 @@ from psyche.chain.transactions import send_and_confirm
 from psyche.chain.ws import AccountUpdate, AccountWatcher, SubscriptionDown, SubscriptionUp, WatchEvent
 from psyche.client.actions import (
     Action,
+    AnnounceWarmup,
+    ApplyResults,
     Exit,
     PrepareModel,
     ReadVersion,
     SaveCheckpoint,
     Send,
+    SendHealthCheck,
     SendJoin,
     SendTick,
     SendWarmupWitness,
     SendWitness,
+    RoundKey,
     Train,
     TrainOutcome,
     send_name,
@@ -60,6 +64,17 @@ class TrainerPort(Protocol):
 
     def save(self, epoch: int, step: int) -> None:
         """Save a checkpoint (a no-op without a checkpoint directory)."""
+
+    def apply(self, acc: CoordinatorAccount, source: RoundKey) -> None:
+        """DisTrO runs: apply the results of round ``source`` that its next round's witnesses agreed on."""
+
+
+class Sharing(Protocol):
+    """What the runner needs from the P2P result exchange (``sharing.ResultSharing``)."""
+
+    def observe(self, acc: CoordinatorAccount) -> None: ...
+
+    def announce_warmup(self, acc: CoordinatorAccount, epoch: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +138,17 @@ class ChainPort:
             )
         if isinstance(sent, SendTick):
             return ix.tick(me, a.instance, a.coordinator, program_id=program)
+        if isinstance(sent, SendHealthCheck):
+            return ix.health_check(
+                me,
+                a.instance,
+                a.coordinator,
+                accused=sent.accused,
+                committee=sent.committee,
+                position=sent.position,
+                index=sent.index,
+                program_id=program,
+            )
         if isinstance(sent, SendWarmupWitness):
             # Warmup readiness carries no training evidence: empty blooms, as the reference sends.
             return ix.warmup_witness(
@@ -193,12 +219,14 @@ class Runner:
         trainer: TrainerPort,
         *,
         ws_urls: Sequence[str],
+        sharing: Sharing | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.protocol = protocol
         self.chain = chain
         self.trainer = trainer
+        self.sharing = sharing
         self.ws_urls = list(ws_urls)
         self.clock = clock  # the chain's unix time as we believe it (tests share a fast clock with the chain)
         self.monotonic = monotonic  # real time, for the timer and the polling cadence
@@ -282,6 +310,8 @@ class Runner:
             except RunManagerError as exc:
                 log.warning("ignoring an undecodable coordinator update: %s", exc)
                 return None
+            if self.sharing is not None:
+                self.sharing.observe(acc)
             return self._execute(self.protocol.on_account(acc, now))
         if isinstance(event, _Version):
             return self._execute(self.protocol.on_version(event.version))
@@ -316,16 +346,24 @@ class Runner:
     def _post(self, fn: Callable[[float], list[Action]]) -> None:
         self.events.put(_Result(fn))
 
+    def sharing_changed(self) -> None:
+        """The result exchange changed (thread-safe): the protocol looks again."""
+        self._post(self.protocol.on_sharing)
+
     def _execute(self, actions: list[Action]) -> int | None:
         for action in actions:
             if isinstance(action, Exit):
                 log.info("exiting with code %d: %s", action.code, action.reason)
                 return action.code
-            if isinstance(action, SendJoin | SendTick | SendWarmupWitness | SendWitness):
+            if isinstance(action, SendJoin | SendTick | SendWarmupWitness | SendWitness | SendHealthCheck):
                 self.senders.submit(self._send, action)
+            elif isinstance(action, AnnounceWarmup):
+                acc = self.protocol.acc
+                assert acc is not None and self.sharing is not None
+                self.senders.submit(self.sharing.announce_warmup, acc, action.epoch)
             elif isinstance(action, ReadVersion):
                 self.senders.submit(self._read_version)
-            elif isinstance(action, PrepareModel | Train | SaveCheckpoint):
+            elif isinstance(action, PrepareModel | Train | ApplyResults | SaveCheckpoint):
                 acc = self.protocol.acc
                 assert acc is not None
                 self.training.submit(self._train, action, acc)
@@ -350,9 +388,14 @@ class Runner:
             return
         self.events.put(_Version(version))
 
-    def _train(self, action: PrepareModel | Train | SaveCheckpoint, acc: CoordinatorAccount) -> None:
+    def _train(
+        self, action: PrepareModel | Train | ApplyResults | SaveCheckpoint, acc: CoordinatorAccount
+    ) -> None:
         try:
-            if isinstance(action, PrepareModel):
+            if isinstance(action, ApplyResults):
+                self.trainer.apply(acc, action.source)
+                self._post(lambda now: self.protocol.on_applied(action.source, None, now))
+            elif isinstance(action, PrepareModel):
                 self.trainer.prepare(acc, action.epoch)
                 self._post(lambda now: self.protocol.on_prepared(action.epoch, None, now))
             elif isinstance(action, Train):
@@ -362,7 +405,9 @@ class Runner:
                 self.trainer.save(action.epoch, action.step)
         except Exception as exc:  # training errors of any kind end this client run (the entrypoint restarts)
             message = f"{type(exc).__name__}: {exc}"
-            if isinstance(action, PrepareModel):
+            if isinstance(action, ApplyResults):
+                self._post(lambda now: self.protocol.on_applied(action.source, message, now))
+            elif isinstance(action, PrepareModel):
                 self._post(lambda now: self.protocol.on_prepared(action.epoch, message, now))
             elif isinstance(action, Train):
                 self._post(lambda now: self.protocol.on_trained(action.key, None, message, now))

@@ -28,6 +28,7 @@ from psyche.chain.accounts.coordinator import CoordinatorAccount
 from psyche.chain.accounts.state import Bloom, Round
 from psyche.client import exchange
 from psyche.client.actions import RoundKey, Train
+from psyche.client.checkpoint import Content
 from psyche.client.distro import SparseParam
 from psyche.client.distro_payload import Payload, PayloadShape, data_hash, decode_payload, encode_payload
 from psyche.client.identity import P2PIdentity
@@ -55,16 +56,6 @@ class _Announced:
 
     key: RoundKey
     broadcast: Broadcast
-
-
-@dataclass(frozen=True, slots=True)
-class FetchedModel:
-    """A model fetched from peers: the epoch's manifest (meta) and every parameter."""
-
-    epoch: int
-    step: int
-    meta: dict[str, Any]
-    tensors: dict[str, torch.Tensor]
 
 
 def round_of_step(acc: CoordinatorAccount, step: int) -> Round | None:
@@ -391,33 +382,49 @@ class ResultSharing:
 
     # ------------------------------------------------------------------------------ the model
 
-    def serve_model(self, epoch: int, step: int, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    def serve_model(self, epoch: int, step: int, content: Content) -> None:
         """Offer the epoch's final model (bf16-rounded by the caller) to the next epoch's joiners."""
-        model_share.serve(self.node, self.identity, epoch, step, meta, _to_bytes(tensors))
+        config = {"meta": content.meta, "extra_json": content.extra_json}
+        model_share.serve(self.node, self.identity, epoch, step, config, _to_bytes(content.tensors))
 
-    def fetch_model(self, acc: CoordinatorAccount) -> FetchedModel:
-        """The previous epoch's model from the peers that hold it (verified, cross-checked)."""
+    def fetch_model(self, acc: CoordinatorAccount) -> tuple[int, int, Content]:
+        """The previous epoch's model from the epoch's other clients that hold it (signed manifest,
+        cross-checked with a second peer, every tensor's hash verified)."""
         peers = [
             bytes(c.p2p_identity)
             for c in acc.epoch_state.clients
             if bytes(c.p2p_identity) != self.identity.public
         ]
+        if not peers:
+            raise ModelUnavailable("no other client in this epoch to fetch the model from")
         manifest, blobs = model_share.fetch_model(self.node, peers)
-        return FetchedModel(manifest.epoch, manifest.step, manifest.config, _from_bytes(manifest, blobs))
+        config = manifest.config
+        content = Content(_from_bytes(manifest.params, blobs), config["meta"], config["extra_json"])
+        return manifest.epoch, manifest.step, content
 
 
-def _to_bytes(tensors: dict[str, torch.Tensor]) -> dict[str, tuple[str, tuple[int, ...], bytes]]:
+class ModelUnavailable(RunManagerError):
+    """No peer serves the model a joiner needs."""
+
+
+def _to_bytes(tensors: dict[str, dict[str, torch.Tensor]]) -> dict[str, tuple[str, tuple[int, ...], bytes]]:
+    """Flat ``stem/name`` -> (dtype name, shape, raw bytes), the form the transport serves."""
     out = {}
-    for name, t in tensors.items():
-        t = t.detach().contiguous().cpu()
-        out[name] = (str(t.dtype).removeprefix("torch."), tuple(t.shape), t.view(torch.uint8).numpy().tobytes())
+    for stem, named in tensors.items():
+        for name, t in named.items():
+            t = t.detach().contiguous().cpu()
+            raw = t.reshape(-1).view(torch.uint8).numpy().tobytes()
+            out[f"{stem}/{name}"] = (str(t.dtype).removeprefix("torch."), tuple(t.shape), raw)
     return out
 
 
-def _from_bytes(manifest: Any, blobs: dict[str, bytes]) -> dict[str, torch.Tensor]:
-    out = {}
-    for entry in manifest.params:
-        dtype = getattr(torch, entry.dtype)
+def _from_bytes(params: Any, blobs: dict[str, bytes]) -> dict[str, dict[str, torch.Tensor]]:
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for entry in params:
+        dtype = getattr(torch, entry.dtype, None)
+        if not isinstance(dtype, torch.dtype):
+            raise ModelUnavailable(f"the served model names an unknown dtype {entry.dtype!r}")
+        stem, _, name = entry.name.partition("/")
         flat = torch.frombuffer(bytearray(blobs[entry.name]), dtype=torch.uint8)
-        out[entry.name] = flat.view(dtype).reshape(entry.shape).clone()
+        out.setdefault(stem, {})[name] = flat.view(dtype).reshape(entry.shape).clone()
     return out

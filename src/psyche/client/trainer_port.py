@@ -24,13 +24,16 @@ from torch._C._distributed_c10d import TCPStore
 
 from psyche.chain.accounts.coordinator import CoordinatorAccount
 from psyche.chain.accounts.model import LLM, Checkpoint, CheckpointKind, HubRepo
-from psyche.client.actions import Train, TrainOutcome
+from psyche.chain.accounts.optimizer import Distro
+from psyche.client import checkpoint as ckpt
+from psyche.client.actions import RoundKey, Train, TrainOutcome
 from psyche.client.checkpoint import CorruptCheckpoint, RunPoint, current_checkpoint, run_root
 from psyche.client.config import TrainerEnv, model_source
 from psyche.client.parallel import LOOPBACK, ParallelContext, init_parallel
 from psyche.client.parallelism import Parallelism, resolve_parallelism
 from psyche.client.rank_group import RankGroup
-from psyche.client.ranks import Build, Message, Save, Step, serve
+from psyche.client.distro import SparseParam
+from psyche.client.ranks import Apply, Build, Message, RoundToBf16, Save, Step, serve
 from psyche.client.train import StepResult, Trainer, resolve_device, run_seed, trainer_for_run
 from psyche.errors import ConfigError, RunManagerError
 
@@ -44,7 +47,8 @@ _READY = "psyche/ready/{rank}"
 
 
 def offline_model(model: LLM) -> LLM:
-    """The run's model with a P2P checkpoint read as its source: peers are not reachable (no P2P network).
+    """The run's model with a P2P checkpoint read as its source, for when no peer serves it (AdamW runs, or
+    a DisTrO run none of whose previous clients came back).
 
     Epoch ends turn Dummy/Hub into P2P (spec 5.1); the repo it names is the original Hub repo, or an
     empty one when the run started from Dummy weights.
@@ -59,9 +63,29 @@ def offline_model(model: LLM) -> LLM:
 class StepTrainer(Protocol):
     """What the port calls on a trainer (``train.Trainer``; tests pass fakes)."""
 
-    def train_step(self, sample_indices: range) -> StepResult: ...
+    def train_step(self, sample_indices: range, *, step: int | None = None) -> StepResult: ...
+
+    def apply_results(self, results: list[list[SparseParam]], step: int) -> None: ...
+
+    def round_to_bf16(self) -> None: ...
+
+    def checkpoint_content(self) -> ckpt.Content: ...
 
     def save_checkpoint(self, root: Path, epoch: int, step: int) -> Path | None: ...
+
+
+class ModelSharing(Protocol):
+    """The part of ``sharing.ResultSharing`` the port uses."""
+
+    def publish(self, acc: CoordinatorAccount, task: Train, results: list[SparseParam]) -> bytes: ...
+
+    def agreed_results(
+        self, acc: CoordinatorAccount, source: RoundKey
+    ) -> tuple[list[list[SparseParam]], int]: ...
+
+    def serve_model(self, epoch: int, step: int, content: ckpt.Content) -> None: ...
+
+    def fetch_model(self, acc: CoordinatorAccount) -> tuple[int, int, ckpt.Content]: ...
 
 
 class Ranks(Protocol):
@@ -191,6 +215,7 @@ class TorchTrainerPort:
         resolve: Callable[[TrainerEnv, LLM], Parallelism] = resolve_parallelism,
         build: BuildTrainer = build_trainer,
         start_ranks: StartRanks = start_local_ranks,
+        sharing: ModelSharing | None = None,
     ) -> None:
         self.env = env
         self.run_id = run_id
@@ -202,10 +227,30 @@ class TorchTrainerPort:
         self.failure: str | None = None
         self.on_failure: Callable[[str], None] = lambda message: None
         self.busy = False  # a trainer call (maybe a collective) is running on the training thread
+        self.sharing = sharing
+        self.stale = False  # DisTrO: we could not apply what our peers applied; reload at the next epoch
 
     def _failed(self, message: str) -> None:
         self.failure = message
         self.on_failure(message)
+
+    def _shares(self, acc: CoordinatorAccount) -> bool:
+        return self.sharing is not None and isinstance(acc.model.optimizer, Distro)
+
+    def _fetch_from_peers(self, acc: CoordinatorAccount, root: Path) -> Path | None:
+        """DisTrO runs with a P2P checkpoint: the previous epoch's model from its clients, written as our own
+        checkpoint (the same bytes they wrote), or None when no peer serves it."""
+        if not self._shares(acc) or acc.model.checkpoint.kind is not CheckpointKind.P2P:
+            return None
+        assert self.sharing is not None
+        try:
+            epoch, step, content = self.sharing.fetch_model(acc)
+        except RunManagerError as exc:
+            log.warning("no peer served the model (%s); starting from the run's model", exc)
+            return None
+        path = ckpt.write_content(root, epoch, step, content)
+        log.info("fetched the model of epoch %d step %d from peers into %s", epoch, step, path)
+        return path
 
     def _build(self, acc: CoordinatorAccount) -> StepTrainer:
         par = self.resolve(self.env, acc.model)
@@ -215,6 +260,8 @@ class TorchTrainerPort:
         if self.env.checkpoint_dir is not None:
             root = run_root(self.env.checkpoint_dir, self.run_id)
             chosen = current_checkpoint(root, resume_point(acc, self.run_id))
+            if chosen.info is None and self._fetch_from_peers(acc, root) is not None:
+                chosen = current_checkpoint(root, resume_point(acc, self.run_id))
             resume, local = (chosen.info.path if chosen.info else None), chosen.describe(root)
         try:
             model_source(model, self.env, resume)  # a Hub repo neither on disk nor served by a checkpoint
@@ -240,6 +287,10 @@ class TorchTrainerPort:
             self.busy = False
 
     def prepare(self, acc: CoordinatorAccount, epoch: int) -> None:
+        if self.stale:
+            log.info("epoch %d: our model left our peers' in the last epoch; loading it again", epoch)
+            self.close()
+            self.trainer, self.stale = None, False
         if self.trainer is None:
             log.info("loading the model for epoch %d", epoch)
             with self._calling():
@@ -251,19 +302,47 @@ class TorchTrainerPort:
         with self._calling():
             if self.trainer is None:
                 self.trainer = self._build(acc)
-            self._send(Step(task.indices))
-            result = self.trainer.train_step(task.indices)
-        # The commitment stands for the result a P2P client would publish; with no P2P exchange it is the
-        # hash of what identifies this step's result: the round, the samples and the loss.
-        commitment = hashlib.sha256(
-            struct.pack("<QQQQd", task.key[0], task.key[1], task.start, task.end, result.loss)
-        ).digest()
+            self._send(Step(task.indices, task.step))
+            result = self.trainer.train_step(task.indices, step=task.step)
+        if result.payload_results is not None:
+            if self.sharing is None:
+                raise RunManagerError("a DisTrO run shares results peer to peer, and this client has no P2P node")
+            commitment = self.sharing.publish(acc, task, result.payload_results)
+        else:
+            # AdamW runs exchange nothing: the commitment is the hash of what identifies this step's result
+            # (the round, the samples and the loss).
+            commitment = hashlib.sha256(
+                struct.pack("<QQQQd", task.key[0], task.key[1], task.start, task.end, result.loss)
+            ).digest()
         return TrainOutcome(
             result.loss, result.tokens, result.tokens_per_second, commitment, result.mfu or 0.0
         )
 
+    def apply(self, acc: CoordinatorAccount, source: RoundKey) -> None:
+        if self.trainer is None or self.sharing is None:
+            raise RunManagerError("no model to apply results to")
+        try:
+            results, step = self.sharing.agreed_results(acc, source)
+        except RunManagerError:
+            self.stale = True
+            raise
+        if results:
+            with self._calling():
+                self._send(Apply(results, step))
+                self.trainer.apply_results(results, step)
+
     def save(self, epoch: int, step: int) -> None:
-        if self.env.checkpoint_dir is None or self.trainer is None:
+        if self.trainer is None:
+            return
+        if self.sharing is not None and self.trainer.distro_enabled:
+            # Holders and joiners end the epoch bit-identical (spec 5): every client rounds to bf16, saves,
+            # and serves exactly that model to the next epoch's joiners.
+            with self._calling():
+                self._send(RoundToBf16())
+                self.trainer.round_to_bf16()
+                content = self.trainer.checkpoint_content()
+            self.sharing.serve_model(epoch, step, content)
+        if self.env.checkpoint_dir is None:
             return
         root = run_root(self.env.checkpoint_dir, self.run_id)
         root.mkdir(parents=True, exist_ok=True)
