@@ -13,6 +13,7 @@ from psyche.chain import bloom, committee, round_view
 from psyche.chain import coordinator_logic as cl
 from psyche.chain.accounts.coordinator import RunState
 from psyche.chain.accounts.state import Bloom, ClientState, EpochClient, NodeIdentity, Witness, WitnessProof
+from psyche.chain.data_selection import BatchAssignment
 from psyche.chain.instructions import coordinator as ix
 from psyche.client import exchange as ex
 from psyche.client.actions import participant_hash
@@ -401,6 +402,28 @@ def test_consensus_without_witnesses_or_quorum() -> None:
     # witness_nodes = 3 sets the quorum at 2 even with one witness stored
     assert consensus(ledger, [A, B], [witness(HA)], witness_nodes=3) == []
     assert consensus(ledger, [A, B], [witness(HA)], witness_nodes=1) == [(A, HA)]
+
+
+def test_consensus_gaps_are_attested_batches_without_a_winner_here() -> None:
+    ledger = RoundLedger(0, 3)
+    assert ledger.offer(client(1), fake_offer(1, A, HA))
+    assert ledger.offer(client(3), fake_offer(3, C, HC))
+    hb_we_never_got = HB
+    seen = [participant_hash(key(1)), participant_hash(key(2))]  # 3 trained nothing the witnesses saw
+    witnesses = [
+        Witness(
+            WitnessProof(),
+            bloom.make_bloom(bytes([n]), seen),
+            bloom.make_bloom(bytes([n]), [HA, hb_we_never_got]),
+        )
+        for n in range(3)
+    ]
+    assignments = [BatchAssignment(key(3), *C), BatchAssignment(key(2), *B), BatchAssignment(key(1), *A)]
+    assert consensus(ledger, [A, B, C], witnesses, witness_nodes=0) == [(A, HA)]
+    assert ex.consensus_gaps(ledger, assignments, witnesses, witness_nodes=0) == [B]
+    assert ledger.offer(client(2), fake_offer(2, B, hb_we_never_got))
+    assert ex.consensus_gaps(ledger, assignments, witnesses, witness_nodes=0) == []
+    assert ex.consensus_gaps(ledger, assignments, [], witness_nodes=0) == []
 
 
 # ------------------------------------------------------------------------------------------- health

@@ -21,6 +21,7 @@ from solders.signature import Signature
 from psyche.chain import bloom, committee, round_view
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
 from psyche.chain.accounts.state import Bloom, ClientState, EpochClient, NodeIdentity, Round, Witness
+from psyche.chain.data_selection import BatchAssignment
 from psyche.chain.logic.witnessing import trainer_health_score
 from psyche.client.actions import participant_hash
 from psyche.errors import BroadcastRefused
@@ -350,6 +351,34 @@ def consensus(
             best = max(candidates, key=lambda i: (scores[i], hashes[i]))
             chosen.append((batch, hashes[best]))
     return chosen
+
+
+def consensus_gaps(
+    ledger: RoundLedger,
+    assignments: Sequence[BatchAssignment[Pubkey]],
+    witnesses: Sequence[Witness],
+    *,
+    witness_nodes: int,
+) -> list[Batch]:
+    """Batches the witnesses attest but ``consensus`` over this ledger has no winner for, in batch-id order.
+
+    ``assignments`` are the ledger's round's (``round_view.round_assignments``). A batch whose trainer at
+    least quorum witnesses list as a participant was verified, and so voted for, by them; if this ledger
+    finds no winner for it, this client lacks the commitment its peers apply (a broadcast it never got),
+    and applying without it would desynchronise it: the caller treats such a batch like a consensus
+    payload it cannot fetch.
+    """
+    try:
+        quorum = committee.witness_quorum(len(witnesses), witness_nodes)
+    except ValueError:
+        return []
+    batches = [(a.start, a.end) for a in assignments]
+    won = {batch for batch, _ in consensus(ledger, batches, witnesses, witness_nodes=witness_nodes)}
+    return sorted(
+        (a.start, a.end)
+        for a in assignments
+        if (a.start, a.end) not in won and trainer_health_score(a.trainer, list(witnesses)) >= quorum
+    )
 
 
 # ------------------------------------------------------------------------------------------- health
