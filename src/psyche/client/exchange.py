@@ -202,6 +202,7 @@ class Announced:
 
     client: EpochClient
     offer: Offer
+    batch: Batch
 
     @property
     def sender(self) -> bytes:
@@ -210,12 +211,6 @@ class Announced:
     @property
     def data_hash(self) -> bytes:
         return self.offer.data_hash
-
-    @property
-    def batch(self) -> Batch:
-        body = self.offer.body
-        assert isinstance(body, TrainingResult)  # only TrainingResult offers are announced
-        return body.batch
 
 
 class RoundLedger:
@@ -231,7 +226,7 @@ class RoundLedger:
         self.epoch = epoch
         self.height = height
         self._by_batch: dict[Batch, list[Announced]] = {}
-        self._announced: list[Announced] = []
+        self._announced: dict[tuple[bytes, bytes], Announced] = {}  # by (sender, data_hash), arrival order
         self._broadcasts: list[bytes] = []
         self._finished: dict[bytes, Finished] = {}
         self._verified: set[tuple[bytes, bytes]] = set()
@@ -250,13 +245,12 @@ class RoundLedger:
                 return False
             self._finished[offer.sender] = body
         else:
-            batch = (body.batch[0], body.batch[1])
-            known = self._by_batch.setdefault(batch, [])
-            if any(a.sender == offer.sender and a.data_hash == offer.data_hash for a in known):
+            key = (offer.sender, offer.data_hash)  # the hash covers the batch, so this names one result
+            if key in self._announced:
                 return False
-            announced = Announced(client, offer)
-            known.append(announced)
-            self._announced.append(announced)
+            announced = Announced(client, offer, (body.batch[0], body.batch[1]))
+            self._announced[key] = announced
+            self._by_batch.setdefault(announced.batch, []).append(announced)
         self._broadcasts.append(bytes(offer.data_hash))
         return True
 
@@ -267,8 +261,8 @@ class RoundLedger:
         witness's vote for it. False (nothing changes) when no accepted offer matches or it was
         already verified.
         """
-        match = next((a for a in self._announced if a.sender == sender and a.data_hash == data_hash), None)
         key = (sender, data_hash)
+        match = self._announced.get(key)
         if match is None or key in self._verified:
             return False
         self._verified.add(key)
@@ -282,7 +276,7 @@ class RoundLedger:
 
     def missing(self) -> list[Announced]:
         """Accepted offers whose payload is not verified yet, in arrival order."""
-        return [a for a in self._announced if (a.sender, a.data_hash) not in self._verified]
+        return [a for key, a in self._announced.items() if key not in self._verified]
 
     @property
     def broadcasts(self) -> list[bytes]:
