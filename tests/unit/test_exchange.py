@@ -286,6 +286,54 @@ def test_warmup_finished_needs_only_a_client_and_its_signature() -> None:
     assert refused(run, result) == ex.UNKNOWN_ROUND
 
 
+@dataclasses.dataclass(frozen=True)
+class WireProof:  # the transport's decoded types have these field names (psyche.p2p.wire)
+    committee: int
+    position: int
+    index: int
+
+
+@dataclasses.dataclass(frozen=True)
+class WireResult:
+    batch: tuple[int, int]
+    ticket: object
+
+
+@dataclasses.dataclass(frozen=True)
+class WireFinished:
+    merkle: bytes
+    warmup: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class WireBroadcast:
+    step: int
+    proof: WireProof
+    data_hash: bytes
+    commitment_sig: bytes
+    nonce: int
+    body: WireResult | WireFinished
+
+
+def test_offer_of_maps_a_decoded_broadcast() -> None:
+    run = start()
+    honest = offer_from(run, 1)
+    assert isinstance(honest.body, TrainingResult)
+    p = honest.proof
+    wire = WireBroadcast(
+        honest.step,
+        WireProof(p.committee, p.position, p.index),
+        honest.data_hash,
+        honest.commitment_sig,
+        honest.nonce,
+        WireResult(honest.body.batch, object()),
+    )
+    assert ex.offer_of(honest.sender, wire) == honest
+    assert check_offer(run.acc, None, ex.offer_of(honest.sender, wire)).signer == key(1)
+    ready = dataclasses.replace(wire, body=WireFinished(bytes(32), True))
+    assert ex.offer_of(honest.sender, ready).body == Finished(bytes(32), True)
+
+
 # ------------------------------------------------------------------------------------------- ledger
 
 
@@ -344,6 +392,7 @@ def test_ledger_blooms_hold_exactly_the_verified() -> None:
     assert not ledger.verified(bytes(p2p(3)), HF)  # a Finished has no payload
     assert ledger.participants == [key(2), key(1)]
     assert ledger.votes == {B: HB2, A: HA}
+    assert ledger.voted_batches() == {A, B}
     assert [a.data_hash for a in ledger.missing()] == [HC]
 
     participants = ledger.participant_bloom(b"p")

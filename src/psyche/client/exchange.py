@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from solders.pubkey import Pubkey
 from solders.signature import Signature
@@ -25,6 +26,35 @@ from psyche.chain.data_selection import BatchAssignment
 from psyche.chain.logic.witnessing import trainer_health_score
 from psyche.client.actions import participant_hash
 from psyche.errors import BroadcastRefused
+
+__all__ = [
+    "BAD_PROOF",
+    "BAD_SIGNATURE",
+    "EMPTY_MERKLE_ROOT",
+    "NOT_ASSIGNED",
+    "NOT_A_CLIENT",
+    "NOT_A_TRAINER",
+    "UNKNOWN_ROUND",
+    "Announced",
+    "Batch",
+    "BroadcastFields",
+    "BroadcastRefused",
+    "CommitteeProof",
+    "Finished",
+    "HealthCheck",
+    "Offer",
+    "RoundLedger",
+    "TrainingResult",
+    "check_offer",
+    "consensus",
+    "consensus_gaps",
+    "health_checks",
+    "merkle_root",
+    "offer_of",
+    "round_batches",
+    "round_for_step",
+    "round_step",
+]
 
 Batch = tuple[int, int]  # (start, end) sample indices, inclusive: the batch id
 
@@ -101,6 +131,73 @@ class Offer:
     commitment_sig: bytes  # ed25519 by ``sender`` over ``data_hash`` (64 bytes)
     nonce: int  # bumped on each re-send of the same broadcast
     body: TrainingResult | Finished
+
+
+class ProofFields(Protocol):
+    """What ``offer_of`` reads of a decoded broadcast's proof."""
+
+    @property
+    def committee(self) -> int: ...
+    @property
+    def position(self) -> int: ...
+    @property
+    def index(self) -> int: ...
+
+
+@runtime_checkable
+class FinishedFields(Protocol):
+    """What ``offer_of`` reads of a decoded Finished body."""
+
+    @property
+    def merkle(self) -> bytes: ...
+    @property
+    def warmup(self) -> bool: ...
+
+
+@runtime_checkable
+class ResultFields(Protocol):
+    """What ``offer_of`` reads of a decoded TrainingResult body (its ticket stays with the transport)."""
+
+    @property
+    def batch(self) -> tuple[int, int]: ...
+
+
+class BroadcastFields(Protocol):
+    """What ``offer_of`` reads of a decoded broadcast (``psyche.p2p.wire.Broadcast`` has these fields)."""
+
+    @property
+    def step(self) -> int: ...
+    @property
+    def proof(self) -> ProofFields: ...
+    @property
+    def data_hash(self) -> bytes: ...
+    @property
+    def commitment_sig(self) -> bytes: ...
+    @property
+    def nonce(self) -> int: ...
+    @property
+    def body(self) -> ResultFields | FinishedFields: ...
+
+
+def offer_of(sender: bytes, broadcast: BroadcastFields) -> Offer:
+    """The ``Offer`` of a broadcast the transport decoded from ``sender`` (matched by field names, so this
+    module does not import the transport)."""
+    b = broadcast.body
+    body: TrainingResult | Finished
+    if isinstance(b, FinishedFields):
+        body = Finished(bytes(b.merkle), bool(b.warmup))
+    else:
+        body = TrainingResult((int(b.batch[0]), int(b.batch[1])))
+    p = broadcast.proof
+    return Offer(
+        sender=bytes(sender),
+        step=broadcast.step,
+        proof=CommitteeProof(p.committee, p.position, p.index),
+        data_hash=bytes(broadcast.data_hash),
+        commitment_sig=bytes(broadcast.commitment_sig),
+        nonce=broadcast.nonce,
+        body=body,
+    )
 
 
 def round_step(acc: CoordinatorAccount, rnd: Round) -> int:
@@ -297,6 +394,10 @@ class RoundLedger:
     def votes(self) -> Mapping[Batch, bytes]:
         """This witness's vote per batch: the first verified commitment."""
         return dict(self._votes)
+
+    def voted_batches(self) -> set[Batch]:
+        """The batches with a verified payload (what a witness waits for before attesting)."""
+        return set(self._votes)
 
     def participant_bloom(self, seed: bytes) -> Bloom:
         """Bloom of sha256(signer) of every verified trainer (what the chain's health score reads)."""
