@@ -17,8 +17,9 @@
     │   ├── DockerUnavailable            no engine reachable through the SDK
     │   ├── ImagePullFailed              the registry did not give us the image
     │   └── GpuRuntimeMissing            the engine cannot serve the GPU device request (no NVIDIA toolkit)
-    └── ClientExited                     the client container ended with a non-zero code
-        └── VersionMismatch              the client reported exit code 10
+    ├── ClientExited                     the client container ended with a non-zero code
+    │   └── VersionMismatch              the client reported exit code 10
+    └── BroadcastRefused                 a peer's result broadcast breaks an acceptance rule; .reason
 
 Foreign exceptions (httpx, websockets, docker) are translated into these once, at the module
 that talks to the outside world, with ``raise ... from exc``. Messages never contain secrets.
@@ -159,3 +160,11 @@ class VersionMismatch(ClientExited):
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(10, message or "client version differs from the run's client_version (exit code 10)")
+
+
+class BroadcastRefused(RunManagerError):
+    """A peer's broadcast breaks an acceptance rule (client/exchange.py); ``reason``: a fixed phrase."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        super().__init__(f"broadcast refused: {reason}" + (f" ({detail})" if detail else ""))

@@ -28,9 +28,9 @@ from psyche.client.actions import (
     SendWitness,
     Train,
     TrainOutcome,
-    merkle_root,
     participant_hash,
 )
+from psyche.client.exchange import merkle_root
 from psyche.client.protocol import ClientProtocol
 from psyche.errors import ChainError
 from tests.unit.coordinator_helpers import CONFIG, configured, key

@@ -152,17 +152,6 @@ def participant_hash(signer: Pubkey) -> bytes:
     return hashlib.sha256(bytes(signer)).digest()
 
 
-def merkle_root(leaves: list[bytes]) -> bytes:
-    """sha256 binary Merkle root (odd node carried up); 32 zero bytes when there is nothing."""
-    level = list(leaves)
-    if not level:
-        return bytes(32)
-    while len(level) > 1:
-        pairs = [level[i : i + 2] for i in range(0, len(level), 2)]
-        level = [hashlib.sha256(b"".join(p)).digest() if len(p) == 2 else p[0] for p in pairs]
-    return level[0]
-
-
 def send_name(sent: Send) -> str:
     """The instruction a send action carries, for log lines."""
     names = {

@@ -40,10 +40,10 @@ from psyche.client.actions import (
     SharingView,
     Train,
     TrainOutcome,
-    merkle_root,
     participant_hash,
     send_name,
 )
+from psyche.client.exchange import merkle_root
 
 log = logging.getLogger("psyche.client")
 
