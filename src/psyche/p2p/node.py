@@ -1,0 +1,539 @@
+"""P2PNode: one HTTP/1.1 server and one httpx client per training client.
+
+Server routes (ThreadingHTTPServer, daemon threads; refusals are counted by reason and answered 4xx,
+never raised):
+    POST /msg              one signed envelope from an allowed identity -> on_message(sender, data)
+    POST /hello            the caller's signed AddressRecord, merged into the address book
+    GET  /peers            our record and the records of the identities we would dial
+    GET  /blob/<sha256>    a blob from the store (404 when absent)
+    GET  /model/manifest   the signed model manifest, when one is set (psyche.p2p.model_share)
+
+Discovery: every ``discovery_interval`` seconds (and at start, and when the allowed set changes) the
+node POSTs its record to every known address (bootstrap list and address book) and merges their
+/peers answers; for each identity the record with the newest issued_at wins. Once ``set_allowed``
+was called only allowed identities are dialled, served in /peers, or accepted in /msg.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socket import AF_INET6
+from typing import Any, Final
+
+import httpx
+
+from psyche.p2p.blobs import BlobStore, Tag
+from psyche.p2p.errors import FetchFailed, PeerRefused
+from psyche.p2p.settings import resolve_advertise
+from psyche.p2p.wire import (
+    ENVELOPE_OVERHEAD,
+    HASH_BYTES,
+    MAX_RECORD_BYTES,
+    MAX_RECORDS,
+    AddressRecord,
+    Signer,
+    Ticket,
+    decode_record_list,
+    encode_record_list,
+    open_envelope,
+    open_record,
+    sign,
+    sign_record,
+)
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+OnMessage = Callable[[bytes, bytes], None]
+
+DEFAULT_MAX_MESSAGE: Final = 4096  # upstream's gossip limit; a broadcast is ~200 bytes
+DEFAULT_MAX_BLOB: Final = 64 * 1024 * 1024
+MAX_MANIFEST_BYTES: Final = 16 * 1024 * 1024
+_WRITE_CHUNK: Final = 4 * 1024 * 1024
+_HELLO_MAX: Final = MAX_RECORD_BYTES + ENVELOPE_OVERHEAD
+_PEERS_MAX: Final = 2 + MAX_RECORDS * (2 + _HELLO_MAX)
+
+
+def url_host(host: str) -> str:
+    """``host`` as it goes in a URL (IPv6 in brackets)."""
+    return f"[{host}]" if ":" in host else host
+
+
+class _Stats:
+    """Counters shared by server threads and callers."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.refused: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()
+
+    def refuse(self, reason: str) -> None:
+        with self.lock:
+            self.refused[reason] += 1
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            self.counts[name] += n
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Routes requests to the node; never lets an exception out (a peer's garbage is a 4xx)."""
+
+    node: P2PNode  # set on the per-node subclass
+    protocol_version = "HTTP/1.1"  # keep-alive: httpx reuses one connection per peer
+    timeout = 30  # a peer that stops mid-request frees its thread
+    server_version = "psyche-p2p"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("p2p %s: " + format, self.client_address[0], *args)
+
+    def do_POST(self) -> None:
+        self._guarded({"/msg": self._msg, "/hello": self._hello}.get(self.path))
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/blob/"):
+            self._guarded(self._blob)
+        else:
+            self._guarded({"/peers": self._peers, "/model/manifest": self._manifest}.get(self.path))
+
+    def _guarded(self, route: Callable[[], None] | None) -> None:
+        try:
+            if route is None:
+                self._reply(404, b"no such route")
+            else:
+                route()
+        except Exception:  # a bug of ours must not take the node down; counted and logged
+            log.exception("p2p: request %s %s failed", self.command, self.path[:80])
+            self.node._stats.refuse("internal-error")
+            self.close_connection = True
+
+    def _reply(self, code: int, body: bytes = b"", content_type: str = "text/plain") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if body:
+            self._write(body)
+
+    def _write(self, body: bytes) -> None:
+        view = memoryview(body)
+        for start in range(0, len(view), _WRITE_CHUNK):
+            self.wfile.write(view[start : start + _WRITE_CHUNK])
+
+    def _refuse(self, code: int, reason: str, close: bool = False) -> None:
+        self.node._stats.refuse(reason)
+        self.close_connection = self.close_connection or close
+        self._reply(code, reason.encode())
+
+    def _body(self, limit: int) -> bytes | None:
+        """The request body, at most ``limit`` bytes; None (answered and counted) when refused."""
+        text = self.headers.get("Content-Length")
+        if text is None or not text.strip().isdigit():
+            self._refuse(411, "malformed", close=True)
+            return None
+        size = int(text)
+        if size > limit:
+            self._refuse(413, "too-large", close=True)  # unread body: the connection cannot be reused
+            return None
+        body = self.rfile.read(size)
+        if len(body) != size:
+            self._refuse(400, "malformed", close=True)
+            return None
+        self.node._stats.add("bytes_in", size)
+        return body
+
+    def _msg(self) -> None:
+        node = self.node
+        raw = self._body(node.max_message + ENVELOPE_OVERHEAD)
+        if raw is None:
+            return
+        try:
+            sender, data = open_envelope(raw, node.max_message)
+        except PeerRefused as exc:
+            self._refuse(400, exc.reason)
+            return
+        if not node.is_allowed(sender):
+            self._refuse(403, "not-allowed")
+            return
+        try:
+            node.on_message(sender, data)
+        except Exception as exc:  # the handler refused it (or failed): a 422 to the sender, never a crash
+            reason = getattr(exc, "reason", None)
+            if not isinstance(reason, str):
+                log.exception("p2p: on_message failed")
+                reason = "handler-error"
+            self._refuse(422, reason)
+            return
+        node._stats.add("messages_received")
+        self._reply(204)
+
+    def _hello(self) -> None:
+        raw = self._body(_HELLO_MAX)
+        if raw is None:
+            return
+        try:
+            self.node._merge(raw)
+        except PeerRefused as exc:
+            self._refuse(400, exc.reason)
+            return
+        self._reply(204)
+
+    def _peers(self) -> None:
+        self._reply(200, encode_record_list(self.node._served_records()), "application/octet-stream")
+
+    def _manifest(self) -> None:
+        manifest = self.node._manifest
+        if manifest is None:
+            self._reply(404, b"no model served")
+        else:
+            self._reply(200, manifest, "application/octet-stream")
+
+    def _blob(self) -> None:
+        text = self.path[len("/blob/") :]
+        try:
+            digest = bytes.fromhex(text)
+        except ValueError:
+            digest = b""
+        if len(digest) != HASH_BYTES:
+            self._refuse(400, "malformed")
+            return
+        blob = self.node.blobs.get(digest)
+        if blob is None:
+            self._reply(404, b"no such blob")
+            return
+        self._reply(200, blob, "application/octet-stream")
+        self.node._stats.add("blobs_served")
+        self.node._stats.add("bytes_out", len(blob))
+
+
+class P2PNode:
+    """A peer of the run: serves messages and blobs, sends and fetches them, keeps an address book.
+
+    ``identity`` signs everything we send (anything with ``public`` and ``sign``); ``on_message`` is
+    called on a server thread with (sender public key, data) for each valid envelope from an allowed
+    identity; raising an exception with a ``reason`` attribute refuses it under that reason.
+    """
+
+    def __init__(
+        self,
+        identity: Signer,
+        bind_host: str,
+        port: int,
+        advertise: str | None,
+        bootstrap: Sequence[Address],
+        on_message: OnMessage,
+        *,
+        max_message: int = DEFAULT_MAX_MESSAGE,
+        max_blob: int = DEFAULT_MAX_BLOB,
+        rpc_host: str | None = None,
+        discovery_interval: float = 2.0,
+        send_timeout: float = 2.0,
+        workers: int = 16,
+    ) -> None:
+        self.identity = identity
+        self.public = identity.public
+        self.bind_host = bind_host
+        self.port = port
+        self.advertise = advertise
+        self.bootstrap = tuple(bootstrap)
+        self.on_message = on_message
+        self.max_message = max_message
+        self.max_blob = max_blob
+        self.rpc_host = rpc_host
+        self.discovery_interval = discovery_interval
+        self.send_timeout = send_timeout
+        self.blobs = BlobStore()
+        self._stats = _Stats()
+        self._lock = threading.Lock()
+        self._book: dict[bytes, tuple[AddressRecord, bytes]] = {}
+        self._allowed: frozenset[bytes] | None = None
+        self._manifest: bytes | None = None
+        self._record: bytes = b""
+        self._address: Address | None = None
+        self._server: _Server | None = None
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="p2p-send")
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+        # trust_env=False: a proxy from the environment must never sit between peers
+        self.http = httpx.Client(limits=limits, timeout=send_timeout, trust_env=False)
+
+    # --- life cycle ------------------------------------------------------------------------------
+
+    def start(self) -> P2PNode:
+        """Bind, serve, work out the advertised address, and start discovery."""
+        handler = type("Handler", (_Handler,), {"node": self})
+        server_class = (
+            type("Server6", (_Server,), {"address_family": AF_INET6}) if ":" in self.bind_host else _Server
+        )
+        self._server = server_class((self.bind_host, self.port), handler)
+        bound_port = int(self._server.server_address[1])
+        towards = [h for h, _ in self.bootstrap] + ([self.rpc_host] if self.rpc_host else [])
+        self._address = resolve_advertise(self.advertise, self.bind_host, bound_port, towards)
+        record = AddressRecord(self.public, self._address[0], self._address[1], int(time.time() * 1000))
+        self._record = sign_record(self.identity, record)
+        # a short poll: close() waits for serve_forever to notice the shutdown request
+        serve = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="p2p-serve", daemon=True
+        )
+        discover = threading.Thread(target=self._discovery_loop, name="p2p-discovery", daemon=True)
+        self._threads = [serve, discover]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving and discovery; idempotent."""
+        self._stop.set()
+        self._wake.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        for t in self._threads:
+            t.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.http.close()
+
+    def __enter__(self) -> P2PNode:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def address(self) -> Address:
+        """The (host, port) peers dial (the advertised address)."""
+        if self._address is None:
+            raise RuntimeError("the node is not started")
+        return self._address
+
+    @property
+    def bound(self) -> Address:
+        """The (host, port) the server listens on."""
+        if self._server is None:
+            raise RuntimeError("the node is not started")
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    # --- who we talk to --------------------------------------------------------------------------
+
+    def set_allowed(self, pubkeys: set[bytes] | frozenset[bytes]) -> None:
+        """Accept messages from, and dial, only these identities (the run's epoch clients)."""
+        with self._lock:
+            self._allowed = frozenset(pubkeys)
+        self._wake.set()
+
+    def is_allowed(self, identity: bytes) -> bool:
+        allowed = self._allowed
+        return allowed is not None and identity in allowed
+
+    def _dialable(self, identity: bytes) -> bool:
+        allowed = self._allowed
+        return identity != self.public and (allowed is None or identity in allowed)
+
+    def peers(self) -> dict[bytes, Address]:
+        """Identity -> (host, port) of every peer we would dial."""
+        with self._lock:
+            return {i: (r.host, r.port) for i, (r, _) in self._book.items() if self._dialable(i)}
+
+    def _served_records(self) -> list[bytes]:
+        with self._lock:
+            mine = [self._record] if self._record else []
+            return mine + [raw for i, (_, raw) in self._book.items() if self._dialable(i)][: MAX_RECORDS - 1]
+
+    def _merge(self, raw: bytes) -> bool:
+        """Take a signed record into the book when it is newer; PeerRefused when it is not valid."""
+        record = open_record(raw)
+        if record.identity == self.public:
+            return False
+        with self._lock:
+            held = self._book.get(record.identity)
+            if held is not None and held[0].issued_at >= record.issued_at:
+                return False
+            if held is None and len(self._book) >= MAX_RECORDS:
+                return False
+            self._book[record.identity] = (record, raw)
+        return True
+
+    # --- discovery -------------------------------------------------------------------------------
+
+    def _discovery_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.discover_once()
+            except Exception:  # discovery is best effort; a bug here must not stop the node
+                log.exception("p2p: discovery round failed")
+            self._wake.wait(self.discovery_interval)
+            self._wake.clear()
+
+    def discover_once(self) -> int:
+        """One round: hello to and /peers from every known address; the number of new records."""
+        own = {self.address, self.bound}
+        targets = {a for a in self.bootstrap if a not in own}
+        targets |= {a for a in self.peers().values() if a not in own}
+        futures = [self._pool.submit(self._exchange, a) for a in targets]
+        done, _ = wait(futures, timeout=self.send_timeout * 3)
+        return sum(f.result() for f in done if f.exception() is None)
+
+    def _exchange(self, address: Address) -> int:
+        base = f"http://{url_host(address[0])}:{address[1]}"
+        try:
+            self.http.post(base + "/hello", content=self._record)
+            resp = self.http.get(base + "/peers")
+        except httpx.HTTPError:
+            self._stats.add("discovery_failed")
+            return 0
+        if resp.status_code != 200 or len(resp.content) > _PEERS_MAX:
+            return 0
+        new = 0
+        try:
+            records = decode_record_list(resp.content)
+        except PeerRefused as exc:
+            self._stats.refuse(exc.reason)
+            return 0
+        for raw in records:
+            try:
+                new += self._merge(raw)
+            except PeerRefused as exc:
+                self._stats.refuse(exc.reason)
+        return new
+
+    # --- sending ---------------------------------------------------------------------------------
+
+    def send_all(self, data: bytes) -> int:
+        """Sign ``data`` once and POST it to every allowed known peer; the number that took it.
+
+        Best effort: failures are counted in stats (send_failed), never raised.
+        """
+        if len(data) > self.max_message:
+            raise ValueError(f"message of {len(data)} bytes, more than max_message {self.max_message}")
+        envelope = sign(self.identity, data)
+        targets = [a for i, a in self.peers().items() if self.is_allowed(i)]
+        futures = [self._pool.submit(self._post_msg, a, envelope) for a in targets]
+        done, _ = wait(futures, timeout=self.send_timeout * 2)
+        sent = sum(1 for f in done if f.exception() is None and f.result())
+        self._stats.add("sent", sent)
+        self._stats.add("send_failed", len(targets) - sent)
+        return sent
+
+    def _post_msg(self, address: Address, envelope: bytes) -> bool:
+        try:
+            resp = self.http.post(f"http://{url_host(address[0])}:{address[1]}/msg", content=envelope)
+        except httpx.HTTPError:
+            return False
+        if resp.status_code == 204:
+            self._stats.add("bytes_out", len(envelope))
+        return resp.status_code == 204
+
+    # --- blobs -----------------------------------------------------------------------------------
+
+    def publish(self, data: bytes, tag: Tag) -> Ticket:
+        """Store ``data`` under ``tag``; the ticket peers fetch it with."""
+        digest = self.blobs.put(data, tag)
+        return Ticket(digest, *self.address)
+
+    def fetch(
+        self,
+        ticket: Ticket,
+        sender: bytes,
+        fallbacks: Sequence[bytes] = (),
+        max_bytes: int | None = None,
+        timeout: float = 10.0,
+    ) -> bytes:
+        """The blob of ``ticket``, sha256-checked: from the ticket's address, then the sender's and the
+        fallbacks' addresses in the book. FetchFailed (one line, every attempt) when nobody delivers."""
+        held = self.blobs.get(ticket.blob)
+        if held is not None:
+            return held
+        cap = self.max_blob if max_bytes is None else max_bytes
+        book = self.peers()
+        candidates: list[Address] = [(ticket.host, ticket.port)]
+        for identity in (sender, *fallbacks):
+            address = book.get(identity)
+            if address is not None and address not in candidates:
+                candidates.append(address)
+        failures = []
+        for address in candidates:
+            try:
+                return self.fetch_from(address, ticket.blob, cap, timeout)
+            except (PeerRefused, FetchFailed) as exc:
+                failures.append(f"{url_host(address[0])}:{address[1]}: {exc}")
+        self._stats.add("fetch_failed")
+        raise FetchFailed(f"blob {ticket.blob.hex()[:16]}: no peer delivered it ({'; '.join(failures)})")
+
+    def fetch_from(self, address: Address, digest: bytes, max_bytes: int, timeout: float) -> bytes:
+        """One attempt: GET /blob/<digest> from ``address``, capped and hash-checked.
+
+        PeerRefused ("too-large" | "hash-mismatch", counted) when the peer sent something wrong,
+        FetchFailed when it could not be reached or did not have it.
+        """
+        data = self._get(address, f"/blob/{digest.hex()}", max_bytes, timeout)
+        if hashlib.sha256(data).digest() != digest:
+            self._stats.refuse("hash-mismatch")
+            raise PeerRefused("hash-mismatch", f"{len(data)} bytes whose sha256 is not the ticket's")
+        self._stats.add("blobs_fetched")
+        return data
+
+    def fetch_manifest(self, address: Address, timeout: float = 10.0) -> bytes:
+        """The signed model manifest ``address`` serves (unverified; see model_share)."""
+        return self._get(address, "/model/manifest", MAX_MANIFEST_BYTES, timeout)
+
+    def set_manifest(self, signed: bytes | None) -> None:
+        """Serve ``signed`` at GET /model/manifest (None: serve none)."""
+        self._manifest = signed
+
+    def _get(self, address: Address, path: str, max_bytes: int, timeout: float) -> bytes:
+        url = f"http://{url_host(address[0])}:{address[1]}{path}"
+        deadline = time.monotonic() + timeout
+        try:
+            with self.http.stream("GET", url, timeout=timeout) as resp:
+                if resp.status_code != 200:
+                    raise FetchFailed(f"HTTP {resp.status_code}")
+                length = resp.headers.get("Content-Length", "")
+                if length.isdigit() and int(length) > max_bytes:
+                    self._stats.refuse("too-large")
+                    raise PeerRefused("too-large", f"{length} bytes offered, cap {max_bytes}")
+                # iter_raw() without a chunk size hands over httpcore's reads as they come (no re-chunking
+                # copy); one join at the end is the only copy of the payload.
+                chunks: list[bytes] = []
+                got = 0
+                for chunk in resp.iter_raw():
+                    got += len(chunk)
+                    if got > max_bytes:
+                        self._stats.refuse("too-large")
+                        raise PeerRefused("too-large", f"more than the cap of {max_bytes} bytes")
+                    chunks.append(chunk)
+                    if time.monotonic() > deadline:
+                        raise FetchFailed(f"timed out after {timeout:g} s")
+        except httpx.HTTPError as exc:
+            raise FetchFailed(f"{type(exc).__name__}: {str(exc)[:120]}") from exc
+        if length.isdigit() and got != int(length):
+            raise FetchFailed(f"{got} bytes arrived of {length} announced")
+        self._stats.add("bytes_in", got)
+        return b"".join(chunks)
+
+    # --- numbers -------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """{"refused": {reason: n}, "peers": n, "bytes_in", "bytes_out", "sent", "send_failed", ...}."""
+        with self._stats.lock:
+            out: dict[str, Any] = dict(self._stats.counts)
+            out["refused"] = dict(self._stats.refused)
+        out["peers"] = len(self.peers())
+        return out
