@@ -9,6 +9,7 @@ download on a small pool; everything they change is behind one lock, and ``on_ch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,7 +20,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import torch
 
@@ -30,12 +32,29 @@ from psyche.client import exchange
 from psyche.client.actions import RoundKey, Train
 from psyche.client.checkpoint import Content
 from psyche.client.distro import SparseParam
-from psyche.client.distro_payload import Payload, PayloadShape, data_hash, decode_payload, encode_payload
+from psyche.client.distro_payload import (
+    Payload,
+    PayloadRefused,
+    PayloadShape,
+    data_hash,
+    decode_payload,
+    encode_payload,
+)
 from psyche.client.identity import P2PIdentity
-from psyche.errors import RunManagerError
+from psyche.errors import BroadcastRefused, RunManagerError
 from psyche.p2p import model_share
-from psyche.p2p.node import FetchFailed, P2PNode
-from psyche.p2p.wire import Broadcast, Finished, PeerRefused, Ticket, TrainingResult, decode_broadcast
+from psyche.p2p.errors import FetchFailed, PeerRefused
+from psyche.p2p.node import P2PNode
+from psyche.p2p.settings import P2PSettings
+from psyche.p2p.wire import (
+    Broadcast,
+    Finished,
+    Proof,
+    Ticket,
+    TrainingResult,
+    decode_broadcast,
+    encode_broadcast,
+)
 
 log = logging.getLogger("psyche.client")
 
@@ -71,8 +90,6 @@ class ResultSharing:
         self,
         node: P2PNode,
         identity: P2PIdentity,
-        shapes: list[PayloadShape],
-        max_payload: int,
         *,
         status_dir: Path | None = None,
         on_change: Callable[[], None] = lambda: None,
@@ -80,8 +97,8 @@ class ResultSharing:
     ) -> None:
         self.node = node
         self.identity = identity
-        self.shapes = shapes
-        self.max_payload = max_payload
+        self.shapes: list[PayloadShape] | None = None  # known once our model is built (``set_model``)
+        self.max_payload = 0
         self.status_dir = status_dir
         self.on_change = on_change
         self.apply_wait = apply_wait
@@ -91,6 +108,7 @@ class ResultSharing:
         self.tickets: dict[bytes, list[tuple[bytes, Ticket]]] = {}  # data_hash -> (announcer, ticket)
         self.payloads: dict[bytes, Payload] = {}  # verified, by data_hash
         self.pending: list[tuple[bytes, Broadcast]] = []
+        self.downloading: set[tuple[bytes, bytes]] = set()
         self.warmup: dict[int, set[bytes]] = {}
         self.refused: Counter[str] = Counter()
         self.received: dict[RoundKey, int] = {}
@@ -104,6 +122,14 @@ class ResultSharing:
     def close(self) -> None:
         self.downloads.shutdown(wait=False, cancel_futures=True)
         self.node.close()
+
+    def set_model(self, shapes: list[PayloadShape], max_payload: int) -> None:
+        """Our model's payload shapes: what a peer's payload must match (and at most how big it is)."""
+        with self.lock:
+            self.shapes, self.max_payload = shapes, max_payload
+            pending, self.pending = self.pending, []
+        for sender, broadcast in pending:
+            self._offer(sender, broadcast)
 
     # ------------------------------------------------------------------------------ the account
 
@@ -157,22 +183,25 @@ class ResultSharing:
     def announce_warmup(self, acc: CoordinatorAccount, epoch: int) -> None:
         """Our model is ready for ``epoch``: tell every peer (and count ourselves)."""
         me = self._my_index(acc)
-        proof = exchange.Proof(0, me, me)
-        body = Finished(merkle=bytes(32), warmup=True)
         digest = exchange.merkle_root([])
         broadcast = Broadcast(
-            acc.progress.step, proof, digest, self.identity.sign(digest), self._next_nonce(), body
+            acc.progress.step,
+            Proof(0, me, me),
+            digest,
+            self.identity.sign(digest),
+            self._next_nonce(),
+            Finished(merkle=digest, warmup=True),
         )
         with self.lock:
             self.warmup.setdefault(epoch, set()).add(self.identity.public)
             self.own.append(_Announced((epoch, -1), broadcast))
-        self.node.send_all(broadcast.encode())
+        self.node.send_all(encode_broadcast(broadcast))
         self.on_change()
 
     def publish(self, acc: CoordinatorAccount, task: Train, results: list[SparseParam]) -> bytes:
         """Publish our result of ``task`` and announce it; returns its commitment (data_hash)."""
         payload = Payload(task.step, task.step, (task.start, task.end), results)
-        raw = encode_payload(payload, self.shapes)
+        raw = encode_payload(payload)
         digest = data_hash(payload)
         ticket = self.node.publish(raw, tag=task.key)
         rnd = round_view.current_round(acc)
@@ -180,7 +209,7 @@ class ResultSharing:
         committee, position = round_view.committee_proof(acc, index, rnd)
         broadcast = Broadcast(
             task.step,
-            exchange.Proof(committee, position, index),
+            Proof(committee, position, index),
             digest,
             self.identity.sign(digest),
             self._next_nonce(),
@@ -188,11 +217,11 @@ class ResultSharing:
         )
         with self.lock:
             ledger = self._ledger(task.key)
-            ledger.offer(self.identity.public, (task.start, task.end), digest)
-            ledger.verified(self.identity.public, acc.epoch_state.clients[index].signer, digest)
+            ledger.offer(acc.epoch_state.clients[index], exchange.offer_of(self.identity.public, broadcast))
+            ledger.verified(self.identity.public, digest)
             self.payloads[digest] = payload
             self.own.append(_Announced(task.key, broadcast))
-        self.node.send_all(broadcast.encode())
+        self.node.send_all(encode_broadcast(broadcast))
         self.on_change()
         return digest
 
@@ -207,9 +236,9 @@ class ResultSharing:
                 return
             height = round_view.current_round(acc).height
             self.own = [a for a in self.own if a.key[0] == acc.progress.epoch and a.key[1] >= height - 2]
-            again = [a.broadcast.with_nonce(self._next_nonce()) for a in self.own]
+            again = [dataclasses.replace(a.broadcast, nonce=self._next_nonce()) for a in self.own]
         for broadcast in again:
-            self.node.send_all(broadcast.encode())
+            self.node.send_all(encode_broadcast(broadcast))
 
     # ------------------------------------------------------------------------------ receiving
 
@@ -235,72 +264,84 @@ class ResultSharing:
 
     def _offer(self, sender: bytes, broadcast: Broadcast) -> None:
         with self.lock:
-            acc = self.acc
-            if acc is None:
-                self.pending = (self.pending + [(sender, broadcast)])[-PENDING_MAX:]
-                return
-            if isinstance(broadcast.body, Finished):
-                self._finished(acc, sender, broadcast)
-                return
-            rnd = round_of_step(acc, broadcast.step)
-            if rnd is None and broadcast.step > acc.progress.step:
-                self.pending = (self.pending + [(sender, broadcast)])[-PENDING_MAX:]
-                return
-            try:
-                if rnd is None:
-                    raise exchange.BroadcastRefused(f"step {broadcast.step} is not a live round")
-                client = exchange.check_offer(acc, rnd, exchange.offer_of(sender, broadcast))
-            except exchange.BroadcastRefused as exc:
-                self.refused[exc.reason] += 1
-                log.warning("p2p: refused a broadcast from %s: %s", sender.hex()[:16], exc.reason)
-                return
-            key = (acc.progress.epoch, rnd.height)
-            ledger = self._ledger(key)
-            body = broadcast.body
-            assert isinstance(body, TrainingResult)
-            first = ledger.offer(sender, body.batch, broadcast.data_hash)
-            known = self.tickets.setdefault(broadcast.data_hash, [])
-            if all(s != sender for s, _ in known):
-                known.append((sender, body.ticket))
-            if not first or broadcast.data_hash in self.payloads:
-                if broadcast.data_hash in self.payloads:
-                    ledger.verified(sender, client.signer, broadcast.data_hash)
-                return
-        self.downloads.submit(self._download, key, sender, client.signer, broadcast)
-
-    def _finished(self, acc: CoordinatorAccount, sender: bytes, broadcast: Broadcast) -> None:
-        body = broadcast.body
-        assert isinstance(body, Finished)
-        if not any(bytes(c.p2p_identity) == sender for c in acc.epoch_state.clients):
-            self.refused["finished from a peer that is not an epoch client"] += 1
-            return
-        if body.warmup:
-            self.warmup.setdefault(acc.progress.epoch, set()).add(sender)
+            outcome = self._accept(sender, broadcast)
+        if outcome == "changed":
             self.on_change()
+        elif isinstance(outcome, tuple):
+            self.downloads.submit(self._download, *outcome)
 
-    def _download(self, key: RoundKey, sender: bytes, signer: Any, broadcast: Broadcast) -> None:
+    def _accept(
+        self, sender: bytes, broadcast: Broadcast
+    ) -> Literal["changed"] | tuple[RoundKey, bytes, Broadcast] | None:
+        """Place a broadcast (under the lock): what changed, or the download to start."""
+        acc = self.acc
+        # Not placeable yet: no account, our model not built, or a round the account has not reached.
+        if (
+            acc is None
+            or broadcast.step > acc.progress.step
+            or (self.shapes is None and isinstance(broadcast.body, TrainingResult))
+        ):
+            self.pending = (self.pending + [(sender, broadcast)])[-PENDING_MAX:]
+            return None
+        offer = exchange.offer_of(sender, broadcast)
+        try:
+            client = exchange.check_offer(acc, None, offer)
+        except BroadcastRefused as exc:
+            self.refused[exc.reason] += 1
+            log.warning("p2p: refused a broadcast from %s: %s", sender.hex()[:16], exc)
+            return None
+        body = broadcast.body
+        if isinstance(body, Finished):
+            ready = self.warmup.setdefault(acc.progress.epoch, set())
+            if not body.warmup or sender in ready:
+                return None
+            ready.add(sender)
+            return "changed"
+        key = (acc.progress.epoch, exchange.round_for_step(acc, broadcast.step).height)
+        ledger = self._ledger(key)
+        ledger.offer(client, offer)
+        known = self.tickets.setdefault(broadcast.data_hash, [])
+        if all(s != sender for s, _ in known):
+            known.append((sender, body.ticket))
+        if broadcast.data_hash in self.payloads:
+            return "changed" if ledger.verified(sender, broadcast.data_hash) else None
+        if (sender, broadcast.data_hash) in self.downloading:
+            return None
+        self.downloading.add((sender, broadcast.data_hash))
+        return key, sender, broadcast
+
+    def _download(self, key: RoundKey, sender: bytes, broadcast: Broadcast) -> None:
         body = broadcast.body
         assert isinstance(body, TrainingResult)
         with self.lock:
             others = [s for s, _ in self.tickets.get(broadcast.data_hash, []) if s != sender]
         try:
             payload = self._fetch(body.ticket, sender, others, broadcast)
-        except (FetchFailed, PeerRefused) as exc:
+        except (FetchFailed, PeerRefused, PayloadRefused) as exc:
             self._refuse(f"payload: {exc}", sender)
             return
+        finally:
+            with self.lock:
+                self.downloading.discard((sender, broadcast.data_hash))
         with self.lock:
             self.payloads[broadcast.data_hash] = payload
-            self._ledger(key).verified(sender, signer, broadcast.data_hash)
+            self._ledger(key).verified(sender, broadcast.data_hash)
             self.received[key] = self.received.get(key, 0) + 1
         self.on_change()
 
     def _fetch(self, ticket: Ticket, sender: bytes, others: list[bytes], broadcast: Broadcast) -> Payload:
         raw = self.node.fetch(ticket, sender, others, self.max_payload, timeout=10.0)
+        return self._verify(raw, broadcast.data_hash, broadcast.step)
+
+    def _verify(self, raw: bytes, digest: bytes, step: int | None) -> Payload:
+        """The payload in ``raw`` if it fits our model and its hash is the commitment ``digest``."""
+        assert self.shapes is not None
         payload = decode_payload(raw, self.shapes, self.max_payload)
-        if data_hash(payload) != broadcast.data_hash:
-            raise PeerRefused("payload does not match its commitment")
-        if payload.step != broadcast.step or (isinstance(broadcast.body, TrainingResult) and payload.batch != broadcast.body.batch):
-            raise PeerRefused("payload is for another step or batch than its broadcast")
+        if data_hash(payload) != digest:
+            self.node.count_refusal("commitment-mismatch")
+            raise PeerRefused("commitment-mismatch", "the payload's data_hash is not its commitment")
+        if step is not None and payload.step != step:
+            raise PeerRefused("wrong-step", f"payload for step {payload.step}, broadcast for {step}")
         return payload
 
     # ------------------------------------------------------------------------------ applying
@@ -308,14 +349,22 @@ class ResultSharing:
     def agreed_results(self, acc: CoordinatorAccount, source: RoundKey) -> tuple[list[list[SparseParam]], int]:
         """The payloads of round ``source`` its next round's witnesses agreed on, in batch-id order, and
         their step; waits up to ``apply_wait`` for one still downloading; ``Desync`` when one cannot be had."""
-        rounds = {r.height: r for r in acc.epoch_state.rounds}
+        rounds = {r.height: r for r in acc.epoch_state.rounds if r.clients_len}
         trained, judged = rounds.get(source[1]), rounds.get(source[1] + 1)
         if trained is None or judged is None:
             raise Desync(f"round {source[1]} is no longer in the coordinator account")
-        batches = sorted((a.start, a.end) for a in round_view.round_assignments(acc, trained))
+        assignments = round_view.round_assignments(acc, trained)
+        batches = [(a.start, a.end) for a in assignments]
+        nodes = acc.config.witness_nodes
         with self.lock:
             ledger = self.ledgers.get(source) or exchange.RoundLedger(*source)
-            chosen = exchange.consensus(ledger, batches, list(judged.witnesses), acc)
+            chosen = exchange.consensus(ledger, batches, judged.witnesses, witness_nodes=nodes)
+            gaps = exchange.consensus_gaps(ledger, assignments, judged.witnesses, witness_nodes=nodes)
+        if gaps:
+            raise Desync(
+                f"round {source[1]}: the witnesses agreed on batch {gaps[0][0]}-{gaps[0][1]}, "
+                "whose announcement never reached us"
+            )
         deadline = time.monotonic() + self.apply_wait
         results: list[list[SparseParam]] = []
         step = acc.epoch_state.start_step + source[1]
@@ -345,13 +394,12 @@ class ResultSharing:
             for sender, ticket in holders:  # not downloaded (yet): ask each announcer ourselves
                 try:
                     raw = self.node.fetch(ticket, sender, [], self.max_payload, timeout=5.0)
-                    fetched = decode_payload(raw, self.shapes, self.max_payload)
-                except (FetchFailed, PeerRefused):
+                    fetched = self._verify(raw, digest, None)
+                except (FetchFailed, PeerRefused, PayloadRefused):
                     continue
-                if data_hash(fetched) == digest:
-                    with self.lock:
-                        self.payloads[digest] = fetched
-                    return fetched
+                with self.lock:
+                    self.payloads[digest] = fetched
+                return fetched
             time.sleep(0.2)
 
     # ------------------------------------------------------------------------------ status
@@ -428,3 +476,24 @@ def _from_bytes(params: Any, blobs: dict[str, bytes]) -> dict[str, dict[str, tor
         flat = torch.frombuffer(bytearray(blobs[entry.name]), dtype=torch.uint8)
         out.setdefault(stem, {})[name] = flat.view(dtype).reshape(entry.shape).clone()
     return out
+
+
+def start_sharing(
+    identity: P2PIdentity, settings: P2PSettings, *, rpc_urls: list[str], status_dir: Path | None
+) -> ResultSharing:
+    """The client's P2P node (bound and discovering) and the exchange over it."""
+    rpc_host = urlsplit(rpc_urls[0]).hostname if rpc_urls else None
+    node = P2PNode(
+        identity,
+        settings.bind,
+        settings.port,
+        settings.advertise,
+        settings.bootstrap,
+        lambda sender, data: None,
+        rpc_host=rpc_host,
+    )
+    sharing = ResultSharing(node, identity, status_dir=status_dir)
+    node.start()
+    host, port = node.address
+    log.info("p2p: listening on %s:%d, advertised as %s:%d", settings.bind, node.bound[1], host, port)
+    return sharing
