@@ -4,12 +4,16 @@ aggregation (mean per coefficient), error feedback, lookahead, and bitwise deter
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from psyche.chain.accounts.model import ConstantLR, LinearLR  # noqa: E402
 from psyche.chain.accounts.optimizer import Distro  # noqa: E402
+from psyche.client.config import OptimizerSettings, TrainerConfig  # noqa: E402
+from psyche.client.data import DummySource  # noqa: E402
 from psyche.client.distro import (  # noqa: E402
     DistroOptimizer,
     ParamTransform,
@@ -20,6 +24,10 @@ from psyche.client.distro import (  # noqa: E402
     dct_basis,
     quantize_1bit,
 )
+from psyche.client.distro_payload import encode_payload, max_payload_bytes  # noqa: E402
+from psyche.client.model import preset  # noqa: E402
+from psyche.client.parallel import ParallelContext  # noqa: E402
+from psyche.client.train import Trainer  # noqa: E402
 from psyche.errors import ConfigError  # noqa: E402
 
 R2 = math.sqrt(0.5)
@@ -252,3 +260,110 @@ def test_two_optimizers_given_the_same_inputs_stay_bitwise_identical() -> None:
             assert torch.equal(a, b)
         for da, db in zip(opts[0].errors, opts[1].errors, strict=True):
             assert torch.equal(da, db)
+
+
+# ---------------------------------------------------------------- the Trainer with a Distro run
+
+SEQ = 32
+DEMO = Distro(1.0, None, 0.999, 8, 64, True)  # upstream-like: chunk 64, top-k 8, decay 0.999, 1-bit
+
+
+def _trainer(
+    distro: Distro | None = DEMO, lr: float = 3e-3, ctx: ParallelContext | None = None, **cfg: object
+) -> Trainer:
+    spec = preset("tiny", SEQ)
+    settings: dict[str, object] = {
+        "micro_batch_size": 8,
+        "device": "cpu",
+        "lr_schedule": ConstantLR(lr, lr, 0),
+        "optimizer": OptimizerSettings(clip_grad_norm=1.0, distro=distro),
+        **cfg,
+    }
+    config = TrainerConfig(**settings)  # type: ignore[arg-type]
+    return Trainer(config, spec, 7, DummySource(SEQ, spec.vocab_size, 7), ctx=ctx)
+
+
+def _batch(i: int) -> list[int]:
+    return list(range(i * 8, i * 8 + 8))
+
+
+def test_distro_trainer_loss_falls_applying_its_own_results() -> None:
+    t = _trainer()
+    assert t.distro is not None and t.optimizer is None
+    losses = []
+    for step in range(20):
+        before = [p.detach().clone() for p in t.params]
+        r = t.train_step(_batch(step), step=step)
+        assert r.payload_results is not None and len(r.payload_results) == len(t.params)
+        assert r.step == step + 1 and r.lr == pytest.approx(3e-3)
+        assert all(
+            torch.equal(p, b) for p, b in zip(t.params, before, strict=True)
+        )  # training alone: no change
+        assert {v for res in r.payload_results for v in res.val.unique().tolist()} <= {-1.0, 1.0}
+        t.apply_results([r.payload_results], step)
+        losses.append(r.loss)
+    assert losses[0] > 6.0
+    assert sum(losses[-3:]) / 3 < losses[0] - 0.4
+
+
+def test_two_distro_trainers_applying_the_same_results_stay_bitwise_equal(tmp_path: Path) -> None:
+    a, b = _trainer(), _trainer()
+    for step in range(4):
+        # Each trains its own batch; both apply both results in the same (batch-id) order.
+        ra = a.train_step(_batch(2 * step), step=step)
+        rb = b.train_step(_batch(2 * step + 1), step=step)
+        assert ra.payload_results is not None and rb.payload_results is not None
+        for t in (a, b):
+            t.apply_results([ra.payload_results, rb.payload_results], step)
+        for p, q in zip(a.params, b.params, strict=True):
+            assert torch.equal(p, q)
+    a.round_to_bf16()
+    b.round_to_bf16()
+    assert all(torch.equal(p, p.to(torch.bfloat16).float()) for p in a.params)
+    # Their checkpoints hold no error buffer and no per-client counter: the same bytes.
+    da = a.save_checkpoint(tmp_path / "a", 1, 4)
+    db = b.save_checkpoint(tmp_path / "b", 1, 4)
+    assert da is not None and db is not None
+    names = sorted(f.name for f in da.iterdir())
+    assert names == sorted(f.name for f in db.iterdir()) == ["config.json", "meta.json", "model.safetensors"]
+    for name in names:
+        assert (da / name).read_bytes() == (db / name).read_bytes(), name
+    # A resumed Distro trainer starts from zero error buffers.
+    c = _trainer()
+    c.train_step(_batch(0), step=0)
+    assert c.load_latest_checkpoint(tmp_path / "a") == (1, 4)
+    assert c.distro is not None and all(not d.any() for d in c.distro.errors)
+    assert all(torch.equal(p, q) for p, q in zip(a.params, c.params, strict=True))
+
+
+def test_distro_uses_the_coordinator_step_for_the_learning_rate() -> None:
+    spec = LinearLR(1e-3, 0.0, 0.0, 2, 4)  # warm-up 0 -> 1e-3 over 2 steps, then down to 0 at step 4
+    t = _trainer(lr_schedule=spec)
+    assert t.train_step(_batch(0), step=3).lr == pytest.approx(5e-4)
+    assert t.train_step(_batch(1), step=1).lr == pytest.approx(5e-4)
+    assert t.step == 2
+
+
+def test_adamw_trainer_has_no_distro() -> None:
+    t = _trainer(distro=None)
+    assert t.distro is None and t.optimizer is not None
+    assert t.train_step(_batch(0)).payload_results is None
+    with pytest.raises(ConfigError, match="not Distro"):
+        t.apply_results([], 0)
+
+
+def test_distro_refuses_tensor_and_data_parallel_grids() -> None:
+    with pytest.raises(ConfigError, match="tensor parallelism"):
+        _trainer(tensor_parallelism=2, ctx=ParallelContext(0, 1, 2, torch.device("cpu")))
+    with pytest.raises(ConfigError, match="one process per client"):
+        _trainer(data_parallelism=2, ctx=ParallelContext(0, 2, 1, torch.device("cpu")))
+
+
+def test_payload_shapes_of_the_trainer_fit_its_results() -> None:
+    t = _trainer()
+    r = t.train_step(_batch(0), step=0)
+    assert r.payload_results is not None
+    shapes = t.payload_shapes()
+    raw = encode_payload(0, 0, (0, 7), r.payload_results, True)
+    assert len(raw) == max_payload_bytes(shapes)
+    assert [s.name for s in shapes] == [n for n, _ in t.named_params]
