@@ -143,6 +143,7 @@ def test_optimizer_settings_from_the_run() -> None:
     assert adamw.weight_decay == pytest.approx(0.1) and adamw.eps == pytest.approx(1e-6)
     distro = OptimizerSettings.from_run(Distro(1.0, 0.01, 0.999, 64, 128, True))
     assert distro.clip_grad_norm == 1.0 and distro.weight_decay == pytest.approx(0.01)
+    assert distro.distro == Distro(1.0, 0.01, 0.999, 64, 128, True) and adamw.distro is None
     with pytest.raises(ConfigError, match="Dummy optimizer cannot train"):
         OptimizerSettings.from_run(DummyOptimizer())
 

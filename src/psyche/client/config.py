@@ -136,12 +136,14 @@ def load_trainer_env(environ: Mapping[str, str] | None = None, *, scratch: Path 
 
 @dataclass(frozen=True, slots=True)
 class OptimizerSettings:
-    """AdamW hyper-parameters; DisTrO runs are trained with AdamW on averaged gradients (docs/client.md)."""
+    """The run's optimizer: AdamW hyper-parameters, or ``distro`` (the run's Distro settings) when the run
+    trains with DisTrO (psyche.client.distro; weight_decay and clip_grad_norm then come from it too)."""
 
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
     weight_decay: float = 0.0
     clip_grad_norm: float | None = None
+    distro: Distro | None = None
 
     @classmethod
     def from_run(cls, optimizer: AdamW | Distro | DummyOptimizer) -> OptimizerSettings:
@@ -153,7 +155,11 @@ class OptimizerSettings:
                 optimizer.clip_grad_norm,
             )
         if isinstance(optimizer, Distro):
-            return cls(weight_decay=optimizer.weight_decay or 0.0, clip_grad_norm=optimizer.clip_grad_norm)
+            return cls(
+                weight_decay=optimizer.weight_decay or 0.0,
+                clip_grad_norm=optimizer.clip_grad_norm,
+                distro=optimizer,
+            )
         raise ConfigError("model.optimizer: the Dummy optimizer cannot train (the run config must set one)")
 
 

@@ -1,5 +1,6 @@
 """The Trainer: builds the decoder on its device(s), runs one optimizer step per round over the assigned
-sample indices (data-parallel split, micro-batch accumulation, averaged gradients, AdamW), and saves/resumes
+sample indices (data-parallel split, micro-batch accumulation, averaged gradients, then AdamW, or for a
+Distro run the DisTrO result to share and, later, everyone's results applied), and saves/resumes
 checkpoints. The chain protocol drives it; it knows nothing of the chain."""
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from psyche.chain.accounts.model import LLM
 from psyche.client import checkpoint as ckpt
 from psyche.client.config import DeviceName, TrainerConfig, TrainerEnv, model_source, trainer_config
 from psyche.client.data import DataSource, data_source
+from psyche.client.distro import DistroOptimizer, SparseParam
+from psyche.client.distro_payload import PayloadShape, payload_shapes
 from psyche.client.model import ModelSpec, Transformer, load_hf_weights, preset, read_hf_config
 from psyche.client.parallel import (
     ParallelContext,
@@ -68,7 +71,9 @@ def resolve_device(name: DeviceName) -> torch.device:
 @dataclass(frozen=True, slots=True)
 class StepResult:
     """One optimizer step: mean loss per token over the whole (all-replica) batch, tokens trained on,
-    wall seconds, throughput, the learning rate used, and MFU (None off-GPU or for an unknown GPU)."""
+    wall seconds, throughput, the learning rate used, and MFU (None off-GPU or for an unknown GPU).
+    ``payload_results``: for a Distro run, this trainer's result as it goes on the wire (1-bit quantised when
+    the run asks), one entry per parameter in ``Trainer.payload_shapes()`` order; None for AdamW."""
 
     step: int
     loss: float
@@ -77,6 +82,7 @@ class StepResult:
     tokens_per_second: float
     lr: float
     mfu: float | None
+    payload_results: list[SparseParam] | None = None
 
 
 class Trainer:
@@ -109,6 +115,8 @@ class Trainer:
                 f"process grid dp={self.ctx.dp} tp={self.ctx.tp} differs from the config's "
                 f"dp={config.data_parallelism} tp={config.tensor_parallelism}"
             )
+        if config.optimizer.distro is not None:
+            _check_distro_grid(self.ctx)
         self.device = self.ctx.device
         self.step = 0  # optimizer steps taken; the LR schedule's clock
         on_cuda = self.device.type == "cuda"
@@ -127,19 +135,28 @@ class Trainer:
             for layer in model.model.layers:
                 layer.compile()
         self.model = model
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.named_params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in self.named_params]
         self.names = {id(p): n for n, p in model.named_parameters()}
         opt = config.optimizer
-        decay = [p for p in self.params if p.ndim >= 2]
-        no_decay = [p for p in self.params if p.ndim < 2]
-        # Fused AdamW is one kernel per step on CUDA; DTensor (tp > 1) params take the foreach path.
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=lr_at(config.lr_schedule, 0),
-            betas=opt.betas,
-            eps=opt.eps,
-            fused=on_cuda and self.ctx.tp == 1,
-        )
+        self.distro: DistroOptimizer | None = None
+        self.optimizer: torch.optim.AdamW | None = None
+        if opt.distro is not None:
+            self.distro = DistroOptimizer(self.named_params, opt.distro)
+        else:
+            decay = [p for p in self.params if p.ndim >= 2]
+            no_decay = [p for p in self.params if p.ndim < 2]
+            # Fused AdamW is one kernel per step on CUDA; DTensor (tp > 1) params take the foreach path.
+            self.optimizer = torch.optim.AdamW(
+                [
+                    {"params": decay, "weight_decay": opt.weight_decay},
+                    {"params": no_decay, "weight_decay": 0.0},
+                ],
+                lr=lr_at(config.lr_schedule, 0),
+                betas=opt.betas,
+                eps=opt.eps,
+                fused=on_cuda and self.ctx.tp == 1,
+            )
         name = torch.cuda.get_device_name(self.device) if on_cuda else ""
         self.peak = peak_flops(name) if on_cuda else None
         self.flops_per_token = spec.flops_per_token()
@@ -151,17 +168,27 @@ class Trainer:
         n, dp, r = len(indices), self.ctx.dp, self.ctx.dp_rank
         return list(indices[r * n // dp : (r + 1) * n // dp])
 
-    def train_step(self, sample_indices: Sequence[int]) -> StepResult:
+    def train_step(self, sample_indices: Sequence[int], *, step: int | None = None) -> StepResult:
         """Forward/backward over this replica's share of ``sample_indices`` in micro-batches, average the
-        gradients over all replicas (sum of per-token losses / all tokens), clip, and take an AdamW step."""
+        gradients over all replicas (sum of per-token losses / all tokens), clip, and take an AdamW step.
+
+        A Distro run instead makes this trainer's DisTrO result (``StepResult.payload_results``) and changes
+        no parameter: the forward/backward runs at the lookahead point (the previous step's LR times the sign
+        of the error buffer), and the LR is the schedule's at ``step``, the coordinator's step (default: the
+        trainer's own count). Results change the model only through ``apply_results``. AdamW ignores
+        ``step``."""
         start = time.perf_counter()
         total_tokens = len(sample_indices) * self.spec.max_seq_len
         if total_tokens == 0:
             raise ValueError("train_step needs at least one sample index")
-        lr = lr_at(self.config.lr_schedule, self.step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=True)
+        at = self.step if step is None or self.distro is None else step
+        lr = lr_at(self.config.lr_schedule, at)
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        self.model.zero_grad(set_to_none=True)
+        if self.distro is not None:
+            self.distro.lookahead(lr_at(self.config.lr_schedule, at - 1) if at > 0 else 0.0)
         mine = self._my_share(sample_indices)
         loss_sum = torch.zeros((), dtype=torch.float32, device=self.device)
         mbs = self.config.micro_batch_size
@@ -179,8 +206,15 @@ class Trainer:
         loss_sum = all_reduce_grads(self.ctx, self.params, loss_sum.reshape(1))
         if self.config.optimizer.clip_grad_norm is not None:
             clip_grads(self.ctx, self.params, self.config.optimizer.clip_grad_norm)
-        self.optimizer.step()
-        self.step += 1
+        wire: list[SparseParam] | None = None
+        if self.distro is not None:
+            self.distro.restore()
+            wire = self.distro.generate(lr)
+            self.step = at + 1
+        else:
+            assert self.optimizer is not None
+            self.optimizer.step()
+            self.step += 1
         mean_loss = float(loss_sum.sum()) / total_tokens  # .item() syncs the device: the timing is honest
         seconds = time.perf_counter() - start
         tps = total_tokens / seconds
@@ -195,13 +229,37 @@ class Trainer:
                 lr,
                 "" if mfu is None else f" mfu {mfu:.1%}",
             )
-        return StepResult(self.step, mean_loss, total_tokens, seconds, tps, lr, mfu)
+        return StepResult(self.step, mean_loss, total_tokens, seconds, tps, lr, mfu, wire)
+
+    def payload_shapes(self) -> list[PayloadShape]:
+        """What every valid DisTrO payload for this model holds, per parameter (a Distro run only)."""
+        return payload_shapes(self.named_params, self._require_distro().settings)
+
+    def apply_results(self, results: Sequence[Sequence[SparseParam]], step: int) -> None:
+        """Apply DisTrO ``results`` (one list per payload, in the order every client uses: batch-id order)
+        with the schedule's LR at the coordinator ``step``. Every client applying the same results to the
+        same parameters ends bitwise identical."""
+        self._require_distro().apply(results, lr_at(self.config.lr_schedule, step))
+
+    def round_to_bf16(self) -> None:
+        """Round every parameter to bfloat16 and back in place (Cooldown: holders and joiners end equal)."""
+        with torch.no_grad():
+            for p in self.model.parameters():
+                local(p).copy_(local(p).to(torch.bfloat16).to(p.dtype))
+
+    def _require_distro(self) -> DistroOptimizer:
+        if self.distro is None:
+            raise ConfigError("this run's optimizer is AdamW, not Distro: there are no DisTrO results")
+        return self.distro
 
     # ------------------------------------------------------------------ checkpoints
 
     def _gather(self) -> dict[str, dict[str, torch.Tensor]]:
-        """Full CPU copies of weights and AdamW moments (a collective under tp: every rank calls it)."""
+        """Full CPU copies of weights and AdamW moments (a collective under tp: every rank calls it). A Distro
+        run saves the weights alone: no error buffer, nothing that differs between clients."""
         model = {n: full(p.detach()).cpu() for n, p in self.model.named_parameters()}
+        if self.optimizer is None:
+            return {"model": model}
         optim: dict[str, torch.Tensor] = {}
         for p in self.params:
             state = self.optimizer.state.get(p, {})
@@ -212,13 +270,14 @@ class Trainer:
 
     def save_checkpoint(self, root: Path, epoch: int, step: int) -> Path | None:
         """Write a checkpoint for the run's ``epoch`` and ``step`` (rank 0 writes; all ranks must call).
-        Returns the directory on rank 0, None elsewhere."""
+        Returns the directory on rank 0, None elsewhere. A Distro run's checkpoint records the coordinator
+        ``step`` as its trainer step, so clients holding the same parameters write the same bytes."""
         tensors = self._gather()
         path = None
         if self.ctx.is_leader:
             meta = {
                 "run_id": self.run_id,
-                "trainer_step": self.step,
+                "trainer_step": self.step if self.distro is None else step,
                 "seed": self.seed,
                 "spec": self.spec.as_dict(),
             }
@@ -255,14 +314,16 @@ class Trainer:
         if info.meta.get("spec") != self.spec.as_dict():
             raise ckpt.CorruptCheckpoint(f"{info.path}: saved for another model shape")
         weights = info.tensors("model")
-        moments = info.tensors("optimizer")
+        # A Distro checkpoint has no optimizer file; an AdamW trainer then starts with fresh moments.
+        has_moments = "optimizer.safetensors" in info.meta["files"]
+        moments = info.tensors("optimizer") if has_moments and self.optimizer is not None else {}
         if set(weights) != set(self.names.values()):
             raise ckpt.CorruptCheckpoint(f"{info.path}: model tensors do not match this model")
         for name, p in self.model.named_parameters():
             local(p).copy_(shard_like(weights[name], p))
         for p in self.params:
             name = self.names[id(p)]
-            if f"{name}.exp_avg" not in moments:
+            if f"{name}.exp_avg" not in moments or self.optimizer is None:
                 continue
             state = self.optimizer.state[p]
             # Fused AdamW keeps its step counter on the parameter's device; the other paths on the CPU.
@@ -272,8 +333,25 @@ class Trainer:
                 state[key] = torch.zeros_like(p)
                 local(state[key]).copy_(shard_like(moments[f"{name}.{key}"], p))
         self.step = int(info.meta["trainer_step"])
+        if self.distro is not None:
+            self.distro.reset()  # the error buffer is not saved: a resumed trainer starts it from zero
         log.info("resumed from checkpoint %s (trainer step %d)", info.path, self.step)
         return info.epoch, info.step
+
+
+def _check_distro_grid(ctx: ParallelContext) -> None:
+    """DisTrO runs train on one process: the DCT chunks span whole (unsharded) dimensions, and the worker
+    ranks' messages carry no results to apply."""
+    if ctx.tp > 1:
+        raise ConfigError(
+            f"a Distro run cannot use tensor parallelism (tp={ctx.tp}): DisTrO's DCT chunks need whole, "
+            "unsharded parameters; set TENSOR_PARALLELISM=1 or use fewer GPUs per client"
+        )
+    if ctx.dp > 1:
+        raise ConfigError(
+            f"a Distro run trains on one process per client (dp={ctx.dp} here): the worker ranks cannot yet "
+            "apply the peers' results; set DATA_PARALLELISM=1"
+        )
 
 
 def _try_validate(path: Path) -> ckpt.CheckpointInfo | None:

@@ -1,0 +1,259 @@
+"""DisTrO: the run's ``Distro`` optimizer (docs/client.md, spec distro.md section 1).
+
+Each parameter is cut into chunks (per dimension, the largest divisor of its size that is <= the run's
+``compression_chunk``), every chunk goes through an orthonormal DCT-II, and a trainer sends only the top-k
+coefficients of each chunk (optionally their sign alone). Every client then applies the same set of results:
+per coefficient the mean over the results that picked it, the inverse DCT, and sign-SGD
+``p -= lr * sign(decoded)``. An error-feedback buffer per parameter keeps what was not sent.
+
+Determinism: every client applies the same payloads in the same order and must end bitwise identical, so the
+aggregation sums results one at a time in the given order (no atomics: indices within one result are unique)
+and decodes in float64 before taking the sign.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from psyche.chain.accounts.optimizer import Distro
+from psyche.errors import ConfigError
+
+__all__ = [
+    "DistroOptimizer",
+    "ParamTransform",
+    "SparseParam",
+    "aggregate",
+    "chunk_size",
+    "compress",
+    "dct_basis",
+    "quantize_1bit",
+]
+
+
+def chunk_size(n: int, chunk: int) -> int:
+    """The chunk length for a dimension of size ``n``: the largest divisor of ``n`` that is <= ``chunk``
+    (``n`` itself when ``n <= chunk``; 1 for a prime larger than ``chunk``)."""
+    if n < 1 or chunk < 1:
+        raise ValueError(f"chunk_size needs positive sizes, got n={n} chunk={chunk}")
+    if n <= chunk:
+        return n
+    return max(d for d in range(1, chunk + 1) if n % d == 0)
+
+
+@functools.lru_cache(maxsize=64)
+def dct_basis(c: int) -> torch.Tensor:
+    """The orthonormal DCT-II matrix of size ``c`` (float64, CPU, cached; do not modify it):
+    ``M[i, k] = s_k cos(pi (i + 1/2) k / c)`` with ``s_0 = sqrt(1/c)``, ``s_k = sqrt(2/c)``. ``x @ M`` is the
+    transform, ``y @ M.T`` its inverse."""
+    if c < 1:
+        raise ValueError(f"dct_basis needs a positive size, got {c}")
+    i = torch.arange(c, dtype=torch.float64).unsqueeze(1)
+    k = torch.arange(c, dtype=torch.float64).unsqueeze(0)
+    m = torch.cos(math.pi * (i + 0.5) * k / c)
+    scale = torch.full((1, c), math.sqrt(2.0 / c), dtype=torch.float64)
+    scale[0, 0] = math.sqrt(1.0 / c)
+    return m * scale
+
+
+@functools.lru_cache(maxsize=256)
+def _basis_on(c: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return dct_basis(c).to(device=device, dtype=dtype)
+
+
+class ParamTransform:
+    """The chunked DCT of one parameter shape.
+
+    1-D (N): chunks (N/c, c), coefficients (N/c, c). 2-D (R, C): view (R/c1, c1, C/c2, c2), transform both
+    chunk dimensions, coefficients (R/c1, C/c2, c1*c2). ``xshape`` is the coefficient tensor before the last
+    two dimensions are flattened (what the payload carries), ``totalk`` the coefficients per chunk.
+    Other ranks are refused (the reference model has none; a 0-D or 3-D parameter is a ConfigError)."""
+
+    def __init__(self, shape: Sequence[int], chunk: int, *, name: str = "parameter") -> None:
+        self.shape = tuple(int(s) for s in shape)
+        if len(self.shape) == 1:
+            (n,) = self.shape
+            c = chunk_size(n, chunk)
+            self.chunks: tuple[int, ...] = (c,)
+            self.xshape: tuple[int, ...] = (n // c, c)
+            self.grid: tuple[int, ...] = (n // c,)
+        elif len(self.shape) == 2:
+            r, cols = self.shape
+            c1, c2 = chunk_size(r, chunk), chunk_size(cols, chunk)
+            self.chunks = (c1, c2)
+            self.xshape = (r // c1, cols // c2, c1, c2)
+            self.grid = (r // c1, cols // c2)
+        else:
+            raise ConfigError(
+                f"DisTrO: {name} has {len(self.shape)} dimensions {self.shape}; only 1-D and 2-D parameters "
+                "can be compressed"
+            )
+        self.totalk = math.prod(self.chunks)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """DCT coefficients of ``x`` (the parameter's shape), shape ``grid + (totalk,)``, in ``x``'s dtype."""
+        if tuple(x.shape) != self.shape:
+            raise ValueError(f"encode: expected shape {self.shape}, got {tuple(x.shape)}")
+        if len(self.chunks) == 1:
+            m = _basis_on(self.chunks[0], x.device, x.dtype)
+            return x.reshape(self.grid[0], self.chunks[0]) @ m
+        c1, c2 = self.chunks
+        m1, m2 = _basis_on(c1, x.device, x.dtype), _basis_on(c2, x.device, x.dtype)
+        blocks = x.reshape(self.grid[0], c1, self.grid[1], c2)
+        coeffs = torch.einsum("yhxw,hb,wd->yxbd", blocks, m1, m2)
+        return coeffs.reshape(*self.grid, self.totalk)
+
+    def decode(self, coeffs: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``encode``: coefficients ``grid + (totalk,)`` back to the parameter's shape."""
+        if len(self.chunks) == 1:
+            m = _basis_on(self.chunks[0], coeffs.device, coeffs.dtype)
+            return (coeffs.reshape(self.grid[0], self.chunks[0]) @ m.T).reshape(self.shape)
+        c1, c2 = self.chunks
+        m1, m2 = _basis_on(c1, coeffs.device, coeffs.dtype), _basis_on(c2, coeffs.device, coeffs.dtype)
+        blocks = coeffs.reshape(self.grid[0], self.grid[1], c1, c2)
+        return torch.einsum("yxbd,hb,wd->yhxw", blocks, m1, m2).reshape(self.shape)
+
+
+@dataclass(frozen=True, slots=True)
+class SparseParam:
+    """One parameter's compressed result: ``idx`` (int64, ``grid + (k,)``) picks coefficients of each chunk,
+    ``val`` (float32, same shape) their values (-1/+1 when 1-bit quantised); ``xshape`` and ``totalk`` as in
+    ``ParamTransform``."""
+
+    idx: torch.Tensor
+    val: torch.Tensor
+    xshape: tuple[int, ...]
+    totalk: int
+
+
+def compress(coeffs: torch.Tensor, topk: int, xshape: tuple[int, ...]) -> SparseParam:
+    """The ``topk`` coefficients of largest magnitude in each chunk (last dimension); k is clamped to
+    [1, totalk]. The order of the indices within a chunk carries no meaning."""
+    totalk = coeffs.shape[-1]
+    k = min(max(topk, 1), totalk)
+    idx = coeffs.abs().topk(k, dim=-1, sorted=False).indices
+    val = coeffs.gather(-1, idx).to(torch.float32)
+    return SparseParam(idx, val, xshape, totalk)
+
+
+def quantize_1bit(result: SparseParam) -> SparseParam:
+    """The wire copy of ``result`` with each value replaced by its sign: -1.0 for negative, +1.0 otherwise
+    (zero and -0.0 count as positive: the sign bit sent is ``value < 0``)."""
+    one = torch.ones((), dtype=torch.float32, device=result.val.device)
+    val = torch.where(result.val < 0, -one, one)
+    return SparseParam(result.idx, val, result.xshape, result.totalk)
+
+
+def aggregate(
+    results: Sequence[SparseParam], transform: ParamTransform, device: torch.device | None = None
+) -> torch.Tensor:
+    """The parameter-shaped float64 update of several results for one parameter, computed on ``device``
+    (default: the first result's): for each coefficient, the mean over the results that picked it
+    (upstream's ``scatter_reduce(mean, include_self=False)``), then the inverse DCT. Results are summed one
+    at a time, in order, so every client gets the same bits (each result's indices are unique within a
+    chunk, so no two additions of one scatter meet: ``decode_payload`` refuses duplicates)."""
+    if not results:
+        raise ValueError("aggregate needs at least one result")
+    device = results[0].idx.device if device is None else device
+    total = torch.zeros(*transform.grid, transform.totalk, dtype=torch.float64, device=device)
+    count = torch.zeros_like(total)
+    for r in results:
+        if r.xshape != transform.xshape or r.totalk != transform.totalk:
+            raise ValueError(
+                f"aggregate: result of shape {r.xshape}/{r.totalk}, expected {transform.xshape}/"
+                f"{transform.totalk}"
+            )
+        idx = r.idx.to(device)
+        total.scatter_add_(-1, idx, r.val.to(device=device, dtype=torch.float64))
+        count.scatter_add_(-1, idx, torch.ones(idx.shape, dtype=torch.float64, device=device))
+    mean = total / count.clamp_min(1.0)
+    return transform.decode(mean)
+
+
+class DistroOptimizer:
+    """DisTrO state for one model: an error buffer per parameter and this trainer's own last unquantised
+    result. ``generate`` makes this trainer's result from the gradients; ``apply`` applies everyone's."""
+
+    def __init__(self, named_params: Sequence[tuple[str, torch.nn.Parameter]], settings: Distro) -> None:
+        if settings.compression_chunk < 1:
+            raise ConfigError("model.optimizer.Distro.compression_chunk: must be at least 1")
+        self.settings = settings
+        self.names = [n for n, _ in named_params]
+        self.params = [p for _, p in named_params]
+        self.transforms = [
+            ParamTransform(p.shape, settings.compression_chunk, name=n) for n, p in named_params
+        ]
+        self.errors = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
+        self.own: list[SparseParam | None] = [None] * len(self.params)
+        self._saved: list[torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def lookahead(self, lr_prev: float) -> None:
+        """Step 1: save the parameters, then ``p -= lr_prev * sign(error buffer)``; ``restore`` undoes it."""
+        if self._saved is not None:
+            raise RuntimeError("lookahead called twice without restore")
+        self._saved = [p.detach().clone() for p in self.params]
+        if lr_prev != 0.0:
+            for p, d in zip(self.params, self.errors, strict=True):
+                p.sub_(torch.sign(d), alpha=lr_prev)
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Step 3: put back the parameters saved by ``lookahead`` (exact, unlike adding the step back)."""
+        if self._saved is None:
+            raise RuntimeError("restore called without lookahead")
+        for p, saved in zip(self.params, self._saved, strict=True):
+            p.copy_(saved)
+        self._saved = None
+
+    @torch.no_grad()
+    def generate(self, lr: float) -> list[SparseParam]:
+        """Steps 4, 6, 7: subtract this trainer's previous (unquantised) result from the error buffer, decay
+        it, add ``lr * grad`` (a missing gradient counts as zero), and compress its DCT. Returns the wire
+        copy (1-bit quantised when the run asks); the unquantised result is kept for the next call."""
+        s = self.settings
+        wire: list[SparseParam] = []
+        for i, (p, d, t) in enumerate(zip(self.params, self.errors, self.transforms, strict=True)):
+            prev = self.own[i]
+            if prev is not None:
+                d.sub_(aggregate([prev], t, d.device).to(d.dtype))
+            d.mul_(s.compression_decay)
+            if p.grad is not None:
+                d.add_(p.grad, alpha=lr)
+            result = compress(t.encode(d), s.compression_topk, t.xshape)
+            self.own[i] = result
+            wire.append(quantize_1bit(result) if s.quantize_1bit else result)
+        return wire
+
+    @torch.no_grad()
+    def apply(self, results: Sequence[Sequence[SparseParam]], lr: float) -> None:
+        """Apply ``results`` (one list per payload, one entry per parameter, in the order every client uses):
+        weight decay ``p *= 1 - lr * weight_decay`` when set, then ``p -= lr * sign(aggregate)``. No results
+        is a no-op (weight decay included), so a round without results leaves the model as it is."""
+        if not results:
+            return
+        for r in results:
+            if len(r) != len(self.params):
+                raise ValueError(f"apply: a result has {len(r)} parameters, the model {len(self.params)}")
+        wd = self.settings.weight_decay
+        for i, (p, t) in enumerate(zip(self.params, self.transforms, strict=True)):
+            update = torch.sign(aggregate([r[i] for r in results], t, p.device)).to(p.dtype)
+            if wd:
+                p.mul_(1.0 - lr * wd)
+            p.sub_(update, alpha=lr)
+
+    def reset(self) -> None:
+        """Zero the error buffers and forget the own previous result (a cold start of an epoch, a joiner)."""
+        for d in self.errors:
+            d.zero_()
+        self.own = [None] * len(self.params)
+
+    @torch.no_grad()
+    def round_to_bf16(self) -> None:
+        """Round every parameter to bfloat16 and back in place (Cooldown: holders and joiners end equal)."""
+        for p in self.params:
+            p.copy_(p.to(torch.bfloat16).to(p.dtype))
