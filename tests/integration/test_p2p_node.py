@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import random
 import socket
 import threading
 import time
@@ -292,3 +294,87 @@ def test_close_is_quick_and_frees_the_port(make_node: Callable[..., tuple[P2PNod
     assert time.monotonic() - start < 3
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
+
+
+# --- model sharing ---------------------------------------------------------------------------------
+
+CONFIG = {"architecture": "llama", "hidden_size": 8, "vocab_size": 16}
+
+
+def _tensors(seed: int) -> list[tuple[str, str, tuple[int, ...], bytes]]:
+    rng = random.Random(seed)
+    shapes = {"embed": (16, 8), "layer.0.w": (8, 8), "layer.0.b": (8,), "norm": (8,), "head": (16, 8)}
+    return [(n, "bfloat16", s, rng.randbytes(2 * math.prod(s))) for n, s in shapes.items()]
+
+
+def test_model_fetch_from_two_peers_cross_checked_and_spread(
+    trio: list[tuple[P2PNode, Inbox]],
+) -> None:
+    from psyche.p2p.model_share import fetch_model, serve_model
+
+    (a, _), (b, _), (joiner, _) = trio
+    tensors = _tensors(1)
+    served = serve_model(a, 2, 40, CONFIG, tensors)
+    assert serve_model(b, 2, 40, CONFIG, tensors) == served
+    manifest, blobs = fetch_model(joiner, [IDS[0].public, IDS[1].public], concurrency=2)
+    assert manifest == served and manifest.config == CONFIG and (manifest.epoch, manifest.step) == (2, 40)
+    assert blobs == {n: data for n, _, _, data in tensors}
+    # Requests were spread over both peers.
+    assert a.stats()["blobs_served"] >= 1 and b.stats()["blobs_served"] >= 1
+    assert a.stats()["blobs_served"] + b.stats()["blobs_served"] == len(tensors)
+
+
+def test_model_fetch_refuses_peers_that_disagree(trio: list[tuple[P2PNode, Inbox]]) -> None:
+    from psyche.p2p.model_share import fetch_model, serve_model
+
+    (a, _), (b, _), (joiner, _) = trio
+    serve_model(a, 2, 40, CONFIG, _tensors(1))
+    lie = _tensors(1)
+    lie[2] = (lie[2][0], lie[2][1], lie[2][2], b"\x00" * len(lie[2][3]))
+    serve_model(b, 2, 40, CONFIG, lie)
+    with pytest.raises(FetchFailed) as info:
+        fetch_model(joiner, [IDS[0].public, IDS[1].public])
+    assert str(info.value) == (
+        f"model: peers {IDS[0].public.hex()[:12]} and {IDS[1].public.hex()[:12]} serve different models "
+        "(parameter 'layer.0.b' differs); refusing both"
+    )
+    assert joiner.stats()["refused"] == {"manifest-mismatch": 1}
+
+
+def test_model_fetch_survives_a_peer_serving_wrong_bytes(trio: list[tuple[P2PNode, Inbox]]) -> None:
+    from psyche.p2p.model_share import fetch_model, serve_model
+
+    (a, _), (b, _), (joiner, _) = trio
+    tensors = _tensors(3)
+    serve_model(a, 1, 9, CONFIG, tensors)
+    manifest = serve_model(b, 1, 9, CONFIG, tensors)
+    # b's store now answers every hash with garbage of the right length (a tampered disk, a liar).
+    for p in manifest.params:
+        b.blobs._blobs[p.sha256] = b"\x01" * p.size
+    _, blobs = fetch_model(joiner, [IDS[1].public, IDS[0].public], max_errors_per_peer=2)
+    assert blobs == {n: data for n, _, _, data in tensors}
+    assert joiner.stats()["refused"]["hash-mismatch"] >= 1
+
+
+def test_model_fetch_refusals(trio: list[tuple[P2PNode, Inbox]]) -> None:
+    from psyche.p2p.model_share import fetch_model, serve_model, sign_manifest
+
+    (a, _), (b, _), (joiner, _) = trio
+    with pytest.raises(FetchFailed, match=r"no peer served a valid manifest .*HTTP 404"):
+        fetch_model(joiner, [IDS[0].public])
+    with pytest.raises(FetchFailed, match="none of the 1 peers has a known address"):
+        fetch_model(joiner, [STRANGER.public])
+    # b serves a manifest a signed: not b's word, refused.
+    manifest = serve_model(a, 1, 1, CONFIG, _tensors(1))
+    b.set_manifest(sign_manifest(IDS[0], manifest))
+    with pytest.raises(FetchFailed, match="manifest signed by"):
+        fetch_model(joiner, [IDS[1].public])
+    assert joiner.stats()["refused"]["wrong-signer"] == 1
+    # Only a's blobs exist and the single peer works without a cross-check; a cap on the total is kept.
+    assert fetch_model(joiner, [IDS[0].public])[0] == manifest
+    with pytest.raises(FetchFailed, match="more than the cap"):
+        fetch_model(joiner, [IDS[0].public], max_total_bytes=10)
+    # A peer that loses its blobs mid-way: every peer spends its error budget, one clear line.
+    a.blobs.drop_tag("model")
+    with pytest.raises(FetchFailed, match=r"5 of 5 parameters could not be had .*gave up after 2 errors"):
+        fetch_model(joiner, [IDS[0].public], max_errors_per_peer=2)

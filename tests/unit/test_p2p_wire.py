@@ -224,3 +224,61 @@ def test_blob_store_is_thread_safe() -> None:
     store.drop_before(290)
     assert len(store) == 4 * 10
     assert store.total_bytes() == sum(len(f"{k}-{i}") for k in range(4) for i in range(290, 300))
+
+
+def _manifest_doc() -> dict[str, object]:
+    return {"epoch": 1, "step": 2, "config": {"a": 1}, "params": [["w", "bfloat16", [2, 3], "ab" * 32, 12]]}
+
+
+def test_manifest_round_trip_signature_and_canonical_bytes() -> None:
+    import json
+
+    from psyche.p2p.model_share import ModelManifest, build_manifest, open_manifest, sign_manifest
+
+    m = build_manifest(1, 2, {"b": [1, 2], "a": "x"}, [("w", "float32", (2,), b"\x00" * 8)])
+    assert m.encode() == (
+        b'{"config":{"a":"x","b":[1,2]},"epoch":1,"params":[["w","float32",[2],"'
+        + hashlib.sha256(b"\x00" * 8).hexdigest().encode()
+        + b'",8]],"step":2}'
+    )
+    assert ModelManifest.decode(m.encode()) == m
+    assert open_manifest(sign_manifest(ALICE, m)) == (ALICE.public, m)
+    with pytest.raises(PeerRefused, match="bad-signature"):
+        open_manifest(sign(ALICE, m.encode()))  # a message signature is not a manifest signature
+    assert ModelManifest.decode(json.dumps(_manifest_doc()).encode()).params[0].shape == (2, 3)
+    with pytest.raises(PeerRefused, match="size does not match"):
+        build_manifest(1, 2, {}, [("w", "float32", (3,), b"\x00" * 8)])
+
+
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        ({"epoch": -1}, "wrong type"),
+        ({"step": True}, "wrong type"),
+        ({"config": []}, "wrong type"),
+        ({"extra": 1}, "exactly epoch"),
+        ({"params": [["w", "bfloat16", [2, 3], "ab" * 32]]}, "not \\[name"),
+        ({"params": [["", "bfloat16", [2, 3], "ab" * 32, 12]]}, "name"),
+        ({"params": [["w", "complex", [2, 3], "ab" * 32, 12]]}, "unknown dtype"),
+        ({"params": [["w", "bfloat16", [2, -3], "ab" * 32, 12]]}, "bad shape"),
+        ({"params": [["w", "bfloat16", [2, 3], "AB" * 32, 12]]}, "64 hex"),
+        ({"params": [["w", "bfloat16", [2, 3], "ab" * 32, 13]]}, "size does not match"),
+        ({"params": [["w", "bfloat16", [1], "ab" * 32, 2]] * 2}, "twice"),
+    ],
+)
+def test_manifest_garbage_is_refused(change: dict[str, object], detail: str) -> None:
+    import json
+
+    from psyche.p2p.model_share import ModelManifest
+
+    doc = {**_manifest_doc(), **change}
+    with pytest.raises(PeerRefused, match=detail):
+        ModelManifest.decode(json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize("raw", [b"", b"[", b"[]", b"null", b"[" * 100_000, b'{"epoch":NaN}'])
+def test_manifest_non_json_is_refused(raw: bytes) -> None:
+    from psyche.p2p.model_share import ModelManifest
+
+    with pytest.raises(PeerRefused):
+        ModelManifest.decode(raw)

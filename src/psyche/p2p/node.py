@@ -530,6 +530,10 @@ class P2PNode:
 
     # --- numbers -------------------------------------------------------------------------------
 
+    def count_refusal(self, reason: str) -> None:
+        """Count a refusal made outside the node (model_share, the client's broadcast checks)."""
+        self._stats.refuse(reason)
+
     def stats(self) -> dict[str, Any]:
         """{"refused": {reason: n}, "peers": n, "bytes_in", "bytes_out", "sent", "send_failed", ...}."""
         with self._stats.lock:
