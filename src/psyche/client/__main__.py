@@ -33,8 +33,11 @@ def check_config() -> None:
     from psyche.client.config import load_trainer_env
     from psyche.client.env import load_client_env
 
+    from psyche.p2p.settings import load_p2p_settings
+
     load_client_env()
     load_trainer_env()
+    load_p2p_settings(os.environ)
 
 
 def entrypoint() -> int:
@@ -66,24 +69,32 @@ def train() -> int:
     from psyche.client.identity import derive_identity
     from psyche.client.protocol import ClientProtocol
     from psyche.client.runner import ChainPort, Runner
+    from psyche.client.sharing import start_sharing
     from psyche.client.trainer_port import TorchTrainerPort
+    from psyche.p2p.settings import load_p2p_settings
 
     try:
         env = load_client_env()
         trainer_env = load_trainer_env()
+        p2p = load_p2p_settings(os.environ)
     except RunManagerError as exc:
         return _fail(str(exc))
     identity = derive_identity(env.run_id, env.keypair, env.identity_secret)
     me = env.keypair.pubkey()
     log.info("wallet %s, run %s, RPC %s", me, env.run_id, ", ".join(e.__str__() for e in env.endpoints))
+    try:
+        sharing = start_sharing(identity, p2p, rpc_urls=env.rpc_urls, status_dir=trainer_env.checkpoint_dir)
+    except OSError as exc:
+        return _fail(f"P2P_PORT: cannot listen on {p2p.bind}:{p2p.port}: {exc.strerror or exc}")
     rpc = RpcClient(env.rpc_urls)
-    port = TorchTrainerPort(trainer_env, env.run_id)
+    port = TorchTrainerPort(trainer_env, env.run_id, sharing=sharing)
     try:
         chain, first = ChainPort.locate(
             rpc, env.keypair, env.run_id, env.authorizer, identity.public, env.programs
         )
-        protocol = ClientProtocol(me, identity.public, env.client_version)
-        runner = Runner(protocol, chain, port, ws_urls=env.ws_urls)
+        protocol = ClientProtocol(me, identity.public, env.client_version, sharing=sharing)
+        runner = Runner(protocol, chain, port, ws_urls=env.ws_urls, sharing=sharing)
+        sharing.on_change = runner.sharing_changed
         port.on_failure = runner.fail  # a training rank died: every rank stops, exit 1
         _on_signals(runner.stop)
         code = runner.run(first)
@@ -92,6 +103,7 @@ def train() -> int:
         code = EXIT_FAILURE
     finally:
         rpc.close()
+        sharing.close()
         port.close()  # the other training ranks (dp x tp > 1) stop with us, whatever the exit
     if port.failure is not None:
         _fail(port.failure)

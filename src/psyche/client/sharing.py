@@ -16,11 +16,11 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 import torch
@@ -99,6 +99,7 @@ class ResultSharing:
         self.identity = identity
         self.shapes: list[PayloadShape] | None = None  # known once our model is built (``set_model``)
         self.max_payload = 0
+        self.quantize_1bit = True
         self.status_dir = status_dir
         self.on_change = on_change
         self.apply_wait = apply_wait
@@ -123,10 +124,10 @@ class ResultSharing:
         self.downloads.shutdown(wait=False, cancel_futures=True)
         self.node.close()
 
-    def set_model(self, shapes: list[PayloadShape], max_payload: int) -> None:
+    def set_model(self, shapes: list[PayloadShape], max_payload: int, quantize_1bit: bool) -> None:
         """Our model's payload shapes: what a peer's payload must match (and at most how big it is)."""
         with self.lock:
-            self.shapes, self.max_payload = shapes, max_payload
+            self.shapes, self.max_payload, self.quantize_1bit = shapes, max_payload, quantize_1bit
             pending, self.pending = self.pending, []
         for sender, broadcast in pending:
             self._offer(sender, broadcast)
@@ -143,6 +144,11 @@ class ResultSharing:
             epoch, height = acc.progress.epoch, round_view.current_round(acc).height
             for key in [k for k in self.ledgers if k[0] != epoch or k[1] < height - KEEP_ROUNDS]:
                 del self.ledgers[key]
+            oldest = acc.progress.step - KEEP_ROUNDS
+            for digest in [d for d, p in self.payloads.items() if p.step < oldest]:
+                del self.payloads[digest]
+                self.tickets.pop(digest, None)
+            self.node.blobs.drop_before(oldest)
             pending, self.pending = self.pending, []
         for sender, broadcast in pending:
             self._offer(sender, broadcast)
@@ -200,10 +206,11 @@ class ResultSharing:
 
     def publish(self, acc: CoordinatorAccount, task: Train, results: list[SparseParam]) -> bytes:
         """Publish our result of ``task`` and announce it; returns its commitment (data_hash)."""
-        payload = Payload(task.step, task.step, (task.start, task.end), results)
-        raw = encode_payload(payload)
+        one_bit = self.quantize_1bit
+        payload = Payload(task.step, task.step, (task.start, task.end), results, one_bit)
+        raw = encode_payload(task.step, task.step, (task.start, task.end), results, one_bit)
         digest = data_hash(payload)
-        ticket = self.node.publish(raw, tag=task.key)
+        ticket = self.node.publish(raw, tag=task.step)
         rnd = round_view.current_round(acc)
         index = self._my_index(acc)
         committee, position = round_view.committee_proof(acc, index, rnd)
@@ -281,7 +288,7 @@ class ResultSharing:
             or broadcast.step > acc.progress.step
             or (self.shapes is None and isinstance(broadcast.body, TrainingResult))
         ):
-            self.pending = (self.pending + [(sender, broadcast)])[-PENDING_MAX:]
+            self.pending = [*self.pending, (sender, broadcast)][-PENDING_MAX:]
             return None
         offer = exchange.offer_of(sender, broadcast)
         try:
@@ -346,9 +353,11 @@ class ResultSharing:
 
     # ------------------------------------------------------------------------------ applying
 
-    def agreed_results(self, acc: CoordinatorAccount, source: RoundKey) -> tuple[list[list[SparseParam]], int]:
+    def agreed_results(
+        self, acc: CoordinatorAccount, source: RoundKey
+    ) -> tuple[list[list[SparseParam]], int]:
         """The payloads of round ``source`` its next round's witnesses agreed on, in batch-id order, and
-        their step; waits up to ``apply_wait`` for one still downloading; ``Desync`` when one cannot be had."""
+        their step; waits up to ``apply_wait`` for one still downloading; Desync when one cannot be had."""
         rounds = {r.height: r for r in acc.epoch_state.rounds if r.clients_len}
         trained, judged = rounds.get(source[1]), rounds.get(source[1] + 1)
         if trained is None or judged is None:
@@ -433,7 +442,7 @@ class ResultSharing:
     def serve_model(self, epoch: int, step: int, content: Content) -> None:
         """Offer the epoch's final model (bf16-rounded by the caller) to the next epoch's joiners."""
         config = {"meta": content.meta, "extra_json": content.extra_json}
-        model_share.serve(self.node, self.identity, epoch, step, config, _to_bytes(content.tensors))
+        model_share.serve_model(self.node, epoch, step, config, _to_bytes(content.tensors))
 
     def fetch_model(self, acc: CoordinatorAccount) -> tuple[int, int, Content]:
         """The previous epoch's model from the epoch's other clients that hold it (signed manifest,
@@ -445,7 +454,10 @@ class ResultSharing:
         ]
         if not peers:
             raise ModelUnavailable("no other client in this epoch to fetch the model from")
-        manifest, blobs = model_share.fetch_model(self.node, peers)
+        try:
+            manifest, blobs = model_share.fetch_model(self.node, peers)
+        except FetchFailed as exc:
+            raise ModelUnavailable(str(exc)) from None
         config = manifest.config
         content = Content(_from_bytes(manifest.params, blobs), config["meta"], config["extra_json"])
         return manifest.epoch, manifest.step, content
@@ -455,18 +467,20 @@ class ModelUnavailable(RunManagerError):
     """No peer serves the model a joiner needs."""
 
 
-def _to_bytes(tensors: dict[str, dict[str, torch.Tensor]]) -> dict[str, tuple[str, tuple[int, ...], bytes]]:
-    """Flat ``stem/name`` -> (dtype name, shape, raw bytes), the form the transport serves."""
-    out = {}
+def _to_bytes(tensors: dict[str, dict[str, torch.Tensor]]) -> list[tuple[str, str, tuple[int, ...], bytes]]:
+    """(``stem/name``, dtype name, shape, raw bytes) per tensor: the form the transport serves."""
+    out = []
     for stem, named in tensors.items():
         for name, t in named.items():
             t = t.detach().contiguous().cpu()
             raw = t.reshape(-1).view(torch.uint8).numpy().tobytes()
-            out[f"{stem}/{name}"] = (str(t.dtype).removeprefix("torch."), tuple(t.shape), raw)
+            out.append((f"{stem}/{name}", str(t.dtype).removeprefix("torch."), tuple(t.shape), raw))
     return out
 
 
-def _from_bytes(params: Any, blobs: dict[str, bytes]) -> dict[str, dict[str, torch.Tensor]]:
+def _from_bytes(
+    params: Sequence[model_share.ParamEntry], blobs: dict[str, bytes]
+) -> dict[str, dict[str, torch.Tensor]]:
     out: dict[str, dict[str, torch.Tensor]] = {}
     for entry in params:
         dtype = getattr(torch, entry.dtype, None)

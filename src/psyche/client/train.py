@@ -268,21 +268,25 @@ class Trainer:
                     optim[f"{self.names[id(p)]}.{key}"] = full(state[key]).cpu()
         return {"model": model, "optimizer": optim}
 
+    def checkpoint_content(self, step: int | None = None) -> ckpt.Content:
+        """What a checkpoint of this trainer holds (a collective under tp: every rank calls it). A Distro
+        run records the coordinator ``step`` as its trainer step, so clients holding the same parameters
+        hold the same content and write the same bytes."""
+        meta = {
+            "run_id": self.run_id,
+            "trainer_step": self.step if self.distro is None or step is None else step,
+            "seed": self.seed,
+            "spec": self.spec.as_dict(),
+        }
+        return ckpt.Content(self._gather(), meta, {"config.json": self.spec.to_hf_config()})
+
     def save_checkpoint(self, root: Path, epoch: int, step: int) -> Path | None:
         """Write a checkpoint for the run's ``epoch`` and ``step`` (rank 0 writes; all ranks must call).
-        Returns the directory on rank 0, None elsewhere. A Distro run's checkpoint records the coordinator
-        ``step`` as its trainer step, so clients holding the same parameters write the same bytes."""
-        tensors = self._gather()
+        Returns the directory on rank 0, None elsewhere."""
+        content = self.checkpoint_content(step)
         path = None
         if self.ctx.is_leader:
-            meta = {
-                "run_id": self.run_id,
-                "trainer_step": self.step if self.distro is None else step,
-                "seed": self.seed,
-                "spec": self.spec.as_dict(),
-            }
-            extra = {"config.json": self.spec.to_hf_config()}
-            path = ckpt.write_checkpoint(root, epoch, step, tensors, meta, extra_json=extra)
+            path = ckpt.write_content(root, epoch, step, content)
             log.info("checkpoint saved: %s", path)
         if self.ctx.world_size > 1:
             dist.barrier()

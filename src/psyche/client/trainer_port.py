@@ -29,11 +29,12 @@ from psyche.client import checkpoint as ckpt
 from psyche.client.actions import RoundKey, Train, TrainOutcome
 from psyche.client.checkpoint import CorruptCheckpoint, RunPoint, current_checkpoint, run_root
 from psyche.client.config import TrainerEnv, model_source
+from psyche.client.distro import DistroOptimizer, SparseParam
+from psyche.client.distro_payload import PayloadShape, max_payload_bytes
 from psyche.client.parallel import LOOPBACK, ParallelContext, init_parallel
 from psyche.client.parallelism import Parallelism, resolve_parallelism
 from psyche.client.rank_group import RankGroup
-from psyche.client.distro import SparseParam
-from psyche.client.ranks import Apply, Build, Message, RoundToBf16, Save, Step, serve
+from psyche.client.ranks import Build, Message, Save, Step, serve
 from psyche.client.train import StepResult, Trainer, resolve_device, run_seed, trainer_for_run
 from psyche.errors import ConfigError, RunManagerError
 
@@ -63,13 +64,17 @@ def offline_model(model: LLM) -> LLM:
 class StepTrainer(Protocol):
     """What the port calls on a trainer (``train.Trainer``; tests pass fakes)."""
 
+    distro: DistroOptimizer | None  # None: an AdamW run
+
     def train_step(self, sample_indices: range, *, step: int | None = None) -> StepResult: ...
 
     def apply_results(self, results: list[list[SparseParam]], step: int) -> None: ...
 
     def round_to_bf16(self) -> None: ...
 
-    def checkpoint_content(self) -> ckpt.Content: ...
+    def payload_shapes(self) -> list[PayloadShape]: ...
+
+    def checkpoint_content(self, step: int | None = None) -> ckpt.Content: ...
 
     def save_checkpoint(self, root: Path, epoch: int, step: int) -> Path | None: ...
 
@@ -84,6 +89,8 @@ class ModelSharing(Protocol):
     ) -> tuple[list[list[SparseParam]], int]: ...
 
     def serve_model(self, epoch: int, step: int, content: ckpt.Content) -> None: ...
+
+    def set_model(self, shapes: list[PayloadShape], max_payload: int, quantize_1bit: bool) -> None: ...
 
     def fetch_model(self, acc: CoordinatorAccount) -> tuple[int, int, ckpt.Content]: ...
 
@@ -295,18 +302,30 @@ class TorchTrainerPort:
             log.info("loading the model for epoch %d", epoch)
             with self._calling():
                 self.trainer = self._build(acc)
+            self._describe_payloads(acc)
         else:
             log.info("epoch %d: keeping the model in memory", epoch)
+
+    def _describe_payloads(self, acc: CoordinatorAccount) -> None:
+        """Tell the exchange what our peers' payloads must look like (DisTrO runs)."""
+        opt = acc.model.optimizer
+        if self.sharing is None or self.trainer is None or not isinstance(opt, Distro):
+            return
+        shapes = self.trainer.payload_shapes()
+        self.sharing.set_model(shapes, max_payload_bytes(shapes, opt), opt.quantize_1bit)
 
     def train(self, acc: CoordinatorAccount, task: Train) -> TrainOutcome:
         with self._calling():
             if self.trainer is None:
                 self.trainer = self._build(acc)
-            self._send(Step(task.indices, task.step))
+                self._describe_payloads(acc)
+            self._send(Step(task.indices))
             result = self.trainer.train_step(task.indices, step=task.step)
         if result.payload_results is not None:
             if self.sharing is None:
-                raise RunManagerError("a DisTrO run shares results peer to peer, and this client has no P2P node")
+                raise RunManagerError(
+                    "a DisTrO run shares results peer to peer, and this client has no P2P node"
+                )
             commitment = self.sharing.publish(acc, task, result.payload_results)
         else:
             # AdamW runs exchange nothing: the commitment is the hash of what identifies this step's result
@@ -326,21 +345,19 @@ class TorchTrainerPort:
         except RunManagerError:
             self.stale = True
             raise
-        if results:
+        if results:  # (DisTrO runs have one training rank: train.py refuses dp or tp > 1 for them)
             with self._calling():
-                self._send(Apply(results, step))
                 self.trainer.apply_results(results, step)
 
     def save(self, epoch: int, step: int) -> None:
         if self.trainer is None:
             return
-        if self.sharing is not None and self.trainer.distro_enabled:
+        if self.sharing is not None and self.trainer.distro is not None:
             # Holders and joiners end the epoch bit-identical (spec 5): every client rounds to bf16, saves,
             # and serves exactly that model to the next epoch's joiners.
             with self._calling():
-                self._send(RoundToBf16())
                 self.trainer.round_to_bf16()
-                content = self.trainer.checkpoint_content()
+                content = self.trainer.checkpoint_content(step)
             self.sharing.serve_model(epoch, step, content)
         if self.env.checkpoint_dir is None:
             return
