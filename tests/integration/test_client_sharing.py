@@ -18,10 +18,11 @@ import pytest
 from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
 from psyche.chain.accounts.model import Distro
+from psyche.chain.queries import fetch_run
 from psyche.chain.programs import DEFAULT_PROGRAM_IDS, PERMISSIONLESS_GRANTEE
 from psyche.chain.rpc import RpcClient
 from psyche.client.actions import RoundKey
@@ -56,7 +57,7 @@ def params_hash(port: TorchTrainerPort) -> str:
     h = hashlib.sha256()
     for name, p in sorted(trainer.model.named_parameters()):
         h.update(name.encode())
-        h.update(p.detach().cpu().contiguous().view(-1).view(dtype=__import__("torch").uint8).numpy().tobytes())
+        h.update(p.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
@@ -87,7 +88,7 @@ class Client:
 def make_client(run_id: str, scratch: Path, bootstrap: list[tuple[str, int]]) -> Client:
     wallet = Keypair()
     identity = derive_identity(run_id, wallet)
-    settings = P2PSettings(bind_host="127.0.0.1", port=0, advertise=None, bootstrap=tuple(bootstrap))
+    settings = P2PSettings(port=0, bind="127.0.0.1", advertise=None, bootstrap=tuple(bootstrap))
     sharing = start_sharing(identity, settings, rpc_urls=["http://127.0.0.1"], status_dir=scratch)
     trainer = HashingTrainer(TrainerEnv(device="cpu", checkpoint_dir=scratch), run_id, sharing)
     return Client(wallet, scratch, sharing, trainer)
@@ -120,6 +121,11 @@ def clients(tmp_path: Path) -> Iterator[list[Client]]:
         c.sharing.close()
 
 
+def final_state(rpc_url: str, run_id: str) -> CoordinatorAccount:
+    with RpcClient([rpc_url]) as rpc:
+        return fetch_run(rpc, run_id, DEFAULT_PROGRAM_IDS).coordinator
+
+
 def checkpoint_files(scratch: Path, run_id: str) -> dict[str, dict[str, bytes]]:
     """checkpoint dir name -> file name -> bytes."""
     root = scratch / run_id
@@ -134,7 +140,7 @@ def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: 
     clock = FastClock()
     run_id = "shared-three"
     config = dataclasses.replace(
-        CONFIG, init_min_clients=3, min_clients=2, epoch_time=24, total_steps=40, warmup_time=8
+        CONFIG, init_min_clients=3, min_clients=2, epoch_time=24, total_steps=14, warmup_time=8
     )
 
     first = make_client(run_id, tmp_path / "c0", [])
@@ -156,11 +162,7 @@ def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: 
                 asyncio.to_thread(follow, c, srv.rpc_url, srv.ws_url, run_id, clock) for c in clients
             ]
             await asyncio.wait_for(asyncio.gather(*threads), timeout=240)
-            with RpcClient([srv.rpc_url]) as sync_rpc:
-                chain, acc = ChainPort.locate(
-                    sync_rpc, owner, run_id, PERMISSIONLESS_GRANTEE, bytes(32), DEFAULT_PROGRAM_IDS
-                )
-            return acc
+            return await asyncio.to_thread(final_state, srv.rpc_url, run_id)
 
     final = run(scenario)
 

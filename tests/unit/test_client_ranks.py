@@ -58,10 +58,12 @@ DUMMY = dataclasses.replace(MODEL, checkpoint=Checkpoint(CheckpointKind.Dummy, H
 class FakeTrainer:
     """Records every call; the loss falls by one per step."""
 
+    distro = None  # an AdamW run
+
     def __init__(self) -> None:
         self.calls: list[tuple[object, ...]] = []
 
-    def train_step(self, sample_indices: Sequence[int]) -> StepResult:
+    def train_step(self, sample_indices: Sequence[int], *, step: int | None = None) -> StepResult:
         self.calls.append(("train_step", list(sample_indices)))
         n = len(self.calls)
         return StepResult(n, 10.0 - n, len(sample_indices) * 32, 0.1, 320.0, 1e-2, None)

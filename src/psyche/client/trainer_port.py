@@ -348,6 +348,7 @@ class TorchTrainerPort:
         if results:  # (DisTrO runs have one training rank: train.py refuses dp or tp > 1 for them)
             with self._calling():
                 self.trainer.apply_results(results, step)
+        log.info("round %d: applied %d agreed result(s) of step %d", source[1], len(results), step)
 
     def save(self, epoch: int, step: int) -> None:
         if self.trainer is None:
