@@ -18,12 +18,14 @@ import pytest
 from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
+
+import torch
 
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
 from psyche.chain.accounts.model import Distro
-from psyche.chain.queries import fetch_run
 from psyche.chain.programs import DEFAULT_PROGRAM_IDS, PERMISSIONLESS_GRANTEE
+from psyche.chain.queries import fetch_run
 from psyche.chain.rpc import RpcClient
 from psyche.client.actions import RoundKey
 from psyche.client.config import TrainerEnv
@@ -101,7 +103,9 @@ def follow(client: Client, rpc_url: str, ws_url: str, run_id: str, clock: FastCl
             rpc, client.wallet, run_id, PERMISSIONLESS_GRANTEE, identity.public, DEFAULT_PROGRAM_IDS
         )
         protocol = ClientProtocol(client.wallet.pubkey(), identity.public, None, sharing=client.sharing)
-        runner = Runner(protocol, chain, client.trainer, ws_urls=[ws_url], sharing=client.sharing, clock=clock)
+        runner = Runner(
+            protocol, chain, client.trainer, ws_urls=[ws_url], sharing=client.sharing, clock=clock
+        )
         client.sharing.on_change = runner.sharing_changed
         client.runner = runner
         try:
@@ -158,9 +162,7 @@ def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: 
             handle = await world.create_run(run_id)
             await world.authorize(PERMISSIONLESS_GRANTEE)
             await world.configure(handle, config, SHARED_MODEL, earning_rate=1_000_000)
-            threads = [
-                asyncio.to_thread(follow, c, srv.rpc_url, srv.ws_url, run_id, clock) for c in clients
-            ]
+            threads = [asyncio.to_thread(follow, c, srv.rpc_url, srv.ws_url, run_id, clock) for c in clients]
             await asyncio.wait_for(asyncio.gather(*threads), timeout=240)
             return await asyncio.to_thread(final_state, srv.rpc_url, run_id)
 

@@ -32,7 +32,6 @@ def check_config() -> None:
     """Parse everything the client reads, so that a bad value fails once, at once, before any restart."""
     from psyche.client.config import load_trainer_env
     from psyche.client.env import load_client_env
-
     from psyche.p2p.settings import load_p2p_settings
 
     load_client_env()
