@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import json
+import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,20 +25,26 @@ pytest.importorskip("torch")
 
 import torch
 
+from psyche.chain import round_view
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
 from psyche.chain.accounts.model import Distro
 from psyche.chain.programs import DEFAULT_PROGRAM_IDS, PERMISSIONLESS_GRANTEE
 from psyche.chain.queries import fetch_run
 from psyche.chain.rpc import RpcClient
-from psyche.client.actions import RoundKey
+from psyche.client.actions import RoundKey, Train
 from psyche.client.config import TrainerEnv
+from psyche.client.distro import SparseParam
+from psyche.client.distro_payload import encode_payload
+from psyche.client.exchange import NOT_ASSIGNED
 from psyche.client.identity import derive_identity
 from psyche.client.protocol import ClientProtocol
 from psyche.client.runner import ChainPort, Runner
-from psyche.client.sharing import ResultSharing, start_sharing
+from psyche.client.sharing import STATUS_FILE, ResultSharing, start_sharing
 from psyche.client.trainer_port import TorchTrainerPort
 from psyche.localnet.world import World
+from psyche.p2p.node import P2PNode
 from psyche.p2p.settings import P2PSettings
+from psyche.p2p.wire import Broadcast, Proof, TrainingResult, encode_broadcast
 from tests.integration.localnet_support import localnet, run
 from tests.integration.test_client_localnet import CONFIG, MODEL, FastClock
 
@@ -87,11 +96,74 @@ class Client:
     code: int | None = None
 
 
-def make_client(run_id: str, scratch: Path, bootstrap: list[tuple[str, int]]) -> Client:
+class MischievousSharing(ResultSharing):
+    """An epoch client that, besides its honest result, announces three bad ones every round: a payload
+    whose bytes do not match its commitment, a batch not assigned to it, and an oversized payload."""
+
+    def publish(self, acc: CoordinatorAccount, task: Train, results: list[SparseParam]) -> bytes:
+        digest = super().publish(acc, task, results)
+        index = self._my_index(acc)
+        committee, position = round_view.committee_proof(acc, index, round_view.current_round(acc))
+        batch = (task.start, task.end)
+        honest = encode_payload(task.step, task.step, batch, results, self.quantize_1bit)
+        other_batch = (task.end + 1, task.end + 1 + task.end - task.start)
+        for blob, announced_batch in (
+            (honest, batch),  # announced under a commitment it does not hash to
+            (honest, other_batch),
+            (os.urandom(self.max_payload + 1), batch),
+        ):
+            commitment = os.urandom(32)
+            broadcast = Broadcast(
+                task.step,
+                Proof(committee, position, index),
+                commitment,
+                self.identity.sign(commitment),
+                self._next_nonce(),
+                TrainingResult(announced_batch, self.node.publish(blob, tag=task.step)),
+            )
+            self.node.send_all(encode_broadcast(broadcast))
+        return digest
+
+
+class Outsider:
+    """A P2P node whose key is not an epoch client's, announcing a result to everyone it finds."""
+
+    def __init__(self, targets: list[Client]) -> None:
+        self.identity = derive_identity("outsider", Keypair())
+        bootstrap = [targets[0].sharing.node.address]
+        self.node = P2PNode(self.identity, "127.0.0.1", 0, None, bootstrap, lambda s, d: None).start()
+        self.node.set_allowed({c.sharing.identity.public for c in targets})
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        commitment = bytes(32)
+        while not self.stop.wait(0.5):
+            ticket = self.node.publish(b"not a payload", tag=0)
+            broadcast = Broadcast(
+                1,
+                Proof(0, 0, 0),
+                commitment,
+                self.identity.sign(commitment),
+                1,
+                TrainingResult((0, 0), ticket),
+            )
+            self.node.send_all(encode_broadcast(broadcast))
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.node.close()
+
+
+def make_client(
+    run_id: str, scratch: Path, bootstrap: list[tuple[str, int]], kind: type[ResultSharing] = ResultSharing
+) -> Client:
     wallet = Keypair()
     identity = derive_identity(run_id, wallet)
     settings = P2PSettings(port=0, bind="127.0.0.1", advertise=None, bootstrap=tuple(bootstrap))
-    sharing = start_sharing(identity, settings, rpc_urls=["http://127.0.0.1"], status_dir=scratch)
+    sharing = start_sharing(identity, settings, rpc_urls=["http://127.0.0.1"], status_dir=scratch, kind=kind)
     trainer = HashingTrainer(TrainerEnv(device="cpu", checkpoint_dir=scratch), run_id, sharing)
     return Client(wallet, scratch, sharing, trainer)
 
@@ -141,6 +213,7 @@ def checkpoint_files(scratch: Path, run_id: str) -> dict[str, dict[str, bytes]]:
 
 
 def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: list[Client]) -> None:
+    """One honest pair and one client that also announces bad results; an outsider announces too."""
     clock = FastClock()
     run_id = "shared-three"
     config = dataclasses.replace(
@@ -150,7 +223,9 @@ def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: 
     first = make_client(run_id, tmp_path / "c0", [])
     clients.append(first)
     seed = [first.sharing.node.address]
-    clients.extend(make_client(run_id, tmp_path / f"c{i}", seed) for i in (1, 2))
+    clients.append(make_client(run_id, tmp_path / "c1", seed))
+    clients.append(make_client(run_id, tmp_path / "c2", seed, MischievousSharing))
+    outsider = Outsider(clients)
 
     async def scenario() -> CoordinatorAccount:
         async with localnet(clock=clock) as srv, AsyncClient(srv.rpc_url) as rpc:
@@ -166,7 +241,10 @@ def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: 
             await asyncio.wait_for(asyncio.gather(*threads), timeout=240)
             return await asyncio.to_thread(final_state, srv.rpc_url, run_id)
 
-    final = run(scenario)
+    try:
+        final = run(scenario)
+    finally:
+        outsider.close()
 
     assert [c.code for c in clients] == [0, 0, 0]
     assert final.run_state == RunState.Finished
@@ -181,3 +259,88 @@ def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: 
     assert saved[0] and saved[0].keys() == saved[1].keys() == saved[2].keys()
     for name in saved[0]:
         assert saved[0][name] == saved[1][name] == saved[2][name], f"checkpoint {name} differs"
+    # The honest clients refused and counted every kind of bad announcement; none was applied (the
+    # parameters above stayed equal to the mischievous client's own, which applied only agreed results).
+    for honest in clients[:2]:
+        refused = honest.sharing.node.stats()["refused"]
+        for reason in ("commitment-mismatch", NOT_ASSIGNED, "too-large", "not-allowed"):
+            assert refused.get(reason, 0) >= 1, f"{reason!r} not counted: {refused}"
+        status = json.loads((honest.scratch / STATUS_FILE).read_text())
+        assert status["results_applied"] == 3 or status["results_applied"] == 0
+        assert status["refused"][NOT_ASSIGNED] >= 1
+
+
+def test_a_killed_client_is_dropped_and_a_joiner_fetches_the_model_from_peers(
+    tmp_path: Path, clients: list[Client]
+) -> None:
+    clock = FastClock()
+    run_id = "shared-join"
+    config = dataclasses.replace(
+        CONFIG, init_min_clients=3, min_clients=2, epoch_time=28, total_steps=16, warmup_time=12
+    )
+    first = make_client(run_id, tmp_path / "c0", [])
+    clients.append(first)
+    seed = [first.sharing.node.address]
+    clients.extend(make_client(run_id, tmp_path / f"c{i}", seed) for i in (1, 2))
+    joiner = make_client(run_id, tmp_path / "c3", seed)
+    seen: dict[str, CoordinatorAccount] = {}
+
+    async def scenario() -> CoordinatorAccount:
+        async with localnet(clock=clock) as srv, AsyncClient(srv.rpc_url) as rpc:
+            owner = Keypair()
+            world = World(rpc, owner)
+            await world.airdrop(owner.pubkey(), 100 * 10**9)
+            for c in [*clients, joiner]:
+                await world.airdrop(c.wallet.pubkey(), 10**9)
+            handle = await world.create_run(run_id)
+            await world.authorize(PERMISSIONLESS_GRANTEE)
+            await world.configure(handle, config, SHARED_MODEL, earning_rate=1_000_000)
+            running = [
+                asyncio.ensure_future(asyncio.to_thread(follow, c, srv.rpc_url, srv.ws_url, run_id, clock))
+                for c in clients
+            ]
+            victim = clients[2]
+            while (0, 1) not in victim.trainer.after_apply:  # it took part in epoch 0's first applies
+                await asyncio.sleep(0.05)
+            assert victim.runner is not None
+            victim.runner.stop()  # killed mid-epoch: it stops sharing and witnessing
+            await asyncio.wait_for(running[2], timeout=30)
+            seen["dropped"] = await asyncio.to_thread(wait_for_drop, srv.rpc_url, run_id, victim)
+            clients.append(joiner)  # joins the next epoch and must fetch the model from its peers
+            running.append(
+                asyncio.ensure_future(
+                    asyncio.to_thread(follow, joiner, srv.rpc_url, srv.ws_url, run_id, clock)
+                )
+            )
+            await asyncio.wait_for(asyncio.gather(running[0], running[1], running[3]), timeout=240)
+            return await asyncio.to_thread(final_state, srv.rpc_url, run_id)
+
+    final = run(scenario)
+
+    assert [clients[i].code for i in (0, 1, 3)] == [0, 0, 0]
+    assert final.run_state == RunState.Finished
+    dropped = seen["dropped"]
+    victim_signer = clients[2].wallet.pubkey()
+    assert any(
+        c.signer == victim_signer and c.state.name == "Dropped" for c in dropped.epoch_state.exited_clients
+    )
+    survivors = [clients[0].trainer.after_apply, clients[1].trainer.after_apply]
+    for key in sorted(set(survivors[0]) & set(survivors[1])):
+        assert survivors[0][key] == survivors[1][key], f"survivors differ after round {key}"
+    joined = joiner.trainer.after_apply
+    assert joined and min(joined)[0] >= 1, f"the joiner applied nothing in a later epoch: {sorted(joined)}"
+    for key in sorted(joined):
+        assert joined[key] == survivors[0][key], f"the joiner differs from its peers after round {key}"
+    assert any(p.name.startswith("epoch-000000") for p in (joiner.scratch / run_id).iterdir())
+
+
+def wait_for_drop(rpc_url: str, run_id: str, victim: Client, timeout: float = 60.0) -> CoordinatorAccount:
+    """The coordinator once the chain removed ``victim`` from the epoch as unhealthy."""
+    deadline = time.monotonic() + timeout
+    signer = victim.wallet.pubkey()
+    while time.monotonic() < deadline:
+        acc = final_state(rpc_url, run_id)
+        if any(c.signer == signer for c in acc.epoch_state.exited_clients):
+            return acc
+        time.sleep(0.2)
+    raise AssertionError("the killed client was never removed from the epoch")

@@ -15,7 +15,6 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -111,7 +110,6 @@ class ResultSharing:
         self.pending: list[tuple[bytes, Broadcast]] = []
         self.downloading: set[tuple[bytes, bytes]] = set()
         self.warmup: dict[int, set[bytes]] = {}
-        self.refused: Counter[str] = Counter()
         self.received: dict[RoundKey, int] = {}
         self.applied_last = 0
         self.own: list[_Announced] = []
@@ -249,17 +247,17 @@ class ResultSharing:
 
     # ------------------------------------------------------------------------------ receiving
 
-    def _refuse(self, reason: str, sender: bytes) -> None:
-        with self.lock:
-            self.refused[reason] += 1
-        log.warning("p2p: refused a message from %s: %s", sender.hex()[:16], reason)
+    def _refuse(self, reason: str, sender: bytes, what: object) -> None:
+        """Count a refusal (in the transport's counters, which ``status`` shows) and say why."""
+        self.node.count_refusal(reason)
+        log.warning("p2p: refused %s from %s: %s", what, sender.hex()[:16], reason)
 
     def _on_message(self, sender: bytes, data: bytes) -> None:
         """A signed envelope from an allowed peer (the transport checked the signature)."""
         try:
             broadcast = decode_broadcast(data)
         except PeerRefused as exc:
-            self._refuse(str(exc), sender)
+            self._refuse(exc.reason, sender, "a message")
             return
         self._offer(sender, broadcast)
 
@@ -294,8 +292,7 @@ class ResultSharing:
         try:
             client = exchange.check_offer(acc, None, offer)
         except BroadcastRefused as exc:
-            self.refused[exc.reason] += 1
-            log.warning("p2p: refused a broadcast from %s: %s", sender.hex()[:16], exc)
+            self._refuse(exc.reason, sender, f"a broadcast for step {broadcast.step}")
             return None
         body = broadcast.body
         if isinstance(body, Finished):
@@ -325,7 +322,10 @@ class ResultSharing:
         try:
             payload = self._fetch(body.ticket, sender, others, broadcast)
         except (FetchFailed, PeerRefused, PayloadRefused) as exc:
-            self._refuse(f"payload: {exc}", sender)
+            if isinstance(exc, PayloadRefused):
+                self._refuse(exc.reason, sender, "a payload")
+            else:  # the transport counted what it refused; an unreachable announcer is not a refusal
+                log.warning("p2p: no payload from %s: %s", sender.hex()[:16], exc)
             return
         finally:
             with self.lock:
@@ -345,10 +345,9 @@ class ResultSharing:
         assert self.shapes is not None
         payload = decode_payload(raw, self.shapes, self.max_payload)
         if data_hash(payload) != digest:
-            self.node.count_refusal("commitment-mismatch")
-            raise PeerRefused("commitment-mismatch", "the payload's data_hash is not its commitment")
+            raise PayloadRefused("commitment-mismatch", "its data_hash is not the broadcast's commitment")
         if step is not None and payload.step != step:
-            raise PeerRefused("wrong-step", f"payload for step {payload.step}, broadcast for {step}")
+            raise PayloadRefused("wrong-step", f"payload for step {payload.step}, broadcast for {step}")
         return payload
 
     # ------------------------------------------------------------------------------ applying
@@ -427,7 +426,7 @@ class ResultSharing:
                 "peers_seen": len(self.node.peers()),
                 "results_received": self.received.get(key, 0) + 1,
                 "results_applied": self.applied_last,
-                "refused": dict(self.refused),
+                "refused": self.node.stats()["refused"],
             }
         try:
             self.status_dir.mkdir(parents=True, exist_ok=True)
@@ -493,9 +492,15 @@ def _from_bytes(
 
 
 def start_sharing(
-    identity: P2PIdentity, settings: P2PSettings, *, rpc_urls: list[str], status_dir: Path | None
+    identity: P2PIdentity,
+    settings: P2PSettings,
+    *,
+    rpc_urls: list[str],
+    status_dir: Path | None,
+    kind: type[ResultSharing] = ResultSharing,
 ) -> ResultSharing:
-    """The client's P2P node (bound and discovering) and the exchange over it."""
+    """The client's P2P node (bound and discovering) and the exchange over it (``kind``: tests make
+    misbehaving clients with a subclass)."""
     rpc_host = urlsplit(rpc_urls[0]).hostname if rpc_urls else None
     node = P2PNode(
         identity,
@@ -506,7 +511,7 @@ def start_sharing(
         lambda sender, data: None,
         rpc_host=rpc_host,
     )
-    sharing = ResultSharing(node, identity, status_dir=status_dir)
+    sharing = kind(node, identity, status_dir=status_dir)
     node.start()
     host, port = node.address
     log.info("p2p: listening on %s:%d, advertised as %s:%d", settings.bind, node.bound[1], host, port)
