@@ -18,6 +18,7 @@ from psyche.client.distro import (  # noqa: E402
     DistroOptimizer,
     ParamTransform,
     SparseParam,
+    _mean_in_order,
     aggregate,
     chunk_size,
     compress,
@@ -100,7 +101,7 @@ def test_transform_2d_matches_the_upstream_einsum_and_fixed_values() -> None:
     x = torch.arange(24, dtype=torch.float64).reshape(4, 6)
     m1, m2 = dct_basis(2), dct_basis(3)
     upstream = torch.einsum("yhxw,hb,wd->yxbd", x.view(2, 2, 2, 3), m1, m2).reshape(2, 2, 6)
-    assert torch.equal(t.encode(x), upstream)
+    assert torch.allclose(t.encode(x), upstream, atol=1e-12)
     # The first chunk is [[0, 1, 2], [6, 7, 8]]: its DC coefficient is the sum / sqrt(2 * 3).
     assert t.encode(x)[0, 0, 0].item() == pytest.approx(24 / math.sqrt(6))
     # A constant chunk has only a DC coefficient.
@@ -152,13 +153,18 @@ def test_aggregation_is_the_mean_over_the_results_that_picked_each_coefficient()
     assert torch.allclose(got, _upstream_aggregate([a, b], t), atol=1e-15)
 
 
-def test_aggregation_of_random_2d_results_matches_upstream() -> None:
+@pytest.mark.parametrize("one_bit", [True, False])
+def test_aggregation_of_random_2d_results_matches_upstream(one_bit: bool) -> None:
     g = torch.Generator().manual_seed(3)
     t = ParamTransform((130, 96), 64)
-    results = [
-        quantize_1bit(compress(t.encode(torch.randn(130, 96, generator=g)), 8, t.xshape)) for _ in range(3)
-    ]
+    results = [compress(t.encode(torch.randn(130, 96, generator=g)), 8, t.xshape) for _ in range(3)]
+    if one_bit:
+        results = [quantize_1bit(r) for r in results]
     assert torch.allclose(aggregate(results, t), _upstream_aggregate(results, t), atol=1e-12)
+    # The path CUDA takes for f32 values (one result at a time, in order) gives the same means.
+    dense = torch.zeros(*t.grid, t.totalk, dtype=torch.float64)
+    _mean_in_order(dense, results)
+    assert torch.allclose(t.decode(dense), _upstream_aggregate(results, t), atol=1e-12)
 
 
 def _one_param(values: list[float]) -> tuple[torch.nn.Parameter, DistroOptimizer]:

@@ -103,9 +103,9 @@ class ParamTransform:
             return x.reshape(self.grid[0], self.chunks[0]) @ m
         c1, c2 = self.chunks
         m1, m2 = _basis_on(c1, x.device, x.dtype), _basis_on(c2, x.device, x.dtype)
-        blocks = x.reshape(self.grid[0], c1, self.grid[1], c2)
-        coeffs = torch.einsum("yhxw,hb,wd->yxbd", blocks, m1, m2)
-        return coeffs.reshape(*self.grid, self.totalk)
+        # einsum("yhxw,hb,wd->yxbd", blocks, M1, M2) as two batched matmuls (faster than torch.einsum).
+        blocks = x.reshape(self.grid[0], c1, self.grid[1], c2).transpose(1, 2)
+        return (m1.T @ blocks @ m2).reshape(*self.grid, self.totalk)
 
     def decode(self, coeffs: torch.Tensor) -> torch.Tensor:
         """The inverse of ``encode``: coefficients ``grid + (totalk,)`` back to the parameter's shape."""
@@ -114,8 +114,8 @@ class ParamTransform:
             return (coeffs.reshape(self.grid[0], self.chunks[0]) @ m.T).reshape(self.shape)
         c1, c2 = self.chunks
         m1, m2 = _basis_on(c1, coeffs.device, coeffs.dtype), _basis_on(c2, coeffs.device, coeffs.dtype)
-        blocks = coeffs.reshape(self.grid[0], self.grid[1], c1, c2)
-        return torch.einsum("yxbd,hb,wd->yhxw", blocks, m1, m2).reshape(self.shape)
+        blocks = m1 @ coeffs.reshape(self.grid[0], self.grid[1], c1, c2) @ m2.T
+        return blocks.transpose(1, 2).reshape(self.shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,29 +149,54 @@ def quantize_1bit(result: SparseParam) -> SparseParam:
 
 
 def aggregate(
-    results: Sequence[SparseParam], transform: ParamTransform, device: torch.device | None = None
+    results: Sequence[SparseParam],
+    transform: ParamTransform,
+    device: torch.device | None = None,
+    *,
+    exact_sums: bool = False,
 ) -> torch.Tensor:
     """The parameter-shaped float64 update of several results for one parameter, computed on ``device``
     (default: the first result's): for each coefficient, the mean over the results that picked it
-    (upstream's ``scatter_reduce(mean, include_self=False)``), then the inverse DCT. Results are summed one
-    at a time, in order, so every client gets the same bits (each result's indices are unique within a
-    chunk, so no two additions of one scatter meet: ``decode_payload`` refuses duplicates)."""
+    (upstream's ``scatter_reduce(mean, include_self=False)``), then the inverse DCT.
+
+    Every client must get the same bits. On the CPU the scatter adds in index order; on CUDA it adds with
+    atomics in any order, which is exact only when the sums are (``exact_sums``: every value is -1 or +1,
+    the 1-bit case); otherwise results are added one at a time, in order (each result's indices are unique
+    within a chunk, so no two additions of one scatter meet: ``decode_payload`` refuses duplicates)."""
     if not results:
         raise ValueError("aggregate needs at least one result")
     device = results[0].idx.device if device is None else device
-    total = torch.zeros(*transform.grid, transform.totalk, dtype=torch.float64, device=device)
-    count = torch.zeros_like(total)
     for r in results:
         if r.xshape != transform.xshape or r.totalk != transform.totalk:
             raise ValueError(
                 f"aggregate: result of shape {r.xshape}/{r.totalk}, expected {transform.xshape}/"
                 f"{transform.totalk}"
             )
-        idx = r.idx.to(device)
-        total.scatter_add_(-1, idx, r.val.to(device=device, dtype=torch.float64))
-        count.scatter_add_(-1, idx, torch.ones(idx.shape, dtype=torch.float64, device=device))
-    mean = total / count.clamp_min(1.0)
-    return transform.decode(mean)
+    dense = torch.zeros(*transform.grid, transform.totalk, dtype=torch.float64, device=device)
+    if len(results) == 1 or device.type == "cpu" or exact_sums:
+        idx = torch.cat([r.idx for r in results], dim=-1).to(device)
+        val = torch.cat([r.val for r in results], dim=-1).to(device=device, dtype=torch.float64)
+        dense.scatter_reduce_(-1, idx, val, "mean", include_self=False)
+    else:
+        _mean_in_order(dense, results)
+    return transform.decode(dense)
+
+
+def _mean_in_order(dense: torch.Tensor, results: Sequence[SparseParam]) -> None:
+    """``dense`` (zeros) becomes the mean per coefficient, adding the results one at a time, in order."""
+    count = torch.zeros_like(dense)
+    for r in results:
+        idx = r.idx.to(dense.device)
+        dense.scatter_add_(-1, idx, r.val.to(device=dense.device, dtype=dense.dtype))
+        count.scatter_add_(-1, idx, torch.ones(idx.shape, dtype=dense.dtype, device=dense.device))
+    dense /= count.clamp_min(1.0)
+
+
+def _decompress(result: SparseParam, transform: ParamTransform, like: torch.Tensor) -> torch.Tensor:
+    """One result back to parameter space, in ``like``'s dtype and device (this trainer's own result)."""
+    dense = torch.zeros(*transform.grid, transform.totalk, dtype=like.dtype, device=like.device)
+    dense.scatter_(-1, result.idx, result.val.to(like.dtype))
+    return transform.decode(dense)
 
 
 class DistroOptimizer:
@@ -183,32 +208,34 @@ class DistroOptimizer:
             raise ConfigError("model.optimizer.Distro.compression_chunk: must be at least 1")
         self.settings = settings
         self.names = [n for n, _ in named_params]
-        self.params = [p for _, p in named_params]
+        self.params: list[torch.Tensor] = [p for _, p in named_params]
         self.transforms = [
             ParamTransform(p.shape, settings.compression_chunk, name=n) for n, p in named_params
         ]
         self.errors = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
         self.own: list[SparseParam | None] = [None] * len(self.params)
         self._saved: list[torch.Tensor] | None = None
+        self._spare: list[torch.Tensor] | None = None
 
     @torch.no_grad()
     def lookahead(self, lr_prev: float) -> None:
         """Step 1: save the parameters, then ``p -= lr_prev * sign(error buffer)``; ``restore`` undoes it."""
         if self._saved is not None:
             raise RuntimeError("lookahead called twice without restore")
-        self._saved = [p.detach().clone() for p in self.params]
+        if self._spare is None:
+            self._spare = [torch.empty_like(p) for p in self.params]
+        torch._foreach_copy_(self._spare, self.params)
+        self._saved, self._spare = self._spare, None
         if lr_prev != 0.0:
-            for p, d in zip(self.params, self.errors, strict=True):
-                p.sub_(torch.sign(d), alpha=lr_prev)
+            torch._foreach_add_(self.params, torch._foreach_sign(self.errors), alpha=-lr_prev)
 
     @torch.no_grad()
     def restore(self) -> None:
         """Step 3: put back the parameters saved by ``lookahead`` (exact, unlike adding the step back)."""
         if self._saved is None:
             raise RuntimeError("restore called without lookahead")
-        for p, saved in zip(self.params, self._saved, strict=True):
-            p.copy_(saved)
-        self._saved = None
+        torch._foreach_copy_(self.params, self._saved)
+        self._saved, self._spare = None, self._saved  # the copies are reused by the next lookahead
 
     @torch.no_grad()
     def generate(self, lr: float) -> list[SparseParam]:
@@ -220,7 +247,7 @@ class DistroOptimizer:
         for i, (p, d, t) in enumerate(zip(self.params, self.errors, self.transforms, strict=True)):
             prev = self.own[i]
             if prev is not None:
-                d.sub_(aggregate([prev], t, d.device).to(d.dtype))
+                d.sub_(_decompress(prev, t, d))
             d.mul_(s.compression_decay)
             if p.grad is not None:
                 d.add_(p.grad, alpha=lr)
@@ -241,7 +268,8 @@ class DistroOptimizer:
                 raise ValueError(f"apply: a result has {len(r)} parameters, the model {len(self.params)}")
         wd = self.settings.weight_decay
         for i, (p, t) in enumerate(zip(self.params, self.transforms, strict=True)):
-            update = torch.sign(aggregate([r[i] for r in results], t, p.device)).to(p.dtype)
+            merged = aggregate([r[i] for r in results], t, p.device, exact_sums=self.settings.quantize_1bit)
+            update = torch.sign(merged).to(p.dtype)
             if wd:
                 p.mul_(1.0 - lr * wd)
             p.sub_(update, alpha=lr)
