@@ -27,6 +27,7 @@ __all__ = [
     "ParamTransform",
     "SparseParam",
     "aggregate",
+    "aggregate_blocks",
     "chunk_size",
     "compress",
     "dct_basis",
@@ -116,18 +117,32 @@ class ParamTransform:
         blocks = m1 @ coeffs.reshape(self.grid[0], self.grid[1], c1, c2) @ m2.T
         return blocks.transpose(1, 2).reshape(self.shape)
 
-    def decode_sparse(self, idx: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
+    def blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """A view of ``x`` (the parameter's shape, contiguous) chunk by chunk: ``(N/c, 1, c)`` for 1-D,
+        ``(R/c1, C/c2, c1, c2)`` for 2-D; writing to it writes to ``x``."""
+        if len(self.chunks) == 1:
+            return x.view(self.grid[0], 1, self.chunks[0])
+        c1, c2 = self.chunks
+        return x.view(self.grid[0], c1, self.grid[1], c2).transpose(1, 2)
+
+    def decode_sparse_blocks(self, idx: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
         """``decode`` of coefficients given as picks (``idx``, ``val``: ``grid + (K,)``; a repeated index
-        adds up), in ``val``'s dtype: a sum of K basis functions per chunk instead of a dense transform,
-        about ``c / K`` times fewer operations (K = 8-24 picks of 4,096 coefficients at chunk 64)."""
+        adds up), in ``val``'s dtype and the layout of ``blocks``: a sum of K basis functions per chunk
+        instead of a dense transform (K = 8-24 picks of 4,096 coefficients at chunk 64)."""
         if len(self.chunks) == 1:
             (c,) = self.chunks
             rows = _basis_on(c, val.device, val.dtype).T[idx]  # (G, K, c): basis function k at every i
-            return (val.unsqueeze(-2) @ rows).reshape(self.shape)
+            return val.unsqueeze(-2) @ rows
         c1, c2 = self.chunks
         rows1 = _basis_on(c1, val.device, val.dtype).T[idx // c2]  # (Y, X, K, c1)
         rows2 = _basis_on(c2, val.device, val.dtype).T[idx % c2]  # (Y, X, K, c2)
-        blocks = (rows1 * val.unsqueeze(-1)).transpose(-1, -2) @ rows2  # (Y, X, c1, c2)
+        return (rows1 * val.unsqueeze(-1)).transpose(-1, -2) @ rows2  # (Y, X, c1, c2)
+
+    def decode_sparse(self, idx: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
+        """``decode_sparse_blocks`` in the parameter's shape."""
+        blocks = self.decode_sparse_blocks(idx, val)
+        if len(self.chunks) == 1:
+            return blocks.reshape(self.shape)
         return blocks.transpose(1, 2).reshape(self.shape)
 
 
@@ -166,11 +181,21 @@ def aggregate(
 ) -> torch.Tensor:
     """The parameter-shaped float64 update of several results for one parameter, computed on ``device``
     (default: the first result's): for each coefficient, the mean over the results that picked it (upstream's
-    ``scatter_reduce(mean, include_self=False)``), then the inverse DCT.
+    ``scatter_reduce(mean, include_self=False)``), then the inverse DCT."""
+    blocks = aggregate_blocks(results, transform, device)
+    if len(transform.chunks) == 1:
+        return blocks.reshape(transform.shape)
+    return blocks.transpose(1, 2).reshape(transform.shape)
+
+
+def aggregate_blocks(
+    results: Sequence[SparseParam], transform: ParamTransform, device: torch.device | None = None
+) -> torch.Tensor:
+    """``aggregate`` in the layout of ``transform.blocks`` (no reshuffling copy).
 
     Computed sparsely: each pick, weighted by its value over the number of picks of the same coefficient in
-    its chunk, adds its basis function (``transform.decode_sparse``). No scatter and no atomics: every client
-    gets the same bits on the same hardware, whatever the device."""
+    its chunk, adds its basis function (``transform.decode_sparse_blocks``). No scatter and no atomics: every
+    client gets the same bits on the same hardware, whatever the device."""
     if not results:
         raise ValueError("aggregate needs at least one result")
     device = results[0].idx.device if device is None else device
@@ -184,7 +209,7 @@ def aggregate(
     val = torch.cat([r.val for r in results], dim=-1).to(device=device, dtype=torch.float64)
     if len(results) > 1:  # a result's own indices are unique; repeats come from different results
         val = val / (idx.unsqueeze(-1) == idx.unsqueeze(-2)).sum(dim=-1)
-    return transform.decode_sparse(idx, val)
+    return transform.decode_sparse_blocks(idx, val)
 
 
 class DistroOptimizer:
@@ -194,6 +219,9 @@ class DistroOptimizer:
     def __init__(self, named_params: Sequence[tuple[str, torch.nn.Parameter]], settings: Distro) -> None:
         if settings.compression_chunk < 1:
             raise ConfigError("model.optimizer.Distro.compression_chunk: must be at least 1")
+        for name, p in named_params:
+            if not p.is_contiguous():  # results are applied through views of the parameter's chunks
+                raise ConfigError(f"DisTrO: {name} is not contiguous in memory")
         self.settings = settings
         self.names = [n for n, _ in named_params]
         self.params: list[torch.Tensor] = [p for _, p in named_params]
@@ -235,7 +263,7 @@ class DistroOptimizer:
         for i, (p, d, t) in enumerate(zip(self.params, self.errors, self.transforms, strict=True)):
             prev = self.own[i]
             if prev is not None:
-                d.sub_(t.decode_sparse(prev.idx, prev.val.to(d.dtype)))
+                t.blocks(d).sub_(t.decode_sparse_blocks(prev.idx, prev.val.to(d.dtype)))
             d.mul_(s.compression_decay)
             if p.grad is not None:
                 d.add_(p.grad, alpha=lr)
@@ -256,10 +284,10 @@ class DistroOptimizer:
                 raise ValueError(f"apply: a result has {len(r)} parameters, the model {len(self.params)}")
         wd = self.settings.weight_decay
         for i, (p, t) in enumerate(zip(self.params, self.transforms, strict=True)):
-            update = torch.sign(aggregate([r[i] for r in results], t, p.device)).to(p.dtype)
+            update = aggregate_blocks([r[i] for r in results], t, p.device).sign_().to(p.dtype)
             if wd:
                 p.mul_(1.0 - lr * wd)
-            p.sub_(update, alpha=lr)
+            t.blocks(p).sub_(update, alpha=lr)
 
     def reset(self) -> None:
         """Zero the error buffers and forget the own previous result (a cold start of an epoch, a joiner)."""
