@@ -357,11 +357,9 @@ def test_adamw_trainer_has_no_distro() -> None:
         t.apply_results([], 0)
 
 
-def test_distro_refuses_tensor_and_data_parallel_grids() -> None:
+def test_distro_refuses_tensor_parallelism() -> None:
     with pytest.raises(ConfigError, match="tensor parallelism"):
         _trainer(tensor_parallelism=2, ctx=ParallelContext(0, 1, 2, torch.device("cpu")))
-    with pytest.raises(ConfigError, match="one process per client"):
-        _trainer(data_parallelism=2, ctx=ParallelContext(0, 2, 1, torch.device("cpu")))
 
 
 def test_payload_shapes_of_the_trainer_fit_its_results() -> None:

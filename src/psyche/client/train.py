@@ -247,6 +247,11 @@ class Trainer:
             for p in self.model.parameters():
                 local(p).copy_(local(p).to(torch.bfloat16).to(p.dtype))
 
+    def reset_errors(self) -> None:
+        """Zero DisTrO's error buffers (round 0 of a cold-start epoch); nothing to do for AdamW."""
+        if self.distro is not None:
+            self.distro.reset()
+
     def _require_distro(self) -> DistroOptimizer:
         if self.distro is None:
             raise ConfigError("this run's optimizer is AdamW, not Distro: there are no DisTrO results")
@@ -340,17 +345,13 @@ class Trainer:
 
 
 def _check_distro_grid(ctx: ParallelContext) -> None:
-    """DisTrO runs train on one process: the DCT chunks span whole (unsharded) dimensions, and the worker
-    ranks' messages carry no results to apply."""
+    """DisTrO's DCT chunks span whole parameter dimensions: tensor parallelism (sharded dimensions) is
+    refused. Data parallelism works: gradients are averaged before ``generate``, so every rank makes the
+    same result, and rank 0 sends every rank the same results to apply (``ranks.Apply``)."""
     if ctx.tp > 1:
         raise ConfigError(
             f"a Distro run cannot use tensor parallelism (tp={ctx.tp}): DisTrO's DCT chunks need whole, "
-            "unsharded parameters; set TENSOR_PARALLELISM=1 or use fewer GPUs per client"
-        )
-    if ctx.dp > 1:
-        raise ConfigError(
-            f"a Distro run trains on one process per client (dp={ctx.dp} here): the worker ranks cannot yet "
-            "apply the peers' results; set DATA_PARALLELISM=1"
+            "unsharded parameters; set TENSOR_PARALLELISM=1 (data parallelism is fine)"
         )
 
 
