@@ -259,14 +259,16 @@ class DistroOptimizer:
         it, add ``lr * grad`` (a missing gradient counts as zero), and compress its DCT. Returns the wire
         copy (1-bit quantised when the run asks); the unquantised result is kept for the next call."""
         s = self.settings
-        wire: list[SparseParam] = []
-        for i, (p, d, t) in enumerate(zip(self.params, self.errors, self.transforms, strict=True)):
-            prev = self.own[i]
+        for prev, d, t in zip(self.own, self.errors, self.transforms, strict=True):
             if prev is not None:
                 t.blocks(d).sub_(t.decode_sparse_blocks(prev.idx, prev.val.to(d.dtype)))
-            d.mul_(s.compression_decay)
-            if p.grad is not None:
-                d.add_(p.grad, alpha=lr)
+        # One multi-tensor call each for decay and gradient: per-parameter calls dominate small models.
+        torch._foreach_mul_(self.errors, s.compression_decay)
+        with_grad = [(d, p.grad) for d, p in zip(self.errors, self.params, strict=True) if p.grad is not None]
+        if with_grad:
+            torch._foreach_add_([d for d, _ in with_grad], [g for _, g in with_grad], alpha=lr)
+        wire: list[SparseParam] = []
+        for i, (d, t) in enumerate(zip(self.errors, self.transforms, strict=True)):
             result = compress(t.encode(d), s.compression_topk, t.xshape)
             self.own[i] = result
             wire.append(quantize_1bit(result) if s.quantize_1bit else result)
