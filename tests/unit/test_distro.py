@@ -24,7 +24,7 @@ from psyche.client.distro import (  # noqa: E402
     dct_basis,
     quantize_1bit,
 )
-from psyche.client.distro_payload import encode_payload, max_payload_bytes  # noqa: E402
+from psyche.client.distro_payload import decode_payload, encode_payload, max_payload_bytes  # noqa: E402
 from psyche.client.model import preset  # noqa: E402
 from psyche.client.parallel import ParallelContext  # noqa: E402
 from psyche.client.train import Trainer  # noqa: E402
@@ -370,3 +370,31 @@ def test_payload_shapes_of_the_trainer_fit_its_results() -> None:
     raw = encode_payload(0, 0, (0, 7), r.payload_results, True)
     assert len(raw) == max_payload_bytes(shapes)
     assert [s.name for s in shapes] == [n for n, _ in t.named_params]
+
+
+def test_three_clients_exchanging_payloads_with_the_upstream_pipeline_stay_bitwise_equal() -> None:
+    """Round h trains; its payloads travel as bytes and are applied at the start of round h + 2, in
+    batch-id order, by every client: all three hold the same parameters after every apply."""
+    clients = [_trainer() for _ in range(3)]
+    shapes = clients[0].payload_shapes()
+    cap = max_payload_bytes(shapes)
+    pending: dict[int, list[bytes]] = {}
+    initial = [p.detach().clone() for p in clients[0].params]
+    for h in range(6):
+        if h - 2 in pending:
+            payloads = sorted(
+                (decode_payload(raw, shapes, cap) for raw in pending.pop(h - 2)), key=lambda p: p.batch
+            )
+            for c in clients:
+                c.apply_results([p.results for p in payloads], h)
+            for c in clients[1:]:
+                assert all(torch.equal(a, b) for a, b in zip(clients[0].params, c.params, strict=True))
+        raws = []
+        for i, c in enumerate(reversed(clients)):  # arrival order is not batch order
+            batch = (h * 24 + (2 - i) * 8, h * 24 + (2 - i) * 8 + 7)
+            r = c.train_step(list(range(batch[0], batch[1] + 1)), step=h)
+            assert r.payload_results is not None
+            raws.append(encode_payload(h, h, batch, r.payload_results, True))
+        pending[h] = raws
+    assert sorted(pending) == [4, 5]
+    assert not all(torch.equal(a, b) for a, b in zip(initial, clients[0].params, strict=True))
