@@ -28,7 +28,7 @@ from psyche.client.distro_payload import decode_payload, encode_payload, max_pay
 from psyche.client.model import preset  # noqa: E402
 from psyche.client.parallel import ParallelContext  # noqa: E402
 from psyche.client.train import Trainer  # noqa: E402
-from psyche.errors import ConfigError  # noqa: E402
+from psyche.errors import ConfigError, RunManagerError  # noqa: E402
 
 R2 = math.sqrt(0.5)
 
@@ -398,3 +398,31 @@ def test_three_clients_exchanging_payloads_with_the_upstream_pipeline_stay_bitwi
         pending[h] = raws
     assert sorted(pending) == [4, 5]
     assert not all(torch.equal(a, b) for a, b in zip(initial, clients[0].params, strict=True))
+
+
+def test_a_joiner_loading_the_shared_bf16_parameters_is_bitwise_equal() -> None:
+    holder, joiner = _trainer(), _trainer(lr=1e-3)
+    r = holder.train_step(_batch(0), step=0)
+    assert r.payload_results is not None
+    holder.apply_results([r.payload_results], 0)
+    holder.round_to_bf16()
+    shared = holder.parameters_for_sharing()
+    assert all(t.dtype == torch.bfloat16 and t.device.type == "cpu" for t in shared.values())
+    joiner.train_step(_batch(1), step=0)  # some error buffer to be cleared
+    joiner.load_parameters(shared)
+    assert all(torch.equal(a, b) for a, b in zip(holder.params, joiner.params, strict=True))
+    assert joiner.distro is not None and all(not d.any() for d in joiner.distro.errors)
+
+
+def test_load_parameters_refuses_a_model_that_does_not_fit() -> None:
+    t = _trainer()
+    good = t.parameters_for_sharing()
+    before = [p.detach().clone() for p in t.params]
+    name = next(iter(good))
+    with pytest.raises(RunManagerError, match=rf"missing \['{name}'\]"):
+        t.load_parameters({k: v for k, v in good.items() if k != name})
+    with pytest.raises(RunManagerError, match=rf"model parameter {name}: .*expected \(512, 64\) floats"):
+        t.load_parameters({**good, name: torch.zeros(3)})
+    with pytest.raises(RunManagerError, match="expected"):
+        t.load_parameters({**good, name: torch.zeros(512, 64, dtype=torch.int64)})
+    assert all(torch.equal(a, b) for a, b in zip(before, t.params, strict=True))

@@ -9,7 +9,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from psyche.client.parallel import (
 )
 from psyche.client.parallelism import Parallelism
 from psyche.client.schedule import lr_at
-from psyche.errors import ConfigError
+from psyche.errors import ConfigError, RunManagerError
 
 log = logging.getLogger("psyche.client")
 
@@ -246,6 +246,35 @@ class Trainer:
         with torch.no_grad():
             for p in self.model.parameters():
                 local(p).copy_(local(p).to(torch.bfloat16).to(p.dtype))
+
+    def parameters_for_sharing(self) -> dict[str, torch.Tensor]:
+        """Every model parameter as a full CPU tensor in bfloat16, by name (the P2P model share at Cooldown,
+        after ``round_to_bf16``, so the bf16 copy is exact). A collective under tp: every rank calls it."""
+        return {
+            n: full(p.detach()).to(device="cpu", dtype=torch.bfloat16)
+            for n, p in self.model.named_parameters()
+        }
+
+    @torch.no_grad()
+    def load_parameters(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Replace every parameter with ``tensors`` (full tensors by name, any float dtype; a joiner's fetched
+        model) and zero DisTrO's error buffers. A missing, extra or misshapen tensor is a RunManagerError and
+        changes nothing."""
+        params = dict(self.model.named_parameters())
+        if set(tensors) != set(params):
+            missing, extra = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
+            raise RunManagerError(
+                f"model parameters do not match this model: missing {missing}, extra {extra}"
+            )
+        for name, p in params.items():
+            t = tensors[name]
+            if tuple(t.shape) != tuple(p.shape) or not t.dtype.is_floating_point:
+                raise RunManagerError(
+                    f"model parameter {name}: {t.dtype} {tuple(t.shape)}, expected {tuple(p.shape)} floats"
+                )
+        for name, p in params.items():
+            local(p).copy_(shard_like(tensors[name].to(p.dtype), p))
+        self.reset_errors()
 
     def reset_errors(self) -> None:
         """Zero DisTrO's error buffers (round 0 of a cold-start epoch); nothing to do for AdamW."""
