@@ -129,14 +129,9 @@ class ParamTransform:
         """``decode`` of coefficients given as picks (``idx``, ``val``: ``grid + (K,)``; a repeated index
         adds up), in ``val``'s dtype and the layout of ``blocks``: a sum of K basis functions per chunk
         instead of a dense transform (K = 8-24 picks of 4,096 coefficients at chunk 64)."""
-        if len(self.chunks) == 1:
-            (c,) = self.chunks
-            rows = _basis_on(c, val.device, val.dtype).T[idx]  # (G, K, c): basis function k at every i
-            return val.unsqueeze(-2) @ rows
-        c1, c2 = self.chunks
-        rows1 = _basis_on(c1, val.device, val.dtype).T[idx // c2]  # (Y, X, K, c1)
-        rows2 = _basis_on(c2, val.device, val.dtype).T[idx % c2]  # (Y, X, K, c2)
-        return (rows1 * val.unsqueeze(-1)).transpose(-1, -2) @ rows2  # (Y, X, c1, c2)
+        k = idx.shape[-1]
+        flat = _sparse_blocks(self.chunks, idx.reshape(-1, k), val.reshape(-1, k))
+        return flat.view(*self.grid, *flat.shape[1:])
 
     def decode_sparse(self, idx: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
         """``decode_sparse_blocks`` in the parameter's shape."""
@@ -144,6 +139,67 @@ class ParamTransform:
         if len(self.chunks) == 1:
             return blocks.reshape(self.shape)
         return blocks.transpose(1, 2).reshape(self.shape)
+
+
+def _sparse_blocks(chunks: tuple[int, ...], idx: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
+    """Chunks (N, 1, c) or (N, c1, c2) from picks ``idx``/``val`` (N, K): each pick's basis function times
+    its value, summed in a fixed order (a batched matmul over the K picks)."""
+    if len(chunks) == 1:
+        rows = _basis_on(chunks[0], val.device, val.dtype).T[idx]  # (N, K, c): basis function k at every i
+        return val.unsqueeze(-2) @ rows
+    c1, c2 = chunks
+    rows1 = _basis_on(c1, val.device, val.dtype).T[idx // c2]  # (N, K, c1)
+    rows2 = _basis_on(c2, val.device, val.dtype).T[idx % c2]  # (N, K, c2)
+    return (rows1 * val.unsqueeze(-1)).transpose(-1, -2) @ rows2
+
+
+def _encode_blocks(chunks: tuple[int, ...], blocks: torch.Tensor) -> torch.Tensor:
+    """DCT coefficients (N, totalk) of chunks (N, 1, c) or (N, c1, c2)."""
+    n = blocks.shape[0]
+    if len(chunks) == 1:
+        return (blocks @ _basis_on(chunks[0], blocks.device, blocks.dtype)).reshape(n, chunks[0])
+    m1 = _basis_on(chunks[0], blocks.device, blocks.dtype)
+    m2 = _basis_on(chunks[1], blocks.device, blocks.dtype)
+    return (m1.T @ blocks @ m2).reshape(n, chunks[0] * chunks[1])
+
+
+@dataclass(frozen=True, slots=True)
+class _Bucket:
+    """Parameters with the same chunk shape, processed as one tensor of chunks (small models have many
+    small parameters, and each torch call has a fixed cost); ``offsets[j]`` is member j's first chunk."""
+
+    chunks: tuple[int, ...]
+    members: tuple[int, ...]
+    offsets: tuple[int, ...]
+
+
+BUCKET_ELEMENTS = 1 << 24  # a bucket's chunks hold at most this many values (64 MiB in float32) ...
+
+
+def _buckets(transforms: Sequence[ParamTransform]) -> list[_Bucket]:
+    """Consecutive parameters of the same chunk shape share a bucket up to ``BUCKET_ELEMENTS`` (one larger
+    parameter gets a bucket of its own), which bounds the extra memory a bucket's copy takes."""
+    open_: dict[tuple[int, ...], list[int]] = {}
+    done: list[list[int]] = []
+    size: dict[tuple[int, ...], int] = {}
+    for i, t in enumerate(transforms):
+        numel = math.prod(t.shape)
+        members = open_.setdefault(t.chunks, [])
+        if members and size[t.chunks] + numel > BUCKET_ELEMENTS:
+            done.append(members)
+            members = open_[t.chunks] = []
+            size[t.chunks] = 0
+        members.append(i)
+        size[t.chunks] = size.get(t.chunks, 0) + numel
+    done.extend(m for m in open_.values() if m)
+    buckets = []
+    for members in sorted(done):
+        offsets, total = [], 0
+        for i in members:
+            offsets.append(total)
+            total += math.prod(transforms[i].grid)
+        buckets.append(_Bucket(transforms[members[0]].chunks, tuple(members), tuple(offsets)))
+    return buckets
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +285,7 @@ class DistroOptimizer:
             ParamTransform(p.shape, settings.compression_chunk, name=n) for n, p in named_params
         ]
         self.errors = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
+        self.buckets = _buckets(self.transforms)
         self.own: list[SparseParam | None] = [None] * len(self.params)
         self._saved: list[torch.Tensor] | None = None
         self._spare: list[torch.Tensor] | None = None
@@ -259,20 +316,59 @@ class DistroOptimizer:
         it, add ``lr * grad`` (a missing gradient counts as zero), and compress its DCT. Returns the wire
         copy (1-bit quantised when the run asks); the unquantised result is kept for the next call."""
         s = self.settings
-        for prev, d, t in zip(self.own, self.errors, self.transforms, strict=True):
-            if prev is not None:
-                t.blocks(d).sub_(t.decode_sparse_blocks(prev.idx, prev.val.to(d.dtype)))
+        for b in self.buckets:
+            prevs = [self.own[i] for i in b.members]
+            if all(prev is not None for prev in prevs):
+                idx = torch.cat(
+                    [prev.idx.reshape(-1, prev.idx.shape[-1]) for prev in prevs if prev is not None]
+                )
+                val = torch.cat(
+                    [prev.val.reshape(-1, prev.val.shape[-1]) for prev in prevs if prev is not None]
+                )
+                transmitted = _sparse_blocks(b.chunks, idx, val.to(self.errors[b.members[0]].dtype))
+                self._sub_per_member(b, self.errors, transmitted, 1.0)
         # One multi-tensor call each for decay and gradient: per-parameter calls dominate small models.
         torch._foreach_mul_(self.errors, s.compression_decay)
         with_grad = [(d, p.grad) for d, p in zip(self.errors, self.params, strict=True) if p.grad is not None]
         if with_grad:
             torch._foreach_add_([d for d, _ in with_grad], [g for _, g in with_grad], alpha=lr)
-        wire: list[SparseParam] = []
-        for i, (d, t) in enumerate(zip(self.errors, self.transforms, strict=True)):
-            result = compress(t.encode(d), s.compression_topk, t.xshape)
-            self.own[i] = result
-            wire.append(quantize_1bit(result) if s.quantize_1bit else result)
-        return wire
+        wire: list[SparseParam | None] = [None] * len(self.params)
+        for b in self.buckets:
+            blocks = torch.cat([self._chunks_of(i, self.errors[i]) for i in b.members])
+            result = compress(_encode_blocks(b.chunks, blocks), s.compression_topk, ())
+            sent = quantize_1bit(result) if s.quantize_1bit else result
+            for j, i in enumerate(b.members):
+                self.own[i] = self._member_part(b, j, result)
+                wire[i] = self._member_part(b, j, sent)
+        return [w for w in wire if w is not None]
+
+    def _chunks_of(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        t = self.transforms[i]
+        chunks = t.blocks(x)
+        return chunks.reshape(-1, *chunks.shape[len(t.grid) :])
+
+    def _member_part(self, b: _Bucket, j: int, result: SparseParam) -> SparseParam:
+        """Member j's rows of a bucket's result, in its own shape (views, no copy)."""
+        t = self.transforms[b.members[j]]
+        start = b.offsets[j]
+        stop = start + math.prod(t.grid)
+        k = result.idx.shape[-1]
+        return SparseParam(
+            result.idx[start:stop].view(*t.grid, k),
+            result.val[start:stop].view(*t.grid, k),
+            t.xshape,
+            t.totalk,
+        )
+
+    def _sub_per_member(
+        self, b: _Bucket, targets: Sequence[torch.Tensor], chunks: torch.Tensor, alpha: float
+    ) -> None:
+        """``target -= alpha * chunks`` for each member, through views of its chunks."""
+        for j, i in enumerate(b.members):
+            t = self.transforms[i]
+            start = b.offsets[j]
+            part = chunks[start : start + math.prod(t.grid)]
+            t.blocks(targets[i]).sub_(part.view(*t.grid, *part.shape[1:]), alpha=alpha)
 
     @torch.no_grad()
     def apply(self, results: Sequence[Sequence[SparseParam]], lr: float) -> None:
@@ -284,12 +380,31 @@ class DistroOptimizer:
         for r in results:
             if len(r) != len(self.params):
                 raise ValueError(f"apply: a result has {len(r)} parameters, the model {len(self.params)}")
+        for r in results:
+            for i, t in enumerate(self.transforms):
+                if r[i].xshape != t.xshape or r[i].totalk != t.totalk:
+                    raise ValueError(
+                        f"apply: {self.names[i]} result of shape {r[i].xshape}/{r[i].totalk}, expected "
+                        f"{t.xshape}/{t.totalk}"
+                    )
         wd = self.settings.weight_decay
-        for i, (p, t) in enumerate(zip(self.params, self.transforms, strict=True)):
-            update = aggregate_blocks([r[i] for r in results], t, p.device).sign_().to(p.dtype)
-            if wd:
-                p.mul_(1.0 - lr * wd)
-            t.blocks(p).sub_(update, alpha=lr)
+        if wd:
+            torch._foreach_mul_(self.params, 1.0 - lr * wd)
+        for b in self.buckets:
+            device = self.params[b.members[0]].device
+            # Per payload, the bucket's members one after another; then the payloads side by side (K picks).
+            idx = torch.cat(
+                [torch.cat([r[i].idx.reshape(-1, r[i].idx.shape[-1]) for i in b.members]) for r in results],
+                dim=-1,
+            ).to(device)
+            val = torch.cat(
+                [torch.cat([r[i].val.reshape(-1, r[i].val.shape[-1]) for i in b.members]) for r in results],
+                dim=-1,
+            ).to(device=device, dtype=torch.float64)
+            if len(results) > 1:  # a result's own indices are unique; repeats come from different results
+                val = val / (idx.unsqueeze(-1) == idx.unsqueeze(-2)).sum(dim=-1)
+            update = _sparse_blocks(b.chunks, idx, val).sign_().to(self.params[b.members[0]].dtype)
+            self._sub_per_member(b, self.params, update, lr)
 
     def reset(self) -> None:
         """Zero the error buffers and forget the own previous result (a cold start of an epoch, a joiner)."""
