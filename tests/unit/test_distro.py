@@ -18,6 +18,7 @@ from psyche.client.distro import (  # noqa: E402
     DistroOptimizer,
     ParamTransform,
     SparseParam,
+    _buckets,
     aggregate,
     chunk_size,
     compress,
@@ -426,3 +427,38 @@ def test_load_parameters_refuses_a_model_that_does_not_fit() -> None:
     with pytest.raises(RunManagerError, match="expected"):
         t.load_parameters({**good, name: torch.zeros(512, 64, dtype=torch.int64)})
     assert all(torch.equal(a, b) for a, b in zip(before, t.params, strict=True))
+
+
+def test_buckets_group_parameters_of_one_chunk_shape_up_to_the_cap() -> None:
+    shapes = [(64, 64), (64,), (64, 64), (64, 64), (32, 64), (128, 64)]
+    buckets = _buckets([ParamTransform(s, 64) for s in shapes], cap=8192)
+    assert [(b.chunks, b.members, b.offsets) for b in buckets] == [
+        ((64, 64), (0, 2), (0, 1)),
+        ((64,), (1,), (0,)),
+        ((64, 64), (3,), (0,)),  # 3 x 4,096 values would pass the cap
+        ((32, 64), (4,), (0,)),
+        ((64, 64), (5,), (0,)),  # 8,192 values alone: a bucket of its own
+    ]
+
+
+def test_bucketed_and_per_parameter_processing_agree() -> None:
+    models = [_model(0), _model(0)]
+    opts = [
+        DistroOptimizer(list(models[0].named_parameters()), DEMO),
+        DistroOptimizer(list(models[1].named_parameters()), DEMO, bucket_elements=1),
+    ]
+    assert len(opts[0].buckets) < len(opts[1].buckets) == len(opts[1].params)
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(16, 96, generator=g), torch.randint(0, 7, (16,), generator=g)
+    for _ in range(3):
+        wires = []
+        for m, opt in zip(models, opts, strict=True):
+            m.zero_grad()
+            torch.nn.functional.cross_entropy(m(x), y).backward()
+            wires.append(opt.generate(1e-3))
+        for a, b in zip(*wires, strict=True):
+            assert torch.equal(a.idx.sort(-1).values, b.idx.sort(-1).values)
+        for opt in opts:
+            opt.apply([wires[0], wires[1]], 1e-3)
+        for p, q in zip(models[0].parameters(), models[1].parameters(), strict=True):
+            assert torch.allclose(p, q, atol=1e-7)

@@ -173,11 +173,11 @@ class _Bucket:
     offsets: tuple[int, ...]
 
 
-BUCKET_ELEMENTS = 1 << 24  # a bucket's chunks hold at most this many values (64 MiB in float32) ...
+BUCKET_ELEMENTS = 1 << 24  # a bucket's chunks hold at most this many values (64 MiB in float32)
 
 
-def _buckets(transforms: Sequence[ParamTransform]) -> list[_Bucket]:
-    """Consecutive parameters of the same chunk shape share a bucket up to ``BUCKET_ELEMENTS`` (one larger
+def _buckets(transforms: Sequence[ParamTransform], cap: int = BUCKET_ELEMENTS) -> list[_Bucket]:
+    """Parameters of the same chunk shape share a bucket, in model order, up to ``cap`` values (one larger
     parameter gets a bucket of its own), which bounds the extra memory a bucket's copy takes."""
     open_: dict[tuple[int, ...], list[int]] = {}
     done: list[list[int]] = []
@@ -185,7 +185,7 @@ def _buckets(transforms: Sequence[ParamTransform]) -> list[_Bucket]:
     for i, t in enumerate(transforms):
         numel = math.prod(t.shape)
         members = open_.setdefault(t.chunks, [])
-        if members and size[t.chunks] + numel > BUCKET_ELEMENTS:
+        if members and size[t.chunks] + numel > cap:
             done.append(members)
             members = open_[t.chunks] = []
             size[t.chunks] = 0
@@ -272,7 +272,13 @@ class DistroOptimizer:
     """DisTrO state for one model: an error buffer per parameter and this trainer's own last unquantised
     result. ``generate`` makes this trainer's result from the gradients; ``apply`` applies everyone's."""
 
-    def __init__(self, named_params: Sequence[tuple[str, torch.nn.Parameter]], settings: Distro) -> None:
+    def __init__(
+        self,
+        named_params: Sequence[tuple[str, torch.nn.Parameter]],
+        settings: Distro,
+        *,
+        bucket_elements: int = BUCKET_ELEMENTS,
+    ) -> None:
         if settings.compression_chunk < 1:
             raise ConfigError("model.optimizer.Distro.compression_chunk: must be at least 1")
         for name, p in named_params:
@@ -285,7 +291,7 @@ class DistroOptimizer:
             ParamTransform(p.shape, settings.compression_chunk, name=n) for n, p in named_params
         ]
         self.errors = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
-        self.buckets = _buckets(self.transforms)
+        self.buckets = _buckets(self.transforms, bucket_elements)
         self.own: list[SparseParam | None] = [None] * len(self.params)
         self._saved: list[torch.Tensor] | None = None
         self._spare: list[torch.Tensor] | None = None
