@@ -22,7 +22,7 @@ class FileTrainer:
         with self.path.open("a") as f:
             f.write(line + "\n")
 
-    def train_step(self, sample_indices: Sequence[int]) -> None:
+    def train_step(self, sample_indices: Sequence[int], *, step: int | None = None) -> None:
         if self.crash_code is not None:
             os._exit(self.crash_code)  # a hard crash: no cleanup, no message
         if self.raise_on_step:
@@ -31,6 +31,15 @@ class FileTrainer:
 
     def save_checkpoint(self, root: Path, epoch: int, step: int) -> None:
         self._note(f"save {root.name} {epoch} {step}")
+
+    def apply_results(self, results: Sequence[Sequence[object]], step: int) -> None:
+        self._note(f"apply {len(results)} {step}")
+
+    def round_to_bf16(self) -> None:
+        self._note("round_to_bf16")
+
+    def reset_errors(self) -> None:
+        self._note("reset_errors")
 
 
 def recording_worker(rank: int, conn: Connection, out: str, crash_code: int | None = None) -> int:

@@ -36,7 +36,7 @@ from psyche.client.config import TrainerEnv
 from psyche.client.parallel import ParallelContext
 from psyche.client.parallelism import Parallelism, resolve_parallelism
 from psyche.client.rank_group import RankGroup, describe_exit
-from psyche.client.ranks import Build, Message, Save, Shutdown, Step, serve
+from psyche.client.ranks import Apply, Build, Message, ResetErrors, RoundBf16, Save, Shutdown, Step, serve
 from psyche.client.train import StepResult
 from psyche.client.trainer_port import TorchTrainerPort
 from psyche.errors import RunManagerError
@@ -64,13 +64,22 @@ class FakeTrainer:
         self.calls: list[tuple[object, ...]] = []
 
     def train_step(self, sample_indices: Sequence[int], *, step: int | None = None) -> StepResult:
-        self.calls.append(("train_step", list(sample_indices)))
+        self.calls.append(("train_step", list(sample_indices)) + (() if step is None else (step,)))
         n = len(self.calls)
         return StepResult(n, 10.0 - n, len(sample_indices) * 32, 0.1, 320.0, 1e-2, None)
 
     def save_checkpoint(self, root: Path, epoch: int, step: int) -> Path | None:
         self.calls.append(("save_checkpoint", root, epoch, step))
         return None
+
+    def apply_results(self, results: Sequence[Sequence[object]], step: int) -> None:
+        self.calls.append(("apply_results", results, step))
+
+    def round_to_bf16(self) -> None:
+        self.calls.append(("round_to_bf16",))
+
+    def reset_errors(self) -> None:
+        self.calls.append(("reset_errors",))
 
 
 class FakeRanks:
@@ -128,6 +137,26 @@ def test_serve_calls_the_trainer_in_message_order_and_ends_on_shutdown(tmp_path:
         ("train_step", [0, 1, 2, 3]),
         ("save_checkpoint", tmp_path, 1, 7),
         ("train_step", [4, 5, 6, 7]),
+    ]
+
+
+def test_serve_passes_distro_messages_to_the_trainer(tmp_path: Path) -> None:
+    trainer = FakeTrainer()
+    results = [["r0"], ["r1"]]
+    script = [
+        Build(MODEL),
+        ResetErrors(),
+        Step(range(0, 2), step=5),
+        Apply(results, 5),
+        RoundBf16(),
+        Shutdown(),
+    ]
+    assert serve(Scripted(script), lambda message: trainer) == 0
+    assert trainer.calls == [
+        ("reset_errors",),
+        ("train_step", [0, 1], 5),
+        ("apply_results", results, 5),
+        ("round_to_bf16",),
     ]
 
 

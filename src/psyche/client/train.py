@@ -9,7 +9,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from psyche.client.parallel import (
 )
 from psyche.client.parallelism import Parallelism
 from psyche.client.schedule import lr_at
-from psyche.errors import ConfigError
+from psyche.errors import ConfigError, RunManagerError
 
 log = logging.getLogger("psyche.client")
 
@@ -247,6 +247,40 @@ class Trainer:
             for p in self.model.parameters():
                 local(p).copy_(local(p).to(torch.bfloat16).to(p.dtype))
 
+    def parameters_for_sharing(self) -> dict[str, torch.Tensor]:
+        """Every model parameter as a full CPU tensor in bfloat16, by name (the P2P model share at Cooldown,
+        after ``round_to_bf16``, so the bf16 copy is exact). A collective under tp: every rank calls it."""
+        return {
+            n: full(p.detach()).to(device="cpu", dtype=torch.bfloat16)
+            for n, p in self.model.named_parameters()
+        }
+
+    @torch.no_grad()
+    def load_parameters(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Replace every parameter with ``tensors`` (full tensors by name, any float dtype; a joiner's fetched
+        model) and zero DisTrO's error buffers. A missing, extra or misshapen tensor is a RunManagerError and
+        changes nothing."""
+        params = dict(self.model.named_parameters())
+        if set(tensors) != set(params):
+            missing, extra = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
+            raise RunManagerError(
+                f"model parameters do not match this model: missing {missing}, extra {extra}"
+            )
+        for name, p in params.items():
+            t = tensors[name]
+            if tuple(t.shape) != tuple(p.shape) or not t.dtype.is_floating_point:
+                raise RunManagerError(
+                    f"model parameter {name}: {t.dtype} {tuple(t.shape)}, expected {tuple(p.shape)} floats"
+                )
+        for name, p in params.items():
+            local(p).copy_(shard_like(tensors[name].to(p.dtype), p))
+        self.reset_errors()
+
+    def reset_errors(self) -> None:
+        """Zero DisTrO's error buffers (round 0 of a cold-start epoch); nothing to do for AdamW."""
+        if self.distro is not None:
+            self.distro.reset()
+
     def _require_distro(self) -> DistroOptimizer:
         if self.distro is None:
             raise ConfigError("this run's optimizer is AdamW, not Distro: there are no DisTrO results")
@@ -344,17 +378,13 @@ class Trainer:
 
 
 def _check_distro_grid(ctx: ParallelContext) -> None:
-    """DisTrO runs train on one process: the DCT chunks span whole (unsharded) dimensions, and the worker
-    ranks' messages carry no results to apply."""
+    """DisTrO's DCT chunks span whole parameter dimensions: tensor parallelism (sharded dimensions) is
+    refused. Data parallelism works: gradients are averaged before ``generate``, so every rank makes the
+    same result, and rank 0 sends every rank the same results to apply (``ranks.Apply``)."""
     if ctx.tp > 1:
         raise ConfigError(
             f"a Distro run cannot use tensor parallelism (tp={ctx.tp}): DisTrO's DCT chunks need whole, "
-            "unsharded parameters; set TENSOR_PARALLELISM=1 or use fewer GPUs per client"
-        )
-    if ctx.dp > 1:
-        raise ConfigError(
-            f"a Distro run trains on one process per client (dp={ctx.dp} here): the worker ranks cannot yet "
-            "apply the peers' results; set DATA_PARALLELISM=1"
+            "unsharded parameters; set TENSOR_PARALLELISM=1 (data parallelism is fine)"
         )
 
 
