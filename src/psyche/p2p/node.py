@@ -154,7 +154,6 @@ class _Handler(BaseHTTPRequestHandler):
         if len(body) != size:
             self._refuse(400, "malformed", close=True)
             return None
-        self.node._stats.add("bytes_in", size)
         return body
 
     def _msg(self) -> None:
@@ -167,6 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
         except PeerRefused as exc:
             self._refuse(400, exc.reason)
             return
+        node._stats.add("bytes_in", len(raw))
         if not node.is_allowed(sender):
             self._refuse(403, "not-allowed")
             return
@@ -359,6 +359,10 @@ class P2PNode:
 
     def _merge(self, raw: bytes) -> bool:
         """Take a signed record into the book when it is newer; PeerRefused when it is not valid."""
+        with self._lock:
+            held = self._book.get(bytes(raw[:32]))
+        if held is not None and held[1] == raw:
+            return False  # the very record we hold: no second signature check (discovery repeats them)
         record = open_record(raw)
         if record.identity == self.public:
             return False
