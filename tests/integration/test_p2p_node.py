@@ -118,9 +118,9 @@ def test_blob_publish_and_fetch_with_fallback(trio: list[tuple[P2PNode, Inbox]])
     data = os.urandom(3 * 1024 * 1024 + 17)
     ticket = a.publish(data, 5)
     assert ticket == Ticket(hashlib.sha256(data).digest(), *a.address)
-    assert b.fetch(ticket, IDS[0].public, [], len(data), 5.0) == data
-    # The announcer is gone from the ticket's address: c falls back to b, which also holds it.
-    b.blobs.put(data, 5)
+    assert b.fetch(ticket, IDS[0].public, [], len(data), 5.0, keep=5) == data
+    assert b.blobs.get(ticket.blob) == data  # kept: b now serves it too
+    # The announcer is gone from the ticket's address: c falls back to b.
     dead = Ticket(ticket.blob, "127.0.0.1", _free_port())
     assert c.fetch(dead, IDS[0].public, [IDS[1].public], len(data), 5.0) == data
     # Nobody has it: one line naming every attempt.

@@ -459,9 +459,15 @@ class P2PNode:
         fallbacks: Sequence[bytes] = (),
         max_bytes: int | None = None,
         timeout: float = 10.0,
+        *,
+        keep: Tag | None = None,
     ) -> bytes:
         """The blob of ``ticket``, sha256-checked: from the ticket's address, then the sender's and the
-        fallbacks' addresses in the book. FetchFailed (one line, every attempt) when nobody delivers."""
+        fallbacks' addresses in the book. FetchFailed (one line, every attempt) when nobody delivers.
+
+        ``keep``: store the verified blob under this tag, so that this node serves it too and peers
+        whose download from the announcer fails can fall back to us.
+        """
         held = self.blobs.get(ticket.blob)
         if held is not None:
             return held
@@ -475,9 +481,13 @@ class P2PNode:
         failures = []
         for address in candidates:
             try:
-                return self.fetch_from(address, ticket.blob, cap, timeout)
+                data = self.fetch_from(address, ticket.blob, cap, timeout)
             except (PeerRefused, FetchFailed) as exc:
                 failures.append(f"{url_host(address[0])}:{address[1]}: {exc}")
+                continue
+            if keep is not None:
+                self.blobs.put(data, keep)
+            return data
         self._stats.add("fetch_failed")
         raise FetchFailed(f"blob {ticket.blob.hex()[:16]}: no peer delivered it ({'; '.join(failures)})")
 
