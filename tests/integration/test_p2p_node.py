@@ -378,3 +378,23 @@ def test_model_fetch_refusals(trio: list[tuple[P2PNode, Inbox]]) -> None:
     a.blobs.drop_tag("model")
     with pytest.raises(FetchFailed, match=r"5 of 5 parameters could not be had .*gave up after 2 errors"):
         fetch_model(joiner, [IDS[0].public], max_errors_per_peer=2)
+
+
+def test_connection_flood_is_capped_and_counted(
+    make_node: Callable[..., tuple[P2PNode, Inbox]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from psyche.p2p import node as node_module
+
+    monkeypatch.setattr(node_module._Server, "max_active", 4)
+    a, _ = make_node(0, discovery_interval=60)
+    idle = [socket.create_connection(a.address, timeout=2) for _ in range(4)]
+    try:
+        wait_until(lambda: a._server is not None and a._server._active._value == 0)
+        with socket.create_connection(a.address, timeout=2) as extra:
+            extra.sendall(b"GET /peers HTTP/1.1\r\n\r\n")
+            assert extra.recv(100) == b""  # closed unanswered
+        assert a.stats()["refused"] == {"busy": 1}
+    finally:
+        for s in idle:
+            s.close()
+    wait_until(lambda: httpx.get(url(a, "/peers"), trust_env=False).status_code == 200)

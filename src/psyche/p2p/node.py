@@ -11,7 +11,9 @@ never raised):
 Discovery: every ``discovery_interval`` seconds (and at start, and when the allowed set changes) the
 node POSTs its record to every known address (bootstrap list and address book) and merges their
 /peers answers; for each identity the record with the newest issued_at wins. Once ``set_allowed``
-was called only allowed identities are dialled, served in /peers, or accepted in /msg.
+was called only allowed identities are dialled or served in /peers; /msg accepts allowed identities
+only, so no message is taken before the first ``set_allowed``. Blobs and the manifest are served to anyone
+who can reach the port (they are content-addressed and signed; a run's results are not secret).
 """
 
 from __future__ import annotations
@@ -84,8 +86,29 @@ class _Stats:
 
 
 class _Server(ThreadingHTTPServer):
+    """One thread per connection, at most ``max_active`` at once (more are closed unanswered, counted)."""
+
     daemon_threads = True
     request_queue_size = 128
+    max_active = 512
+    on_busy: Callable[[], None] = staticmethod(lambda: None)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._active = threading.BoundedSemaphore(self.max_active)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._active.acquire(blocking=False):  # a peer opening connections without end
+            self.on_busy()
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._active.release()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -283,6 +306,7 @@ class P2PNode:
             type("Server6", (_Server,), {"address_family": AF_INET6}) if ":" in self.bind_host else _Server
         )
         self._server = server_class((self.bind_host, self.port), handler)
+        self._server.on_busy = lambda: self._stats.refuse("busy")
         bound_port = int(self._server.server_address[1])
         towards = [h for h, _ in self.bootstrap] + ([self.rpc_host] if self.rpc_host else [])
         self._address = resolve_advertise(self.advertise, self.bind_host, bound_port, towards)
