@@ -20,7 +20,7 @@ from psyche.p2p.errors import FetchFailed, PeerRefused
 from psyche.p2p.node import P2PNode
 from psyche.p2p.wire import Ticket, sign
 
-IDS = [P2PIdentity(bytes([i + 1]) * 32) for i in range(4)]
+IDS = [P2PIdentity(bytes([i + 1]) * 32) for i in range(10)]
 STRANGER = P2PIdentity(b"\x99" * 32)
 
 
@@ -398,3 +398,14 @@ def test_connection_flood_is_capped_and_counted(
         for s in idle:
             s.close()
     wait_until(lambda: httpx.get(url(a, "/peers"), trust_env=False).status_code == 200)
+
+
+def test_discovery_converges_with_a_small_fanout(make_node: Callable[..., tuple[P2PNode, Inbox]]) -> None:
+    """Ten nodes, each dialling the bootstrap and two random known peers per round, all learn all nine."""
+    first, _ = make_node(0, discovery_interval=0.1, discovery_fanout=2)
+    nodes = [first] + [
+        make_node(i, [first.address], discovery_interval=0.1, discovery_fanout=2)[0] for i in range(1, 10)
+    ]
+    for n in nodes:
+        n.set_allowed({i.public for i in IDS})
+    wait_until(lambda: all(len(n.peers()) == 9 for n in nodes), timeout=10)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import threading
 import time
 from collections import Counter
@@ -33,7 +34,7 @@ import httpx
 
 from psyche.p2p.blobs import BlobStore, Tag
 from psyche.p2p.errors import FetchFailed, PeerRefused
-from psyche.p2p.settings import resolve_advertise
+from psyche.p2p.settings import P2PSettings, resolve_advertise
 from psyche.p2p.wire import (
     ENVELOPE_OVERHEAD,
     HASH_BYTES,
@@ -265,6 +266,7 @@ class P2PNode:
         max_blob: int = DEFAULT_MAX_BLOB,
         rpc_host: str | None = None,
         discovery_interval: float = 2.0,
+        discovery_fanout: int = 8,
         send_timeout: float = 2.0,
         workers: int = 16,
     ) -> None:
@@ -279,6 +281,8 @@ class P2PNode:
         self.max_blob = max_blob
         self.rpc_host = rpc_host
         self.discovery_interval = discovery_interval
+        self.discovery_fanout = discovery_fanout
+        self._random = random.Random()
         self.send_timeout = send_timeout
         self.blobs = BlobStore()
         self._stats = _Stats()
@@ -296,6 +300,14 @@ class P2PNode:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
         # trust_env=False: a proxy from the environment must never sit between peers
         self.http = httpx.Client(limits=limits, timeout=send_timeout, trust_env=False)
+
+    @classmethod
+    def from_settings(
+        cls, identity: Signer, settings: P2PSettings, on_message: OnMessage, **options: Any
+    ) -> P2PNode:
+        """A node bound and advertised as P2P_* say (``load_p2p_settings``); ``options`` as for __init__."""
+        s = settings
+        return cls(identity, s.bind, s.port, s.advertise, s.bootstrap, on_message, **options)
 
     # --- life cycle ------------------------------------------------------------------------------
 
@@ -414,7 +426,10 @@ class P2PNode:
         """One round: hello to and /peers from every known address; the number of new records."""
         own = {self.address, self.bound}
         targets = {a for a in self.bootstrap if a not in own}
-        targets |= {a for a in self.peers().values() if a not in own}
+        known = sorted(a for a in self.peers().values() if a not in own)
+        # A random few each round, not all: records spread epidemically through /peers answers, so
+        # the book converges in a few rounds while the traffic stays O(fanout) per node, not O(n).
+        targets |= set(self._random.sample(known, min(self.discovery_fanout, len(known))))
         futures = [self._pool.submit(self._exchange, a) for a in targets]
         done, _ = wait(futures, timeout=self.send_timeout * 3)
         return sum(f.result() for f in done if f.exception() is None)
