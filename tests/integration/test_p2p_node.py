@@ -283,7 +283,7 @@ def test_discovery_ignores_bad_records_and_keeps_the_newest(
     assert httpx.post(hello, content=new[:-1] + b"\x00", trust_env=False).status_code == 400
     assert a.stats()["refused"] == {"bad-signature": 1}
     with pytest.raises(PeerRefused):
-        a._merge(b"junk")
+        a.merge_record(b"junk")
 
 
 def test_close_is_quick_and_frees_the_port(make_node: Callable[..., tuple[P2PNode, Inbox]]) -> None:
@@ -383,9 +383,9 @@ def test_model_fetch_refusals(trio: list[tuple[P2PNode, Inbox]]) -> None:
 def test_connection_flood_is_capped_and_counted(
     make_node: Callable[..., tuple[P2PNode, Inbox]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from psyche.p2p import node as node_module
+    from psyche.p2p.server import Server
 
-    monkeypatch.setattr(node_module._Server, "max_active", 4)
+    monkeypatch.setattr(Server, "max_active", 4)
     a, _ = make_node(0, discovery_interval=60)
     idle = [socket.create_connection(a.address, timeout=2) for _ in range(4)]
     try:
