@@ -9,11 +9,12 @@ never raised):
     GET  /model/manifest   the signed model manifest, when one is set (psyche.p2p.model_share)
 
 Discovery: every ``discovery_interval`` seconds (and at start, and when the allowed set changes) the
-node POSTs its record to every known address (bootstrap list and address book) and merges their
-/peers answers; for each identity the record with the newest issued_at wins. Once ``set_allowed``
-was called only allowed identities are dialled or served in /peers; /msg accepts allowed identities
-only, so no message is taken before the first ``set_allowed``. Blobs and the manifest are served to anyone
-who can reach the port (they are content-addressed and signed; a run's results are not secret).
+node POSTs its record to the bootstrap addresses and to ``discovery_fanout`` random peers of its book,
+and merges their /peers answers (records spread epidemically); for each identity the record with the
+newest issued_at wins. Once ``set_allowed`` was called only allowed identities are dialled or served
+in /peers; /msg accepts allowed identities only, so no message is taken before the first
+``set_allowed``. Blobs and the manifest are served to anyone who can reach the port (they are
+content-addressed and signed; a run's results are not secret).
 """
 
 from __future__ import annotations
