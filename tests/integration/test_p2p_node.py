@@ -409,3 +409,13 @@ def test_discovery_converges_with_a_small_fanout(make_node: Callable[..., tuple[
     for n in nodes:
         n.set_allowed({i.public for i in IDS})
     wait_until(lambda: all(len(n.peers()) == 9 for n in nodes), timeout=10)
+
+
+def test_a_port_in_use_is_a_config_error(make_node: Callable[..., tuple[P2PNode, Inbox]]) -> None:
+    from psyche.errors import ConfigError
+
+    a, _ = make_node(0, discovery_interval=60)
+    node = P2PNode(IDS[1], "127.0.0.1", a.bound[1], None, [], Inbox())
+    with pytest.raises(ConfigError, match=rf"^P2P_BIND/P2P_PORT: cannot listen on 127.0.0.1:{a.bound[1]}: "):
+        node.start()
+    node.close()

@@ -31,6 +31,7 @@ from typing import Any, Final
 
 import httpx
 
+from psyche.errors import ConfigError
 from psyche.p2p.blobs import BlobStore, Tag
 from psyche.p2p.errors import FetchFailed, PeerRefused
 from psyche.p2p.server import HELLO_MAX, Handler, Server, Stats, url_host
@@ -129,7 +130,14 @@ class P2PNode:
         server_class = (
             type("Server6", (Server,), {"address_family": AF_INET6}) if ":" in self.bind_host else Server
         )
-        self._server = server_class((self.bind_host, self.port), handler)
+        try:
+            self._server = server_class((self.bind_host, self.port), handler)
+        except OSError as exc:  # port taken, address not on this host, no permission
+            where = f"{url_host(self.bind_host)}:{self.port}"
+            raise ConfigError(
+                f"P2P_BIND/P2P_PORT: cannot listen on {where}: {exc.strerror or exc}",
+                hint="choose a free port (P2P_PORT) or an address of this host (P2P_BIND)",
+            ) from exc
         self._server.on_busy = lambda: self.counters.refuse("busy")
         bound_port = int(self._server.server_address[1])
         towards = [h for h, _ in self.bootstrap] + ([self.rpc_host] if self.rpc_host else [])
