@@ -39,15 +39,7 @@ def main(index: int, count: int) -> int:
             inbox.append((sender, decode_broadcast(data)))
             arrived.notify_all()
 
-    node = P2PNode(
-        me,
-        settings.bind,
-        settings.port,
-        settings.advertise,
-        settings.bootstrap,
-        on_message,
-        discovery_interval=0.3,
-    ).start()
+    node = P2PNode.from_settings(me, settings, on_message, discovery_interval=0.3).start()
     report: dict[str, object] = {"index": index, "address": list(node.address)}
     try:
         node.set_allowed({i.public for i in ids})

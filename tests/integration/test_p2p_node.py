@@ -20,7 +20,7 @@ from psyche.p2p.errors import FetchFailed, PeerRefused
 from psyche.p2p.node import P2PNode
 from psyche.p2p.wire import Ticket, sign
 
-IDS = [P2PIdentity(bytes([i + 1]) * 32) for i in range(4)]
+IDS = [P2PIdentity(bytes([i + 1]) * 32) for i in range(10)]
 STRANGER = P2PIdentity(b"\x99" * 32)
 
 
@@ -118,9 +118,9 @@ def test_blob_publish_and_fetch_with_fallback(trio: list[tuple[P2PNode, Inbox]])
     data = os.urandom(3 * 1024 * 1024 + 17)
     ticket = a.publish(data, 5)
     assert ticket == Ticket(hashlib.sha256(data).digest(), *a.address)
-    assert b.fetch(ticket, IDS[0].public, [], len(data), 5.0) == data
-    # The announcer is gone from the ticket's address: c falls back to b, which also holds it.
-    b.blobs.put(data, 5)
+    assert b.fetch(ticket, IDS[0].public, [], len(data), 5.0, keep=5) == data
+    assert b.blobs.get(ticket.blob) == data  # kept: b now serves it too
+    # The announcer is gone from the ticket's address: c falls back to b.
     dead = Ticket(ticket.blob, "127.0.0.1", _free_port())
     assert c.fetch(dead, IDS[0].public, [IDS[1].public], len(data), 5.0) == data
     # Nobody has it: one line naming every attempt.
@@ -283,7 +283,7 @@ def test_discovery_ignores_bad_records_and_keeps_the_newest(
     assert httpx.post(hello, content=new[:-1] + b"\x00", trust_env=False).status_code == 400
     assert a.stats()["refused"] == {"bad-signature": 1}
     with pytest.raises(PeerRefused):
-        a._merge(b"junk")
+        a.merge_record(b"junk")
 
 
 def test_close_is_quick_and_frees_the_port(make_node: Callable[..., tuple[P2PNode, Inbox]]) -> None:
@@ -378,3 +378,44 @@ def test_model_fetch_refusals(trio: list[tuple[P2PNode, Inbox]]) -> None:
     a.blobs.drop_tag("model")
     with pytest.raises(FetchFailed, match=r"5 of 5 parameters could not be had .*gave up after 2 errors"):
         fetch_model(joiner, [IDS[0].public], max_errors_per_peer=2)
+
+
+def test_connection_flood_is_capped_and_counted(
+    make_node: Callable[..., tuple[P2PNode, Inbox]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from psyche.p2p.server import Server
+
+    monkeypatch.setattr(Server, "max_active", 4)
+    a, _ = make_node(0, discovery_interval=60)
+    idle = [socket.create_connection(a.address, timeout=2) for _ in range(4)]
+    try:
+        wait_until(lambda: a._server is not None and a._server._active._value == 0)
+        with socket.create_connection(a.address, timeout=2) as extra:
+            extra.sendall(b"GET /peers HTTP/1.1\r\n\r\n")
+            assert extra.recv(100) == b""  # closed unanswered
+        assert a.stats()["refused"] == {"busy": 1}
+    finally:
+        for s in idle:
+            s.close()
+    wait_until(lambda: httpx.get(url(a, "/peers"), trust_env=False).status_code == 200)
+
+
+def test_discovery_converges_with_a_small_fanout(make_node: Callable[..., tuple[P2PNode, Inbox]]) -> None:
+    """Ten nodes, each dialling the bootstrap and two random known peers per round, all learn all nine."""
+    first, _ = make_node(0, discovery_interval=0.1, discovery_fanout=2)
+    nodes = [first] + [
+        make_node(i, [first.address], discovery_interval=0.1, discovery_fanout=2)[0] for i in range(1, 10)
+    ]
+    for n in nodes:
+        n.set_allowed({i.public for i in IDS})
+    wait_until(lambda: all(len(n.peers()) == 9 for n in nodes), timeout=10)
+
+
+def test_a_port_in_use_is_a_config_error(make_node: Callable[..., tuple[P2PNode, Inbox]]) -> None:
+    from psyche.errors import ConfigError
+
+    a, _ = make_node(0, discovery_interval=60)
+    node = P2PNode(IDS[1], "127.0.0.1", a.bound[1], None, [], Inbox())
+    with pytest.raises(ConfigError, match=rf"^P2P_BIND/P2P_PORT: cannot listen on 127.0.0.1:{a.bound[1]}: "):
+        node.start()
+    node.close()

@@ -9,40 +9,39 @@ never raised):
     GET  /model/manifest   the signed model manifest, when one is set (psyche.p2p.model_share)
 
 Discovery: every ``discovery_interval`` seconds (and at start, and when the allowed set changes) the
-node POSTs its record to every known address (bootstrap list and address book) and merges their
-/peers answers; for each identity the record with the newest issued_at wins. Once ``set_allowed``
-was called only allowed identities are dialled, served in /peers, or accepted in /msg.
+node POSTs its record to the bootstrap addresses and to ``discovery_fanout`` random peers of its book,
+and merges their /peers answers (records spread epidemically); for each identity the record with the
+newest issued_at wins. Once ``set_allowed`` was called only allowed identities are dialled or served
+in /peers; /msg accepts allowed identities only, so no message is taken before the first
+``set_allowed``. Blobs and the manifest are served to anyone who can reach the port (they are
+content-addressed and signed; a run's results are not secret).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socket import AF_INET6
 from typing import Any, Final
 
 import httpx
 
+from psyche.errors import ConfigError
 from psyche.p2p.blobs import BlobStore, Tag
 from psyche.p2p.errors import FetchFailed, PeerRefused
-from psyche.p2p.settings import resolve_advertise
+from psyche.p2p.server import HELLO_MAX, Handler, Server, Stats, url_host
+from psyche.p2p.settings import P2PSettings, resolve_advertise
 from psyche.p2p.wire import (
-    ENVELOPE_OVERHEAD,
-    HASH_BYTES,
-    MAX_RECORD_BYTES,
     MAX_RECORDS,
     AddressRecord,
     Signer,
     Ticket,
     decode_record_list,
-    encode_record_list,
-    open_envelope,
     open_record,
     sign,
     sign_record,
@@ -56,169 +55,7 @@ OnMessage = Callable[[bytes, bytes], None]
 DEFAULT_MAX_MESSAGE: Final = 4096  # upstream's gossip limit; a broadcast is ~200 bytes
 DEFAULT_MAX_BLOB: Final = 64 * 1024 * 1024
 MAX_MANIFEST_BYTES: Final = 16 * 1024 * 1024
-_WRITE_CHUNK: Final = 4 * 1024 * 1024
-_HELLO_MAX: Final = MAX_RECORD_BYTES + ENVELOPE_OVERHEAD
-_PEERS_MAX: Final = 2 + MAX_RECORDS * (2 + _HELLO_MAX)
-
-
-def url_host(host: str) -> str:
-    """``host`` as it goes in a URL (IPv6 in brackets)."""
-    return f"[{host}]" if ":" in host else host
-
-
-class _Stats:
-    """Counters shared by server threads and callers."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.refused: Counter[str] = Counter()
-        self.counts: Counter[str] = Counter()
-
-    def refuse(self, reason: str) -> None:
-        with self.lock:
-            self.refused[reason] += 1
-
-    def add(self, name: str, n: int = 1) -> None:
-        with self.lock:
-            self.counts[name] += n
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Routes requests to the node; never lets an exception out (a peer's garbage is a 4xx)."""
-
-    node: P2PNode  # set on the per-node subclass
-    protocol_version = "HTTP/1.1"  # keep-alive: httpx reuses one connection per peer
-    timeout = 30  # a peer that stops mid-request frees its thread
-    server_version = "psyche-p2p"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("p2p %s: " + format, self.client_address[0], *args)
-
-    def do_POST(self) -> None:
-        self._guarded({"/msg": self._msg, "/hello": self._hello}.get(self.path))
-
-    def do_GET(self) -> None:
-        if self.path.startswith("/blob/"):
-            self._guarded(self._blob)
-        else:
-            self._guarded({"/peers": self._peers, "/model/manifest": self._manifest}.get(self.path))
-
-    def _guarded(self, route: Callable[[], None] | None) -> None:
-        try:
-            if route is None:
-                self._reply(404, b"no such route")
-            else:
-                route()
-        except Exception:  # a bug of ours must not take the node down; counted and logged
-            log.exception("p2p: request %s %s failed", self.command, self.path[:80])
-            self.node._stats.refuse("internal-error")
-            self.close_connection = True
-
-    def _reply(self, code: int, body: bytes = b"", content_type: str = "text/plain") -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if body:
-            self._write(body)
-
-    def _write(self, body: bytes) -> None:
-        view = memoryview(body)
-        for start in range(0, len(view), _WRITE_CHUNK):
-            self.wfile.write(view[start : start + _WRITE_CHUNK])
-
-    def _refuse(self, code: int, reason: str, close: bool = False) -> None:
-        self.node._stats.refuse(reason)
-        self.close_connection = self.close_connection or close
-        self._reply(code, reason.encode())
-
-    def _body(self, limit: int) -> bytes | None:
-        """The request body, at most ``limit`` bytes; None (answered and counted) when refused."""
-        text = self.headers.get("Content-Length")
-        if text is None or not text.strip().isdigit():
-            self._refuse(411, "malformed", close=True)
-            return None
-        size = int(text)
-        if size > limit:
-            self._refuse(413, "too-large", close=True)  # unread body: the connection cannot be reused
-            return None
-        body = self.rfile.read(size)
-        if len(body) != size:
-            self._refuse(400, "malformed", close=True)
-            return None
-        self.node._stats.add("bytes_in", size)
-        return body
-
-    def _msg(self) -> None:
-        node = self.node
-        raw = self._body(node.max_message + ENVELOPE_OVERHEAD)
-        if raw is None:
-            return
-        try:
-            sender, data = open_envelope(raw, node.max_message)
-        except PeerRefused as exc:
-            self._refuse(400, exc.reason)
-            return
-        if not node.is_allowed(sender):
-            self._refuse(403, "not-allowed")
-            return
-        try:
-            node.on_message(sender, data)
-        except Exception as exc:  # the handler refused it (or failed): a 422 to the sender, never a crash
-            reason = getattr(exc, "reason", None)
-            if not isinstance(reason, str):
-                log.exception("p2p: on_message failed")
-                reason = "handler-error"
-            self._refuse(422, reason)
-            return
-        node._stats.add("messages_received")
-        self._reply(204)
-
-    def _hello(self) -> None:
-        raw = self._body(_HELLO_MAX)
-        if raw is None:
-            return
-        try:
-            self.node._merge(raw)
-        except PeerRefused as exc:
-            self._refuse(400, exc.reason)
-            return
-        self._reply(204)
-
-    def _peers(self) -> None:
-        self._reply(200, encode_record_list(self.node._served_records()), "application/octet-stream")
-
-    def _manifest(self) -> None:
-        manifest = self.node._manifest
-        if manifest is None:
-            self._reply(404, b"no model served")
-        else:
-            self._reply(200, manifest, "application/octet-stream")
-
-    def _blob(self) -> None:
-        text = self.path[len("/blob/") :]
-        try:
-            digest = bytes.fromhex(text)
-        except ValueError:
-            digest = b""
-        if len(digest) != HASH_BYTES:
-            self._refuse(400, "malformed")
-            return
-        blob = self.node.blobs.get(digest)
-        if blob is None:
-            self._reply(404, b"no such blob")
-            return
-        self._reply(200, blob, "application/octet-stream")
-        self.node._stats.add("blobs_served")
-        self.node._stats.add("bytes_out", len(blob))
+_PEERS_MAX: Final = 2 + MAX_RECORDS * (2 + HELLO_MAX)
 
 
 class P2PNode:
@@ -242,6 +79,7 @@ class P2PNode:
         max_blob: int = DEFAULT_MAX_BLOB,
         rpc_host: str | None = None,
         discovery_interval: float = 2.0,
+        discovery_fanout: int = 8,
         send_timeout: float = 2.0,
         workers: int = 16,
     ) -> None:
@@ -256,16 +94,18 @@ class P2PNode:
         self.max_blob = max_blob
         self.rpc_host = rpc_host
         self.discovery_interval = discovery_interval
+        self.discovery_fanout = discovery_fanout
+        self._random = random.Random()
         self.send_timeout = send_timeout
         self.blobs = BlobStore()
-        self._stats = _Stats()
+        self.counters = Stats()
         self._lock = threading.Lock()
         self._book: dict[bytes, tuple[AddressRecord, bytes]] = {}
         self._allowed: frozenset[bytes] | None = None
-        self._manifest: bytes | None = None
+        self.manifest: bytes | None = None
         self._record: bytes = b""
         self._address: Address | None = None
-        self._server: _Server | None = None
+        self._server: Server | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -274,15 +114,31 @@ class P2PNode:
         # trust_env=False: a proxy from the environment must never sit between peers
         self.http = httpx.Client(limits=limits, timeout=send_timeout, trust_env=False)
 
+    @classmethod
+    def from_settings(
+        cls, identity: Signer, settings: P2PSettings, on_message: OnMessage, **options: Any
+    ) -> P2PNode:
+        """A node bound and advertised as P2P_* say (``load_p2p_settings``); ``options`` as for __init__."""
+        s = settings
+        return cls(identity, s.bind, s.port, s.advertise, s.bootstrap, on_message, **options)
+
     # --- life cycle ------------------------------------------------------------------------------
 
     def start(self) -> P2PNode:
         """Bind, serve, work out the advertised address, and start discovery."""
-        handler = type("Handler", (_Handler,), {"node": self})
+        handler = type("Handler", (Handler,), {"node": self})
         server_class = (
-            type("Server6", (_Server,), {"address_family": AF_INET6}) if ":" in self.bind_host else _Server
+            type("Server6", (Server,), {"address_family": AF_INET6}) if ":" in self.bind_host else Server
         )
-        self._server = server_class((self.bind_host, self.port), handler)
+        try:
+            self._server = server_class((self.bind_host, self.port), handler)
+        except OSError as exc:  # port taken, address not on this host, no permission
+            where = f"{url_host(self.bind_host)}:{self.port}"
+            raise ConfigError(
+                f"P2P_BIND/P2P_PORT: cannot listen on {where}: {exc.strerror or exc}",
+                hint="choose a free port (P2P_PORT) or an address of this host (P2P_BIND)",
+            ) from exc
+        self._server.on_busy = lambda: self.counters.refuse("busy")
         bound_port = int(self._server.server_address[1])
         towards = [h for h, _ in self.bootstrap] + ([self.rpc_host] if self.rpc_host else [])
         self._address = resolve_advertise(self.advertise, self.bind_host, bound_port, towards)
@@ -352,13 +208,17 @@ class P2PNode:
         with self._lock:
             return {i: (r.host, r.port) for i, (r, _) in self._book.items() if self._dialable(i)}
 
-    def _served_records(self) -> list[bytes]:
+    def served_records(self) -> list[bytes]:
         with self._lock:
             mine = [self._record] if self._record else []
             return mine + [raw for i, (_, raw) in self._book.items() if self._dialable(i)][: MAX_RECORDS - 1]
 
-    def _merge(self, raw: bytes) -> bool:
+    def merge_record(self, raw: bytes) -> bool:
         """Take a signed record into the book when it is newer; PeerRefused when it is not valid."""
+        with self._lock:
+            held = self._book.get(bytes(raw[:32]))
+        if held is not None and held[1] == raw:
+            return False  # the very record we hold: no second signature check (discovery repeats them)
         record = open_record(raw)
         if record.identity == self.public:
             return False
@@ -386,7 +246,10 @@ class P2PNode:
         """One round: hello to and /peers from every known address; the number of new records."""
         own = {self.address, self.bound}
         targets = {a for a in self.bootstrap if a not in own}
-        targets |= {a for a in self.peers().values() if a not in own}
+        known = sorted(a for a in self.peers().values() if a not in own)
+        # A random few each round, not all: records spread epidemically through /peers answers, so
+        # the book converges in a few rounds while the traffic stays O(fanout) per node, not O(n).
+        targets |= set(self._random.sample(known, min(self.discovery_fanout, len(known))))
         futures = [self._pool.submit(self._exchange, a) for a in targets]
         done, _ = wait(futures, timeout=self.send_timeout * 3)
         return sum(f.result() for f in done if f.exception() is None)
@@ -397,7 +260,7 @@ class P2PNode:
             self.http.post(base + "/hello", content=self._record)
             resp = self.http.get(base + "/peers")
         except httpx.HTTPError:
-            self._stats.add("discovery_failed")
+            self.counters.add("discovery_failed")
             return 0
         if resp.status_code != 200 or len(resp.content) > _PEERS_MAX:
             return 0
@@ -405,13 +268,13 @@ class P2PNode:
         try:
             records = decode_record_list(resp.content)
         except PeerRefused as exc:
-            self._stats.refuse(exc.reason)
+            self.counters.refuse(exc.reason)
             return 0
         for raw in records:
             try:
-                new += self._merge(raw)
+                new += self.merge_record(raw)
             except PeerRefused as exc:
-                self._stats.refuse(exc.reason)
+                self.counters.refuse(exc.reason)
         return new
 
     # --- sending ---------------------------------------------------------------------------------
@@ -428,8 +291,8 @@ class P2PNode:
         futures = [self._pool.submit(self._post_msg, a, envelope) for a in targets]
         done, _ = wait(futures, timeout=self.send_timeout * 2)
         sent = sum(1 for f in done if f.exception() is None and f.result())
-        self._stats.add("sent", sent)
-        self._stats.add("send_failed", len(targets) - sent)
+        self.counters.add("sent", sent)
+        self.counters.add("send_failed", len(targets) - sent)
         return sent
 
     def _post_msg(self, address: Address, envelope: bytes) -> bool:
@@ -438,7 +301,7 @@ class P2PNode:
         except httpx.HTTPError:
             return False
         if resp.status_code == 204:
-            self._stats.add("bytes_out", len(envelope))
+            self.counters.add("bytes_out", len(envelope))
         return resp.status_code == 204
 
     # --- blobs -----------------------------------------------------------------------------------
@@ -455,9 +318,15 @@ class P2PNode:
         fallbacks: Sequence[bytes] = (),
         max_bytes: int | None = None,
         timeout: float = 10.0,
+        *,
+        keep: Tag | None = None,
     ) -> bytes:
         """The blob of ``ticket``, sha256-checked: from the ticket's address, then the sender's and the
-        fallbacks' addresses in the book. FetchFailed (one line, every attempt) when nobody delivers."""
+        fallbacks' addresses in the book. FetchFailed (one line, every attempt) when nobody delivers.
+
+        ``keep``: store the verified blob under this tag, so that this node serves it too and peers
+        whose download from the announcer fails can fall back to us.
+        """
         held = self.blobs.get(ticket.blob)
         if held is not None:
             return held
@@ -471,10 +340,14 @@ class P2PNode:
         failures = []
         for address in candidates:
             try:
-                return self.fetch_from(address, ticket.blob, cap, timeout)
+                data = self.fetch_from(address, ticket.blob, cap, timeout)
             except (PeerRefused, FetchFailed) as exc:
                 failures.append(f"{url_host(address[0])}:{address[1]}: {exc}")
-        self._stats.add("fetch_failed")
+                continue
+            if keep is not None:
+                self.blobs.put(data, keep)
+            return data
+        self.counters.add("fetch_failed")
         raise FetchFailed(f"blob {ticket.blob.hex()[:16]}: no peer delivered it ({'; '.join(failures)})")
 
     def fetch_from(self, address: Address, digest: bytes, max_bytes: int, timeout: float) -> bytes:
@@ -485,9 +358,9 @@ class P2PNode:
         """
         data = self._get(address, f"/blob/{digest.hex()}", max_bytes, timeout)
         if hashlib.sha256(data).digest() != digest:
-            self._stats.refuse("hash-mismatch")
+            self.counters.refuse("hash-mismatch")
             raise PeerRefused("hash-mismatch", f"{len(data)} bytes whose sha256 is not the ticket's")
-        self._stats.add("blobs_fetched")
+        self.counters.add("blobs_fetched")
         return data
 
     def fetch_manifest(self, address: Address, timeout: float = 10.0) -> bytes:
@@ -496,7 +369,7 @@ class P2PNode:
 
     def set_manifest(self, signed: bytes | None) -> None:
         """Serve ``signed`` at GET /model/manifest (None: serve none)."""
-        self._manifest = signed
+        self.manifest = signed
 
     def _get(self, address: Address, path: str, max_bytes: int, timeout: float) -> bytes:
         url = f"http://{url_host(address[0])}:{address[1]}{path}"
@@ -507,7 +380,7 @@ class P2PNode:
                     raise FetchFailed(f"HTTP {resp.status_code}")
                 length = resp.headers.get("Content-Length", "")
                 if length.isdigit() and int(length) > max_bytes:
-                    self._stats.refuse("too-large")
+                    self.counters.refuse("too-large")
                     raise PeerRefused("too-large", f"{length} bytes offered, cap {max_bytes}")
                 # iter_raw() without a chunk size hands over httpcore's reads as they come (no re-chunking
                 # copy); one join at the end is the only copy of the payload.
@@ -516,7 +389,7 @@ class P2PNode:
                 for chunk in resp.iter_raw():
                     got += len(chunk)
                     if got > max_bytes:
-                        self._stats.refuse("too-large")
+                        self.counters.refuse("too-large")
                         raise PeerRefused("too-large", f"more than the cap of {max_bytes} bytes")
                     chunks.append(chunk)
                     if time.monotonic() > deadline:
@@ -525,19 +398,19 @@ class P2PNode:
             raise FetchFailed(f"{type(exc).__name__}: {str(exc)[:120]}") from exc
         if length.isdigit() and got != int(length):
             raise FetchFailed(f"{got} bytes arrived of {length} announced")
-        self._stats.add("bytes_in", got)
+        self.counters.add("bytes_in", got)
         return b"".join(chunks)
 
     # --- numbers -------------------------------------------------------------------------------
 
     def count_refusal(self, reason: str) -> None:
         """Count a refusal made outside the node (model_share, the client's broadcast checks)."""
-        self._stats.refuse(reason)
+        self.counters.refuse(reason)
 
     def stats(self) -> dict[str, Any]:
         """{"refused": {reason: n}, "peers": n, "bytes_in", "bytes_out", "sent", "send_failed", ...}."""
-        with self._stats.lock:
-            out: dict[str, Any] = dict(self._stats.counts)
-            out["refused"] = dict(self._stats.refused)
+        with self.counters.lock:
+            out: dict[str, Any] = dict(self.counters.counts)
+            out["refused"] = dict(self.counters.refused)
         out["peers"] = len(self.peers())
         return out
