@@ -127,9 +127,9 @@ def doctor(app: App, as_json: bool, local: bool, no_gpus: bool, image_size: floa
     """Check everything a join needs and print one line per check (OK / WARN / FAIL) with its fix.
 
     Covers the .env, the wallet (file mode, SOL balance), each RPC and WS endpoint (latency), the run
-    (state, client_version, image), the wallet's authorization, the P2P port, advertised address and bootstrap
-    peers, Docker (API version) and GPU access, the GPUs
-    and the parallelism settings, free disk and shm. Exit code 0 only when nothing FAILs.
+    (state, client_version, image), the wallet's authorization, the P2P port, advertised address and
+    bootstrap peers, Docker (API version) and GPU access, the GPUs and the parallelism settings, free disk
+    and shm. Exit code 0 only when nothing FAILs.
     """
     from psyche.manager.doctor import DoctorOptions, exit_code, run_doctor
     from psyche.manager.runtime import engine_is_local
