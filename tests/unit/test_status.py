@@ -19,7 +19,13 @@ from psyche.chain.accounts.treasurer import Participant, TreasurerRun
 from psyche.chain.programs import DEFAULT_PROGRAM_IDS, TOKEN_PROGRAM_ID, TREASURER_PROGRAM_ID
 from psyche.errors import ContainerRuntimeError, DockerUnavailable
 from psyche.manager.cli import cli
-from psyche.manager.launch import LABEL_CLIENT_VERSION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RUN_ID
+from psyche.manager.launch import (
+    LABEL_CLIENT_VERSION,
+    LABEL_INSTANCE,
+    LABEL_MANAGED,
+    LABEL_RUN_ID,
+    LABEL_WALLET,
+)
 from psyche.manager.runtime import ContainerInfo
 from psyche.manager.status import (
     P2PView,
@@ -128,6 +134,19 @@ def test_the_last_log_line_age_comes_from_the_engine_for_running_containers_only
 def test_a_stopped_container_has_no_uptime() -> None:
     view = container_view(info("psyche-client-test-01234567-1", "Exited (1) 3 seconds ago"), NOW)
     assert (view.running, view.uptime_s, view.restarts) == (False, None, 0)
+
+
+def test_several_wallets_on_one_host_each_see_their_own_container() -> None:
+    def of(wallet: str | None, name: str) -> ContainerInfo:
+        base = info(name, "Up 2 minutes")
+        labels = dict(base.labels) if wallet is None else {**base.labels, LABEL_WALLET: wallet}
+        return ContainerInfo(base.id, name, base.status, labels, image=base.image, created=base.created)
+
+    mine, theirs = str(USER), str(Pubkey.new_unique())
+    runtime = LabelRuntime([of(mine, "mine-1"), of(theirs, "theirs-1"), of(None, "older-1")])
+    views = find_containers(runtime, "test", NOW, mine)  # type: ignore[arg-type]
+    assert [(v.name, v.wallet) for v in views] == [("mine-1", mine), ("older-1", None)]
+    assert len(find_containers(runtime, "test", NOW)) == 3  # type: ignore[arg-type]
 
 
 def test_collect_filters_by_run_id_and_reads_rewards() -> None:

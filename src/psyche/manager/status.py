@@ -15,7 +15,13 @@ from solders.pubkey import Pubkey
 from psyche.chain import queries
 from psyche.chain.programs import ProgramIds
 from psyche.errors import RunManagerError
-from psyche.manager.launch import LABEL_CLIENT_VERSION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RUN_ID
+from psyche.manager.launch import (
+    LABEL_CLIENT_VERSION,
+    LABEL_INSTANCE,
+    LABEL_MANAGED,
+    LABEL_RUN_ID,
+    LABEL_WALLET,
+)
 from psyche.manager.runtime import SCRATCH_TARGET, ContainerInfo, ContainerRuntime
 
 # The supervisor names its containers psyche-client-<run>-<instance[:8]>-<seq>; seq counts from 1.
@@ -44,6 +50,7 @@ class ContainerView:
     # Seconds since the client's last log line, from the engine (running containers only): a frozen or hung
     # client is still "Up", but its log goes quiet (see --stall-timeout).
     last_log_age_s: float | None = None
+    wallet: str | None = None  # the public key its run-manager joined with (None: an older run-manager)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,17 +143,29 @@ def container_view(info: ContainerInfo, now: float, last_log_at: float | None = 
         uptime_s=max(0.0, now - info.created) if running and info.created is not None else None,
         restarts=int(seq.group(1)) - 1 if seq and LABEL_INSTANCE in info.labels else None,
         last_log_age_s=max(0.0, now - last_log_at) if running and last_log_at is not None else None,
+        wallet=info.labels.get(LABEL_WALLET),
     )
 
 
-def find_containers(runtime: ContainerRuntime, run_id: str | None, now: float) -> tuple[ContainerView, ...]:
-    """Containers carrying our labels (of ``run_id`` when given), running ones first, newest first."""
+def find_containers(
+    runtime: ContainerRuntime, run_id: str | None, now: float, wallet: str | None = None
+) -> tuple[ContainerView, ...]:
+    """Containers carrying our labels (of ``run_id`` when given), running ones first, newest first.
+
+    With ``wallet``, only that wallet's containers (and unlabelled ones of older run-managers): several
+    wallets may run the same run on one host (``scripts/demo --clients N``), and each `status` is one's.
+    """
     labels = {LABEL_MANAGED: "true"}
     if run_id:
         labels[LABEL_RUN_ID] = run_id
+    infos = [
+        info
+        for info in runtime.list_by_label(labels)
+        if wallet is None or info.labels.get(LABEL_WALLET, wallet) == wallet
+    ]
     views = [
         container_view(info, now, _last_log_time(runtime, info) if info.status.startswith("Up") else None)
-        for info in runtime.list_by_label(labels)
+        for info in infos
     ]
     views.sort(key=lambda v: (not v.running, v.uptime_s if v.uptime_s is not None else float("inf")))
     return tuple(views)
@@ -273,7 +292,7 @@ def collect(
     containers: tuple[ContainerView, ...] = ()
     container_error = None
     try:
-        containers = find_containers(runtime(), run_id, now)
+        containers = find_containers(runtime(), run_id, now, str(user) if user else None)
     except RunManagerError as exc:
         container_error = exc.message
     notes: list[str] = []
