@@ -84,3 +84,4 @@ def test_an_address_that_leads_to_the_listener_is_reached_and_one_that_does_not_
     with pytest.raises(ConnectionRefusedError):
         probe.reach("127.0.0.1", port, "127.0.0.1", elsewhere, 2.0)
     assert probe.resolve("localhost")[0] in ("127.0.0.1", "::1")
+    assert probe.route_source("127.0.0.1", port) == "127.0.0.1"  # the kernel's route, no packet sent

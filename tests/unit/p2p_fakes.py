@@ -46,6 +46,9 @@ class FakeP2P:
         if (host, port) not in self.up:
             raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
 
+    def route_source(self, host: str, port: int) -> str:
+        return "127.0.0.1" if ipaddress.ip_address(host).is_loopback else HOST_IP
+
     def reach(self, bind: str, port: int, host: str, target: int, timeout: float) -> None:
         self.bind(bind, port)
         self.dialled.append((host, target))

@@ -20,8 +20,9 @@ def test_defaults_ephemeral_port_and_the_address_is_left_to_the_client(world: Wo
     assert checks["p2p port"] == Check(
         "p2p port", Status.OK, "P2P_PORT 0 (ephemeral): the client picks a free port on 0.0.0.0 at each start"
     )
-    assert checks["p2p address"].status == Status.OK
-    assert checks["p2p address"].detail.startswith("P2P_ADVERTISE unset: the client advertises its address")
+    assert checks["p2p address"] == Check(
+        "p2p address", Status.OK, f"P2P_ADVERTISE unset: the client advertises {HOST_IP}"
+    )
     assert checks["p2p bootstrap"] == Check("p2p bootstrap", Status.OK, f"1 answered: {PEER}:4100")
     assert world.p2p.dialled == [(PEER, 4100)]
 
@@ -42,6 +43,26 @@ def test_a_bind_address_of_another_host_fails(world: World) -> None:
     check = p2p(world, P2P_PORT="4100", P2P_BIND="10.9.9.9")["p2p port"]
     assert (check.status, check.detail) == (Status.FAIL, "P2P_BIND 10.9.9.9 is not an address of this host")
     assert check.fix == "set P2P_BIND to an address of this host (ip -brief addr), or 0.0.0.0"
+
+
+def test_a_private_address_offered_to_peers_on_the_internet_warns(world: World) -> None:
+    # A public address in the fake's name table only: the fake probe dials nothing.
+    world.p2p.names["far.example.org"] = ["9.9.9.9"]
+    check = p2p(world, P2P_BOOTSTRAP="far.example.org:4100")["p2p address"]
+    assert check.status == Status.WARN
+    assert check.detail == (
+        f"P2P_ADVERTISE unset: the client would advertise {HOST_IP}, a private address, "
+        "to peers on the internet"
+    )
+    assert check.fix == (
+        "set P2P_ADVERTISE to the host:port peers can dial (this host's public address), "
+        "and forward P2P_PORT to this machine"
+    )
+    world.env.pop("P2P_BOOTSTRAP")
+    assert p2p(world)["p2p address"].detail == (
+        "P2P_ADVERTISE unset: the client advertises its address on the route to the first bootstrap peer "
+        "(or the RPC host)"
+    )
 
 
 def test_an_advertised_address_of_this_host_is_ok(world: World) -> None:

@@ -34,6 +34,9 @@ class P2PProbe(Protocol):
     def reach(self, bind: str, port: int, host: str, target: int, timeout: float) -> None:
         """Listen on (bind, port) and connect to (host, target): does the address lead back to this host?"""
 
+    def route_source(self, host: str, port: int) -> str:
+        """This host's address on the route to (host, port), from the kernel's routing table alone."""
+
 
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -73,6 +76,12 @@ class SocketProbe:
             with socket.create_connection((host, target), timeout=timeout):
                 accepted, _ = listener.accept()  # the connection came to this listener, not elsewhere
                 accepted.close()
+
+    def route_source(self, host: str, port: int) -> str:
+        # A UDP connect only picks the route and the source address: no packet leaves this host.
+        with socket.socket(_family(host), socket.SOCK_DGRAM) as sock:
+            sock.connect((host, port))
+            return str(sock.getsockname()[0])
 
 
 def _reason(exc: OSError) -> str:
@@ -131,13 +140,33 @@ def check_port(settings: Settings, probe: P2PProbe) -> Check:
 
 def _derived_advertise(settings: Settings, probe: P2PProbe) -> str:
     """What the client advertises without P2P_ADVERTISE (DESIGN: the bind address unless a wildcard, else
-    its address toward the first bootstrap peer, else 127.0.0.1); only the part this host can tell."""
+    its address toward the first bootstrap peer, else ...); "" when this host cannot tell (no bootstrap)."""
     p2p = settings.p2p
     if not _is_wildcard(p2p.bind):
         return p2p.bind
-    if p2p.bootstrap and all(_is_loopback(a) for a in _resolved(probe, p2p.bootstrap[0].host)):
-        return "127.0.0.1"
+    if not p2p.bootstrap:
+        return ""
+    first = p2p.bootstrap[0]
+    assert first.port is not None
+    for address in _resolved(probe, first.host):
+        try:
+            return probe.route_source(address, first.port)
+        except OSError:
+            continue
     return ""
+
+
+def _on_internet(probe: P2PProbe, host: str) -> bool:
+    """A peer with a global (public) address."""
+    return any(ipaddress.ip_address(a).is_global for a in _resolved(probe, host))
+
+
+def _is_private(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return ip.is_private and not ip.is_loopback
 
 
 def _resolved(probe: P2PProbe, host: str) -> list[str]:
@@ -168,6 +197,13 @@ def check_advertise(settings: Settings, probe: P2PProbe, timeout: float) -> Chec
                 "which peers elsewhere cannot dial"
             )
             return Check(name, Status.WARN, detail, fix_set)
+        if _is_private(derived) and any(_on_internet(probe, peer.host) for peer in p2p.bootstrap):
+            detail = (
+                f"{EnvVars.P2P_ADVERTISE} unset: the client would advertise {derived}, a private address, "
+                "to peers on the internet"
+            )
+            fix = f"{fix_set}, and forward {EnvVars.P2P_PORT} to this machine"
+            return Check(name, Status.WARN, detail, fix)
         return Check(name, Status.OK, f"{EnvVars.P2P_ADVERTISE} unset: the client advertises {derived}")
     advertise = p2p.advertise
     try:
