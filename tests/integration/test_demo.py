@@ -1,4 +1,5 @@
-"""scripts/demo (the README's main job) unattended: a real client joins and trains; Ctrl+C leaves nothing."""
+"""scripts/demo (the README's main job) unattended: two real clients join one run and train, each under its
+own run-manager and wallet; Ctrl+C leaves nothing running."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .client_image_support import ClientImage
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEMO = PROJECT_ROOT / "scripts" / "demo"
 DEMO_RUN = "demo-rewards"
+CLIENTS = 2  # the demo's default
 
 
 def alive(pid: int) -> bool:
@@ -32,7 +34,7 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_demo_joins_trains_and_ctrl_c_leaves_nothing_running(
+def test_demo_two_clients_join_train_and_ctrl_c_leaves_nothing_running(
     docker_client: docker.DockerClient, client_image: ClientImage, tmp_path: Path
 ) -> None:
     demo_dir = tmp_path / "demo"
@@ -49,19 +51,23 @@ def test_demo_joins_trains_and_ctrl_c_leaves_nothing_running(
         start_new_session=True,
     )
     lines: list[str] = []
-    trained = threading.Event()
+    trained: set[str] = set()
+    both_trained = threading.Event()
 
     def read() -> None:
         assert demo.stdout is not None
         for line in demo.stdout:
             lines.append(line)
-            if re.search(r"INFO step 2 loss", line):
-                trained.set()
+            step = re.match(r"(client-\d+) \| .*INFO step 2 loss", line)
+            if step:
+                trained.add(step.group(1))
+                if len(trained) == CLIENTS:
+                    both_trained.set()
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        assert trained.wait(300), "".join(lines[-60:])
+        assert both_trained.wait(420), "".join(lines[-80:])
         os.killpg(demo.pid, signal.SIGINT)  # Ctrl+C
         code = demo.wait(120)
     finally:
@@ -75,17 +81,38 @@ def test_demo_joins_trains_and_ctrl_c_leaves_nothing_running(
     assert code == 0, output[-6000:]
 
     assert "no NVIDIA runtime in this Docker engine: the client trains on the CPU (--no-gpus)" in output
-    assert f"Using RUN_ID from environment: {DEMO_RUN}" in output
-    assert "joined the run for the next epoch" in output  # the client's own line, streamed by the manager
-    assert re.search(r"INFO step 1 loss \d+\.\d+", output), output[-4000:]
-    assert "[run-manager] stopped: stop requested" in output
+    assert "demo: as the run owner: pause demo-rewards, set a Dummy model, the distro optimizer" in output
+    ports: list[str] = []
+    containers: list[str] = []
+    for i in range(1, CLIENTS + 1):
+        prefix = f"client-{i} | "
+        mine = "".join(line[len(prefix) :] for line in lines if line.startswith(prefix))
+        assert f"Using RUN_ID from environment: {DEMO_RUN}" in mine
+        assert "joined the run for the next epoch" in mine  # the client's own line, streamed by the manager
+        assert re.search(r"INFO step 1 loss \d+\.\d+", mine), mine[-4000:]
+        assert "[run-manager] stopped: stop requested" in mine
+        assert f"demo: client {i}: run-manager exited with code 0" in output
+        started = re.search(r"\[run-manager\] started (\S+) \(([0-9a-f]{12})\)", mine)
+        assert started is not None, mine[-4000:]
+        containers.append(started.group(2))
+        # Each client: its own wallet, /scratch and P2P port; everyone bootstraps from client 1.
+        client_env = (demo_dir / f"client-{i}" / ".env").read_text()
+        key = "participant.json" if i == 1 else f"participant-{i}.json"
+        assert f"WALLET_PRIVATE_KEY_PATH={demo_dir / key}\n" in client_env
+        assert f"SCRATCH_DIR={demo_dir / f'client-{i}' / 'scratch'}\n" in client_env
+        (port,) = re.findall(r"^P2P_PORT=(\d+)$", client_env, flags=re.M)
+        ports.append(port)
+        assert f"P2P_ADVERTISE=127.0.0.1:{port}\n" in client_env
+        assert f"P2P_BOOTSTRAP=127.0.0.1:{ports[0]}\n" in client_env
+        assert (demo_dir / f"client-{i}" / "scratch").is_dir()
+        assert (demo_dir / f"client-{i}" / "run-manager.log").read_text().count("INFO step 1 loss") >= 1
+    assert len(set(ports)) == CLIENTS and len(set(containers)) == CLIENTS
     assert "demo: stopped everything the demo started" in output
 
-    # Nothing left: the container is gone, and so is the local chain.
-    started = re.search(r"\[run-manager\] started (\S+) \(([0-9a-f]{12})\)", output)
-    assert started is not None, output[-4000:]
-    with pytest.raises(docker.errors.NotFound):
-        docker_client.containers.get(started.group(2))
+    # Nothing left: the containers are gone, and so is the local chain.
+    for container in containers:
+        with pytest.raises(docker.errors.NotFound):
+            docker_client.containers.get(container)
     left = docker_client.containers.list(
         all=True, filters={"label": [f"{LABEL_MANAGED}=true", f"{LABEL_RUN_ID}={DEMO_RUN}"]}
     )
@@ -99,7 +126,8 @@ def test_demo_joins_trains_and_ctrl_c_leaves_nothing_running(
 
 def test_demo_help_lists_its_flags() -> None:
     done = subprocess.run([str(DEMO), "--help"], capture_output=True, text=True, timeout=30, check=True)
-    for flag in ("--yes", "--dir", "--no-build-if-present", "--for", "--until", "--metrics-port"):
+    flags = ("--yes", "--dir", "--clients", "--optimizer", "--no-build-if-present", "--for", "--until")
+    for flag in (*flags, "--metrics-port"):
         assert flag in done.stdout
 
 
@@ -107,6 +135,22 @@ def test_demo_refuses_an_unknown_flag_with_usage() -> None:
     done = subprocess.run([str(DEMO), "--bogus"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert done.stderr.startswith("usage: scripts/demo")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--clients", "0"], "demo: error: --clients wants a whole number from 1 to 16, got '0'"),
+        (["--clients", "two"], "demo: error: --clients wants a whole number from 1 to 16, got 'two'"),
+        (["--optimizer", "sgd"], "demo: error: --optimizer wants distro or adamw, got 'sgd'"),
+    ],
+)
+def test_demo_refuses_a_bad_client_count_or_optimizer_before_starting_anything(
+    args: list[str], message: str
+) -> None:
+    done = subprocess.run([str(DEMO), *args], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.strip() == message
 
 
 def test_without_docker_the_demo_says_what_to_install(tmp_path: Path) -> None:

@@ -81,3 +81,24 @@ def test_demo_world_is_ready_to_join(tmp_path: Path) -> None:
                     assert str(secret) not in text
 
     run(scenario)
+
+
+def test_demo_with_three_clients_makes_three_funded_wallets_that_may_join(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with localnet() as srv, AsyncClient(srv.rpc_url) as client:
+            demo = await build_demo(client, srv.rpc_url, srv.ws_url, tmp_path, clients=3)
+            files = ["participant.json", "participant-2.json", "participant-3.json"]
+            keys = [_keypair(tmp_path / name) for name in files]
+            assert tuple(k.pubkey() for k in keys) == demo.clients
+            assert len(set(demo.clients)) == 3
+            for key in demo.clients:
+                assert (await client.get_balance(key)).value > 9 * 10**9  # 10 SOL, less the fees paid
+            for name in files:
+                assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+            # The runs the demo clients join are open to anyone: the owner's permissionless grant exists.
+            grant = pda.authorization(demo.owner, PERMISSIONLESS_GRANTEE)
+            assert (await client.get_account_info(grant)).value is not None
+            text = "\n".join(describe(demo, tmp_path))
+            assert f"  client 3           {demo.clients[2]}  (participant-3.json, 10 SOL)" in text
+
+    run(scenario)

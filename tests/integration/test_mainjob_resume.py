@@ -11,7 +11,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.integration.client_image_support import PROJECT_ROOT, ClientImage
+from psyche.localnet import demo_run
+from tests.integration.client_image_support import ClientImage
 from tests.integration.conftest import SESSION_ID
 from tests.integration.mainjob_support import (
     Chain,
@@ -27,18 +28,16 @@ from tests.integration.mainjob_support import (
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-# The demo's own run config (scripts/demo writes it for demo-rewards), sped up: the same model (Dummy weights
-# naming the Hub repo psyche-demo/tiny-llama, which no disk holds), shorter cooldown, witness window and
-# epoch. The chain clock stays real: the client in its container ticks on its own clock.
+# The demo's own run config (scripts/demo writes it for demo-rewards from psyche.localnet.demo_run, with its
+# default optimizer), sped up: the same model (Dummy weights naming the Hub repo psyche-demo/tiny-llama, which
+# no disk holds), shorter cooldown, witness window and epoch. The chain clock stays real: the client in its
+# container ticks on its own clock.
 FASTER = {"cooldown_time": "2", "max_round_train_time": "8", "round_witness_time": "1", "epoch_time": "10"}
 STEP = re.compile(r"INFO step (\d+) loss")
 
 
 def demo_run_toml() -> str:
-    script = (PROJECT_ROOT / "scripts" / "demo").read_text()
-    found = re.search(r"demo-run\.toml\" <<'EOF'\n(.*?)\nEOF\n", script, re.DOTALL)
-    assert found is not None, "scripts/demo no longer writes demo-run.toml from a heredoc"
-    text = found.group(1)
+    text = demo_run.demo_run_toml(clients=1)
     assert 'repo_id = "psyche-demo/tiny-llama"' in text
     for key, value in FASTER.items():
         text, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.MULTILINE)

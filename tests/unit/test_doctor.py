@@ -36,6 +36,7 @@ from psyche.manager.wallet import Wallet, load_wallet
 from psyche.parallelism import Parallelism as TableRow
 from psyche.parallelism import Table as ParallelismTable
 from psyche.parallelism import normalise_gpu_name
+from tests.unit.p2p_fakes import PEER, FakeP2P
 from tests.unit.test_queries import FakeChain, seed_authorization, seed_run
 
 KEYPAIR = Keypair.from_seed(bytes(range(1, 33)))
@@ -153,6 +154,7 @@ class World:
     clock: Clock = dataclasses.field(default_factory=Clock)
     opened: list[FakeRpc] = dataclasses.field(default_factory=list)
     hook: str | None = "/usr/bin/nvidia-container-runtime-hook"
+    p2p: FakeP2P = dataclasses.field(default_factory=FakeP2P)
 
     def __post_init__(self) -> None:
         key = self.tmp / "id.json"
@@ -165,6 +167,7 @@ class World:
             "RUN_ID": "test",
             "WALLET_PRIVATE_KEY_PATH": str(key),
             "PARALLELISM_AUTO": "true",
+            "P2P_BOOTSTRAP": f"{PEER}:4100",
         }
         seed_run(self.chain, model=RUN_MODEL)
         seed_authorization(self.chain, PERMISSIONLESS_GRANTEE)
@@ -206,6 +209,7 @@ class World:
             parallelism_table=table,
             file_mode=lambda path: self.mode,
             monotonic=self.clock,
+            p2p=self.p2p,
         )
 
     def doctor(self, **options: object) -> dict[str, Check]:
@@ -227,7 +231,8 @@ def test_healthy_machine_is_all_ok_and_exits_zero(world: World) -> None:
     checks = world.doctor()
     assert list(checks) == [
         "env", "wallet", "wallet file", "RPC", "RPC_2", "WS_RPC", "WS_RPC_2", "balance", "run", "image",
-        "authorization", "docker", "gpu access", "wallet key", "disk", "gpus", "parallelism", "shm",
+        "authorization", "p2p port", "p2p address", "p2p bootstrap", "docker", "gpu access", "wallet key",
+        "disk", "gpus", "parallelism", "shm",
     ]  # fmt: skip
     assert set(statuses(checks).values()) == {"OK"}, statuses(checks)
     assert exit_code(world.checks) == 0

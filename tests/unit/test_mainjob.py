@@ -36,6 +36,7 @@ def test_container_env_carries_every_variable_with_validated_values(tmp_path: Pa
         "RPC_2=http://127.0.0.1:9899\nWS_RPC_2=ws://127.0.0.1:9900\n"
         "RUN_ID=stale\nAUTHORIZER=11111111111111111111111111111111\nHF_TOKEN=abc\n"
         "DATA_PARALLELISM=2\nPARALLELISM_AUTO=yes\n"
+        "P2P_PORT=4100\nP2P_BOOTSTRAP=10.0.0.2:4100 , 10.0.0.3:4100\n"
     )
     settings = load_settings(env_file, {"HOME": str(tmp_path)})
     grantee = Pubkey.new_unique()
@@ -49,6 +50,15 @@ def test_container_env_carries_every_variable_with_validated_values(tmp_path: Pa
     assert env["PARALLELISM_AUTO"] == "true"  # normalised for the client
     assert env["NVIDIA_DRIVER_CAPABILITIES"] == "all"
     assert env["RAW_WALLET_PRIVATE_KEY"] == SECRET
+    assert env["P2P_PORT"] == "4100" and env["P2P_BIND"] == "0.0.0.0"  # the client's default, explicit
+    assert env["P2P_BOOTSTRAP"] == "10.0.0.2:4100,10.0.0.3:4100"  # normalised for the client
+    assert "P2P_ADVERTISE" not in env  # unset: the client works it out
+
+
+def test_p2p_variables_from_the_shell_reach_the_container() -> None:
+    shell = {"RPC": "http://127.0.0.1:8899", "P2P_PORT": "4300", "P2P_ADVERTISE": "192.0.2.7"}
+    env = container_env(load_settings(None, shell), SECRET, "the-run", Pubkey.new_unique())
+    assert env["P2P_PORT"] == "4300" and env["P2P_ADVERTISE"] == "192.0.2.7"
 
 
 def test_discovery_prints_the_table_and_selects_waiting_runs_first() -> None:

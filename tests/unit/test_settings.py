@@ -420,3 +420,81 @@ def test_b58decode_known_vectors() -> None:
     assert not is_pubkey("1111")
     with pytest.raises(ValueError, match=r"^character 3 is not in the base58 alphabet$"):
         b58decode("110")
+
+
+# --- the client's P2P variables ---------------------------------------------------------------------
+
+
+def test_p2p_defaults_are_the_clients_own() -> None:
+    p2p = load_settings(None, CHAIN).p2p
+    assert (p2p.port, p2p.bind, p2p.advertise, p2p.bootstrap) == (0, "0.0.0.0", None, ())
+    assert p2p.container_env() == {"P2P_PORT": "0", "P2P_BIND": "0.0.0.0"}
+
+
+def test_p2p_values_are_parsed_and_normalised(envdir: Path) -> None:
+    text = (
+        "P2P_PORT=4100\nP2P_BIND=::\nP2P_ADVERTISE=[2001:db8::5]:4200\n"
+        "P2P_BOOTSTRAP= 10.0.0.2:4100, peer-1.example.org:4100,10.0.0.2:4100,\n"
+    )
+    settings = load_settings(write(text), CHAIN)
+    assert settings.p2p.container_env() == {
+        "P2P_PORT": "4100",
+        "P2P_BIND": "::",
+        "P2P_ADVERTISE": "[2001:db8::5]:4200",
+        "P2P_BOOTSTRAP": "10.0.0.2:4100,peer-1.example.org:4100",  # blanks and the duplicate dropped
+    }
+    assert settings.p2p.advertise is not None and settings.p2p.advertise.port == 4200
+    shown = {name: value for name, value, _ in settings.describe()}
+    assert shown["P2P_BOOTSTRAP"] == "10.0.0.2:4100,peer-1.example.org:4100"
+    assert load_settings(None, {**CHAIN, "P2P_ADVERTISE": "203.0.113.5"}).p2p.container_env()[
+        "P2P_ADVERTISE"
+    ] == ("203.0.113.5")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "P2P_PORT=65536\n",
+            "P2P_PORT in .env.local:1: not a port number from 0 to 65535: '65536'; "
+            "use a whole number, or 0 for a free port picked at each start",
+        ),
+        (
+            "P2P_PORT=-1\n",
+            "P2P_PORT in .env.local:1: not a port number from 0 to 65535: '-1'; "
+            "use a whole number, or 0 for a free port picked at each start",
+        ),
+        (
+            "P2P_BIND=localhost\n",
+            "P2P_BIND in .env.local:1: not an IP address: 'localhost'; "
+            "use 0.0.0.0 (every interface) or one IP address of this host",
+        ),
+        (
+            "P2P_ADVERTISE=my host\n",
+            "P2P_ADVERTISE in .env.local:1: not a host name or IP address: 'my host'; "
+            "write the address peers should dial: host or host:port, such as 203.0.113.5:4100",
+        ),
+        (
+            "P2P_ADVERTISE=1.2.3.4:0\n",
+            "P2P_ADVERTISE in .env.local:1: not a port number from 1 to 65535: '1.2.3.4:0'; "
+            "write the address peers should dial: host or host:port, such as 203.0.113.5:4100",
+        ),
+        (
+            "P2P_BOOTSTRAP=10.0.0.2:4100,10.0.0.3\n",
+            "P2P_BOOTSTRAP in .env.local:1: entry 2 '10.0.0.3': no port; "
+            "write peers of the run as host:port, separated by commas",
+        ),
+        (
+            "P2P_BOOTSTRAP=10.0.0.2:http\n",
+            "P2P_BOOTSTRAP in .env.local:1: entry 1 '10.0.0.2:http': not a port number from 1 to 65535; "
+            "write peers of the run as host:port, separated by commas",
+        ),
+        (
+            "P2P_BOOTSTRAP=[10.0.0.2]:4100\n",
+            "P2P_BOOTSTRAP in .env.local:1: entry 1 '[10.0.0.2]:4100': brackets are only for IPv6 addresses; "
+            "write peers of the run as host:port, separated by commas",
+        ),
+    ],
+)
+def test_p2p_errors_name_the_variable_and_the_fix(envdir: Path, text: str, message: str) -> None:
+    assert error_of(write(text)) == message

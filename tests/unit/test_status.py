@@ -19,15 +19,25 @@ from psyche.chain.accounts.treasurer import Participant, TreasurerRun
 from psyche.chain.programs import DEFAULT_PROGRAM_IDS, TOKEN_PROGRAM_ID, TREASURER_PROGRAM_ID
 from psyche.errors import ContainerRuntimeError, DockerUnavailable
 from psyche.manager.cli import cli
-from psyche.manager.launch import LABEL_CLIENT_VERSION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RUN_ID
+from psyche.manager.launch import (
+    LABEL_CLIENT_VERSION,
+    LABEL_INSTANCE,
+    LABEL_MANAGED,
+    LABEL_RUN_ID,
+    LABEL_WALLET,
+)
 from psyche.manager.runtime import ContainerInfo
 from psyche.manager.status import (
+    P2PView,
     StatusReport,
     collect,
     container_view,
     duration,
     find_containers,
+    p2p_status_path,
+    read_p2p_status,
     render,
+    render_p2p,
     tokens,
 )
 from tests.unit.test_queries import COORD, MINT, OWNER, FakeChain, seed_run
@@ -124,6 +134,19 @@ def test_the_last_log_line_age_comes_from_the_engine_for_running_containers_only
 def test_a_stopped_container_has_no_uptime() -> None:
     view = container_view(info("psyche-client-test-01234567-1", "Exited (1) 3 seconds ago"), NOW)
     assert (view.running, view.uptime_s, view.restarts) == (False, None, 0)
+
+
+def test_several_wallets_on_one_host_each_see_their_own_container() -> None:
+    def of(wallet: str | None, name: str) -> ContainerInfo:
+        base = info(name, "Up 2 minutes")
+        labels = dict(base.labels) if wallet is None else {**base.labels, LABEL_WALLET: wallet}
+        return ContainerInfo(base.id, name, base.status, labels, image=base.image, created=base.created)
+
+    mine, theirs = str(USER), str(Pubkey.new_unique())
+    runtime = LabelRuntime([of(mine, "mine-1"), of(theirs, "theirs-1"), of(None, "older-1")])
+    views = find_containers(runtime, "test", NOW, mine)  # type: ignore[arg-type]
+    assert [(v.name, v.wallet) for v in views] == [("mine-1", mine), ("older-1", None)]
+    assert len(find_containers(runtime, "test", NOW)) == 3  # type: ignore[arg-type]
 
 
 def test_collect_filters_by_run_id_and_reads_rewards() -> None:
@@ -225,3 +248,98 @@ def test_cli_status_without_engine_or_chain_prints_the_screen_and_exits_1(tmp_pa
         result.stdout
     )
     assert "Run test\n  all RPC endpoints failed: http://127.0.0.1:9" in result.stdout
+
+
+# -- the client's P2P status file ------------------------------------------------------------------------
+
+P2P_STATUS = {
+    "updated_at": NOW - 7.5,
+    "epoch": 1,
+    "round": 12,
+    "address": "127.0.0.1:4101",
+    "peers_seen": 2,
+    "results_received": 2,
+    "results_applied": 3,
+    "refused": {"bad_signature": 1, "oversized": 4, "not_assigned": 0},
+}
+
+
+def test_the_p2p_status_file_is_shown_with_its_age(tmp_path: Path) -> None:
+    path = p2p_status_path(tmp_path)
+    assert path == tmp_path / "p2p-status.json"
+    path.write_text(json.dumps(P2P_STATUS))
+    report = collect(
+        runtime=NoEngine,  # type: ignore[arg-type]
+        rpc=FakeChain,
+        run_id="nope",
+        user=USER,
+        programs=DEFAULT_PROGRAM_IDS,
+        now=NOW,
+        p2p_file=path,
+    )
+    assert report.p2p == P2PView(
+        address="127.0.0.1:4101",
+        epoch=1,
+        round=12,
+        peers_seen=2,
+        results_received=2,
+        results_applied=3,
+        refused={"bad_signature": 1, "oversized": 4, "not_assigned": 0},
+        age_s=7.5,
+    )
+    screen = "\n".join(render(report))
+    assert (
+        "P2P\n"
+        "  address:    127.0.0.1:4101\n"
+        "  peers seen: 2\n"
+        "  last round: epoch 1, round 12\n"
+        "  results:    2 received, 3 applied\n"
+        "  refused:    bad_signature 1, oversized 4\n"
+        "  updated:    7s ago\n"
+    ) in screen
+    assert json.loads(json.dumps(report.to_json()))["p2p"]["peers_seen"] == 2
+
+
+def test_without_a_status_file_p2p_says_so() -> None:
+    assert render_p2p(*read_p2p_status(Path("/nonexistent/p2p-status.json"), NOW)) == [
+        "P2P",
+        "  p2p: no status yet",
+    ]
+    view, note = read_p2p_status(None, NOW)
+    assert view is None and note == (
+        "p2p: no status yet (SCRATCH_DIR is unset: the client's status file is not on this host)"
+    )
+
+
+def test_an_old_or_broken_status_file_is_reported_not_raised(tmp_path: Path) -> None:
+    path = tmp_path / "p2p-status.json"
+    path.write_text(json.dumps({**P2P_STATUS, "updated_at": NOW - 3600}))
+    view, _ = read_p2p_status(path, NOW)
+    assert render_p2p(view, None)[-1] == (
+        "  updated:    1h 00m ago (stale: the client has not written it since; is it running?)"
+    )
+    path.write_text(json.dumps({**P2P_STATUS, "peers_seen": -1}))
+    assert read_p2p_status(path, NOW) == (
+        None,
+        f"p2p: {path} is not a status file: peers_seen is not a whole number >= 0",
+    )
+    path.write_text('{"updated_at": ')  # a torn write (the client renames atomically; a hand copy may not)
+    view, note = read_p2p_status(path, NOW)
+    assert view is None and note is not None and note.startswith(f"p2p: {path} is not a status file: ")
+
+
+def test_the_status_file_follows_a_checkpoint_dir_under_scratch(tmp_path: Path) -> None:
+    assert p2p_status_path(tmp_path, "/scratch/ckpt") == tmp_path / "ckpt" / "p2p-status.json"
+    assert p2p_status_path(tmp_path, "/data/ckpt") is None  # the container's own directory
+    assert p2p_status_path(None) is None
+
+
+def test_cli_status_shows_the_p2p_section_from_scratch_dir(tmp_path: Path) -> None:
+    (tmp_path / "p2p-status.json").write_text(json.dumps(P2P_STATUS))
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"RPC=http://127.0.0.1:9\nRUN_ID=test\nSCRATCH_DIR={tmp_path}\n")
+    environ = {"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock", "NO_COLOR": "1", "HOME": str(tmp_path)}
+    result = CliRunner().invoke(cli, ["status", "--env-file", str(env_file), "--json"], obj=environ)
+    gc.collect()
+    shown = json.loads(result.stdout)
+    assert shown["p2p"]["address"] == "127.0.0.1:4101" and shown["p2p_note"] is None

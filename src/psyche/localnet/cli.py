@@ -25,6 +25,7 @@ async def _serve(
     clock_control: bool,
     demo_dir: Path | None,
     started: float,
+    demo_clients: int = 1,
 ) -> None:
     from psyche.localnet.chain import Chain
     from psyche.localnet.server import LocalnetServer
@@ -52,7 +53,7 @@ async def _serve(
         if demo_dir is not None:
             from psyche.localnet.demo import seed_demo
 
-            await seed_demo(server.rpc_url, server.ws_url, demo_dir, echo=click.echo)
+            await seed_demo(server.rpc_url, server.ws_url, demo_dir, echo=click.echo, clients=demo_clients)
         await stop.wait()
     finally:
         click.echo("localnet stopping")
@@ -104,6 +105,13 @@ def _ledger_error(ledger: Path | None, exc: OSError | sqlite3.Error) -> ConfigEr
     help="Seed a ready-to-join world (runs, wallets, .env) and write its files to this directory "
     "[default: ./localnet-demo].",
 )
+@click.option(
+    "--demo-clients",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="With --demo: client wallets to create (participant.json, participant-2.json, ...), 10 SOL each.",
+)
 def localnet(
     rpc_port: int,
     ws_port: int,
@@ -112,6 +120,7 @@ def localnet(
     slot_ms: int,
     clock_control: bool,
     demo_dir: Path | None,
+    demo_clients: int,
 ) -> None:
     """Run a local Solana-compatible chain with the Psyche programs on 127.0.0.1."""
     started = time.perf_counter()
@@ -125,5 +134,6 @@ def localnet(
             clock_control=clock_control,
             demo_dir=demo_dir,
             started=started,
+            demo_clients=demo_clients,
         )
     )

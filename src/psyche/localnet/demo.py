@@ -15,6 +15,7 @@ from solders.pubkey import Pubkey
 from psyche.chain import pda
 from psyche.chain.accounts.model import Checkpoint
 from psyche.chain.programs import PERMISSIONLESS_GRANTEE
+from psyche.localnet.demo_run import DEMO_DISTRO
 from psyche.localnet.ledger import LAMPORTS_PER_SOL
 from psyche.localnet.presets import small_config, small_model
 from psyche.localnet.world import RunHandle, World
@@ -30,7 +31,10 @@ DEMO_CONFIG = small_config(
     init_min_clients=1,
     min_clients=1,
 )
-DEMO_MODEL = small_model(max_seq_len=512, checkpoint=Checkpoint.hub("psyche-demo/tiny-llama"))
+# Upstream's DisTrO settings (demo_run.DEMO_DISTRO), so a run seeded here trains as a real one does.
+DEMO_MODEL = small_model(
+    max_seq_len=512, checkpoint=Checkpoint.hub("psyche-demo/tiny-llama"), optimizer=DEMO_DISTRO
+)
 REWARD_DECIMALS = 6
 REWARD_PER_EPOCH = 10 * 10**REWARD_DECIMALS
 TREASURY_FUNDING = 100_000 * 10**REWARD_DECIMALS
@@ -49,6 +53,18 @@ class DemoWorld:
     rewards_run: RunHandle
     reward_mint: Pubkey
     env_file: Path
+    # Wallets for the demo's clients 2..N (participant-<i>.json, 10 SOL each); the participant is client 1.
+    more_clients: tuple[Pubkey, ...] = ()
+
+    @property
+    def clients(self) -> tuple[Pubkey, ...]:
+        """Every client wallet, client 1 (the participant) first."""
+        return (self.participant, *self.more_clients)
+
+
+def client_keyfile(index: int) -> str:
+    """The key file of demo client ``index`` (1-based): client 1 is the participant."""
+    return "participant.json" if index == 1 else f"participant-{index}.json"
 
 
 def write_keypair(path: Path, keypair: Keypair) -> None:
@@ -58,13 +74,22 @@ def write_keypair(path: Path, keypair: Keypair) -> None:
         json.dump(list(bytes(keypair)), handle)
 
 
-async def build_demo(client: AsyncClient, rpc_url: str, ws_url: str, out_dir: Path) -> DemoWorld:
-    """Create the runs, wallets and authorizations, and write keypairs and ``.env`` into ``out_dir``."""
+async def build_demo(
+    client: AsyncClient, rpc_url: str, ws_url: str, out_dir: Path, *, clients: int = 1
+) -> DemoWorld:
+    """Create the runs, wallets and authorizations, and write keypairs and ``.env`` into ``out_dir``.
+
+    ``clients`` wallets can join the permissionless runs: the participant and ``participant-<i>.json``
+    for i = 2..clients (``scripts/demo --clients N`` runs one run-manager per wallet).
+    """
+    if clients < 1:
+        raise ValueError("clients must be at least 1")
     out_dir.mkdir(parents=True, exist_ok=True)
     owner, participant, delegate, join_authority = Keypair(), Keypair(), Keypair(), Keypair()
+    more = [Keypair() for _ in range(clients - 1)]
     world = World(client, owner)
     await world.airdrop(owner.pubkey(), 1_000 * LAMPORTS_PER_SOL)
-    for kp in (participant, join_authority):
+    for kp in (participant, join_authority, *more):
         await world.airdrop(kp.pubkey(), 10 * LAMPORTS_PER_SOL)
     await world.airdrop(delegate.pubkey(), LAMPORTS_PER_SOL)
 
@@ -86,6 +111,7 @@ async def build_demo(client: AsyncClient, rpc_url: str, ws_url: str, out_dir: Pa
 
     files = {"owner.json": owner, "participant.json": participant, "delegate.json": delegate}
     files["join-authority.json"] = join_authority
+    files.update({client_keyfile(i): kp for i, kp in enumerate(more, start=2)})
     for name, kp in files.items():
         write_keypair(out_dir / name, kp)
     env_file = out_dir / ".env"
@@ -106,6 +132,7 @@ async def build_demo(client: AsyncClient, rpc_url: str, ws_url: str, out_dir: Pa
         rewards_run,
         mint,
         env_file,
+        tuple(kp.pubkey() for kp in more),
     )
 
 
@@ -115,6 +142,12 @@ def describe(demo: DemoWorld, out_dir: Path) -> list[str]:
         f"demo: files in {out_dir.resolve()}",
         f"  run owner          {demo.owner}  (owner.json, 1000 SOL)",
         f"  participant        {demo.participant}  (participant.json, 10 SOL)",
+    ]
+    lines += [
+        f"  client {i:<11} {key}  ({client_keyfile(i)}, 10 SOL)"
+        for i, key in enumerate(demo.more_clients, start=2)
+    ]
+    lines += [
         f"  delegate           {demo.delegate}  (delegate.json, 1 SOL)",
         f"  join authority     {demo.join_authority}  (join-authority.json, of demo-private)",
         f"  reward mint        {demo.reward_mint}  ({REWARD_DECIMALS} decimals)",
@@ -138,10 +171,12 @@ def describe(demo: DemoWorld, out_dir: Path) -> list[str]:
     return lines
 
 
-async def seed_demo(rpc_url: str, ws_url: str, out_dir: Path, *, echo: Callable[[str], None]) -> DemoWorld:
+async def seed_demo(
+    rpc_url: str, ws_url: str, out_dir: Path, *, echo: Callable[[str], None], clients: int = 1
+) -> DemoWorld:
     """Build the demo world on the chain at ``rpc_url`` and print what was created."""
     async with AsyncClient(rpc_url) as client:
-        demo = await build_demo(client, rpc_url, ws_url, out_dir)
+        demo = await build_demo(client, rpc_url, ws_url, out_dir, clients=clients)
     for line in describe(demo, out_dir):
         echo(line)
     return demo

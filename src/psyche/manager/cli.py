@@ -68,8 +68,8 @@ COMMAND_HELP: dict[str, str] = {
     "tick": "Send tick transactions to advance a run's state machine.",
     "treasurer-top-up-rewards": "Move collateral tokens into a run's treasury.",
     "show-config": "Validate the .env and environment; print each setting and where it came from.",
-    "doctor": "Check everything a join needs (env, wallet, RPC/WS, run, Docker, GPUs); OK/WARN/FAIL + fixes.",
-    "status": "One screen: the supervised container, the run's state, epoch and step, and your rewards.",
+    "doctor": "Check what a join needs (env, wallet, RPC/WS, run, P2P, Docker, GPUs); OK/WARN/FAIL + fixes.",
+    "status": "One screen: the client container, the run's epoch and step, P2P results, your rewards.",
     "localnet": "Run a local Solana-compatible chain with the Psyche programs on 127.0.0.1.",
 }
 

@@ -29,6 +29,12 @@ class EnvVars:
     TENSOR_PARALLELISM: Final = "TENSOR_PARALLELISM"
     MICRO_BATCH_SIZE: Final = "MICRO_BATCH_SIZE"
     SCRATCH_DIR: Final = "SCRATCH_DIR"
+    # The client's peer-to-peer endpoint (psyche.manager.p2p): port and address it binds, the address peers
+    # dial, and peers of the run to start from.
+    P2P_PORT: Final = "P2P_PORT"
+    P2P_BIND: Final = "P2P_BIND"
+    P2P_ADVERTISE: Final = "P2P_ADVERTISE"
+    P2P_BOOTSTRAP: Final = "P2P_BOOTSTRAP"
 
     COORDINATOR_PROGRAM_ID: Final = "COORDINATOR_PROGRAM_ID"
     AUTHORIZER_PROGRAM_ID: Final = "AUTHORIZER_PROGRAM_ID"

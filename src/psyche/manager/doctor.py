@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import stat
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from psyche.chain.queries import Run
     from psyche.chain.rpc import AccountInfo
+    from psyche.manager.doctor_p2p import P2PProbe
     from psyche.manager.settings import Settings
     from psyche.manager.wallet import Wallet
 
@@ -105,6 +106,13 @@ class Seams:
     parallelism_table: Callable[[], ParallelismTable]
     file_mode: Callable[[Path], int]  # st_mode; raises OSError
     monotonic: Callable[[], float]
+    p2p: P2PProbe = field(default_factory=lambda: _socket_probe())  # real TCP sockets on this host
+
+
+def _socket_probe() -> P2PProbe:
+    from psyche.manager.doctor_p2p import SocketProbe
+
+    return SocketProbe()
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,6 +383,7 @@ def run_doctor(seams: Seams, options: DoctorOptions = DoctorOptions()) -> list[C
         check_shm,
         check_wallet_key,
     )
+    from psyche.manager.doctor_p2p import check_p2p
 
     checks: list[Check] = []
     env_check, settings = check_settings(seams.settings)
@@ -408,8 +417,9 @@ def run_doctor(seams: Seams, options: DoctorOptions = DoctorOptions()) -> list[C
             checks += [
                 skip(n, "an RPC endpoint that answers") for n in ("balance", "run", "image", "authorization")
             ]
+        checks += check_p2p(settings, seams.p2p, options.timeout)
     else:
-        checks += [skip(n, "a valid .env") for n in ("wallet", "RPC", "run")]
+        checks += [skip(n, "a valid .env") for n in ("wallet", "RPC", "run", "p2p")]
     checks += engine_checks
     checks.append(check_wallet_key(run, engine, options))
     image_present = any(c.name == "image" and "present in the engine" in c.detail for c in checks)

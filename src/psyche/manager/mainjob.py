@@ -35,7 +35,7 @@ def container_env(settings: Settings, wallet_secret: str, run_id: str, grantee: 
     """The client's whole environment, from the one parsed Settings (never via argv).
 
     Every .env variable passes through; the endpoints (with fallbacks), the run, the authorization
-    grantee, the key and the parallelism settings are set from their validated values.
+    grantee, the key, the parallelism and the P2P settings are set from their validated values.
     """
     env = {k: v for k, v in settings.passthrough.items() if k not in _MANAGED}
     for n, endpoint in enumerate(settings.endpoints, start=1):
@@ -57,6 +57,8 @@ def container_env(settings: Settings, wallet_secret: str, run_id: str, grantee: 
             env[name] = str(value)
     if settings.parallelism_auto is not None:
         env[EnvVars.PARALLELISM_AUTO] = "true" if settings.parallelism_auto else "false"
+    # Host networking (ContainerSpec.network_mode): the port the client binds is this host's port.
+    env.update(settings.p2p.container_env())
     return env
 
 

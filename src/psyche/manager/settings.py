@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from psyche.chain.endpoints import Endpoint, redact
@@ -22,9 +22,12 @@ from psyche.manager.constants import (
     is_secret_name,
 )
 from psyche.manager.envfile import FileEntry, read_env_file
+from psyche.manager.p2p import P2PSettings, parse_bind, parse_bootstrap, parse_host_port, parse_port
 
 if TYPE_CHECKING:
     from psyche.chain.programs import ProgramIds
+
+T = TypeVar("T")
 
 ENVIRONMENT = "environment"
 DEFAULT = "default"
@@ -100,6 +103,7 @@ class Settings:
     tensor_parallelism: int | None
     micro_batch_size: int | None
     scratch_dir: Path | None
+    p2p: P2PSettings
     # Every variable named in the .env file with its effective value, for the container's environment.
     passthrough: Mapping[str, str] = field(repr=False)
     # Variable -> "file:line", "environment", "default" or the flag that set it.
@@ -153,6 +157,10 @@ class Settings:
             EnvVars.TENSOR_PARALLELISM: _opt(self.tensor_parallelism),
             EnvVars.MICRO_BATCH_SIZE: _opt(self.micro_batch_size),
             EnvVars.SCRATCH_DIR: _opt(self.scratch_dir),
+            EnvVars.P2P_PORT: str(self.p2p.port),
+            EnvVars.P2P_BIND: self.p2p.bind,
+            EnvVars.P2P_ADVERTISE: _opt(self.p2p.advertise),
+            EnvVars.P2P_BOOTSTRAP: ",".join(map(str, self.p2p.bootstrap)) or None,
         }
         for name, value in shown.items():
             rows.append((name, "(unset)" if value is None else value, self.sources.get(name, DEFAULT)))
@@ -292,6 +300,16 @@ class _Reader:
             raise self.fail(name, "not a positive integer", value, "use a whole number such as 1")
         return int(value)
 
+    def parsed(self, name: str, parse: Callable[[str], T], fix: str, *, show_value: bool = True) -> T | None:
+        """``parse(value)`` of a set variable; its ValueError (what is wrong) becomes the ConfigError."""
+        value = self.text(name)
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as err:
+            raise self.fail(name, str(err), value if show_value else None, fix) from None
+
     def boolean(self, name: str) -> bool | None:
         value = self.text(name)
         if value is None:
@@ -316,6 +334,34 @@ class _Reader:
                 name, "not an absolute path", value, "Docker bind mounts need a path starting with /"
             )
         return path
+
+
+def _p2p(reader: _Reader) -> P2PSettings:
+    """The client's P2P variables; each failure names the variable, what is wrong and the fix."""
+    default = P2PSettings()
+    port = reader.parsed(
+        EnvVars.P2P_PORT, parse_port, "use a whole number, or 0 for a free port picked at each start"
+    )
+    bind = reader.parsed(
+        EnvVars.P2P_BIND, parse_bind, f"use {default.bind} (every interface) or one IP address of this host"
+    )
+    advertise = reader.parsed(
+        EnvVars.P2P_ADVERTISE,
+        lambda text: parse_host_port(text, port_required=False),
+        "write the address peers should dial: host or host:port, such as 203.0.113.5:4100",
+    )
+    bootstrap = reader.parsed(
+        EnvVars.P2P_BOOTSTRAP,
+        parse_bootstrap,
+        "write peers of the run as host:port, separated by commas",
+        show_value=False,  # the entry at fault is named in the problem
+    )
+    return P2PSettings(
+        port=default.port if port is None else port,
+        bind=bind or default.bind,
+        advertise=advertise,
+        bootstrap=bootstrap or (),
+    )
 
 
 def _expand_home(value: str, home: Path | None) -> Path:
@@ -460,6 +506,7 @@ def load_settings(
         tensor_parallelism=reader.positive_int(EnvVars.TENSOR_PARALLELISM),
         micro_batch_size=reader.positive_int(EnvVars.MICRO_BATCH_SIZE),
         scratch_dir=reader.path(EnvVars.SCRATCH_DIR, home, absolute=True),
+        p2p=_p2p(reader),
         passthrough=MappingProxyType(passthrough),
         sources=MappingProxyType(sources),
         notes=tuple(notes),

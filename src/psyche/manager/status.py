@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from solders.pubkey import Pubkey
@@ -12,11 +15,22 @@ from solders.pubkey import Pubkey
 from psyche.chain import queries
 from psyche.chain.programs import ProgramIds
 from psyche.errors import RunManagerError
-from psyche.manager.launch import LABEL_CLIENT_VERSION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RUN_ID
-from psyche.manager.runtime import ContainerInfo, ContainerRuntime
+from psyche.manager.launch import (
+    LABEL_CLIENT_VERSION,
+    LABEL_INSTANCE,
+    LABEL_MANAGED,
+    LABEL_RUN_ID,
+    LABEL_WALLET,
+)
+from psyche.manager.runtime import SCRATCH_TARGET, ContainerInfo, ContainerRuntime
 
 # The supervisor names its containers psyche-client-<run>-<instance[:8]>-<seq>; seq counts from 1.
 _SEQ = re.compile(r"-(\d+)$")
+# The client writes its P2P node's state here after every round (DESIGN.md "Status file for the manager").
+P2P_STATUS_FILE = "p2p-status.json"
+P2P_NO_STATUS = "p2p: no status yet"
+P2P_STALE_AFTER = 300.0  # seconds: longer than any round; an older file is from a client that stopped
+_P2P_INTS = ("epoch", "round", "peers_seen", "results_received", "results_applied")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +50,7 @@ class ContainerView:
     # Seconds since the client's last log line, from the engine (running containers only): a frozen or hung
     # client is still "Up", but its log goes quiet (see --stall-timeout).
     last_log_age_s: float | None = None
+    wallet: str | None = None  # the public key its run-manager joined with (None: an older run-manager)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +82,20 @@ class RewardsView:
 
 
 @dataclass(frozen=True, slots=True)
+class P2PView:
+    """What the client's P2P node last reported (its status file, read on the host)."""
+
+    address: str
+    epoch: int
+    round: int
+    peers_seen: int
+    results_received: int  # verified payloads of the last finished download round
+    results_applied: int  # payloads applied at the last apply
+    refused: dict[str, int]  # reason -> count, since the client started
+    age_s: float  # seconds since the client wrote the file
+
+
+@dataclass(frozen=True, slots=True)
 class StatusReport:
     """Everything `status` shows; each part that could not be read carries its error instead."""
 
@@ -78,6 +107,8 @@ class StatusReport:
     run_error: str | None = None
     rewards: RewardsView | None = None
     rewards_note: str | None = None
+    p2p: P2PView | None = None
+    p2p_note: str | None = None
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -112,17 +143,29 @@ def container_view(info: ContainerInfo, now: float, last_log_at: float | None = 
         uptime_s=max(0.0, now - info.created) if running and info.created is not None else None,
         restarts=int(seq.group(1)) - 1 if seq and LABEL_INSTANCE in info.labels else None,
         last_log_age_s=max(0.0, now - last_log_at) if running and last_log_at is not None else None,
+        wallet=info.labels.get(LABEL_WALLET),
     )
 
 
-def find_containers(runtime: ContainerRuntime, run_id: str | None, now: float) -> tuple[ContainerView, ...]:
-    """Containers carrying our labels (of ``run_id`` when given), running ones first, newest first."""
+def find_containers(
+    runtime: ContainerRuntime, run_id: str | None, now: float, wallet: str | None = None
+) -> tuple[ContainerView, ...]:
+    """Containers carrying our labels (of ``run_id`` when given), running ones first, newest first.
+
+    With ``wallet``, only that wallet's containers (and unlabelled ones of older run-managers): several
+    wallets may run the same run on one host (``scripts/demo --clients N``), and each `status` is one's.
+    """
     labels = {LABEL_MANAGED: "true"}
     if run_id:
         labels[LABEL_RUN_ID] = run_id
+    infos = [
+        info
+        for info in runtime.list_by_label(labels)
+        if wallet is None or info.labels.get(LABEL_WALLET, wallet) == wallet
+    ]
     views = [
         container_view(info, now, _last_log_time(runtime, info) if info.status.startswith("Up") else None)
-        for info in runtime.list_by_label(labels)
+        for info in infos
     ]
     views.sort(key=lambda v: (not v.running, v.uptime_s if v.uptime_s is not None else float("inf")))
     return tuple(views)
@@ -133,6 +176,62 @@ def _last_log_time(runtime: ContainerRuntime, info: ContainerInfo) -> float | No
         return runtime.last_log_time(info.id)
     except RunManagerError:  # the container went away meanwhile: no age rather than no screen
         return None
+
+
+def p2p_status_path(scratch_dir: Path | None, checkpoint_dir: str | None = None) -> Path | None:
+    """Where the client's status file is on this host: in SCRATCH_DIR (mounted at /scratch), or in the
+    CHECKPOINT_DIR the .env gives the client when that is under /scratch; None when the host cannot see it."""
+    if scratch_dir is None:
+        return None
+    if not checkpoint_dir:
+        return scratch_dir / P2P_STATUS_FILE
+    inside = PurePosixPath(checkpoint_dir)
+    try:
+        relative = inside.relative_to(SCRATCH_TARGET)
+    except ValueError:
+        return None  # a directory of the container's own: not on this host
+    return scratch_dir / relative / P2P_STATUS_FILE
+
+
+def parse_p2p_status(data: object, now: float) -> P2PView:
+    """The status file's JSON as a view; ValueError names the first field that is missing or wrong."""
+    if not isinstance(data, Mapping):
+        raise ValueError("not a JSON object")
+    updated = data.get("updated_at")
+    if isinstance(updated, bool) or not isinstance(updated, int | float) or not math.isfinite(updated):
+        raise ValueError("updated_at is not a unix time")
+    numbers: dict[str, int] = {}
+    for name in _P2P_INTS:
+        value = data.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} is not a whole number >= 0")
+        numbers[name] = value
+    address = data.get("address")
+    if not isinstance(address, str):
+        raise ValueError("address is not a string")
+    refused = data.get("refused", {})
+    if not isinstance(refused, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in refused.items()
+    ):
+        raise ValueError("refused is not an object of counts")
+    return P2PView(address=address, refused=dict(refused), age_s=max(0.0, now - updated), **numbers)
+
+
+def read_p2p_status(path: Path | None, now: float) -> tuple[P2PView | None, str | None]:
+    """The client's P2P status file as a view, or why there is none (never raises: status shows the rest)."""
+    if path is None:
+        return None, f"{P2P_NO_STATUS} (SCRATCH_DIR is unset: the client's status file is not on this host)"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, P2P_NO_STATUS
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        return None, f"p2p: cannot read {path}: {reason}"
+    try:
+        return parse_p2p_status(json.loads(text), now), None
+    except ValueError as exc:  # json.JSONDecodeError is one
+        return None, f"p2p: {path} is not a status file: {exc}"
 
 
 def read_run(rpc: queries.AccountReader, run_id: str, user: Pubkey | None, programs: ProgramIds) -> RunView:
@@ -183,12 +282,17 @@ def collect(
     user: Pubkey | None,
     programs: ProgramIds,
     now: float,
+    p2p_file: Path | None = None,
 ) -> StatusReport:
-    """Read every part; a part that fails (no engine, RPC down, run missing) is reported, not raised."""
+    """Read every part; a part that fails (no engine, RPC down, run missing) is reported, not raised.
+
+    ``p2p_file`` is the client's P2P status file on this host (``p2p_status_path``), None when not visible.
+    """
+    p2p, p2p_note = read_p2p_status(p2p_file, now)
     containers: tuple[ContainerView, ...] = ()
     container_error = None
     try:
-        containers = find_containers(runtime(), run_id, now)
+        containers = find_containers(runtime(), run_id, now, str(user) if user else None)
     except RunManagerError as exc:
         container_error = exc.message
     notes: list[str] = []
@@ -204,6 +308,8 @@ def collect(
         run_id=run_id,
         containers=containers,
         container_error=container_error,
+        p2p=p2p,
+        p2p_note=p2p_note,
         notes=tuple(notes),
     )
     if run_id is None:
@@ -311,6 +417,8 @@ def render(report: StatusReport) -> list[str]:
             )
         ]
     lines.append("")
+    lines += render_p2p(report.p2p, report.p2p_note)
+    lines.append("")
     lines.append("Rewards")
     if report.rewards is None:
         if report.run is not None:
@@ -332,3 +440,23 @@ def render(report: StatusReport) -> list[str]:
             )
         ]
     return lines
+
+
+def render_p2p(view: P2PView | None, note: str | None) -> list[str]:
+    """The P2P section: peers, results of the last round, refusals, the node's address and the file's age."""
+    lines = ["P2P"]
+    if view is None:
+        return [*lines, f"  {note or P2P_NO_STATUS}"]
+    refused = ", ".join(f"{reason} {count}" for reason, count in sorted(view.refused.items()) if count)
+    age = f"{duration(view.age_s)} ago"
+    if view.age_s > P2P_STALE_AFTER:
+        age += " (stale: the client has not written it since; is it running?)"
+    rows: list[tuple[str, object]] = [
+        ("address", view.address),
+        ("peers seen", view.peers_seen),
+        ("last round", f"epoch {view.epoch}, round {view.round}"),
+        ("results", f"{view.results_received} received, {view.results_applied} applied"),
+        ("refused", refused or "none"),
+        ("updated", age),
+    ]
+    return lines + [f"  {line}" for line in fields(rows)]

@@ -39,6 +39,7 @@ def real_seams(app: App, engines: list[EngineProbe]) -> Seams:
     from psyche.chain.rpc import RpcClient
     from psyche.manager import hardware
     from psyche.manager.doctor import Seams
+    from psyche.manager.doctor_p2p import SocketProbe
     from psyche.manager.wallet import load_wallet
 
     def rpc(urls: Sequence[str], timeout: float) -> ChainProbe:
@@ -64,6 +65,7 @@ def real_seams(app: App, engines: list[EngineProbe]) -> Seams:
         parallelism_table=hardware.load_parallelism_table,
         file_mode=lambda path: path.stat().st_mode,
         monotonic=time.monotonic,
+        p2p=SocketProbe(),
     )
 
 
@@ -125,8 +127,9 @@ def doctor(app: App, as_json: bool, local: bool, no_gpus: bool, image_size: floa
     """Check everything a join needs and print one line per check (OK / WARN / FAIL) with its fix.
 
     Covers the .env, the wallet (file mode, SOL balance), each RPC and WS endpoint (latency), the run
-    (state, client_version, image), the wallet's authorization, Docker (API version) and GPU access, the GPUs
-    and the parallelism settings, free disk and shm. Exit code 0 only when nothing FAILs.
+    (state, client_version, image), the wallet's authorization, the P2P port, advertised address and
+    bootstrap peers, Docker (API version) and GPU access, the GPUs and the parallelism settings, free disk
+    and shm. Exit code 0 only when nothing FAILs.
     """
     from psyche.manager.doctor import DoctorOptions, exit_code, run_doctor
     from psyche.manager.runtime import engine_is_local

@@ -19,12 +19,14 @@ from psyche.manager.commands.common import cluster_options, wallet_option
 @click.pass_obj
 def status(app: App, as_json: bool) -> None:
     """Show the supervised client container (image, version, uptime, restarts), the run's state, epoch and
-    step, and the wallet's earned, claimed and claimable rewards. Exit 0 when a container runs, else 1."""
+    step, the client's P2P node (peers seen, results received and applied last round, refusals; from
+    SCRATCH_DIR/p2p-status.json), and the wallet's earned, claimed and claimable rewards. Exit 0 when a
+    container runs, else 1."""
     from solders.pubkey import Pubkey
 
     from psyche.manager.commands.common import Session
     from psyche.manager.runtime import DockerRuntime
-    from psyche.manager.status import collect, render
+    from psyche.manager.status import collect, p2p_status_path, render
 
     settings = app.settings
     try:
@@ -46,6 +48,7 @@ def status(app: App, as_json: bool) -> None:
             user=user,
             programs=Session(app).programs,
             now=time.time(),
+            p2p_file=p2p_status_path(settings.scratch_dir, settings.passthrough.get("CHECKPOINT_DIR")),
         )
     finally:
         for opened in runtimes:
