@@ -68,12 +68,11 @@ def payload_bytes(shapes: Sequence[tuple[str, tuple[int, ...]]]) -> int:
     import torch
 
     try:
+        from psyche.chain.accounts.optimizer import Distro
         from psyche.client.distro_payload import (  # type: ignore[import-untyped,unused-ignore]
             max_payload_bytes,
             payload_shapes,
         )
-
-        from psyche.chain.accounts.optimizer import Distro
 
         settings = Distro(None, None, 0.999, TOPK, CHUNK, True)
         params = [(n, torch.nn.Parameter(torch.empty(s, device="meta"))) for n, s in shapes]

@@ -83,8 +83,8 @@ def train() -> int:
     log.info("wallet %s, run %s, RPC %s", me, env.run_id, ", ".join(e.__str__() for e in env.endpoints))
     try:
         sharing = start_sharing(identity, p2p, rpc_urls=env.rpc_urls, status_dir=trainer_env.checkpoint_dir)
-    except OSError as exc:
-        return _fail(f"P2P_PORT: cannot listen on {p2p.bind}:{p2p.port}: {exc.strerror or exc}")
+    except RunManagerError as exc:  # the port is taken, or the address is not this host's
+        return _fail(str(exc))
     rpc = RpcClient(env.rpc_urls)
     port = TorchTrainerPort(trainer_env, env.run_id, sharing=sharing)
     try:

@@ -439,9 +439,13 @@ class ResultSharing:
     # ------------------------------------------------------------------------------ the model
 
     def serve_model(self, epoch: int, step: int, content: Content) -> None:
-        """Offer the epoch's final model (bf16-rounded by the caller) to the next epoch's joiners."""
-        config = {"meta": content.meta, "extra_json": content.extra_json}
-        model_share.serve_model(self.node, epoch, step, config, _to_bytes(content.tensors))
+        """Offer the epoch's final model to the next epoch's joiners. The caller rounded it to bf16, so its
+        float32 tensors travel as bf16 (half the bytes, exactly) and are widened again by the joiner."""
+        dtypes = {
+            f"{stem}/{n}": _dtype_name(t) for stem, named in content.tensors.items() for n, t in named.items()
+        }
+        config = {"meta": content.meta, "extra_json": content.extra_json, "dtypes": dtypes}
+        model_share.serve_model(self.node, epoch, step, config, _to_wire(content.tensors))
 
     def fetch_model(self, acc: CoordinatorAccount) -> tuple[int, int, Content]:
         """The previous epoch's model from the epoch's other clients that hold it (signed manifest,
@@ -455,10 +459,11 @@ class ResultSharing:
             raise ModelUnavailable("no other client in this epoch to fetch the model from")
         try:
             manifest, blobs = model_share.fetch_model(self.node, peers)
-        except FetchFailed as exc:
-            raise ModelUnavailable(str(exc)) from None
-        config = manifest.config
-        content = Content(_from_bytes(manifest.params, blobs), config["meta"], config["extra_json"])
+            config = manifest.config
+            tensors = _from_wire(manifest.params, blobs, config["dtypes"])
+            content = Content(tensors, config["meta"], config["extra_json"])
+        except (FetchFailed, KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ModelUnavailable(f"the model served by peers: {exc}") from None
         return manifest.epoch, manifest.step, content
 
 
@@ -466,28 +471,35 @@ class ModelUnavailable(RunManagerError):
     """No peer serves the model a joiner needs."""
 
 
-def _to_bytes(tensors: dict[str, dict[str, torch.Tensor]]) -> list[tuple[str, str, tuple[int, ...], bytes]]:
-    """(``stem/name``, dtype name, shape, raw bytes) per tensor: the form the transport serves."""
+def _dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _to_wire(tensors: dict[str, dict[str, torch.Tensor]]) -> list[tuple[str, str, tuple[int, ...], bytes]]:
+    """(``stem/name``, dtype name, shape, raw bytes) per tensor, float32 narrowed to bf16: the form served."""
     out = []
     for stem, named in tensors.items():
         for name, t in named.items():
-            t = t.detach().contiguous().cpu()
-            raw = t.reshape(-1).view(torch.uint8).numpy().tobytes()
-            out.append((f"{stem}/{name}", str(t.dtype).removeprefix("torch."), tuple(t.shape), raw))
+            t = t.detach().cpu()
+            if t.dtype == torch.float32:
+                t = t.to(torch.bfloat16)
+            raw = t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+            out.append((f"{stem}/{name}", _dtype_name(t), tuple(t.shape), raw))
     return out
 
 
-def _from_bytes(
-    params: Sequence[model_share.ParamEntry], blobs: dict[str, bytes]
+def _from_wire(
+    params: Sequence[model_share.ParamEntry], blobs: dict[str, bytes], dtypes: dict[str, str]
 ) -> dict[str, dict[str, torch.Tensor]]:
+    """The served tensors back in the dtypes the serving client's checkpoint holds them in."""
     out: dict[str, dict[str, torch.Tensor]] = {}
     for entry in params:
-        dtype = getattr(torch, entry.dtype, None)
-        if not isinstance(dtype, torch.dtype):
-            raise ModelUnavailable(f"the served model names an unknown dtype {entry.dtype!r}")
+        wire, held = getattr(torch, entry.dtype, None), getattr(torch, dtypes[entry.name], None)
+        if not isinstance(wire, torch.dtype) or not isinstance(held, torch.dtype):
+            raise ValueError(f"{entry.name}: unknown dtype {entry.dtype!r} or {dtypes[entry.name]!r}")
         stem, _, name = entry.name.partition("/")
         flat = torch.frombuffer(bytearray(blobs[entry.name]), dtype=torch.uint8)
-        out.setdefault(stem, {})[name] = flat.view(dtype).reshape(entry.shape).clone()
+        out.setdefault(stem, {})[name] = flat.view(wire).reshape(entry.shape).to(held)
     return out
 
 

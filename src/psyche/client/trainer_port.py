@@ -34,7 +34,7 @@ from psyche.client.distro_payload import PayloadShape, max_payload_bytes
 from psyche.client.parallel import LOOPBACK, ParallelContext, init_parallel
 from psyche.client.parallelism import Parallelism, resolve_parallelism
 from psyche.client.rank_group import RankGroup
-from psyche.client.ranks import Build, Message, Save, Step, serve
+from psyche.client.ranks import Apply, Build, Message, ResetErrors, RoundBf16, Save, Step, serve
 from psyche.client.train import StepResult, Trainer, resolve_device, run_seed, trainer_for_run
 from psyche.errors import ConfigError, RunManagerError
 
@@ -71,6 +71,8 @@ class StepTrainer(Protocol):
     def apply_results(self, results: list[list[SparseParam]], step: int) -> None: ...
 
     def round_to_bf16(self) -> None: ...
+
+    def reset_errors(self) -> None: ...
 
     def payload_shapes(self) -> list[PayloadShape]: ...
 
@@ -305,6 +307,11 @@ class TorchTrainerPort:
             self._describe_payloads(acc)
         else:
             log.info("epoch %d: keeping the model in memory", epoch)
+            if acc.epoch_state.cold_start_epoch and self.trainer.distro is not None:
+                # DisTrO's error buffers start from zero with every cold-start epoch (spec 1).
+                with self._calling():
+                    self._send(ResetErrors())
+                    self.trainer.reset_errors()
 
     def _describe_payloads(self, acc: CoordinatorAccount) -> None:
         """Tell the exchange what our peers' payloads must look like (DisTrO runs)."""
@@ -319,7 +326,7 @@ class TorchTrainerPort:
             if self.trainer is None:
                 self.trainer = self._build(acc)
                 self._describe_payloads(acc)
-            self._send(Step(task.indices))
+            self._send(Step(task.indices, task.step))
             result = self.trainer.train_step(task.indices, step=task.step)
         if result.payload_results is not None:
             if self.sharing is None:
@@ -345,8 +352,9 @@ class TorchTrainerPort:
         except RunManagerError:
             self.stale = True
             raise
-        if results:  # (DisTrO runs have one training rank: train.py refuses dp or tp > 1 for them)
+        if results:
             with self._calling():
+                self._send(Apply(results, step))
                 self.trainer.apply_results(results, step)
         log.info("round %d: applied %d agreed result(s) of step %d", source[1], len(results), step)
 
@@ -357,6 +365,7 @@ class TorchTrainerPort:
             # Holders and joiners end the epoch bit-identical (spec 5): every client rounds to bf16, saves,
             # and serves exactly that model to the next epoch's joiners.
             with self._calling():
+                self._send(RoundBf16())
                 self.trainer.round_to_bf16()
                 content = self.trainer.checkpoint_content(step)
             self.sharing.serve_model(epoch, step, content)
