@@ -276,7 +276,7 @@ def test_a_killed_client_is_dropped_and_a_joiner_fetches_the_model_from_peers(
     clock = FastClock()
     run_id = "shared-join"
     config = dataclasses.replace(
-        CONFIG, init_min_clients=3, min_clients=2, epoch_time=28, total_steps=16, warmup_time=12
+        CONFIG, init_min_clients=3, min_clients=2, epoch_time=48, total_steps=24, warmup_time=12
     )
     first = make_client(run_id, tmp_path / "c0", [])
     clients.append(first)
@@ -342,5 +342,9 @@ def wait_for_drop(rpc_url: str, run_id: str, victim: Client, timeout: float = 60
         acc = final_state(rpc_url, run_id)
         if any(c.signer == signer for c in acc.epoch_state.exited_clients):
             return acc
+        if acc.run_state not in (RunState.RoundTrain, RunState.RoundWitness):
+            raise AssertionError(
+                f"the epoch ended ({acc.run_state.name}) before the killed client was dropped"
+            )
         time.sleep(0.2)
     raise AssertionError("the killed client was never removed from the epoch")

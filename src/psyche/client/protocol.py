@@ -390,13 +390,11 @@ class ClientProtocol:
 
     def _health_checks(self, acc: CoordinatorAccount, ep: _Epoch, key: RoundKey) -> list[Action]:
         """From round 2, report the previous round's trainers that too few of its witnesses saw (once per
-        round; only while rounds train, since the apply-only rounds at an epoch's end attest nothing)."""
+        round; only while rounds train, since the apply-only rounds at an epoch's end attest nothing).
+        ``exchange.health_checks`` leaves it to the previous round's witnesses, as upstream."""
         if key[1] < 2 or key[1] in ep.health_checked or acc.epoch_state.last_step != 0:
             return []
         ep.health_checked.add(key[1])
-        proof = round_view.witness_proof(acc, self.signer)
-        if proof is None or not proof.witness:
-            return []
         return [
             SendHealthCheck(key, check.accused, check.committee, check.position, check.index)
             for check in exchange.health_checks(acc, self.signer)

@@ -119,8 +119,8 @@ class ResultSharing:
         node.on_message = self._on_message
 
     def close(self) -> None:
+        self.node.close()  # first: no message arrives to start a download after the pool is gone
         self.downloads.shutdown(wait=False, cancel_futures=True)
-        self.node.close()
 
     def set_model(self, shapes: list[PayloadShape], max_payload: int, quantize_1bit: bool) -> None:
         """Our model's payload shapes: what a peer's payload must match (and at most how big it is)."""
@@ -273,7 +273,10 @@ class ResultSharing:
         if outcome == "changed":
             self.on_change()
         elif isinstance(outcome, tuple):
-            self.downloads.submit(self._download, *outcome)
+            try:
+                self.downloads.submit(self._download, *outcome)
+            except RuntimeError:  # closing: the pool is gone, and so is our interest in the payload
+                pass
 
     def _accept(
         self, sender: bytes, broadcast: Broadcast
