@@ -69,7 +69,7 @@ def test_dead_rpc_fails_while_rpc_2_answers_and_the_engine_is_checked(
 
     engine = docker_client.version()
     api = min((engine["ApiVersion"], "1.45"), key=lambda v: tuple(map(int, v.split("."))))
-    detail = f"engine {engine['Version']}, API {api}"  # the dev engine, 20.10: API 1.41
+    detail = f"Docker {engine['Version']} (Docker API {api})"  # the dev engine, 20.10: API 1.41
     assert checks["docker"] == {"name": "docker", "status": "OK", "detail": detail, "fix": None}
     gpu = checks["gpu access"]
     if find_nvidia_hook() is not None:

@@ -20,6 +20,7 @@ from psyche.errors import DockerUnavailable, RpcError, RpcUnavailable
 from psyche.manager.commands.doctor import render, report_json, summary
 from psyche.manager.doctor import Check, DoctorOptions, Seams, Status, exit_code, run_doctor
 from psyche.manager.doctor_host import parse_size
+from psyche.manager.engines import EngineId, EngineKind
 from psyche.manager.hardware import (
     DiskUsage,
     Gpu,
@@ -105,7 +106,9 @@ class FakeEngine:
         images: tuple[str, ...] = (),
         root: str | None = "/var/lib/docker",
         labels: dict[str, dict[str, str]] | None = None,
+        kind: EngineKind = "docker",
     ):
+        self.kind: EngineKind = kind
         self.nvidia = nvidia
         self.images = images
         self.root = root
@@ -116,6 +119,9 @@ class FakeEngine:
 
     def api_version(self) -> str:
         return "1.45"
+
+    def engine(self) -> EngineId:
+        return EngineId(self.kind, self.version())
 
     def has_nvidia_runtime(self) -> bool:
         return self.nvidia
@@ -153,6 +159,7 @@ class World:
     clock: Clock = dataclasses.field(default_factory=Clock)
     opened: list[FakeRpc] = dataclasses.field(default_factory=list)
     hook: str | None = "/usr/bin/nvidia-container-runtime-hook"
+    cdi: str | None = None
 
     def __post_init__(self) -> None:
         key = self.tmp / "id.json"
@@ -206,6 +213,7 @@ class World:
             parallelism_table=table,
             file_mode=lambda path: self.mode,
             monotonic=self.clock,
+            cdi_spec=lambda: self.cdi,
         )
 
     def doctor(self, **options: object) -> dict[str, Check]:
@@ -481,7 +489,32 @@ def test_gpu_access_is_not_needed_with_no_gpus(world: World) -> None:
 
 
 def test_the_engine_line_shows_the_negotiated_api_version(world: World) -> None:
-    assert world.doctor()["docker"].detail == "engine 27.1.0, API 1.45"
+    assert world.doctor()["docker"].detail == "Docker 27.1.0 (Docker API 1.45)"
+
+
+def test_a_podman_engine_is_named_and_its_gpus_need_a_cdi_spec_not_the_docker_hook(world: World) -> None:
+    world.engine = FakeEngine(nvidia=False, kind="podman")
+    world.hook = None  # the Docker hook is irrelevant on Podman
+    world.cdi = None
+    checks = world.doctor()
+    assert checks["docker"].detail == "Podman 27.1.0 (Docker API 1.45)"
+    check = checks["gpu access"]
+    assert check.status == Status.FAIL
+    assert check.detail == (
+        "no CDI spec in /etc/cdi or /var/run/cdi: Podman cannot resolve nvidia.com/gpu=all, and the client "
+        "container's start would be refused ('unresolvable CDI devices')"
+    )
+    assert check.fix == (
+        "install the NVIDIA Container Toolkit and generate its CDI spec with "
+        "'nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml'"
+    )
+    world.cdi = "/etc/cdi/nvidia.yaml"
+    check = world.doctor()["gpu access"]
+    assert (check.status, check.detail) == (
+        Status.OK,
+        "CDI device nvidia.com/gpu=all (Podman) via /etc/cdi/nvidia.yaml",
+    )
+    assert world.doctor(gpus=False)["gpu access"].status == Status.OK
 
 
 def test_no_gpu_fails_unless_no_gpus(world: World) -> None:

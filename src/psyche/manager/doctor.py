@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from psyche.chain.queries import Run
     from psyche.chain.rpc import AccountInfo
+    from psyche.manager.engines import EngineId
     from psyche.manager.settings import Settings
     from psyche.manager.wallet import Wallet
 
@@ -79,6 +80,8 @@ class EngineProbe(Protocol):
 
     def version(self) -> str: ...
 
+    def engine(self) -> EngineId: ...
+
     def api_version(self) -> str: ...
 
     def has_nvidia_runtime(self) -> bool: ...
@@ -105,6 +108,7 @@ class Seams:
     parallelism_table: Callable[[], ParallelismTable]
     file_mode: Callable[[Path], int]  # st_mode; raises OSError
     monotonic: Callable[[], float]
+    cdi_spec: Callable[[], str | None] = lambda: None  # a CDI spec file for Podman's GPUs, or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,7 +385,7 @@ def run_doctor(seams: Seams, options: DoctorOptions = DoctorOptions()) -> list[C
     checks.append(env_check)
     wallet: Wallet | None = None
     run: Run | None = None
-    engine_checks, engine = check_engine(seams.runtime, seams.nvidia_hook, options.gpus)
+    engine_checks, engine = check_engine(seams.runtime, seams.nvidia_hook, options.gpus, seams.cdi_spec)
     if settings is not None:
         wallet_checks, wallet = check_wallet(settings, seams.wallet, seams.file_mode)
         checks += wallet_checks

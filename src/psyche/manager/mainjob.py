@@ -218,7 +218,8 @@ def run_main_job(app: App) -> int:
     runtime = DockerRuntime(environ=app.environ)
     renderer = EventRenderer(ui, timestamps=options.timestamps)
     try:
-        ui.info(f"Docker engine {runtime.version()} reachable (API {runtime.api_version()})")
+        runtime.version()  # asks the engine once more: it still answers
+        ui.info(f"{runtime.engine().describe(runtime.api_version())} reachable")
         selected = select_run(app, programs, wait=ChainWait(policy.chain_retry, sleep_through, renderer).read)
         run = selected.run
         ui.info(f"Authorized to join run {run.run_id!r} through grantee {selected.grantee}")

@@ -34,11 +34,13 @@ _STYLE = {"OK": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
 
 def real_seams(app: App, engines: list[EngineProbe]) -> Seams:
     """The doctor's edges for this process; every engine opened is appended to ``engines`` to close later."""
+    import os
     import time
 
     from psyche.chain.rpc import RpcClient
     from psyche.manager import hardware
     from psyche.manager.doctor import Seams
+    from psyche.manager.engines import cdi_spec_present
     from psyche.manager.wallet import load_wallet
 
     def rpc(urls: Sequence[str], timeout: float) -> ChainProbe:
@@ -64,6 +66,7 @@ def real_seams(app: App, engines: list[EngineProbe]) -> Seams:
         parallelism_table=hardware.load_parallelism_table,
         file_mode=lambda path: path.stat().st_mode,
         monotonic=time.monotonic,
+        cdi_spec=lambda: cdi_spec_present(os.listdir),
     )
 
 
