@@ -287,7 +287,7 @@ class Job:
     """One test's run on the shared chain: its participant, .env, run-manager processes and containers."""
 
     world: Chain
-    docker: docker.DockerClient
+    docker: docker.DockerClient | None  # None: the process runtime, no engine
     repository: str
     run_id: str
     wallet: Participant
@@ -334,12 +334,13 @@ class Job:
         return manager
 
     def containers(self) -> list[Container]:
-        return run_containers(self.docker, self.run_id)
+        return [] if self.docker is None else run_containers(self.docker, self.run_id)
 
     def close(self) -> None:
         for manager in self.managers:
             manager.close()
-        remove_run_containers(self.docker, self.run_id)
+        if self.docker is not None:
+            remove_run_containers(self.docker, self.run_id)
 
 
 # -- fixtures (import them into a test module by name) -----------------------------------------------
