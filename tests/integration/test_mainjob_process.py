@@ -7,6 +7,7 @@ busybox-free `/bin/sh -c script` through --entrypoint (as the container tests do
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -153,3 +154,19 @@ def test_the_installed_client_itself_starts_as_python_m_psyche_client(job: Job) 
     assert manager.wait(60) == 0, manager.err.text
     wait_gone(pid)
     job.wallet.assert_absent(manager.out.text, manager.err.text)
+
+
+def test_doctor_checks_the_installed_client_and_its_torch_for_the_process_runtime(job: Job) -> None:
+    job.world.create_run(job.run_id, __version__)
+    result = job.world.cli(*PROCESS, "doctor", "--env-file", job.env_file(), "--json", "--no-gpus")
+    report = json.loads(result.stdout)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert "docker" not in checks
+    assert checks["client"]["detail"] == f"psyche-run-manager[client] {__version__} (python -m psyche.client)"
+    assert checks["torch"]["status"] == "OK" and checks["torch"]["detail"].startswith("torch 2.")
+    assert checks["client version"] == {
+        "name": "client version",
+        "status": "OK",
+        "detail": f"'{__version__}' is the installed {__version__}",
+        "fix": None,
+    }

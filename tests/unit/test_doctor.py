@@ -31,6 +31,7 @@ from psyche.manager.hardware import (
     probe_gpus,
 )
 from psyche.manager.launch import LaunchConfig
+from psyche.manager.procruntime import ClientProbe
 from psyche.manager.settings import Settings, load_settings
 from psyche.manager.ui import UI
 from psyche.manager.wallet import Wallet, load_wallet
@@ -160,6 +161,9 @@ class World:
     opened: list[FakeRpc] = dataclasses.field(default_factory=list)
     hook: str | None = "/usr/bin/nvidia-container-runtime-hook"
     cdi: str | None = None
+    client: ClientProbe = dataclasses.field(
+        default_factory=lambda: ClientProbe("1", "2.13.0+cu128", 8, "12.8")
+    )
 
     def __post_init__(self) -> None:
         key = self.tmp / "id.json"
@@ -214,6 +218,7 @@ class World:
             file_mode=lambda path: self.mode,
             monotonic=self.clock,
             cdi_spec=lambda: self.cdi,
+            client=lambda: self.client,
         )
 
     def doctor(self, **options: object) -> dict[str, Check]:
@@ -515,6 +520,41 @@ def test_a_podman_engine_is_named_and_its_gpus_need_a_cdi_spec_not_the_docker_ho
         "CDI device nvidia.com/gpu=all (Podman) via /etc/cdi/nvidia.yaml",
     )
     assert world.doctor(gpus=False)["gpu access"].status == Status.OK
+
+
+def test_the_process_runtime_checks_the_installed_client_torch_and_cuda_instead_of_an_engine(
+    world: World,
+) -> None:
+    world.engine = None  # no engine on this host: no check may need one
+    world.client = ClientProbe("1", "2.13.0+cu128", 8, "12.8")
+    checks = world.doctor(runtime="process")
+    assert "docker" not in checks and "image" not in checks and "disk" not in checks
+    assert (checks["client"].status, checks["client"].detail) == (
+        Status.OK,
+        "psyche-run-manager[client] 1 (python -m psyche.client)",
+    )
+    assert (checks["torch"].status, checks["torch"].detail) == (
+        Status.OK,
+        "torch 2.13.0+cu128 (CUDA 12.8), 8 CUDA device(s) visible",
+    )
+    assert checks["client version"] == Check("client version", Status.OK, "'v1' is the installed 1")
+    world.client = ClientProbe("0.2.0", "2.13.0+cpu", 0, None)
+    checks = world.doctor(runtime="process")
+    assert checks["torch"].status == Status.FAIL
+    assert checks["torch"].detail == (
+        "torch 2.13.0+cpu (a CPU build), 0 CUDA device(s) visible: the client would train on the CPU"
+    )
+    assert checks["client version"] == Check(
+        "client version",
+        Status.FAIL,
+        "the run wants client_version 'v1' but psyche-run-manager[client] 0.2.0 is installed: "
+        "pip install 'psyche-run-manager[client]==1'",
+        "pip install 'psyche-run-manager[client]==1'",
+    )
+    assert world.doctor(runtime="process", gpus=False)["torch"].status == Status.OK
+    world.client = ClientProbe(None)
+    checks = world.doctor(runtime="process")
+    assert checks["client"].status == Status.FAIL and checks["torch"].status == Status.SKIP
 
 
 def test_no_gpu_fails_unless_no_gpus(world: World) -> None:

@@ -16,6 +16,7 @@ from psyche.parallelism import lookup, model_key, normalise_gpu_name
 if TYPE_CHECKING:
     from psyche.chain.accounts.model import LLM
     from psyche.chain.queries import Run
+    from psyche.manager.procruntime import ClientProbe
     from psyche.manager.settings import Settings
 
 GIB = 2**30
@@ -93,6 +94,47 @@ def check_gpu_access(engine: EngineProbe, nvidia_hook: Callable[[], str | None],
         "--gpus all (device request) would be refused ('could not select device driver')"
     )
     return Check(name, Status.FAIL, detail, fix)
+
+
+def check_client(probe: ClientProbe, need_gpus: bool) -> tuple[list[Check], None]:
+    """--runtime process: the installed client and the torch it runs on, and whether torch sees the GPUs."""
+    from psyche.manager.clientpkg import REQUIREMENT
+
+    if probe.installed is None:
+        fix = f"pip install '{REQUIREMENT}' (the version the run's client_version names)"
+        return [
+            Check("client", Status.FAIL, f"{REQUIREMENT} is not installed in this Python", fix),
+            skip("torch", "the client"),
+        ], None
+    checks = [Check("client", Status.OK, f"{REQUIREMENT} {probe.installed} (python -m psyche.client)")]
+    if probe.torch is None:
+        fix = f"reinstall {REQUIREMENT}=={probe.installed} (its client extra brings torch)"
+        checks.append(Check("torch", Status.FAIL, probe.problem or "torch is missing", fix))
+        return checks, None
+    build = f"CUDA {probe.cuda}" if probe.cuda else "a CPU build"
+    detail = f"torch {probe.torch} ({build}), {probe.cuda_devices} CUDA device(s) visible"
+    if probe.cuda_devices == 0 and need_gpus:
+        fix = (
+            "install torch built for your CUDA driver (pip install torch --index-url "
+            "https://download.pytorch.org/whl/cu128, say), check nvidia-smi, or pass --no-gpus"
+        )
+        checks.append(Check("torch", Status.FAIL, f"{detail}: the client would train on the CPU", fix))
+    else:
+        checks.append(Check("torch", Status.OK, detail))
+    return checks, None
+
+
+def check_client_version(run: Run, probe: ClientProbe) -> Check:
+    """--runtime process: the run's client_version is the installed client's version."""
+    from psyche.manager.clientpkg import require_installed
+
+    try:
+        installed = require_installed(run.client_version, probe.installed)
+    except RunManagerError as err:
+        text = err.message
+        fix = err.hint or (text.rsplit(": ", 1)[1] if "pip install" in text else None)
+        return Check("client version", Status.FAIL, text, fix)
+    return Check("client version", Status.OK, f"{run.client_version!r} is the installed {installed}")
 
 
 def check_wallet_key(run: Run | None, engine: EngineProbe | None, options: DoctorOptions) -> Check:

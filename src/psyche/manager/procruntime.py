@@ -85,6 +85,40 @@ def installed_version() -> str | None:
     return version if find_spec("torch") is not None else None
 
 
+@dataclass(frozen=True, slots=True)
+class ClientProbe:
+    """What the process runtime would run: the installed client, its torch, the CUDA devices torch sees."""
+
+    installed: str | None
+    torch: str | None = None
+    cuda_devices: int = 0
+    cuda: str | None = None  # torch's CUDA version, None for a CPU build
+    problem: str | None = None  # why torch could not be asked
+
+
+_PROBE = (
+    "import json, torch; print(json.dumps({'torch': torch.__version__, 'cuda': torch.version.cuda, "
+    "'devices': torch.cuda.device_count() if torch.cuda.is_available() else 0}))"
+)
+
+
+def probe_client(python: str = sys.executable, timeout: float = 120.0) -> ClientProbe:
+    """Ask ``python`` (the interpreter the client would run in) for torch and CUDA, in a child process:
+    the run-manager itself never imports torch."""
+    import json
+
+    installed = installed_version()
+    try:
+        done = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return ClientProbe(installed, problem=f"{python}: {exc}")
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return ClientProbe(installed, problem=f"import torch failed: {last}")
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    return ClientProbe(installed, str(answer["torch"]), int(answer["devices"]), answer["cuda"] or None)
+
+
 def client_command(python: str, entrypoint: str | None, command: tuple[str, ...]) -> list[str]:
     """argv of the child: the image's entrypoint (``python -m psyche.client``) or --entrypoint, then args."""
     head = [entrypoint] if entrypoint is not None else [python, "-m", CLIENT_MODULE]
