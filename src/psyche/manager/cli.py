@@ -88,6 +88,7 @@ _VALUE_OPTIONS = frozenset(
         "--metrics-port",
         "--stall-timeout",
         "--wallet-key-via",
+        "--runtime",
     }
 )
 
