@@ -102,6 +102,7 @@ def test_after_a_sigkill_the_next_start_removes_the_orphan(
     assert job.containers() == []
 
 
+@both_engines
 def test_a_sigstopped_client_is_restarted_after_the_stall_timeout_and_status_shows_its_silence(
     job: Job, versions: tuple[PushedImage, PushedImage]
 ) -> None:
@@ -112,7 +113,7 @@ def test_a_sigstopped_client_is_restarted_after_the_stall_timeout_and_status_sho
     frozen.kill(signal="SIGSTOP")  # the engine still says "running", and so does `status`
 
     # `status` (a separate process in real life; the real command in-process here) reads the engine's log.
-    env = {"DOCKER_HOST": os.environ["DOCKER_HOST"], "RUN_ID": job.run_id}
+    env = {"DOCKER_HOST": job.docker_host or os.environ["DOCKER_HOST"], "RUN_ID": job.run_id}
     deadline = time.monotonic() + 30
     while True:
         [view] = job.world.cli.json("status", env=env)["containers"]
@@ -163,9 +164,11 @@ def test_the_wallet_secret_is_in_no_argv_log_line_or_error(
     job.wallet.assert_absent(refused.out.text, refused.err.text)
 
 
+@both_engines
 def test_an_image_labelled_key_file_gets_the_wallet_key_as_a_tmpfs_file_that_inspect_never_shows(
     job: Job, versions: tuple[PushedImage, PushedImage], docker_client: docker.DockerClient, registry: str
 ) -> None:
+    assert job.docker is not None
     keyed = build_version(docker_client, versions[0], "mj-keyfile", labels={"psyche.client.key-file": "1"})
     try:
         job.world.create_run(job.run_id, keyed.tag)
@@ -182,7 +185,7 @@ def test_an_image_labelled_key_file_gets_the_wallet_key_as_a_tmpfs_file_that_ins
         assert "wallet key for " in manager.err.text
         assert "a read-only file on a tmpfs mount, not in the container's environment" in manager.err.text
         [container] = job.containers()
-        inspected = docker_client.api.inspect_container(container.id)
+        inspected = job.docker.api.inspect_container(container.id)
         job.wallet.assert_absent(json.dumps(inspected))
         assert not [v for v in inspected["Config"]["Env"] if v.startswith("RAW_WALLET_PRIVATE_KEY=")]
         assert "WALLET_PRIVATE_KEY_PATH=/run/psyche/wallet-key" in inspected["Config"]["Env"]
@@ -191,8 +194,9 @@ def test_an_image_labelled_key_file_gets_the_wallet_key_as_a_tmpfs_file_that_ins
         job.wallet.assert_absent(manager.out.text, manager.err.text)
     finally:
         job.close()
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            docker_client.images.remove(keyed.ref, force=True)
+        for client in {id(c): c for c in (docker_client, job.docker)}.values():  # Podman pulled it too
+            with contextlib.suppress(docker.errors.NotFound):
+                client.images.remove(keyed.ref, force=True)
         delete_from_registry(registry, keyed)
 
 
