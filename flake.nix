@@ -105,6 +105,7 @@
               pkgs.ruff
               pkgs.just
               pkgs.docker
+              pkgs.podman
               pkgs.distribution
               pkgs.busybox
             ];

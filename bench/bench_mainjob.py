@@ -2,7 +2,9 @@
 
 Run from the repository root with the dev engine and loopback registry up (scripts/services start):
 ``DOCKER_HOST=unix:///tmp/psyche-docker/docker.sock .venv/bin/python bench/bench_mainjob.py [--samples N]
-[--only logs]``.
+[--only logs] [--engine docker|podman|both]``. ``--engine podman`` (or ``both``, one run, Docker first) drives
+the private Podman service (scripts/services start --engine podman; PSYCHE_PODMAN_HOST); the images are
+always built with Docker and pulled by the engine under test.
 run-manager runs as a subprocess (``.venv/bin/run-manager --env-file ...``) against `run-manager localnet`;
 the client is a busybox image pushed to the loopback registry. Each figure is printed with its target.
 """
@@ -107,12 +109,22 @@ class Peak:
 
 
 class Bench:
-    def __init__(self, world: Chain, client: docker.DockerClient, a: PushedImage, b: PushedImage) -> None:
+    def __init__(
+        self,
+        world: Chain,
+        client: docker.DockerClient,
+        a: PushedImage,
+        b: PushedImage,
+        engine: str = "docker",
+        host: str | None = None,
+    ) -> None:
         self.world, self.client, self.a, self.b = world, client, a, b
+        self.engine = engine
+        self.host = host or os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         self.dir = Path(tempfile.mkdtemp(prefix="bench-mainjob-"))
         self.wallet = participant(self.dir / "keys")
         self.peak = Peak()
-        self.environ = manager_environ(world.home)
+        self.environ = manager_environ(world.home, {"DOCKER_HOST": self.host})
 
     def new_run(self, version: str) -> Path:
         run_id = f"bm-{uuid.uuid4().hex[:12]}"
@@ -135,7 +147,7 @@ class Bench:
     def docker_run_up(self) -> float:
         began = time.monotonic()
         proc = subprocess.Popen(
-            [DOCKER, "run", "--rm", "--network", "host", self.a.ref, "sh", "-c", UP],
+            [DOCKER, "-H", self.host, "run", "--rm", "--network", "host", self.a.ref, "sh", "-c", UP],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -151,7 +163,11 @@ class Bench:
         began = time.monotonic()
         manager = self.manager(env_file, UP)
         self.peak.watch(manager, "start")
-        index = manager.out.wait_for("up", timeout=60)
+        try:
+            index = manager.out.wait_for("up", timeout=60)
+        except AssertionError:
+            manager.close()
+            raise AssertionError(f"run-manager printed no 'up':\n{manager.err.text}") from None
         up = manager.out.lines[index][0] - began
         assert manager.wait(60) == 0, manager.err.text
         manager.close()
@@ -168,7 +184,7 @@ class Bench:
         self.cleanup(env_file)
         b, m = statistics.median(bare), statistics.median(managed)
         print(
-            f"(1) start -> client's first line, image cached, {samples} samples each:\n"
+            f"(1) [{self.engine}] start -> client's first line, image cached, {samples} samples each:\n"
             f"    docker run --rm --network host: {spread(bare)}\n"
             f"    run-manager --env-file:         {spread(managed)}\n"
             f"    ratio {m / b:.2f}x, added {m - b:.3f} s   [target: < 1.0 s added]"
@@ -186,7 +202,9 @@ class Bench:
         current = self.a
         for _ in range(samples):
             target = self.b if current is self.a else self.a
-            self.client.images.remove(target.ref)  # in the registry, not in the engine: a real pull
+            # In the registry, not in the engine: a real pull (Podman says "image not known": a NotFound).
+            with contextlib.suppress(docker.errors.NotFound):
+                self.client.images.remove(target.ref)
             start_out, start_err = len(manager.out.lines), len(manager.err.lines)
             self.world.set_version(run_id, target.tag)  # returns once the transaction is confirmed
             confirmed = time.monotonic()
@@ -203,7 +221,8 @@ class Bench:
         r = statistics.median(reactions)
         p = statistics.median(pulls)
         print(
-            f"(2) confirmed update-config -> new client's first line, {samples} swaps (pull included):\n"
+            f"(2) [{self.engine}] confirmed update-config -> new client's first line, {samples} swaps "
+            "(pull included):\n"
             f"    median {r:.3f} s (min {min(reactions):.3f}, max {max(reactions):.3f}); "
             f"pull median {p:.2f} s (as run-manager reports, 0.1 s resolution); "
             f"reaction minus pull {r - p:.2f} s   [target: < 2 s + pull]"
@@ -230,7 +249,7 @@ class Bench:
         peak_thread = threading.Thread(target=self._peak_loop, args=(proc, "log throughput"), daemon=True)
         peak_thread.start()
         container_id = self._container_of(run_id, proc)
-        logs = subprocess.Popen([DOCKER, "logs", "-f", container_id], stdout=subprocess.PIPE)
+        logs = subprocess.Popen([DOCKER, "-H", self.host, "logs", "-f", container_id], stdout=subprocess.PIPE)
         assert logs.stdout is not None
         theirs = Count(logs.stdout, "docker logs -f")
         code = proc.wait(timeout=seconds + 120)
@@ -245,8 +264,8 @@ class Bench:
         ratio = ours.rate / theirs.rate
         lost = theirs.lines - ours.lines + ours.missing
         print(
-            f"(3) log throughput over {seconds} s: run-manager {ours.rate:,.0f} lines/s vs docker logs -f "
-            f"{theirs.rate:,.0f} lines/s, ratio {ratio:.2f}; lines lost by run-manager {lost} "
+            f"(3) [{self.engine}] log throughput over {seconds} s: run-manager {ours.rate:,.0f} lines/s vs "
+            f"docker logs -f {theirs.rate:,.0f} lines/s, ratio {ratio:.2f}; lines lost by run-manager {lost} "
             f"(gaps: {ours.gaps})   [target: ratio >= 0.8, 0 lost]"
         )
 
@@ -327,22 +346,43 @@ def main() -> None:
         choices=("start", "version", "logs"),
         help="run one figure (plus peak RSS over it): start overhead, version reaction, or log throughput",
     )
+    parser.add_argument(
+        "--engine",
+        choices=("docker", "podman", "both"),
+        default="docker",
+        help="the engine the main job drives: DOCKER_HOST's, the private Podman service, or both in turn",
+    )
     args = parser.parse_args()
     client = docker.from_env(timeout=120)
+    engines: list[tuple[str, docker.DockerClient, str | None]] = []
+    if args.engine in ("docker", "both"):
+        engines.append(("docker", client, None))
+    if args.engine in ("podman", "both"):
+        podman_host = os.environ.get("PSYCHE_PODMAN_HOST", "unix:///tmp/psyche-podman/podman.sock")
+        engines.append(("podman", docker.DockerClient(base_url=podman_host, version="1.41"), podman_host))
     home = Path(tempfile.mkdtemp(prefix="bench-mainjob-home-"))
     with images(client) as (a, b), chain(home) as world:
-        bench = Bench(world, client, a, b)
-        if args.only in (None, "start"):
-            bench.start_overhead(args.samples)
-        if args.only in (None, "version"):
-            bench.version_reaction(args.samples)
-        if args.only in (None, "logs"):
-            bench.log_throughput(args.log_seconds)
-        phases = ", ".join(f"{label} {kb / 1024:.1f}" for label, kb in bench.peak.by_label.items())
-        print(
-            f"(4) peak RSS of run-manager (VmHWM, max over every run above): {bench.peak.kb / 1024:.1f} MiB "
-            f"({bench.peak.where}); per phase, MiB: {phases}   [target: < 80 MB]"
-        )
+        for name, engine_client, host in engines:
+            bench = Bench(world, engine_client, a, b, name, host)
+            try:
+                if args.only in (None, "start"):
+                    bench.start_overhead(args.samples)
+                if args.only in (None, "version"):
+                    bench.version_reaction(args.samples)
+                if args.only in (None, "logs"):
+                    bench.log_throughput(args.log_seconds)
+            finally:
+                if engine_client is not client:  # the images pulled into Podman
+                    for image in (a, b):
+                        with contextlib.suppress(docker.errors.NotFound):
+                            engine_client.images.remove(image.ref, force=True)
+                    engine_client.close()
+            phases = ", ".join(f"{label} {kb / 1024:.1f}" for label, kb in bench.peak.by_label.items())
+            print(
+                f"(4) [{name}] peak RSS of run-manager (VmHWM, max over every run above): "
+                f"{bench.peak.kb / 1024:.1f} MiB ({bench.peak.where}); per phase, MiB: {phases}   "
+                "[target: < 80 MB]"
+            )
     client.close()
 
 

@@ -24,6 +24,7 @@ class EngineStandIn:
     version: str = "29.0.1"
     api_version: str = "1.52"
     min_api_version: str = "1.44"
+    components: list[dict[str, object]] = field(default_factory=list)  # Podman lists "Podman Engine" here
     paths: list[str] = field(default_factory=list)
 
     def answer(self, path: str) -> tuple[int, object]:
@@ -53,6 +54,7 @@ class EngineStandIn:
                 "MinAPIVersion": self.min_api_version,
                 "Os": "linux",
                 "Arch": "amd64",
+                **({"Components": self.components} if self.components else {}),
             }
         if route == "/info":
             return 200, {"Runtimes": {"runc": {"path": "runc"}}, "DockerRootDir": "/var/lib/docker"}
@@ -93,12 +95,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def engine_standin(standin: EngineStandIn | None = None) -> Iterator[tuple[str, EngineStandIn]]:
+def engine_standin(
+    standin: EngineStandIn | None = None, socket_path: str = "engine.sock"
+) -> Iterator[tuple[str, EngineStandIn]]:
     """``(DOCKER_HOST, standin)`` for a stand-in engine on a socket in a fresh short tmp directory (a unix
-    socket path must stay under 108 bytes, which a pytest tmp_path may not)."""
+    socket path must stay under 108 bytes, which a pytest tmp_path may not); ``socket_path`` is relative to
+    that directory (``podman/podman.sock`` makes the directory an XDG_RUNTIME_DIR for Podman's socket)."""
     standin = standin or EngineStandIn()
     directory = Path(tempfile.mkdtemp(prefix="engine-"))
-    sock = directory / "engine.sock"
+    sock = directory / socket_path
+    sock.parent.mkdir(parents=True, exist_ok=True)
     server = _Server(str(sock), _Handler)
     server.standin = standin
     thread = threading.Thread(target=server.serve_forever, name="engine-standin", daemon=True)
@@ -110,4 +116,6 @@ def engine_standin(standin: EngineStandIn | None = None) -> Iterator[tuple[str, 
         server.server_close()
         thread.join(5)
         sock.unlink(missing_ok=True)
+        for parent in [*sock.relative_to(directory).parents][:-1]:
+            (directory / parent).rmdir()
         directory.rmdir()

@@ -16,7 +16,8 @@
     ├── ContainerRuntimeError            the Docker engine refused or is missing
     │   ├── DockerUnavailable            no engine reachable through the SDK
     │   ├── ImagePullFailed              the registry did not give us the image
-    │   └── GpuRuntimeMissing            the engine cannot serve the GPU device request (no NVIDIA toolkit)
+    │   ├── GpuRuntimeMissing            the engine cannot serve the GPU device request (no NVIDIA toolkit)
+    │   └── ClientNotInstalled           process runtime: the installed client is not the run's version
     ├── ClientExited                     the client container ended with a non-zero code
     │   └── VersionMismatch              the client reported exit code 10
     └── BroadcastRefused                 a peer's result broadcast breaks an acceptance rule; .reason
@@ -143,6 +144,10 @@ class ImagePullFailed(ContainerRuntimeError):
 
 class GpuRuntimeMissing(ContainerRuntimeError):
     """The engine cannot satisfy the GPU device request (no NVIDIA Container Toolkit)."""
+
+
+class ClientNotInstalled(ContainerRuntimeError):
+    """The process runtime's installed psyche-run-manager[client] is not the version the run wants."""
 
 
 class ClientExited(RunManagerError):

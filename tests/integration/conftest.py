@@ -30,7 +30,9 @@ SESSION_LABEL = "psyche.test.session"
 SESSION_ID = uuid.uuid4().hex[:10]
 
 # Tests that use any of these get the `docker` marker automatically, so `-m "not docker"` deselects them.
-DOCKER_FIXTURES = frozenset({"docker_client", "registry", "busybox_image", "container_labels"})
+DOCKER_FIXTURES = frozenset({"docker_client", "registry", "busybox_image", "container_labels", "engine"})
+# The private Podman service of scripts/services (start --engine podman): its Docker-compatible socket.
+PODMAN_HOST = os.environ.get("PSYCHE_PODMAN_HOST", "unix:///tmp/psyche-podman/podman.sock")
 
 BUSYBOX = Path(os.environ.get("PSYCHE_TEST_BUSYBOX", "/bin/busybox"))
 BUSYBOX_REPOSITORY = "psyche-test-bb"
@@ -53,6 +55,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if DOCKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.docker)
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("engine") == "podman":
+            item.add_marker(pytest.mark.podman)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,52 @@ def docker_client() -> Iterator[docker.DockerClient]:
         yield client
     finally:
         client.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """The engine a test drives: its name, the DOCKER_HOST a run-manager gets, and a client to inspect it."""
+
+    name: str  # "docker" or "podman"
+    host: str
+    client: docker.DockerClient
+
+
+@pytest.fixture(scope="session")
+def podman_client() -> Iterator[docker.DockerClient]:
+    """A client of the private Podman service (PSYCHE_PODMAN_HOST); skipped (CI: failed) when it is down.
+
+    At the end it removes the images this session pulled into Podman (their tags carry the session id).
+    """
+    reason = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            client = docker.DockerClient(base_url=PODMAN_HOST, version="1.41", timeout=60)
+            client.ping()
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            start = "scripts/services start --engine podman"
+            reason = f"no Podman service at {PODMAN_HOST}: {exc} (start one: {start})"
+        gc.collect()
+    if reason is not None:
+        unavailable(reason)
+    try:
+        yield client
+    finally:
+        for image in client.images.list():
+            if any(SESSION_ID in tag for tag in image.tags):
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(image.id, force=True)
+        client.close()
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest, docker_client: docker.DockerClient) -> Engine:
+    """Docker (the default), or Podman for tests parametrised with ``indirect=["engine"]``."""
+    name = getattr(request, "param", "docker")
+    if name == "podman":
+        return Engine("podman", PODMAN_HOST, request.getfixturevalue("podman_client"))
+    return Engine("docker", os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), docker_client)
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from docker.models.containers import Container
 from solders.keypair import Keypair
 
 from tests.integration.commands_support import Cli, Localnet, localnet_process, write_keypair
-from tests.integration.conftest import SESSION_ID, PushedImage
+from tests.integration.conftest import SESSION_ID, Engine, PushedImage
 from tests.integration.conftest import _delete_from_registry as delete_from_registry
 
 RUN_MANAGER = Path(sys.executable).with_name("run-manager")
@@ -287,12 +287,13 @@ class Job:
     """One test's run on the shared chain: its participant, .env, run-manager processes and containers."""
 
     world: Chain
-    docker: docker.DockerClient
+    docker: docker.DockerClient | None  # None: the process runtime, no engine
     repository: str
     run_id: str
     wallet: Participant
     directory: Path
     managers: list[Manager] = field(default_factory=list)
+    docker_host: str | None = None  # the engine the run-manager drives (None: DOCKER_HOST of this process)
 
     def env_file(
         self,
@@ -327,17 +328,19 @@ class Job:
             gpus=gpus,
             extra=extra_args,
         )
-        manager = Manager(args, manager_environ(self.world.home, environ))
+        engine = {"DOCKER_HOST": self.docker_host} if self.docker_host else {}
+        manager = Manager(args, manager_environ(self.world.home, {**engine, **(environ or {})}))
         self.managers.append(manager)
         return manager
 
     def containers(self) -> list[Container]:
-        return run_containers(self.docker, self.run_id)
+        return [] if self.docker is None else run_containers(self.docker, self.run_id)
 
     def close(self) -> None:
         for manager in self.managers:
             manager.close()
-        remove_run_containers(self.docker, self.run_id)
+        if self.docker is not None:
+            remove_run_containers(self.docker, self.run_id)
 
 
 # -- fixtures (import them into a test module by name) -----------------------------------------------
@@ -383,21 +386,27 @@ def versions(
         delete_from_registry(registry, image)
 
 
+# Parametrise a test with this to run it against Docker and against Podman (the `job` uses `engine`).
+both_engines = pytest.mark.parametrize("engine", ["docker", "podman"], indirect=True)
+
+
 @pytest.fixture
 def job(
     world: Chain,
-    docker_client: docker.DockerClient,
+    engine: Engine,
     versions: tuple[PushedImage, PushedImage],
     tmp_path: Path,
 ) -> Iterator[Job]:
-    """A fresh run id and participant; every run-manager and container of the test is gone afterwards."""
+    """A fresh run id and participant on ``engine`` (Docker unless parametrised with ``both_engines``);
+    every run-manager and container of the test is gone afterwards."""
     started = Job(
         world,
-        docker_client,
+        engine.client,
         versions[0].repository,
         new_run_id(),
         participant(tmp_path / "keys"),
         tmp_path,
+        docker_host=engine.host,
     )
     try:
         yield started

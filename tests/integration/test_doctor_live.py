@@ -12,8 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from psyche.manager import cli as cli_module
+from psyche.manager.engines import cdi_spec_present
 from psyche.manager.hardware import find_nvidia_hook
-from psyche.manager.runtime import GPU_MISSING
+from psyche.manager.runtime import GPU_MISSING, GPU_MISSING_PODMAN
+from tests.integration.conftest import PODMAN_HOST
 from tests.integration.localnet_support import DemoLocalnet, demo_localnet
 from tests.integration.loopback_rpc import free_port, refusing_url
 
@@ -69,7 +71,7 @@ def test_dead_rpc_fails_while_rpc_2_answers_and_the_engine_is_checked(
 
     engine = docker_client.version()
     api = min((engine["ApiVersion"], "1.45"), key=lambda v: tuple(map(int, v.split("."))))
-    detail = f"engine {engine['Version']}, API {api}"  # the dev engine, 20.10: API 1.41
+    detail = f"Docker {engine['Version']} (Docker API {api})"  # the dev engine, 20.10: API 1.41
     assert checks["docker"] == {"name": "docker", "status": "OK", "detail": detail, "fix": None}
     gpu = checks["gpu access"]
     if find_nvidia_hook() is not None:
@@ -95,3 +97,30 @@ def test_plain_report_names_each_failure_and_its_fix(
     assert f"(run 'no-such-run', endpoint {localnet.rpc_url}): no coordinator instance" in lines[run_line]
     assert lines[run_line + 1].strip().startswith(f"fix: check RUN_ID in {isolation / 'doctor.env'}:")
     assert lines[-1].startswith("doctor: ") and "FAIL" in lines[-1]
+
+
+def test_against_podman_the_engine_is_named_and_gpu_access_means_a_cdi_spec(
+    podman_client: docker.DockerClient,
+    localnet: DemoLocalnet,
+    isolation: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", PODMAN_HOST)
+    environ = {"RPC": localnet.rpc_url, "WS_RPC": localnet.ws_url}
+    code, out = doctor(isolation, localnet.demo_dir / ".env", environ, "--json")
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    version = podman_client.version()
+    assert checks["docker"] == {
+        "name": "docker",
+        "status": "OK",
+        "detail": f"Podman {version['Version']} (Docker API {version['ApiVersion']})",
+        "fix": None,
+    }
+    gpu = checks["gpu access"]
+    if cdi_spec_present(os.listdir) is None:
+        assert gpu["status"] == "FAIL" and gpu["detail"].startswith("no CDI spec in /etc/cdi or /var/run/cdi")
+        assert gpu["fix"] == GPU_MISSING_PODMAN.split(": ", 1)[1]
+    else:
+        assert gpu["status"] == "OK" and "CDI device nvidia.com/gpu=all (Podman) via " in gpu["detail"]
+    assert " free under " in checks["disk"]["detail"]  # Podman reports its storage root as DockerRootDir
+    del code

@@ -87,6 +87,6 @@ def test_a_docker_29_engine_is_reached_in_an_api_version_it_accepts(tmp_path: Pa
             assert manager.wait(30) in (0, 143, -signal.SIGTERM), manager.err.text
         finally:
             manager.close()
-    assert "Docker engine 29.0.1 reachable (API 1.45)" in manager.err.text
+    assert "Docker 29.0.1 (Docker API 1.45) reachable" in manager.err.text
     assert [p.split("?")[0] for p in standin.paths[:2]] == ["/version", "/v1.45/version"]
     assert not any(p.startswith("/v1.41") for p in standin.paths)

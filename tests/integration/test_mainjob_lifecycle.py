@@ -1,7 +1,8 @@
 """The main job end to end: start, logs, signals, orphans, refusals, RPC fallback and the wallet secret.
 
 run-manager runs as a real subprocess against `run-manager localnet`; clients are busybox containers on the
-real engine, pulled from the loopback registry.
+real engine, pulled from the loopback registry. The tests marked ``both_engines`` run against Docker and
+against Podman's Docker-compatible service (scripts/services start --engine podman).
 """
 
 from __future__ import annotations
@@ -19,16 +20,26 @@ import docker
 import pytest
 from solders.keypair import Keypair
 
+from psyche.manager.engines import cdi_spec_present
 from tests.integration.commands_support import dead_url
-from tests.integration.conftest import PushedImage
+from tests.integration.conftest import Engine, PushedImage
 from tests.integration.loopback_rpc import servers
-from tests.integration.mainjob_support import Job, build_version, delete_from_registry, job, versions, world
+from tests.integration.mainjob_support import (
+    Job,
+    both_engines,
+    build_version,
+    delete_from_registry,
+    job,
+    versions,
+    world,
+)
 
 __all__ = ["job", "versions", "world"]  # fixtures used by name
 
 pytestmark = pytest.mark.docker
 
 
+@both_engines
 def test_happy_path_logs_reach_the_terminal_and_nothing_is_left(
     job: Job, versions: tuple[PushedImage, PushedImage]
 ) -> None:
@@ -48,6 +59,7 @@ def test_happy_path_logs_reach_the_terminal_and_nothing_is_left(
     job.wallet.assert_absent(manager.out.text, err)
 
 
+@both_engines
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_stops_the_client_and_leaves_no_container(
     job: Job, versions: tuple[PushedImage, PushedImage], sig: signal.Signals
@@ -66,6 +78,7 @@ def test_a_signal_stops_the_client_and_leaves_no_container(
     assert job.containers() == []
 
 
+@both_engines
 def test_after_a_sigkill_the_next_start_removes_the_orphan(
     job: Job, versions: tuple[PushedImage, PushedImage]
 ) -> None:
@@ -89,6 +102,7 @@ def test_after_a_sigkill_the_next_start_removes_the_orphan(
     assert job.containers() == []
 
 
+@both_engines
 def test_a_sigstopped_client_is_restarted_after_the_stall_timeout_and_status_shows_its_silence(
     job: Job, versions: tuple[PushedImage, PushedImage]
 ) -> None:
@@ -99,7 +113,7 @@ def test_a_sigstopped_client_is_restarted_after_the_stall_timeout_and_status_sho
     frozen.kill(signal="SIGSTOP")  # the engine still says "running", and so does `status`
 
     # `status` (a separate process in real life; the real command in-process here) reads the engine's log.
-    env = {"DOCKER_HOST": os.environ["DOCKER_HOST"], "RUN_ID": job.run_id}
+    env = {"DOCKER_HOST": job.docker_host or os.environ["DOCKER_HOST"], "RUN_ID": job.run_id}
     deadline = time.monotonic() + 30
     while True:
         [view] = job.world.cli.json("status", env=env)["containers"]
@@ -150,9 +164,11 @@ def test_the_wallet_secret_is_in_no_argv_log_line_or_error(
     job.wallet.assert_absent(refused.out.text, refused.err.text)
 
 
+@both_engines
 def test_an_image_labelled_key_file_gets_the_wallet_key_as_a_tmpfs_file_that_inspect_never_shows(
     job: Job, versions: tuple[PushedImage, PushedImage], docker_client: docker.DockerClient, registry: str
 ) -> None:
+    assert job.docker is not None
     keyed = build_version(docker_client, versions[0], "mj-keyfile", labels={"psyche.client.key-file": "1"})
     try:
         job.world.create_run(job.run_id, keyed.tag)
@@ -169,7 +185,7 @@ def test_an_image_labelled_key_file_gets_the_wallet_key_as_a_tmpfs_file_that_ins
         assert "wallet key for " in manager.err.text
         assert "a read-only file on a tmpfs mount, not in the container's environment" in manager.err.text
         [container] = job.containers()
-        inspected = docker_client.api.inspect_container(container.id)
+        inspected = job.docker.api.inspect_container(container.id)
         job.wallet.assert_absent(json.dumps(inspected))
         assert not [v for v in inspected["Config"]["Env"] if v.startswith("RAW_WALLET_PRIVATE_KEY=")]
         assert "WALLET_PRIVATE_KEY_PATH=/run/psyche/wallet-key" in inspected["Config"]["Env"]
@@ -178,8 +194,9 @@ def test_an_image_labelled_key_file_gets_the_wallet_key_as_a_tmpfs_file_that_ins
         job.wallet.assert_absent(manager.out.text, manager.err.text)
     finally:
         job.close()
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            docker_client.images.remove(keyed.ref, force=True)
+        for client in {id(c): c for c in (docker_client, job.docker)}.values():  # Podman pulled it too
+            with contextlib.suppress(docker.errors.NotFound):
+                client.images.remove(keyed.ref, force=True)
         delete_from_registry(registry, keyed)
 
 
@@ -220,19 +237,30 @@ def test_bad_client_version_on_chain_is_refused_before_any_pull(
     assert job.containers() == []
 
 
+@both_engines
 def test_gpu_request_on_an_engine_without_nvidia_fails_clearly_and_leaves_nothing(
-    job: Job, versions: tuple[PushedImage, PushedImage], docker_client: docker.DockerClient
+    job: Job, versions: tuple[PushedImage, PushedImage], engine: Engine
 ) -> None:
-    if "nvidia" in docker_client.info().get("Runtimes", {}):
-        pytest.skip("this engine has the NVIDIA runtime: the error path cannot be shown here")
+    if engine.name == "podman":
+        if cdi_spec_present(os.listdir) is not None:
+            pytest.skip("this host has a CDI spec: Podman could give GPUs; the error path cannot be shown")
+        wanted = (
+            "Error: the Podman engine cannot give the container GPUs: install the NVIDIA Container Toolkit "
+            "and generate its CDI spec with 'nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml' (engine "
+            "said: setting up CDI devices: unresolvable CDI devices nvidia.com/gpu=all)"
+        )
+    else:
+        if "nvidia" in engine.client.info().get("Runtimes", {}):
+            pytest.skip("this engine has the NVIDIA runtime: the error path cannot be shown here")
+        wanted = (
+            "Error: the Docker engine cannot give the container GPUs: install the NVIDIA Container Toolkit, "
+            "run 'nvidia-ctk runtime configure --runtime=docker' and restart Docker"
+        )
     job.world.create_run(job.run_id, versions[0].tag)
     manager = job.start(gpus=True)
     assert manager.wait(60) == 1
     err = manager.err.text
-    assert (
-        "Error: the Docker engine cannot give the container GPUs: install the NVIDIA Container Toolkit" in err
-    )
-    assert "nvidia-ctk runtime configure --runtime=docker" in err
+    assert wanted in err
     assert "Traceback" not in err
     assert job.containers() == []
     job.wallet.assert_absent(manager.out.text, err)

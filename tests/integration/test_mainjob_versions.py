@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 
 import docker
@@ -12,6 +13,7 @@ from tests.integration.mainjob_support import (
     LABEL_CLIENT_VERSION,
     TICKING,
     Job,
+    both_engines,
     delete_from_registry,
     job,
     push,
@@ -33,11 +35,13 @@ def _order(text: str, *needles: str) -> None:
         at = found + len(needle)
 
 
+@both_engines
 def test_version_changed_on_chain_while_running_prepulls_then_swaps(
-    job: Job, versions: tuple[PushedImage, PushedImage], docker_client: docker.DockerClient
+    job: Job, versions: tuple[PushedImage, PushedImage]
 ) -> None:
     a, b = versions
-    docker_client.images.remove(b.ref)  # so the swap must pull B from the registry
+    with contextlib.suppress(docker.errors.NotFound):  # Podman: "image not known", a plain NotFound
+        job.docker.images.remove(b.ref)  # so the swap must pull B from the registry
     job.world.create_run(job.run_id, a.tag)
     manager = job.start()
     manager.out.wait_for(f"client {a.tag} up")
@@ -55,7 +59,7 @@ def test_version_changed_on_chain_while_running_prepulls_then_swaps(
     _order(manager.out.text, f"client {a.tag} got TERM", f"client {b.tag} up")  # pre-pull, then swap
     [running] = job.containers()
     assert running.labels[LABEL_CLIENT_VERSION] == b.tag and running.status == "running"
-    assert docker_client.images.get(b.ref).tags  # pulled back
+    assert job.docker.images.get(b.ref).tags  # pulled back
     # A second change, back to A: the version watch must see it too, although update_client_version
     # leaves the coordinator's nonce alone (RPC polling alone would take up to 15 s).
     mark = len(manager.out.lines)
@@ -107,6 +111,7 @@ def test_exit_10_after_a_version_change_pulls_and_runs_the_new_image(
     assert job.containers() == []
 
 
+@both_engines
 def test_exit_10_on_an_unchanged_version_is_capped_with_exit_code_10(
     job: Job, versions: tuple[PushedImage, PushedImage]
 ) -> None:
@@ -128,6 +133,7 @@ def test_exit_10_on_an_unchanged_version_is_capped_with_exit_code_10(
     assert job.containers() == []
 
 
+@both_engines
 def test_crash_loop_backs_off_then_gives_up(job: Job, versions: tuple[PushedImage, PushedImage]) -> None:
     job.world.create_run(job.run_id, versions[0].tag)
     manager = job.start("echo boom $CLIENT_VERSION; exit 3")

@@ -20,6 +20,7 @@ from psyche.errors import DockerUnavailable, RpcError, RpcUnavailable
 from psyche.manager.commands.doctor import render, report_json, summary
 from psyche.manager.doctor import Check, DoctorOptions, Seams, Status, exit_code, run_doctor
 from psyche.manager.doctor_host import parse_size
+from psyche.manager.engines import EngineId, EngineKind
 from psyche.manager.hardware import (
     DiskUsage,
     Gpu,
@@ -30,6 +31,7 @@ from psyche.manager.hardware import (
     probe_gpus,
 )
 from psyche.manager.launch import LaunchConfig
+from psyche.manager.procruntime import ClientProbe
 from psyche.manager.settings import Settings, load_settings
 from psyche.manager.ui import UI
 from psyche.manager.wallet import Wallet, load_wallet
@@ -106,7 +108,9 @@ class FakeEngine:
         images: tuple[str, ...] = (),
         root: str | None = "/var/lib/docker",
         labels: dict[str, dict[str, str]] | None = None,
+        kind: EngineKind = "docker",
     ):
+        self.kind: EngineKind = kind
         self.nvidia = nvidia
         self.images = images
         self.root = root
@@ -117,6 +121,9 @@ class FakeEngine:
 
     def api_version(self) -> str:
         return "1.45"
+
+    def engine(self) -> EngineId:
+        return EngineId(self.kind, self.version())
 
     def has_nvidia_runtime(self) -> bool:
         return self.nvidia
@@ -155,6 +162,10 @@ class World:
     opened: list[FakeRpc] = dataclasses.field(default_factory=list)
     hook: str | None = "/usr/bin/nvidia-container-runtime-hook"
     p2p: FakeP2P = dataclasses.field(default_factory=FakeP2P)
+    cdi: str | None = None
+    client: ClientProbe = dataclasses.field(
+        default_factory=lambda: ClientProbe("1", "2.13.0+cu128", 8, "12.8")
+    )
 
     def __post_init__(self) -> None:
         key = self.tmp / "id.json"
@@ -210,6 +221,8 @@ class World:
             file_mode=lambda path: self.mode,
             monotonic=self.clock,
             p2p=self.p2p,
+            cdi_spec=lambda: self.cdi,
+            client=lambda: self.client,
         )
 
     def doctor(self, **options: object) -> dict[str, Check]:
@@ -486,7 +499,67 @@ def test_gpu_access_is_not_needed_with_no_gpus(world: World) -> None:
 
 
 def test_the_engine_line_shows_the_negotiated_api_version(world: World) -> None:
-    assert world.doctor()["docker"].detail == "engine 27.1.0, API 1.45"
+    assert world.doctor()["docker"].detail == "Docker 27.1.0 (Docker API 1.45)"
+
+
+def test_a_podman_engine_is_named_and_its_gpus_need_a_cdi_spec_not_the_docker_hook(world: World) -> None:
+    world.engine = FakeEngine(nvidia=False, kind="podman")
+    world.hook = None  # the Docker hook is irrelevant on Podman
+    world.cdi = None
+    checks = world.doctor()
+    assert checks["docker"].detail == "Podman 27.1.0 (Docker API 1.45)"
+    check = checks["gpu access"]
+    assert check.status == Status.FAIL
+    assert check.detail == (
+        "no CDI spec in /etc/cdi or /var/run/cdi: Podman cannot resolve nvidia.com/gpu=all, and the client "
+        "container's start would be refused ('unresolvable CDI devices')"
+    )
+    assert check.fix == (
+        "install the NVIDIA Container Toolkit and generate its CDI spec with "
+        "'nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml'"
+    )
+    world.cdi = "/etc/cdi/nvidia.yaml"
+    check = world.doctor()["gpu access"]
+    assert (check.status, check.detail) == (
+        Status.OK,
+        "CDI device nvidia.com/gpu=all (Podman) via /etc/cdi/nvidia.yaml",
+    )
+    assert world.doctor(gpus=False)["gpu access"].status == Status.OK
+
+
+def test_the_process_runtime_checks_the_installed_client_torch_and_cuda_instead_of_an_engine(
+    world: World,
+) -> None:
+    world.engine = None  # no engine on this host: no check may need one
+    world.client = ClientProbe("1", "2.13.0+cu128", 8, "12.8")
+    checks = world.doctor(runtime="process")
+    assert "docker" not in checks and "image" not in checks and "disk" not in checks
+    assert (checks["client"].status, checks["client"].detail) == (
+        Status.OK,
+        "psyche-run-manager[client] 1 (python -m psyche.client)",
+    )
+    assert (checks["torch"].status, checks["torch"].detail) == (
+        Status.OK,
+        "torch 2.13.0+cu128 (CUDA 12.8), 8 CUDA device(s) visible",
+    )
+    assert checks["client version"] == Check("client version", Status.OK, "'v1' is the installed 1")
+    world.client = ClientProbe("0.2.0", "2.13.0+cpu", 0, None)
+    checks = world.doctor(runtime="process")
+    assert checks["torch"].status == Status.FAIL
+    assert checks["torch"].detail == (
+        "torch 2.13.0+cpu (a CPU build), 0 CUDA device(s) visible: the client would train on the CPU"
+    )
+    assert checks["client version"] == Check(
+        "client version",
+        Status.FAIL,
+        "the run wants client_version 'v1' but psyche-run-manager[client] 0.2.0 is installed: "
+        "pip install 'psyche-run-manager[client]==1'",
+        "pip install 'psyche-run-manager[client]==1'",
+    )
+    assert world.doctor(runtime="process", gpus=False)["torch"].status == Status.OK
+    world.client = ClientProbe(None)
+    checks = world.doctor(runtime="process")
+    assert checks["client"].status == Status.FAIL and checks["torch"].status == Status.SKIP
 
 
 def test_no_gpu_fails_unless_no_gpus(world: World) -> None:

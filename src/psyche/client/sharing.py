@@ -9,6 +9,7 @@ download on a small pool; everything they change is behind one lock, and ``on_ch
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -273,10 +274,9 @@ class ResultSharing:
         if outcome == "changed":
             self.on_change()
         elif isinstance(outcome, tuple):
-            try:
+            # Closing: the pool is gone, and so is our interest in the payload.
+            with contextlib.suppress(RuntimeError):
                 self.downloads.submit(self._download, *outcome)
-            except RuntimeError:  # closing: the pool is gone, and so is our interest in the payload
-                pass
 
     def _accept(
         self, sender: bytes, broadcast: Broadcast

@@ -34,6 +34,7 @@ class RootOptions:
     metrics_port: int | None = None  # serve Prometheus metrics on 127.0.0.1:<port> (psyche.manager.metrics)
     stall_timeout: float | None = None  # restart a client that wrote no log line for this many seconds
     wallet_key_via: str = "auto"  # auto | file | env: how the container gets the wallet key (launch.KeyVia)
+    runtime: str = "docker"  # docker: a container on Docker/Podman; process: the installed client as a child
 
 
 @dataclass(slots=True)

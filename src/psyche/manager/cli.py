@@ -88,6 +88,7 @@ _VALUE_OPTIONS = frozenset(
         "--metrics-port",
         "--stall-timeout",
         "--wallet-key-via",
+        "--runtime",
     }
 )
 
@@ -345,6 +346,17 @@ def _find_main_job() -> Callable[[App], int | None] | None:
     "psyche.client.key-file=1 (the reference image), else the environment.",
 )
 @click.option(
+    "--runtime",
+    type=click.Choice(["docker", "process"]),
+    default="docker",
+    show_default=True,
+    envvar=AppEnvVars.RUNTIME,
+    show_envvar=True,
+    help="How the client runs: docker, a container on the Docker or Podman engine (DOCKER_HOST, else the "
+    "usual sockets); process, the installed psyche-run-manager[client] as a supervised child process, for "
+    "hosts where no container can run (the run's client_version must be its version).",
+)
+@click.option(
     "-V",
     is_flag=True,
     expose_value=False,
@@ -375,6 +387,7 @@ def cli(
     metrics_port: int | None,
     stall_timeout: float | None,
     wallet_key_via: str,
+    runtime: str,
 ) -> None:
     """Join a Psyche training run from this GPU machine, or run an admin command.
 
@@ -398,6 +411,7 @@ def cli(
         metrics_port=metrics_port,
         stall_timeout=stall_timeout,
         wallet_key_via=wallet_key_via,
+        runtime=runtime,
     )
     app = App(ui=UI.from_environ(environ), environ=environ, options=options, exit=ctx.exit)
     ctx.obj = app

@@ -63,6 +63,7 @@ class AppEnvVars:
     MAX_RESTARTS: Final = "RUN_MANAGER_MAX_RESTARTS"
     STALL_TIMEOUT: Final = "RUN_MANAGER_STALL_TIMEOUT"  # --stall-timeout
     WALLET_KEY_VIA: Final = "RUN_MANAGER_WALLET_KEY_VIA"  # --wallet-key-via
+    RUNTIME: Final = "RUN_MANAGER_RUNTIME"  # --runtime docker|process
     NO_COLOR: Final = "NO_COLOR"
     CI: Final = "CI"
     HOME: Final = "HOME"

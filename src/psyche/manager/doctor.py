@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from psyche.chain.queries import Run
     from psyche.chain.rpc import AccountInfo
     from psyche.manager.doctor_p2p import P2PProbe
+    from psyche.manager.engines import EngineId
+    from psyche.manager.procruntime import ClientProbe
     from psyche.manager.settings import Settings
     from psyche.manager.wallet import Wallet
 
@@ -80,6 +82,8 @@ class EngineProbe(Protocol):
 
     def version(self) -> str: ...
 
+    def engine(self) -> EngineId: ...
+
     def api_version(self) -> str: ...
 
     def has_nvidia_runtime(self) -> bool: ...
@@ -106,6 +110,8 @@ class Seams:
     parallelism_table: Callable[[], ParallelismTable]
     file_mode: Callable[[Path], int]  # st_mode; raises OSError
     monotonic: Callable[[], float]
+    cdi_spec: Callable[[], str | None] = lambda: None  # a CDI spec file for Podman's GPUs, or None
+    client: Callable[[], ClientProbe] = lambda: ClientProbe(None)  # --runtime process: the installed client
     p2p: P2PProbe = field(default_factory=lambda: _socket_probe())  # real TCP sockets on this host
 
 
@@ -128,6 +134,7 @@ class DoctorOptions:
     gpus: bool = True  # the client container requests every GPU (--no-gpus: a CPU-only client)
     wallet_key_via: str = "auto"  # --wallet-key-via
     local_engine: bool = True  # DOCKER_HOST is a unix socket (the engine can bind-mount a host file)
+    runtime: str = "docker"  # --runtime: process checks the installed client, torch and CUDA, not an engine
 
 
 def exit_code(checks: Sequence[Check]) -> int:
@@ -385,12 +392,19 @@ def run_doctor(seams: Seams, options: DoctorOptions = DoctorOptions()) -> list[C
     )
     from psyche.manager.doctor_p2p import check_p2p
 
+    process = options.runtime == "process"
     checks: list[Check] = []
     env_check, settings = check_settings(seams.settings)
     checks.append(env_check)
     wallet: Wallet | None = None
     run: Run | None = None
-    engine_checks, engine = check_engine(seams.runtime, seams.nvidia_hook, options.gpus)
+    if process:
+        from psyche.manager.doctor_host import check_client
+
+        client = seams.client()
+        engine_checks, engine = check_client(client, options.gpus)
+    else:
+        engine_checks, engine = check_engine(seams.runtime, seams.nvidia_hook, options.gpus, seams.cdi_spec)
     if settings is not None:
         wallet_checks, wallet = check_wallet(settings, seams.wallet, seams.file_mode)
         checks += wallet_checks
@@ -406,7 +420,14 @@ def run_doctor(seams: Seams, options: DoctorOptions = DoctorOptions()) -> list[C
                 )
                 run_check, run = check_run(rpc, settings)
                 checks.append(run_check)
-                checks.append(check_image(run, engine, options) if run else skip("image", "the run"))
+                if process:
+                    from psyche.manager.doctor_host import check_client_version
+
+                    checks.append(
+                        check_client_version(run, client) if run else skip("client version", "the run")
+                    )
+                else:
+                    checks.append(check_image(run, engine, options) if run else skip("image", "the run"))
                 if run is not None and wallet is not None:
                     checks.append(check_authorization(rpc, settings, wallet))
                 else:
@@ -421,9 +442,10 @@ def run_doctor(seams: Seams, options: DoctorOptions = DoctorOptions()) -> list[C
     else:
         checks += [skip(n, "a valid .env") for n in ("wallet", "RPC", "run", "p2p")]
     checks += engine_checks
-    checks.append(check_wallet_key(run, engine, options))
-    image_present = any(c.name == "image" and "present in the engine" in c.detail for c in checks)
-    checks.append(check_disk(engine, image_present, seams.disk_usage, options.image_size))
+    if not process:  # a child process has no image to store and gets the key as a /dev/shm file
+        checks.append(check_wallet_key(run, engine, options))
+        image_present = any(c.name == "image" and "present in the engine" in c.detail for c in checks)
+        checks.append(check_disk(engine, image_present, seams.disk_usage, options.image_size))
     probe = seams.gpus()
     checks.append(check_gpus(probe, options.gpus))
     if settings is not None:
@@ -431,5 +453,6 @@ def run_doctor(seams: Seams, options: DoctorOptions = DoctorOptions()) -> list[C
         checks.append(check_parallelism(settings, probe, seams.parallelism_table, model))
     else:
         checks.append(skip("parallelism", "a valid .env"))
-    checks.append(check_shm(seams.disk_usage, options.container_shm))
+    if not process:
+        checks.append(check_shm(seams.disk_usage, options.container_shm))
     return checks

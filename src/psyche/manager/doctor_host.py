@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from psyche.errors import RunManagerError
 from psyche.manager.doctor import Check, DoctorOptions, EngineProbe, Status, skip
+from psyche.manager.engines import parse_size
 from psyche.manager.hardware import DiskUsage, GpuProbe
 from psyche.parallelism import Table as ParallelismTable
 from psyche.parallelism import lookup, model_key, normalise_gpu_name
@@ -15,6 +16,7 @@ from psyche.parallelism import lookup, model_key, normalise_gpu_name
 if TYPE_CHECKING:
     from psyche.chain.accounts.model import LLM
     from psyche.chain.queries import Run
+    from psyche.manager.procruntime import ClientProbe
     from psyche.manager.settings import Settings
 
 GIB = 2**30
@@ -24,28 +26,44 @@ def _size(n: float) -> str:
     return f"{n / GIB:.1f} GiB"
 
 
-def parse_size(text: str) -> int:
-    """Docker's size syntax ('1g', '512m', '64k', '1024') in bytes."""
-    units = {"b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
-    text = text.strip().lower()
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
-
-
 def check_engine(
-    connect: Callable[[], EngineProbe], nvidia_hook: Callable[[], str | None], need_gpus: bool = True
+    connect: Callable[[], EngineProbe],
+    nvidia_hook: Callable[[], str | None],
+    need_gpus: bool = True,
+    cdi_spec: Callable[[], str | None] = lambda: None,
 ) -> tuple[list[Check], EngineProbe | None]:
-    """The Docker daemon answers (version, negotiated API version); the GPU access the client needs."""
+    """The engine answers: Docker or Podman, its version and the negotiated API; the GPU access it needs."""
     try:
         engine = connect()
-        version = engine.version()
+        engine.version()
+        found = engine.engine()
         api = engine.api_version()
     except RunManagerError as err:
         return [Check("docker", Status.FAIL, err.message, err.hint), skip("gpu access", "docker")], None
-    checks = [Check("docker", Status.OK, f"engine {version}, API {api}")]
-    checks.append(check_gpu_access(engine, nvidia_hook, need_gpus))
+    checks = [Check("docker", Status.OK, found.describe(api))]
+    if found.kind == "podman":
+        checks.append(check_cdi(cdi_spec, need_gpus))
+    else:
+        checks.append(check_gpu_access(engine, nvidia_hook, need_gpus))
     return checks, engine
+
+
+def check_cdi(cdi_spec: Callable[[], str | None], need_gpus: bool) -> Check:
+    """Podman gives GPUs through CDI: a spec naming nvidia.com/gpu=all in /etc/cdi or /var/run/cdi."""
+    from psyche.manager.engines import CDI_GPU_DEVICE, CDI_SPEC_DIRS
+    from psyche.manager.runtime import GPU_MISSING_PODMAN
+
+    name = "gpu access"
+    if not need_gpus:
+        return Check(name, Status.OK, "not needed: --no-gpus (the client container asks for no GPUs)")
+    spec = cdi_spec()
+    if spec is None:
+        detail = (
+            f"no CDI spec in {' or '.join(CDI_SPEC_DIRS)}: Podman cannot resolve {CDI_GPU_DEVICE}, and the "
+            "client container's start would be refused ('unresolvable CDI devices')"
+        )
+        return Check(name, Status.FAIL, detail, GPU_MISSING_PODMAN.split(": ", 1)[1])
+    return Check(name, Status.OK, f"CDI device {CDI_GPU_DEVICE} (Podman) via {spec}")
 
 
 def check_gpu_access(engine: EngineProbe, nvidia_hook: Callable[[], str | None], need_gpus: bool) -> Check:
@@ -76,6 +94,47 @@ def check_gpu_access(engine: EngineProbe, nvidia_hook: Callable[[], str | None],
         "--gpus all (device request) would be refused ('could not select device driver')"
     )
     return Check(name, Status.FAIL, detail, fix)
+
+
+def check_client(probe: ClientProbe, need_gpus: bool) -> tuple[list[Check], None]:
+    """--runtime process: the installed client and the torch it runs on, and whether torch sees the GPUs."""
+    from psyche.manager.clientpkg import REQUIREMENT
+
+    if probe.installed is None:
+        fix = f"pip install '{REQUIREMENT}' (the version the run's client_version names)"
+        return [
+            Check("client", Status.FAIL, f"{REQUIREMENT} is not installed in this Python", fix),
+            skip("torch", "the client"),
+        ], None
+    checks = [Check("client", Status.OK, f"{REQUIREMENT} {probe.installed} (python -m psyche.client)")]
+    if probe.torch is None:
+        fix = f"reinstall {REQUIREMENT}=={probe.installed} (its client extra brings torch)"
+        checks.append(Check("torch", Status.FAIL, probe.problem or "torch is missing", fix))
+        return checks, None
+    build = f"CUDA {probe.cuda}" if probe.cuda else "a CPU build"
+    detail = f"torch {probe.torch} ({build}), {probe.cuda_devices} CUDA device(s) visible"
+    if probe.cuda_devices == 0 and need_gpus:
+        fix = (
+            "install torch built for your CUDA driver (pip install torch --index-url "
+            "https://download.pytorch.org/whl/cu128, say), check nvidia-smi, or pass --no-gpus"
+        )
+        checks.append(Check("torch", Status.FAIL, f"{detail}: the client would train on the CPU", fix))
+    else:
+        checks.append(Check("torch", Status.OK, detail))
+    return checks, None
+
+
+def check_client_version(run: Run, probe: ClientProbe) -> Check:
+    """--runtime process: the run's client_version is the installed client's version."""
+    from psyche.manager.clientpkg import require_installed
+
+    try:
+        installed = require_installed(run.client_version, probe.installed)
+    except RunManagerError as err:
+        text = err.message
+        fix = err.hint or (text.rsplit(": ", 1)[1] if "pip install" in text else None)
+        return Check("client version", Status.FAIL, text, fix)
+    return Check("client version", Status.OK, f"{run.client_version!r} is the installed {installed}")
 
 
 def check_wallet_key(run: Run | None, engine: EngineProbe | None, options: DoctorOptions) -> Check:

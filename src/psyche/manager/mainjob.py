@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from solders.pubkey import Pubkey
 
@@ -15,10 +16,16 @@ from psyche.chain.ws import SubscriptionDown, SubscriptionUp, WatchEvent
 from psyche.errors import ConfigError, RunManagerError
 from psyche.manager.app import App
 from psyche.manager.chainwait import is_transient
+from psyche.manager.clientpkg import DISTRIBUTION
 from psyche.manager.constants import AppEnvVars, EnvVars
+from psyche.manager.images import DEFAULT_LOCAL_REPOSITORY
 from psyche.manager.launch import KeyVia, RestartPolicy
 from psyche.manager.settings import Settings, require_ws
 from psyche.manager.ui import UI
+
+if TYPE_CHECKING:
+    from psyche.manager.procruntime import ProcessRuntime
+    from psyche.manager.runtime import DockerRuntime
 
 # Variables the run-manager sets for the container itself; .env values of these are replaced.
 _MANAGED = frozenset(
@@ -210,17 +217,18 @@ def run_main_job(app: App) -> int:
     from psyche.manager.launch import LaunchConfig
     from psyche.manager.metrics import MainJobMetrics
     from psyche.manager.render import EventRenderer
-    from psyche.manager.runtime import DockerRuntime, engine_is_local, host_devices
+    from psyche.manager.runtime import engine_is_local, host_devices
     from psyche.manager.supervisor import Supervisor, handle_signals
     from psyche.manager.versionwatch import VersionWatch
 
     settings, ui, options = app.settings, app.ui, app.options
     programs = settings.program_ids()
     policy = replace(restart_policy(app.environ), stall_timeout=options.stall_timeout)
-    runtime = DockerRuntime(environ=app.environ)
-    renderer = EventRenderer(ui, timestamps=options.timestamps)
+    process = options.runtime == "process"
+    runtime, reachable = _open_runtime(app)
+    renderer = EventRenderer(ui, timestamps=options.timestamps, process=process)
     try:
-        ui.info(f"Docker engine {runtime.version()} reachable (API {runtime.api_version()})")
+        ui.info(reachable)
         selected = select_run(app, programs, wait=ChainWait(policy.chain_retry, sleep_through, renderer).read)
         run = selected.run
         ui.info(f"Authorized to join run {run.run_id!r} through grantee {selected.grantee}")
@@ -228,17 +236,18 @@ def run_main_job(app: App) -> int:
         launch = LaunchConfig(
             run_id=run.run_id,
             env=env,
-            local=options.local,
+            local=options.local or process,  # the process runtime's "image" is the installed package
+            local_repository=DISTRIBUTION if process else DEFAULT_LOCAL_REPOSITORY,
             repository=options.image_repository,
             gpus=options.gpus,
             privileged=options.privileged,
             entrypoint=options.entrypoint,
             command=options.entrypoint_args,
             scratch_dir=str(settings.scratch_dir) if settings.scratch_dir else None,
-            devices=host_devices(),
+            devices=() if process else host_devices(),
             timestamps=options.timestamps,
             wallet=str(app.wallet.keypair().pubkey()),
-            wallet_key_via=wallet_key_via(options.wallet_key_via, engine_is_local(app.environ)),
+            wallet_key_via=wallet_key_via(options.wallet_key_via, process or engine_is_local(app.environ)),
         )
 
         def read_version() -> str:
@@ -260,6 +269,20 @@ def run_main_job(app: App) -> int:
     finally:
         renderer.close()
         runtime.close()
+
+
+def _open_runtime(app: App) -> tuple[DockerRuntime | ProcessRuntime, str]:
+    """The runtime --runtime names, and the line that says what it found."""
+    if app.options.runtime == "process":
+        from psyche.manager.procruntime import ProcessRuntime, installed_version
+
+        process = ProcessRuntime(installed=installed_version(), environ=app.environ)
+        return process, process.describe()
+    from psyche.manager.runtime import DockerRuntime
+
+    # Connecting asked the engine's /version already (Podman takes 0.4 s to answer it: no second call).
+    docker = DockerRuntime(environ=app.environ)
+    return docker, f"{docker.engine().describe(docker.api_version())} reachable"
 
 
 def _ws_urls(settings: Settings) -> Sequence[str]:

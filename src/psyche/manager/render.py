@@ -88,8 +88,12 @@ class EventRenderer:
         stdout: IO[str] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         timestamps: bool = False,
+        process: bool = False,
     ) -> None:
         self._ui = ui
+        # --runtime process: the "container" is a child process and its "image" the installed client.
+        self._unit = "client process" if process else "container"
+        self._process = process
         self._stdout = stdout if stdout is not None else sys.stdout
         self._monotonic = monotonic
         self._timestamps = timestamps
@@ -135,9 +139,13 @@ class EventRenderer:
         elif isinstance(event, ev.OrphanRemoved):
             self._say(f"removed leftover container {event.name}")
         elif isinstance(event, ev.ImageResolved):
-            self._say(f"run's client_version {event.client_version!r} -> image {event.image}")
+            target = f"installed client {event.image}" if self._process else f"image {event.image}"
+            self._say(f"run's client_version {event.client_version!r} -> {target}")
         elif isinstance(event, ev.UsingLocalImage):
-            self._say(f"using local image {event.image} (no pull)")
+            if self._process:
+                self._say(f"{event.image} is installed (python -m psyche.client)")
+            else:
+                self._say(f"using local image {event.image} (no pull)")
         elif isinstance(event, ev.PullStarted):
             where = " in the background" if event.background else ""
             retry = f" (attempt {event.attempt})" if event.attempt > 1 else ""
@@ -158,19 +166,25 @@ class EventRenderer:
                 how = "RAW_WALLET_PRIVATE_KEY in the container's environment"
                 why = f"no {KEY_FILE_LABEL} label"
             why = why if event.chosen_by == "auto" else "--wallet-key-via"
+            if self._process:
+                how = (
+                    "a 0400 file on /dev/shm (WALLET_PRIVATE_KEY_PATH), not in the client's environment"
+                    if event.via == "file"
+                    else "RAW_WALLET_PRIVATE_KEY in the client's environment"
+                )
+                why = "the installed reference client reads the file" if event.chosen_by == "auto" else why
             self._say(f"wallet key for {event.image}: {how} ({why})")
         elif isinstance(event, ev.ContainerStarted):
-            self._say(
-                f"started {event.name} ({event.container_id[:12]}) from {event.image}, "
-                f"CLIENT_VERSION={event.client_version}"
-            )
+            what = f"pid {event.container_id}" if self._process else event.container_id[:12]
+            version = event.client_version
+            self._say(f"started {event.name} ({what}) from {event.image}, CLIENT_VERSION={version}")
         elif isinstance(event, ev.ContainerExited):
             self._say(
-                f"container {event.container_id[:12]} exited with code {event.exit_code} "
+                f"{self._unit} {event.container_id[:12]} exited with code {event.exit_code} "
                 f"after {event.seconds:.0f}s"
             )
         elif isinstance(event, ev.ContainerRemoved):
-            self._say(f"removed container {event.container_id[:12]}")
+            self._say(f"removed {self._unit} {event.container_id[:12]}")
         elif isinstance(event, ev.VersionChanged):
             how = "on chain while the client runs" if event.live else "after the client reported a mismatch"
             self._say(f"client_version changed {event.old!r} -> {event.new!r} ({how})")

@@ -1,5 +1,8 @@
 """The container-engine seam: the ContainerRuntime protocol and DockerRuntime (the only docker importer).
 
+DockerRuntime drives Docker and Podman alike through the Docker Engine API; engines.py decides what differs
+(which socket, and Podman's own create call for CDI GPUs).
+
 docker (and requests, which it uses) are imported lazily, inside DockerRuntime, so that
 ``run-manager --help`` and every pure module stay fast and work without an engine.
 """
@@ -23,6 +26,16 @@ from psyche.errors import (
     RunManagerError,
 )
 from psyche.manager.engineapi import MIN_API_VERSION, negotiate
+from psyche.manager.engines import (
+    PODMAN_CREATE_PATH,
+    BindMount,
+    EngineId,
+    candidate_hosts,
+    choose_host,
+    docker_device_requests,
+    identify,
+    podman_create_body,
+)
 from psyche.manager.events import PullProgress
 from psyche.manager.images import ImageRef
 from psyche.manager.logs import (
@@ -45,6 +58,10 @@ GPU_MISSING = (
     "install the NVIDIA Container Toolkit, run 'nvidia-ctk runtime configure --runtime=docker' "
     "and restart Docker"
 )
+GPU_MISSING_PODMAN = (
+    "the Podman engine cannot give the container GPUs: install the NVIDIA Container Toolkit and "
+    "generate its CDI spec with 'nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml'"
+)
 DOCKER_RUN_FAILED = "Docker run failed"
 INFINIBAND = "/dev/infiniband"
 SCRATCH_TARGET = "/scratch"
@@ -61,6 +78,7 @@ _GPU_ERRORS = (
     "could not select device driver",
     "unknown or invalid runtime name: nvidia",
     "nvidia-container-cli",
+    "unresolvable CDI devices",  # Podman: no CDI spec names nvidia.com/gpu=all
 )
 
 
@@ -167,9 +185,25 @@ class ContainerRuntime(Protocol):
 
 
 def engine_is_local(environ: Mapping[str, str]) -> bool:
-    """Whether DOCKER_HOST names an engine on this machine (a unix socket), which can bind-mount our files."""
+    """Whether DOCKER_HOST names an engine on this machine (a unix socket), which can bind-mount our files.
+
+    Without DOCKER_HOST every candidate (Docker's and Podman's sockets) is a unix socket.
+    """
     host = environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
     return host.startswith("unix://")
+
+
+def socket_answers(host: str, timeout: float = 1.0) -> bool:
+    """Whether a unix-socket engine accepts a connection (discovery; a TCP host is not probed: True)."""
+    if not host.startswith("unix://"):
+        return True
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(timeout)
+            probe.connect(host.removeprefix("unix://"))
+    except OSError:
+        return False
+    return True
 
 
 def tmpfs_dir(mounts: str, candidates: tuple[str, ...] = SECRET_TMPFS_CANDIDATES) -> str | None:
@@ -194,10 +228,9 @@ def host_devices(exists: Callable[[str], bool] = os.path.exists) -> tuple[str, .
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
-def _probe_unix_socket(environ: Mapping[str, str] | None) -> None:
+def _probe_unix_socket(host: str) -> None:
     """Connect to a unix-socket engine ourselves first: docker-py leaks the socket of a failed connect
     (its connection object never closes it), which surfaces later as a ResourceWarning."""
-    host = (environ if environ is not None else os.environ).get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
     if not host.startswith("unix://"):
         return
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
@@ -232,14 +265,17 @@ class DockerRuntime:
             requests.exceptions.RequestException,
         )
         self._connection_errors: tuple[type[BaseException], ...] = (requests.exceptions.ConnectionError,)
+        source = environ if environ is not None else os.environ
+        self._tried = candidate_hosts(source)
+        self._engine = EngineId("docker", "unknown")
         owns_client = client is None
         if client is None:
-            client = self._connect(environ)
+            client = self._connect(source)
         self._client: Any = client
         self._owns_client = owns_client
-        self._local = engine_is_local(environ if environ is not None else os.environ)
+        self._local = engine_is_local(source)
 
-    def _connect(self, environ: Mapping[str, str] | None) -> Any:
+    def _connect(self, environ: Mapping[str, str]) -> Any:
         """A client speaking the API version negotiated with the engine (engineapi.negotiate).
 
         Docker 29+ refuses API versions below 1.44, 20.10 speaks at most 1.41: no pinned version serves
@@ -248,21 +284,22 @@ class DockerRuntime:
         leaked the socket of a failed connect, as did its connection object: hence the unix probe first).
         """
         sdk = self._docker
-        env = dict(environ) if environ is not None else None
+        host = choose_host(environ, socket_answers)  # DOCKER_HOST, else Docker's or Podman's socket
+        env = {**environ, "DOCKER_HOST": host}
         probe: Any = None
         failures: tuple[type[BaseException], ...] = (*self._foreign, OSError)
         try:
-            _probe_unix_socket(environ)
+            _probe_unix_socket(host)
             probe = sdk.from_env(environment=env, version=MIN_API_VERSION)
             answer = probe.api.version(api_version=False)
         except failures as exc:
-            raise self._unavailable(exc, environ) from exc
+            raise self._unavailable(exc) from exc
         finally:
             if probe is not None:
                 probe.close()
-        chosen = negotiate(
-            answer if isinstance(answer, dict) else {}, str(sdk.constants.DEFAULT_DOCKER_API_VERSION)
-        )
+        answer = answer if isinstance(answer, dict) else {}
+        self._engine = identify(answer)
+        chosen = negotiate(answer, str(sdk.constants.DEFAULT_DOCKER_API_VERSION))
         return sdk.from_env(environment=env, version=chosen)
 
     def close(self) -> None:
@@ -278,11 +315,15 @@ class DockerRuntime:
 
     # -- translation ---------------------------------------------------------------------------
 
-    def _unavailable(self, exc: BaseException, environ: Mapping[str, str] | None = None) -> DockerUnavailable:
-        host = (environ or {}).get("DOCKER_HOST") or "the default socket (unix:///var/run/docker.sock)"
+    def _unavailable(self, exc: BaseException) -> DockerUnavailable:
+        if len(self._tried) == 1:
+            where = self._tried[0]
+        else:  # discovery: Docker's socket, then Podman's; name them all
+            where = f"{', '.join(self._tried)} (DOCKER_HOST is unset)"
         return DockerUnavailable(
             DOCKER_UNAVAILABLE,
-            hint=f"no engine answered at {host} ({_explanation(exc)}); start Docker, check DOCKER_HOST, "
+            hint=f"no engine answered at {where} ({_explanation(exc)}); start Docker (or Podman's "
+            "service: systemctl start podman.socket), check DOCKER_HOST, "
             "and make sure your user may use the socket (the 'docker' group)",
         )
 
@@ -312,6 +353,10 @@ class DockerRuntime:
             return str(self._client.version().get("Version", "unknown"))
         except self._foreign as exc:
             raise self._unavailable(exc) from exc
+
+    def engine(self) -> EngineId:
+        """Docker or Podman, and its version (from the connect's ``GET /version``)."""
+        return self._engine
 
     def api_version(self) -> str:
         """The Engine API version this runtime speaks (negotiated at connect time)."""
@@ -377,7 +422,7 @@ class DockerRuntime:
 
     # -- containers -----------------------------------------------------------------------------
 
-    def _create_kwargs(self, spec: ContainerSpec, secret_mounts: list[Any]) -> dict[str, Any]:
+    def _create_kwargs(self, spec: ContainerSpec, secret_mounts: list[BindMount]) -> dict[str, Any]:
         types = self._docker.types
         kwargs: dict[str, Any] = {
             "image": spec.image,
@@ -393,12 +438,13 @@ class DockerRuntime:
         if spec.entrypoint is not None:
             kwargs["entrypoint"] = [spec.entrypoint]  # like --entrypoint: one executable, args in command
         if spec.gpus:
-            kwargs["device_requests"] = [types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+            kwargs["device_requests"] = [types.DeviceRequest(**r) for r in docker_device_requests(spec.gpus)]
         if spec.devices:
             kwargs["devices"] = [f"{d}:{d}:rwm" for d in spec.devices]
-        mounts = list(secret_mounts)
-        if spec.scratch_dir:
-            mounts.append(types.Mount(target=SCRATCH_TARGET, source=spec.scratch_dir, type="bind"))
+        mounts = [
+            types.Mount(target=m.target, source=m.source, type="bind", read_only=m.read_only)
+            for m in _mounts(spec, secret_mounts)
+        ]
         if mounts:
             kwargs["mounts"] = mounts
         if spec.runtime:
@@ -408,7 +454,8 @@ class DockerRuntime:
     def _start_error(self, exc: BaseException, spec: ContainerSpec) -> RunManagerError:
         text = _explanation(exc)
         if any(marker in text for marker in _GPU_ERRORS):
-            return GpuRuntimeMissing(f"{GPU_MISSING} (engine said: {text})")
+            missing = GPU_MISSING_PODMAN if self._engine.kind == "podman" else GPU_MISSING
+            return GpuRuntimeMissing(f"{missing} (engine said: {text})")
         translated = self._translate(exc, f"starting a container from {spec.image}")
         if isinstance(translated, DockerUnavailable):
             return translated
@@ -425,7 +472,7 @@ class DockerRuntime:
             return self._create_and_start(spec, secret_mounts)
 
     @contextlib.contextmanager
-    def _staged_secrets(self, spec: ContainerSpec) -> Iterator[list[Any]]:
+    def _staged_secrets(self, spec: ContainerSpec) -> Iterator[list[BindMount]]:
         """Write ``spec.secret_files`` to a private directory on the host's tmpfs, as read-only bind mounts.
 
         The directory is removed when the block ends (the container started, or failed to): a started
@@ -459,28 +506,52 @@ class DockerRuntime:
                 fd = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
                 with os.fdopen(fd, "wb") as out:
                     out.write(data)
-                mounts.append(
-                    self._docker.types.Mount(target=target, source=source, type="bind", read_only=True)
-                )
+                mounts.append(BindMount(source, target, read_only=True))
             yield mounts
         finally:
             shutil.rmtree(directory, ignore_errors=True)
 
-    def _create_and_start(self, spec: ContainerSpec, secret_mounts: list[Any]) -> ContainerHandle:
+    def _create_and_start(self, spec: ContainerSpec, secret_mounts: list[BindMount]) -> ContainerHandle:
         try:
-            container = self._client.containers.create(**self._create_kwargs(spec, secret_mounts))
+            if self._engine.kind == "podman":
+                handle = self._podman_create(spec, secret_mounts)
+            else:
+                container = self._client.containers.create(**self._create_kwargs(spec, secret_mounts))
+                handle = ContainerHandle(id=str(container.id), name=str(container.name))
         except self._foreign as exc:
             if isinstance(exc, self._docker.errors.ImageNotFound):
                 raise ContainerRuntimeError(f"image {spec.image} is not present in the engine") from exc
             raise self._start_error(exc, spec) from exc
-        handle = ContainerHandle(id=str(container.id), name=str(container.name))
         try:
-            container.start()
+            self._client.api.start(handle.id)
         except self._foreign as exc:
             error = self._start_error(exc, spec)
             self.remove(handle)
             raise error from exc
         return handle
+
+    def _podman_create(self, spec: ContainerSpec, secret_mounts: list[BindMount]) -> ContainerHandle:
+        """Create through Podman's own API, which takes CDI devices (GPUs); engines.py says why."""
+        body = podman_create_body(
+            image=spec.image,
+            env=spec.env,
+            labels=spec.labels,
+            name=spec.name,
+            entrypoint=spec.entrypoint,
+            command=spec.command,
+            network_mode=spec.network_mode,
+            shm_size=spec.shm_size,
+            privileged=spec.privileged,
+            gpus=spec.gpus,
+            devices=spec.devices,
+            mounts=_mounts(spec, secret_mounts),
+            runtime=spec.runtime,
+        )
+        api = self._client.api
+        response = api._post_json(api.base_url + PODMAN_CREATE_PATH, data=body)
+        created = api._result(response, json=True)
+        container_id = str(created["Id"])
+        return ContainerHandle(id=container_id, name=spec.name or container_id[:12])
 
     def logs(self, handle: ContainerHandle, *, timestamps: bool = False) -> Iterator[tuple[Stream, bytes]]:
         """Follow both streams of the container, from its first line to its end, over one request.
@@ -624,6 +695,14 @@ class DockerRuntime:
             ) from exc
         when = parse_log_line(data.decode("utf-8", "replace"), timestamped=True).timestamp
         return when.timestamp() if when is not None else None
+
+
+def _mounts(spec: ContainerSpec, secret_mounts: list[BindMount]) -> list[BindMount]:
+    """The secret files' mounts, then SCRATCH_DIR at /scratch."""
+    mounts = list(secret_mounts)
+    if spec.scratch_dir:
+        mounts.append(BindMount(spec.scratch_dir, SCRATCH_TARGET))
+    return mounts
 
 
 def _int_or_none(value: object) -> int | None:

@@ -34,12 +34,15 @@ _STYLE = {"OK": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
 
 def real_seams(app: App, engines: list[EngineProbe]) -> Seams:
     """The doctor's edges for this process; every engine opened is appended to ``engines`` to close later."""
+    import os
     import time
 
     from psyche.chain.rpc import RpcClient
     from psyche.manager import hardware
     from psyche.manager.doctor import Seams
     from psyche.manager.doctor_p2p import SocketProbe
+    from psyche.manager.engines import cdi_spec_present
+    from psyche.manager.procruntime import probe_client
     from psyche.manager.wallet import load_wallet
 
     def rpc(urls: Sequence[str], timeout: float) -> ChainProbe:
@@ -66,6 +69,8 @@ def real_seams(app: App, engines: list[EngineProbe]) -> Seams:
         file_mode=lambda path: path.stat().st_mode,
         monotonic=time.monotonic,
         p2p=SocketProbe(),
+        cdi_spec=lambda: cdi_spec_present(os.listdir),
+        client=probe_client,
     )
 
 
@@ -142,6 +147,7 @@ def doctor(app: App, as_json: bool, local: bool, no_gpus: bool, image_size: floa
         gpus=app.options.gpus and not no_gpus,
         wallet_key_via=app.options.wallet_key_via,
         local_engine=engine_is_local(app.environ),
+        runtime=app.options.runtime,
     )
     engines: list[EngineProbe] = []
     try:
