@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import statistics
 import threading
 import time
@@ -52,8 +53,9 @@ EARNING_RATE = EARNING_RATE_UI * 10**DECIMALS
 EPOCH_TIME_S = 12
 
 # The in-process client test's choices (tests/integration/test_client_localnet.py), in real time: the tiny
-# preset on Dummy data and weights, 16 sequences of 32 tokens a step, constant lr 1e-2, AdamW, every client
-# a witness. epoch_time ends the epoch after a few rounds; total_steps is far away, so the run goes on to a
+# preset on Dummy data and weights, 16 sequences of 32 tokens a step, constant lr 1e-2, every client a
+# witness; DisTrO with upstream's settings, so the two clients share their results and train ONE model.
+# epoch_time ends the epoch after a few rounds; total_steps is far away, so the run goes on to a
 # second epoch instead of finishing (a finished run's clients exit 0 and their run-managers with them).
 RUN_TOML = f"""\
 [config]
@@ -87,14 +89,18 @@ base_lr = 1e-2
 warmup_init_lr = 1e-2
 warmup_steps = 0
 
-[model.LLM.optimizer.AdamW]
-betas = [0.9, 0.95]
-weight_decay = 0.0
-eps = 1e-8
+[model.LLM.optimizer.Distro]
+compression_decay = 0.999
+compression_topk = 8
+compression_chunk = 64
+quantize_1bit = true
+clip_grad_norm = 1.0
 """
 
 # The client's per-step line (docs/client.md): `step N loss L tokens T tokens/s R lr X`.
 STEP_LINE = re.compile(r"\bstep (\d+) loss ([0-9.]+) tokens (\d+) tokens/s ([0-9.]+)")
+# A DisTrO client's apply line: `round H: applied N agreed result(s) of step S`.
+APPLIED_LINE = re.compile(r"round \d+: applied (\d+) agreed result")
 
 
 @dataclass
@@ -227,6 +233,25 @@ def _images(client: docker.DockerClient, run_id: str) -> list[str]:
     return images
 
 
+def _checkpoint_files(scratch: Path) -> dict[str, bytes]:
+    """Every epoch-end checkpoint file under a client's /scratch (``<run>/<checkpoint>/<file>`` -> bytes)."""
+    return {
+        str(f.relative_to(scratch)): f.read_bytes()
+        for f in sorted(scratch.glob("*/epoch-*/*"))
+        if f.is_file()
+    }
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports on 127.0.0.1 (held together while chosen)."""
+    held = [socket.create_server(("127.0.0.1", 0)) for _ in range(n)]
+    try:
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
+
+
 def _process_group_gone(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -267,18 +292,22 @@ def test_two_run_managers_train_earn_claim_and_follow_a_version_bump(
     wallets: list[Participant] = [participant(tmp_path / "keys", name) for name in ("alice", "bob")]
     for wallet in wallets:
         net.airdrop(wallet.keypair, 10 * 10**9)
-    client_env = {"DEVICE": "cpu", "MODEL_PRESET": "tiny", "OMP_NUM_THREADS": "1"}
+    client_env = {"DEVICE": "cpu", "MODEL_PRESET": "tiny", "OMP_NUM_THREADS": "1", "P2P_BIND": "127.0.0.1"}
     account = Pubkey.from_string(created["coordinator_account"])
     states = fleet.watch(net.ws_url, account)
     cli.ok("set-paused", "-r", run_id, "--resume", "-w", world.owner)
-    for wallet in wallets:
+    ports = free_ports(len(wallets))
+    scratch = {w.path.stem: tmp_path / f"{w.path.stem}-scratch" for w in wallets}
+    for wallet, port in zip(wallets, ports, strict=True):
+        scratch[wallet.path.stem].mkdir()
+        p2p = {"P2P_PORT": str(port), "P2P_BOOTSTRAP": f"127.0.0.1:{ports[0]}"}
         env_file = write_env(
             tmp_path / f"{wallet.path.stem}.env",
             rpc=net.rpc_url,
             ws=net.ws_url,
             wallet=wallet.path,
             run_id=run_id,
-            extra=client_env,
+            extra={**client_env, **p2p, "SCRATCH_DIR": str(scratch[wallet.path.stem])},
         )
         args = manager_args(env_file, repository=client_image.repository, script=None)
         fleet.managers.append(Manager(args, manager_environ(world.home)))
@@ -311,6 +340,13 @@ def test_two_run_managers_train_earn_claim_and_follow_a_version_bump(
         assert steps[-1][1] < steps[0][1], steps
         speeds += [rate for *_, rate in steps]
         assert "witness failed" not in manager.out.text and "join_run failed" not in manager.out.text
+        # They shared: every apply took both clients' results (the last rounds of an epoch train nothing).
+        applied = [int(n) for n in APPLIED_LINE.findall(manager.out.text)]
+        assert applied and max(applied) == 2, manager.out.text[-3000:]
+
+    # One model: the two containers' epoch-end checkpoints are byte-identical, file by file.
+    saved = [_checkpoint_files(folder) for folder in scratch.values()]
+    assert saved[0] and saved[0] == saved[1], [sorted(s) for s in saved]
 
     # Witnesses landed: each finishing client earned half the epoch's rate; both claim exactly that.
     for wallet in wallets:
