@@ -307,7 +307,7 @@ class TorchTrainerPort:
             self._describe_payloads(acc)
         else:
             log.info("epoch %d: keeping the model in memory", epoch)
-            if acc.epoch_state.cold_start_epoch and self.trainer.distro is not None:
+            if self.trainer.distro is not None and acc.epoch_state.cold_start_epoch:
                 # DisTrO's error buffers start from zero with every cold-start epoch (spec 1).
                 with self._calling():
                     self._send(ResetErrors())
