@@ -3,6 +3,7 @@ own run-manager and wallet; Ctrl+C leaves nothing running."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -58,9 +59,10 @@ def test_demo_two_clients_join_train_and_ctrl_c_leaves_nothing_running(
         assert demo.stdout is not None
         for line in demo.stdout:
             lines.append(line)
-            step = re.match(r"(client-\d+) \| .*INFO step 2 loss", line)
-            if step:
-                trained.add(step.group(1))
+            # Sharing: a client applied the agreed results of every client for a round.
+            shared = re.match(rf"(client-\d+) \| .*applied {CLIENTS} agreed result", line)
+            if shared:
+                trained.add(shared.group(1))
                 if len(trained) == CLIENTS:
                     both_trained.set()
 
@@ -106,6 +108,9 @@ def test_demo_two_clients_join_train_and_ctrl_c_leaves_nothing_running(
         assert f"P2P_BOOTSTRAP=127.0.0.1:{ports[0]}\n" in client_env
         assert (demo_dir / f"client-{i}" / "scratch").is_dir()
         assert (demo_dir / f"client-{i}" / "run-manager.log").read_text().count("INFO step 1 loss") >= 1
+        # The client's P2P status, which `run-manager status` shows: both clients' results applied.
+        status = json.loads((demo_dir / f"client-{i}" / "scratch" / "p2p-status.json").read_text())
+        assert status["results_applied"] == CLIENTS and status["peers_seen"] >= CLIENTS - 1, status
     assert len(set(ports)) == CLIENTS and len(set(containers)) == CLIENTS
     assert "demo: stopped everything the demo started" in output
 

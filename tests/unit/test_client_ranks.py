@@ -213,9 +213,9 @@ def test_rank_0_sends_every_call_first_so_a_worker_makes_the_same_ones(tmp_path:
     root = tmp_path / "ckpt" / "run"  # each run's checkpoints in a folder of their own
     assert ranks.sent == [
         Build(DUMMY, None),  # P2P read as Dummy; no checkpoint yet
-        Step(range(0, 8)),
+        Step(range(0, 8), 1),  # the coordinator's step: a DisTrO run's LR follows it
         Save(root, 0, 1),
-        Step(range(8, 16)),
+        Step(range(8, 16), 2),
     ]
     assert ranks.closed
     worker = FakeTrainer()
@@ -239,7 +239,7 @@ def test_one_rank_starts_no_processes_and_sends_nothing(tmp_path: Path) -> None:
     port.save(0, 1)
     port.close()
     assert started == [] and ranks.sent == [] and not ranks.closed
-    assert leader.calls[0] == ("train_step", [0, 1, 2, 3])
+    assert leader.calls[0] == ("train_step", [0, 1, 2, 3], 1)
 
 
 def test_parallelism_auto_decides_the_grid(tmp_path: Path) -> None:
