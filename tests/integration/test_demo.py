@@ -91,7 +91,7 @@ def test_demo_two_clients_join_train_and_ctrl_c_leaves_nothing_running(
         mine = "".join(line[len(prefix) :] for line in lines if line.startswith(prefix))
         assert f"Using RUN_ID from environment: {DEMO_RUN}" in mine
         assert "joined the run for the next epoch" in mine  # the client's own line, streamed by the manager
-        assert re.search(r"INFO step 1 loss \d+\.\d+", mine), mine[-4000:]
+        assert re.search(r"INFO step \d+ loss \d+\.\d+", mine), mine[-4000:]
         assert "[run-manager] stopped: stop requested" in mine
         assert f"demo: client {i}: run-manager exited with code 0" in output
         started = re.search(r"\[run-manager\] started (\S+) \(([0-9a-f]{12})\)", mine)
@@ -107,7 +107,7 @@ def test_demo_two_clients_join_train_and_ctrl_c_leaves_nothing_running(
         assert f"P2P_ADVERTISE=127.0.0.1:{port}\n" in client_env
         assert f"P2P_BOOTSTRAP=127.0.0.1:{ports[0]}\n" in client_env
         assert (demo_dir / f"client-{i}" / "scratch").is_dir()
-        assert (demo_dir / f"client-{i}" / "run-manager.log").read_text().count("INFO step 1 loss") >= 1
+        assert re.search(r"INFO step \d+ loss", (demo_dir / f"client-{i}" / "run-manager.log").read_text())
         # The client's P2P status, which `run-manager status` shows: both clients' results applied.
         status = json.loads((demo_dir / f"client-{i}" / "scratch" / "p2p-status.json").read_text())
         assert status["results_applied"] == CLIENTS and status["peers_seen"] >= CLIENTS - 1, status
