@@ -13,12 +13,12 @@ tests/integration/test_collab_loss.py.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import torch
 
@@ -41,9 +41,8 @@ from psyche.client.train import Trainer
 from psyche.p2p.node import P2PNode
 from psyche.p2p.wire import Broadcast, Proof, TrainingResult, decode_broadcast, encode_broadcast, verify
 
-T = TypeVar("T")
-
-UPSTREAM = Distro(1.0, None, 0.999, 8, 64, True)  # clip 1.0, no weight decay, decay 0.999, top-k 8, chunk 64, 1-bit
+# clip 1.0, no weight decay, decay 0.999, top-k 8, chunk 64, 1-bit: upstream's settings
+UPSTREAM = Distro(1.0, None, 0.999, 8, 64, True)
 HELD_OUT_START = 10**6  # sample indices from here on are never trained on
 SEED = 7
 
@@ -63,7 +62,7 @@ def distro_trainer(name: str, seq: int, lr: float, micro_batch: int, seed: int =
 
 @torch.no_grad()
 def held_out_loss(trainer: Trainer, indices: Sequence[int], micro_batch: int = 64) -> float:
-    """Mean loss per token over ``indices`` with the model in eval mode (no gradients, no parameter change)."""
+    """Mean loss per token over ``indices``, the model in eval mode (no gradients, no parameter change)."""
     model = trainer.model
     model.eval()
     total = 0.0
@@ -156,12 +155,15 @@ def collaborate(
 # ---------------------------------------------------------------- per-round sharing cost on loopback
 
 PHASES = ("train", "compress", "encode", "publish", "fetch", "verify", "apply")
+Times = dict[str, list[float]]  # phase -> seconds per client in one round
 
 
-def _timed(fn: Callable[[], T]) -> tuple[T, float]:
+@contextlib.contextmanager
+def _phase(times: Times, key: str, client: int) -> Iterator[None]:
+    """Add the wall time of the block to ``times[key][client]``."""
     start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
+    yield
+    times[key][client] += time.perf_counter() - start
 
 
 class _Peer:
@@ -182,11 +184,70 @@ class _Peer:
             self.arrived.notify_all()
 
     def take(self, count: int, timeout: float = 30.0) -> list[tuple[bytes, Broadcast]]:
+        """The first ``count`` broadcasts not taken yet (AssertionError when they do not come in time)."""
         with self.arrived:
             if not self.arrived.wait_for(lambda: len(self.inbox) >= count, timeout):
                 raise AssertionError(f"client {self.index}: {len(self.inbox)} of {count} broadcasts arrived")
             got, self.inbox = self.inbox[:count], self.inbox[count:]
         return got
+
+
+def _train(trainer: Trainer, span: tuple[int, int], step: int, times: Times, i: int) -> list[SparseParam]:
+    """Client i's training step; DisTrO's generate (the compression) timed apart from forward/backward."""
+    distro = trainer.distro
+    assert distro is not None
+    generate = distro.generate
+
+    def timed_generate(lr: float) -> list[SparseParam]:
+        with _phase(times, "compress", i):
+            return generate(lr)
+
+    distro.generate = timed_generate  # type: ignore[method-assign]
+    try:
+        with _phase(times, "train", i):
+            r = trainer.train_step(list(range(span[0], span[1] + 1)), step=step)
+    finally:
+        del distro.generate  # the class's method again
+    times["train"][i] -= times["compress"][i]
+    assert r.payload_results is not None
+    return r.payload_results
+
+
+def _publish(
+    peer: _Peer, span: tuple[int, int], step: int, results: list[SparseParam], times: Times
+) -> Payload:
+    """Encode, commit to and sign our result, store it as a blob and broadcast its ticket to every peer, as
+    ResultSharing.publish does; returns the payload (kept in memory: our own result is never decoded)."""
+    i = peer.index
+    with _phase(times, "encode", i):
+        raw = encode_payload(step, step, span, results, UPSTREAM.quantize_1bit)
+        payload = Payload(step, step, span, results, UPSTREAM.quantize_1bit)
+        digest = data_hash(payload)
+        signature = peer.identity.sign(digest)
+    with _phase(times, "publish", i):
+        ticket = peer.node.publish(raw, step)
+        b = Broadcast(step, Proof(0, i, i), digest, signature, step, TrainingResult(span, ticket))
+        sent = peer.node.send_all(encode_broadcast(b))
+    assert sent == len(peer.node.peers()), f"client {i} reached {sent} peers"
+    return payload
+
+
+def _receive(peer: _Peer, count: int, shapes: list[PayloadShape], cap: int, times: Times) -> list[Payload]:
+    """Fetch and check the payloads of ``count`` broadcasts, as ResultSharing does on its download pool."""
+    i = peer.index
+    payloads = []
+    for sender, b in peer.take(count):
+        assert isinstance(b.body, TrainingResult)
+        with _phase(times, "fetch", i):
+            raw = peer.node.fetch(b.body.ticket, sender, [], cap, 10.0, keep=b.step)
+        with _phase(times, "verify", i):
+            if not verify(sender, b.commitment_sig, b.data_hash):
+                raise AssertionError(f"client {i}: a bad commitment signature")
+            payload = decode_payload(raw, shapes, cap)
+            if data_hash(payload) != b.data_hash or payload.step != b.step:
+                raise AssertionError(f"client {i}: a payload that does not match its commitment")
+        payloads.append(payload)
+    return payloads
 
 
 @dataclass(slots=True)
@@ -214,109 +275,49 @@ def loopback_rounds(
     samples: each trains its share, publishes its payload and a signed broadcast on its own P2PNode, fetches
     and verifies every other client's payload, and applies all results in batch order. ``one_model``: one
     Trainer does every client's compute (the 125m preset: three would not fit beside the other sessions);
-    its apply then stands for each client's. The phases of client i are timed while client i runs them."""
+    its apply then stands for each client's. Client i's phases are timed while client i runs them."""
     shares = [total_batch * (i + 1) // clients - total_batch * i // clients for i in range(clients)]
-    trainers = [distro_trainer(name, seq, 1e-3, max(shares))]
-    trainers += [trainers[0] if one_model else distro_trainer(name, seq, 1e-3, max(shares)) for _ in shares[1:]]
-    shapes: list[PayloadShape] = trainers[0].payload_shapes()
+    first = distro_trainer(name, seq, 1e-3, max(shares))
+    trainers = [
+        first if one_model or i == 0 else distro_trainer(name, seq, 1e-3, max(shares)) for i in range(clients)
+    ]
+    shapes = first.payload_shapes()
     cap = max_payload_bytes(shapes)
     ids = [P2PIdentity(bytes([0xC0 + i]) * 32) for i in range(clients)]
     peers = [_Peer(0, ids[0], [], cap)]
     peers += [_Peer(i, ids[i], [peers[0].node.address], cap) for i in range(1, clients)]
-    for p in peers:
-        p.node.set_allowed({i.public for i in ids})
-    deadline = time.monotonic() + 30
-    while any(len(p.node.peers()) < clients - 1 for p in peers):
-        if time.monotonic() > deadline:
-            raise AssertionError("the loopback peers did not find each other in 30 s")
-        time.sleep(0.02)
-    samples: dict[str, list[float]] = {k: [] for k in PHASES}
+    samples: Times = {k: [] for k in PHASES}
     try:
+        for p in peers:
+            p.node.set_allowed({i.public for i in ids})
+        deadline = time.monotonic() + 30
+        while any(len(p.node.peers()) < clients - 1 for p in peers):
+            if time.monotonic() > deadline:
+                raise AssertionError("the loopback peers did not find each other in 30 s")
+            time.sleep(0.02)
         for h in range(rounds + 1):
-            times = {k: [0.0] * clients for k in PHASES}
-            spans = []
-            published: list[Payload] = []
+            times: Times = {k: [0.0] * clients for k in PHASES}
+            published = []
             for i, (t, p) in enumerate(zip(trainers, peers, strict=True)):
-                first = h * total_batch + sum(shares[:i])
-                span = (first, first + shares[i] - 1)
-                spans.append(span)
-                assert t.distro is not None
-                real_generate = t.distro.generate
-                gen: list[float] = []
-
-                def timed_generate(lr: float, real: Callable[[float], list[SparseParam]] = real_generate) -> list[SparseParam]:
-                    out, sec = _timed(lambda: real(lr))
-                    gen.append(sec)
-                    return out
-
-                t.distro.generate = timed_generate  # type: ignore[method-assign]
-                try:
-                    r, sec = _timed(lambda: t.train_step(list(range(span[0], span[1] + 1)), step=h))
-                finally:
-                    del t.distro.generate
-                times["compress"][i] = gen[0]
-                times["train"][i] = sec - gen[0]
-                assert r.payload_results is not None
-                results = r.payload_results
-
-                def commit() -> tuple[bytes, Payload, bytes, bytes]:
-                    raw = encode_payload(h, h, span, results, True)
-                    payload = Payload(h, h, span, results, True)
-                    digest = data_hash(payload)
-                    return raw, payload, digest, p.identity.sign(digest)
-
-                (raw, payload, digest, sig), times["encode"][i] = _timed(commit)
-                published.append(payload)
-
-                def announce() -> int:
-                    ticket = p.node.publish(raw, h)
-                    b = Broadcast(h, Proof(0, i, i), digest, sig, h, TrainingResult(span, ticket))
-                    return p.node.send_all(encode_broadcast(b))
-
-                sent, times["publish"][i] = _timed(announce)
-                assert sent == clients - 1, f"client {i} reached {sent} of {clients - 1} peers"
+                start = h * total_batch + sum(shares[:i])
+                span = (start, start + shares[i] - 1)
+                published.append(_publish(p, span, h, _train(t, span, h, times, i), times))
             for i, p in enumerate(peers):
-                payloads = [published[i]]  # our own result: kept in memory, never decoded
-                for sender, b in p.take(clients - 1):
-                    assert isinstance(b.body, TrainingResult)
-                    body = b.body
-                    raw, fetch_s = _timed(lambda: p.node.fetch(body.ticket, sender, [], cap, 10.0, keep=h))
-
-                    def check(raw: bytes = raw, b: Broadcast = b, sender: bytes = sender) -> Payload:
-                        if not verify(sender, b.commitment_sig, b.data_hash):
-                            raise AssertionError("bad commitment signature")
-                        got = decode_payload(raw, shapes, cap)
-                        if data_hash(got) != b.data_hash or got.step != b.step:
-                            raise AssertionError("payload does not match its commitment")
-                        return got
-
-                    got, verify_s = _timed(check)
-                    payloads.append(got)
-                    times["fetch"][i] += fetch_s
-                    times["verify"][i] += verify_s
-                payloads.sort(key=lambda q: q.batch)
+                payloads = sorted(
+                    [published[i], *_receive(p, clients - 1, shapes, cap, times)], key=lambda q: q.batch
+                )
                 if one_model and i > 0:
                     times["apply"][i] = times["apply"][0]
                     continue
-                _, times["apply"][i] = _timed(
-                    lambda: trainers[i].apply_results([q.results for q in payloads], h)
-                )
-            if not one_model:
-                for t in trainers[1:]:
-                    assert parameters_equal(trainers[0], t), "the clients' parameters differ after the apply"
-            if h == 0:
-                continue  # the first round warms up the allocator, the DCT bases and the connections
-            for k in PHASES:
-                samples[k].extend(times[k])
+                with _phase(times, "apply", i):
+                    trainers[i].apply_results([q.results for q in payloads], h)
+            if not one_model and not all(parameters_equal(first, t) for t in trainers[1:]):
+                raise AssertionError(f"round {h}: the clients' parameters differ after the apply")
+            if h > 0:  # the first round warms up the allocator, the DCT bases and the connections
+                for k in PHASES:
+                    samples[k].extend(times[k])
     finally:
         for p in peers:
             p.node.close()
-    return RoundCost(
-        name,
-        trainers[0].spec.num_parameters(),
-        seq,
-        shares,
-        cap,
-        rounds,
-        {k: statistics.median(v) for k, v in samples.items()},
-    )
+    medians = {k: statistics.median(v) for k, v in samples.items()}
+    return RoundCost(name, first.spec.num_parameters(), seq, shares, cap, rounds, medians)
