@@ -7,7 +7,7 @@
 2. The per-round cost of compress + encode + publish + fetch + verify/decode + apply for 3 clients with real
    P2PNodes on 127.0.0.1, per client, as a share of the client's training step (forward/backward): at the
    demo's sizes (tiny preset, 16 x 32-token batch split over 3 clients, and the demo run's 8 x 64; goal:
-   under 10 %) and for the 125m preset (short).
+   under 10 %; and the tiny preset with larger batches) and for the 125m preset (short).
 Upstream DisTrO settings throughout: chunk 64, top-k 8, decay 0.999, 1-bit, clip 1.0.
 
 Run: .venv/bin/python bench/bench_collab.py [--rounds 200] [--lrs 1e-3,3e-3,1e-2] [--large-rounds 1]
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 from pathlib import Path
 
@@ -81,12 +80,17 @@ def report(cost: RoundCost, goal: float | None) -> None:
         f"    of which the network (publish, fetch, verify) {network * 1e3:.1f} ms = {network / train:.0%}; "
         f"largest phase: {top}"
     )
-    if goal is not None and share >= goal:
-        # Sharing does not depend on the batch; the training step grows about linearly with it.
-        per_sample = train / statistics.mean(cost.shares)
+
+
+def sweep(per_client: list[int], rounds: int) -> None:
+    """The tiny preset's sharing share as the per-client batch grows (sharing does not depend on it)."""
+    print(f"  tiny preset, seq 32, larger batches (median of {rounds} round(s) x 3 clients):")
+    for n in per_client:
+        cost = loopback_rounds("tiny", 32, 3 * n, rounds)
+        train = cost.phases["train"]
         print(
-            f"    extrapolated: under {goal:.0%} from about {cost.sharing / goal / per_sample:.0f} samples"
-            f" of {cost.seq} tokens per client (training linear in samples, sharing independent of them)"
+            f"    {n:>4} samples per client: training step {train * 1e3:7.1f} ms, sharing "
+            f"{cost.sharing * 1e3:5.1f} ms = {cost.sharing / train:4.0%}"
         )
 
 
@@ -99,6 +103,8 @@ def main() -> int:
     parser.add_argument("--eval-every", type=int, default=20)
     parser.add_argument("--held-out", type=int, default=64)
     parser.add_argument("--tiny-rounds", type=int, default=20)
+    parser.add_argument("--sweep", default="32,128,512", help="tiny: samples per client to sweep ('' skips)")
+    parser.add_argument("--sweep-rounds", type=int, default=3)
     parser.add_argument("--large-rounds", type=int, default=1, help="125m rounds after a warm-up (0 skips)")
     parser.add_argument("--large-batch", type=int, default=3)
     parser.add_argument("--large-seq", type=int, default=128)
@@ -116,6 +122,8 @@ def main() -> int:
     report(loopback_rounds("tiny", 32, 16, args.tiny_rounds), SHARE_GOAL)
     print("  the demo's run config (psyche.localnet.demo_run: global batch 8, seq 64)")
     report(loopback_rounds("tiny", 64, 8, args.tiny_rounds), SHARE_GOAL)
+    if args.sweep:
+        sweep([int(x) for x in args.sweep.split(",")], args.sweep_rounds)
     if args.large_rounds:
         # One Trainer does the three clients' compute: three 125m trainers would crowd the other sessions.
         report(
