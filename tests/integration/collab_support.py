@@ -130,7 +130,7 @@ def collaborate(
             own = pending_solo.pop(h - 2)
             solo.apply_results([own.results], own.step)
         applied = h - 1 if h >= 2 else 0  # rounds whose results are in the model now
-        if h != 1 and (applied % eval_every == 0 or applied == rounds):  # round 1 holds round 0's model
+        if h != 1 and (applied % eval_every == 0 or applied == rounds):  # h = 1 applies nothing new
             curves.applied.append(applied)
             curves.solo.append(held_out_loss(solo, evaluation))
             curves.shared.append(held_out_loss(group[0], evaluation))

@@ -37,6 +37,8 @@ def test_three_clients_sharing_results_beat_one_client_on_held_out_loss() -> Non
 
 
 def test_three_loopback_clients_exchange_real_payloads_and_stay_equal() -> None:
+    # Real P2PNodes on 127.0.0.1: loopback_rounds raises when a broadcast or payload does not arrive, a
+    # signature or commitment does not check out, or the clients differ after an apply.
     cost = loopback_rounds("tiny", 32, 16, 1)
     assert cost.shares == [5, 5, 6]
     assert cost.payload_bytes == 1126
