@@ -118,7 +118,7 @@ def main() -> int:
         )
         print()
     print("2. per-round sharing cost per client, 3 clients with real P2PNodes on 127.0.0.1")
-    print("  the demo's sizes as the issue states them: 16 x 32-token batch")
+    print("  a 16 x 32-token batch split over the 3 clients")
     report(loopback_rounds("tiny", 32, 16, args.tiny_rounds), SHARE_GOAL)
     print("  the demo's run config (psyche.localnet.demo_run: global batch 8, seq 64)")
     report(loopback_rounds("tiny", 64, 8, args.tiny_rounds), SHARE_GOAL)
