@@ -361,7 +361,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--clients", default="2,4,8,16")
     parser.add_argument("--skip-fetch", action="store_true")
     parser.add_argument("--round-node", help=argparse.SUPPRESS)
-    parser.add_argument("--joiner-only", action="store_true", help="only the joiner's time to its first apply")
+    parser.add_argument("--joiner-only", action="store_true", help="only the joiner part")
     args = parser.parse_args(argv)
     if args.round_node:
         index, n, payload, boot = args.round_node.split(",")
