@@ -166,6 +166,89 @@ def bench_model_fetch(repeats: int) -> dict[str, float]:
             os.unlink(port_file)
 
 
+def bench_joiner_ready(preset: str) -> dict[str, float]:
+    """A joiner's path to its first apply, with the client's own code, one process on loopback: a serving
+    client rounds its trained model to bf16 and serves it (ResultSharing.serve_model); the joiner fetches it
+    (signed manifest, hash-checked blobs), widens it back, writes it as its own checkpoint and builds its
+    trainer resuming that checkpoint (what TorchTrainerPort does). Checks the joiner is bitwise equal."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from psyche.chain.accounts.model import (
+        LLM,
+        Checkpoint,
+        CheckpointKind,
+        ConstantLR,
+        DataLocation,
+        DataLocationKind,
+        HubRepo,
+        LLMArchitecture,
+        LLMTrainingDataType,
+    )
+    from psyche.chain.accounts.optimizer import Distro
+    from psyche.client import checkpoint as ckpt
+    from psyche.client.config import TrainerEnv
+    from psyche.client.parallelism import Parallelism
+    from psyche.client.ranks import Build
+    from psyche.client.sharing import ResultSharing, content_from_wire
+    from psyche.client.trainer_port import build_trainer
+
+    distro = Distro(1.0, None, 0.999, 8, 64, True)
+    model = LLM(
+        max_seq_len=128,
+        cold_start_warmup_steps=0,
+        architecture=LLMArchitecture.HfLlama,
+        checkpoint=Checkpoint(CheckpointKind.Dummy, HubRepo("")),
+        data_type=LLMTrainingDataType.Pretraining,
+        data_location=DataLocation(DataLocationKind.Dummy),
+        lr_schedule=ConstantLR(1e-3, 1e-3, 0),
+        optimizer=distro,
+    )
+    env = TrainerEnv(device="cpu", model_preset=preset)
+    par = Parallelism(1, 1, 1)
+    holder = build_trainer(Build(model), env, "bench", par, None)
+    holder.round_to_bf16()
+    content = holder.checkpoint_content(100)
+    serving_id, joining_id = P2PIdentity(SERVER_SEED), P2PIdentity(JOINER_SEED)
+    noop = lambda s, d: None  # noqa: E731
+    server = P2PNode(serving_id, "127.0.0.1", 0, None, [], noop).start()
+    sharing = ResultSharing(server, serving_id)
+    sharing.serve_model(0, 100, content)
+    server.set_allowed({joining_id.public})
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        P2PNode(joining_id, "127.0.0.1", 0, None, [server.address], noop) as joiner,
+    ):
+        joiner.set_allowed({serving_id.public})
+        while serving_id.public not in joiner.peers():
+            time.sleep(0.01)
+        start = time.perf_counter()
+        manifest, blobs = fetch_model(joiner, [serving_id.public])
+        fetched = time.perf_counter()
+        path = ckpt.write_content(
+            Path(tmp), manifest.epoch, manifest.step, content_from_wire(manifest, blobs)
+        )
+        written = time.perf_counter()
+        trainer = build_trainer(Build(model, path), env, "bench", par, None)
+        ready = time.perf_counter()
+        equal = all(
+            torch.equal(a, b)
+            for a, b in zip(holder.model.parameters(), trainer.model.parameters(), strict=True)
+        )
+    sharing.close()
+    if not equal:
+        raise SystemExit("the joiner's parameters differ from the holder's")
+    return {
+        "bytes": manifest.total_bytes(),
+        "fetch_s": fetched - start,
+        "write_s": written - fetched,
+        "resume_s": ready - written,
+        "total_s": ready - start,
+    }
+
+
 # --- 2. per-client bytes per round --------------------------------------------------------------
 
 
@@ -261,6 +344,16 @@ def bench_round(n: int, payload: int) -> dict[str, float]:
     }
 
 
+def report_joiner() -> None:
+    for preset in ("tiny", "125m"):
+        j = bench_joiner_ready(preset)
+        print(
+            f"joiner ready, {preset} (bf16 {j['bytes'] / 1e6:.1f} MB, loopback): fetch {j['fetch_s']:.2f} s, "
+            f"widen + write checkpoint {j['write_s']:.2f} s, build + resume trainer {j['resume_s']:.2f} s: "
+            f"{j['total_s']:.2f} s before its first apply (bitwise equal to the holder)"
+        )
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve", help=argparse.SUPPRESS)
@@ -268,6 +361,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--clients", default="2,4,8,16")
     parser.add_argument("--skip-fetch", action="store_true")
     parser.add_argument("--round-node", help=argparse.SUPPRESS)
+    parser.add_argument("--joiner-only", action="store_true", help="only the joiner part")
     args = parser.parse_args(argv)
     if args.round_node:
         index, n, payload, boot = args.round_node.split(",")
@@ -280,6 +374,9 @@ def main(argv: Sequence[str]) -> int:
     import torch
 
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs; chunk {CHUNK}, top-k {TOPK}, 1-bit")
+    if args.joiner_only:
+        report_joiner()
+        return 0
     sizes = {}
     for preset in ("tiny", "20m", "125m"):
         shapes = param_shapes(preset)
@@ -300,6 +397,7 @@ def main(argv: Sequence[str]) -> int:
             f"bytes -> tensors {r['convert_s']:.2f} s"
         )
 
+    report_joiner()
     for preset in ("tiny", "125m"):
         for n in [int(x) for x in args.clients.split(",")]:
             r = bench_round(n, sizes[preset])

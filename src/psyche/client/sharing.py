@@ -462,12 +462,9 @@ class ResultSharing:
             raise ModelUnavailable("no other client in this epoch to fetch the model from")
         try:
             manifest, blobs = model_share.fetch_model(self.node, peers)
-            config = manifest.config
-            tensors = _from_wire(manifest.params, blobs, config["dtypes"])
-            content = Content(tensors, config["meta"], config["extra_json"])
-        except (FetchFailed, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        except FetchFailed as exc:
             raise ModelUnavailable(f"the model served by peers: {exc}") from None
-        return manifest.epoch, manifest.step, content
+        return manifest.epoch, manifest.step, content_from_wire(manifest, blobs)
 
 
 class ModelUnavailable(RunManagerError):
@@ -489,6 +486,16 @@ def _to_wire(tensors: dict[str, dict[str, torch.Tensor]]) -> list[tuple[str, str
             raw = t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
             out.append((f"{stem}/{name}", _dtype_name(t), tuple(t.shape), raw))
     return out
+
+
+def content_from_wire(manifest: model_share.ModelManifest, blobs: dict[str, bytes]) -> Content:
+    """What a joiner writes as its checkpoint from a fetched model; ModelUnavailable if it does not fit."""
+    try:
+        config = manifest.config
+        tensors = _from_wire(manifest.params, blobs, config["dtypes"])
+        return Content(tensors, config["meta"], config["extra_json"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ModelUnavailable(f"the model served by peers: {exc}") from None
 
 
 def _from_wire(
