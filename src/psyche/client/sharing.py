@@ -63,6 +63,7 @@ KEEP_ROUNDS = 4  # the account keeps this many rounds; older ledgers and payload
 APPLY_WAIT_S = 20.0  # how long an agreed payload may still take to arrive before we give up the epoch
 RESEND_S = 1.0  # our live broadcasts are sent again (nonce + 1) for peers that came late
 STATUS_FILE = "p2p-status.json"
+FETCH_RETRY_S = 0.2
 
 
 class Desync(RunManagerError):
@@ -334,7 +335,11 @@ class ResultSharing:
         with self.lock:
             others = [s for s, _ in self.tickets.get(broadcast.data_hash, []) if s != sender]
         try:
-            payload = self._fetch(body.ticket, sender, others, broadcast)
+            try:
+                payload = self._fetch(body.ticket, sender, others, broadcast)
+            except FetchFailed:  # a dropped connection is common enough to be worth one more try
+                time.sleep(FETCH_RETRY_S)
+                payload = self._fetch(body.ticket, sender, others, broadcast)
         except (FetchFailed, PeerRefused, PayloadRefused) as exc:
             if isinstance(exc, PayloadRefused):
                 self._refuse(exc.reason, sender, "a payload")
