@@ -279,8 +279,8 @@ def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: 
 
 
 @pytest.mark.skip(
-    reason="flaky (about 1 run in 4): after the killed client's exit the chain's health checks sometimes drop "
-    "the survivors too; open in issue 10's note"
+    reason="flaky (about 1 run in 4): after the killed client's exit the chain's health checks sometimes "
+    "drop the survivors too; open in issue 10's note"
 )
 def test_a_killed_client_is_dropped_and_a_joiner_fetches_the_model_from_peers(
     tmp_path: Path, clients: list[Client]
