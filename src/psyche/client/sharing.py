@@ -356,7 +356,8 @@ class ResultSharing:
         self.on_change()
 
     def _fetch(self, ticket: Ticket, sender: bytes, others: list[bytes], broadcast: Broadcast) -> Payload:
-        raw = self.node.fetch(ticket, sender, others, self.max_payload, timeout=10.0)
+        # keep: a payload we verified is served to peers that cannot reach its announcer.
+        raw = self.node.fetch(ticket, sender, others, self.max_payload, timeout=10.0, keep=broadcast.step)
         return self._verify(raw, broadcast.data_hash, broadcast.step)
 
     def _verify(self, raw: bytes, digest: bytes, step: int | None) -> Payload:
