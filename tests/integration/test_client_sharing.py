@@ -279,8 +279,8 @@ def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: 
 
 
 @pytest.mark.skip(
-    reason="flaky (about 1 run in 4): after the killed client's exit the chain's health checks sometimes "
-    "drop the survivors too; open in issue 10's note"
+    reason="flaky (about 1 run in 5): after the killed client's drop the survivors' applies sometimes stall "
+    "until they are dropped in turn; open in issue 10's note"
 )
 def test_a_killed_client_is_dropped_and_a_joiner_fetches_the_model_from_peers(
     tmp_path: Path, clients: list[Client]
@@ -288,7 +288,7 @@ def test_a_killed_client_is_dropped_and_a_joiner_fetches_the_model_from_peers(
     clock = FastClock()
     run_id = "shared-join"
     config = dataclasses.replace(
-        CONFIG, init_min_clients=3, min_clients=2, epoch_time=80, total_steps=1000, warmup_time=12
+        CONFIG, init_min_clients=3, min_clients=2, epoch_time=80, total_steps=1000, warmup_time=40
     )
     first = make_client(run_id, tmp_path / "c0", [])
     clients.append(first)

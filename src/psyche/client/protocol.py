@@ -395,10 +395,12 @@ class ClientProtocol:
         if key[1] < 2 or key[1] in ep.health_checked or acc.epoch_state.last_step != 0:
             return []
         ep.health_checked.add(key[1])
-        return [
-            SendHealthCheck(key, check.accused, check.committee, check.position, check.index)
-            for check in exchange.health_checks(acc, self.signer)
-        ]
+        checks = exchange.health_checks(acc, self.signer)
+        for check in checks:
+            log.info(
+                "round %d: reporting %s as unhealthy (too few witnesses saw it)", key[1], check.accused.signer
+            )
+        return [SendHealthCheck(key, c.accused, c.committee, c.position, c.index) for c in checks]
 
     def _round(self, acc: CoordinatorAccount, ep: _Epoch) -> list[Action]:
         rnd = round_view.current_round(acc)
@@ -433,6 +435,10 @@ class ClientProtocol:
         # Opportunistic witness once our own result is in (or at once when we train nothing this round);
         # at RoundWitness whatever we have (contract 5.3).
         if training and key not in ep.trained:
+            return actions
+        if shares and not ep.prepared:
+            # Without our model we verified nothing: empty blooms from us would count every trainer as
+            # unseen, and with witness_nodes = 0 the quorum is every witness: healthy peers would be dropped.
             return actions
         if shares and acc.run_state == RunState.RoundTrain and not self._previous_round_verified(acc, ep):
             return actions
