@@ -390,6 +390,7 @@ class ResultSharing:
         batches = [(a.start, a.end) for a in assignments]
         nodes = acc.config.witness_nodes
         deadline = time.monotonic() + self.apply_wait
+        waited = False
         while True:  # a late re-send may still bring an announcement the witnesses saw
             with self.lock:
                 ledger = self.ledgers.get(source) or exchange.RoundLedger(*source)
@@ -397,6 +398,11 @@ class ResultSharing:
                 gaps = exchange.consensus_gaps(ledger, assignments, judged.witnesses, witness_nodes=nodes)
             if not gaps or time.monotonic() > deadline:
                 break
+            if not waited:
+                waited = True
+                log.info(
+                    "round %d: waiting for the announcement of batch %s the witnesses saw", source[1], gaps[0]
+                )
             time.sleep(0.2)
         if gaps:
             raise Desync(
@@ -429,6 +435,7 @@ class ResultSharing:
                 return payload
             if time.monotonic() > deadline:
                 return None
+            log.info("waiting for the agreed payload %s (%d announcer(s))", digest.hex()[:16], len(holders))
             for sender, ticket in holders:  # not downloaded (yet): ask each announcer ourselves
                 try:
                     raw = self.node.fetch(ticket, sender, [], self.max_payload, timeout=5.0)
