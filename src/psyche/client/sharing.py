@@ -27,7 +27,7 @@ import torch
 
 from psyche.chain import round_view
 from psyche.chain.accounts.coordinator import CoordinatorAccount
-from psyche.chain.accounts.state import Bloom, Round
+from psyche.chain.accounts.state import Bloom
 from psyche.client import exchange
 from psyche.client.actions import RoundKey, Train
 from psyche.client.checkpoint import Content
@@ -76,12 +76,6 @@ class _Announced:
 
     key: RoundKey
     broadcast: Broadcast
-
-
-def round_of_step(acc: CoordinatorAccount, step: int) -> Round | None:
-    """The round of the current epoch trained at coordinator ``step``, if the account still holds it."""
-    height = step - acc.epoch_state.start_step
-    return next((r for r in acc.epoch_state.rounds if r.height == height and height >= 0), None)
 
 
 class ResultSharing:
@@ -303,7 +297,8 @@ class ResultSharing:
             self.pending = [*self.pending, (sender, broadcast)][-PENDING_MAX:]
             return None
         offer = exchange.offer_of(sender, broadcast)
-        then = self.round_accounts.get((acc.progress.epoch, broadcast.step - acc.epoch_state.start_step), acc)
+        key = (acc.progress.epoch, broadcast.step - acc.epoch_state.start_step)
+        then = self.round_accounts.get(key, acc)
         try:
             client = exchange.check_offer(then, None, offer)
         except BroadcastRefused as exc:
@@ -316,7 +311,6 @@ class ResultSharing:
                 return None
             ready.add(sender)
             return "changed"
-        key = (acc.progress.epoch, broadcast.step - acc.epoch_state.start_step)
         ledger = self._ledger(key)
         ledger.offer(client, offer)
         known = self.tickets.setdefault(broadcast.data_hash, [])
