@@ -284,7 +284,14 @@ def test_a_killed_client_is_dropped_and_a_joiner_fetches_the_model_from_peers(
     clock = FastClock()
     run_id = "shared-join"
     config = dataclasses.replace(
-        CONFIG, init_min_clients=3, min_clients=2, epoch_time=80, total_steps=1000, warmup_time=40
+        # epoch_time: a loaded machine runs few rounds per epoch; the victim's drop (at the earliest two
+        # rounds after its last result) must come before the epoch's end.
+        CONFIG,
+        init_min_clients=3,
+        min_clients=2,
+        epoch_time=160,
+        total_steps=1000,
+        warmup_time=40,
     )
     first = make_client(run_id, tmp_path / "c0", [])
     clients.append(first)
@@ -309,8 +316,8 @@ def test_a_killed_client_is_dropped_and_a_joiner_fetches_the_model_from_peers(
             ]
             try:
                 victim = clients[2]
-                # It took part in epoch 0's first applies.
-                await until(lambda: (0, 1) in victim.trainer.after_apply, running, 120)
+                # It took part in epoch 0's first apply.
+                await until(lambda: (0, 0) in victim.trainer.after_apply, running, 120)
                 assert victim.runner is not None
                 victim.runner.stop()  # killed mid-epoch: it stops sharing and witnessing
                 await asyncio.wait_for(running[2], timeout=30)
