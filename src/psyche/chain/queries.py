@@ -27,13 +27,16 @@ from psyche.errors import AccountDecodeError, AccountNotFound, ConfigError, NotA
 class AccountReader(Protocol):
     """The slice of RpcClient that queries need (a fake in unit tests, RpcClient for real)."""
 
-    def get_account_info(self, pubkey: Pubkey) -> AccountInfo | None: ...
+    def get_account_info(self, pubkey: Pubkey) -> AccountInfo | None:
+        """The account at ``pubkey``, or None if it does not exist."""
 
-    def get_multiple_accounts(self, pubkeys: Sequence[Pubkey]) -> list[AccountInfo | None]: ...
+    def get_multiple_accounts(self, pubkeys: Sequence[Pubkey]) -> list[AccountInfo | None]:
+        """The accounts for ``pubkeys`` in order, None where one does not exist."""
 
     def get_program_accounts(
         self, program: Pubkey, filters: Sequence[int | tuple[int, bytes]] = ()
-    ) -> list[tuple[Pubkey, bytes]]: ...
+    ) -> list[tuple[Pubkey, bytes]]:
+        """Accounts owned by ``program`` matching all filters: int = dataSize, (offset, bytes) = memcmp."""
 
     @property
     def current_endpoint(self) -> str:

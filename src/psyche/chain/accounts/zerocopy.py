@@ -43,6 +43,7 @@ def zc_tag(data: bytes, off: int, variants: int, name: str) -> int:
 
 
 def zc_str(data: bytes, off: int, n: int) -> str:
+    """Read a FixedString<n> at ``off`` (see :func:`psyche.chain.layout.decode_fixed_str`)."""
     return decode_fixed_str(data[off : off + n])
 
 
@@ -54,6 +55,7 @@ def zc_put_str(buf: bytearray, off: int, n: int, value: str) -> None:
 
 
 def zc_pack(buf: bytearray, s: struct.Struct, off: int, *values: object) -> None:
+    """Pack ``values`` with ``s`` at ``off``; ValueError (naming the offset) when one does not fit."""
     try:
         s.pack_into(buf, off, *values)
     except struct.error as exc:
@@ -61,6 +63,7 @@ def zc_pack(buf: bytearray, s: struct.Struct, off: int, *values: object) -> None
 
 
 def zc_put_tag(buf: bytearray, off: int, tag: int) -> None:
+    """Write a repr(C) enum tag (u32) at ``off``."""
     U32.pack_into(buf, off, tag)
 
 
@@ -78,14 +81,17 @@ def zc_opt_f32(data: bytes, off: int, name: str) -> float | None:
 
 
 def zc_put_opt_f32(buf: bytearray, off: int, value: float | None) -> None:
+    """Write an Option<f32> (8 bytes: tag byte, value at +4); None leaves the value bytes alone."""
     buf[off] = 0 if value is None else 1
     if value is not None:
         zc_pack(buf, F32, off + 4, value)
 
 
 def borsh_opt_f32(w: Writer, value: float | None) -> Writer:
+    """Append a Borsh Option<f32>."""
     return w.option(value, Writer.f32)
 
 
 def borsh_str(w: Writer, value: str, n: int) -> Writer:
+    """Append a FixedString<n> (``Writer.fixed_str``)."""
     return w.fixed_str(value, n)
