@@ -56,6 +56,7 @@ class CheckpointInfo:
 
 
 def dir_name(epoch: int, step: int) -> str:
+    """The directory name of a checkpoint, ``epoch-NNNNNN-step-NNNNNNNN`` (sorts by epoch, then step)."""
     return f"epoch-{epoch:06d}-step-{step:08d}"
 
 

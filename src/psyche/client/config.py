@@ -147,6 +147,11 @@ class OptimizerSettings:
 
     @classmethod
     def from_run(cls, optimizer: AdamW | Distro | DummyOptimizer) -> OptimizerSettings:
+        """The trainer's optimizer settings for the run's optimizer.
+
+        Raises:
+            ConfigError: the run's optimizer is Dummy, which cannot train.
+        """
         if isinstance(optimizer, AdamW):
             return cls(
                 (optimizer.betas[0], optimizer.betas[1]),

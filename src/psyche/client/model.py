@@ -105,6 +105,7 @@ class ModelSpec:
         return spec
 
     def as_dict(self) -> dict[str, Any]:
+        """The spec as a plain dict (for config.json and logs)."""
         return asdict(self)
 
 
@@ -133,12 +134,15 @@ def preset(name: str, max_seq_len: int) -> ModelSpec:
 
 
 class RMSNorm(nn.Module):
+    """Root-mean-square layer norm with a learned scale, as Llama uses."""
+
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` normalised over its last dimension (in fp32), scaled, in ``x``'s dtype."""
         # Normalise in fp32 as HF does: bf16 variance loses too much precision.
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -160,6 +164,8 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 
 
 class Attention(nn.Module):
+    """Causal self-attention with rotary positions and grouped-query heads (Llama's, no biases)."""
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.head_dim = spec.head_dim
@@ -169,6 +175,7 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(spec.n_heads * spec.head_dim, spec.dim, bias=False)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """Attention over ``x`` (batch, seq, dim) with the rotary tables for its positions."""
         b, s, _ = x.shape
         # -1 heads: under tensor parallelism each rank holds n_heads/tp query and n_kv_heads/tp kv heads.
         q = self.q_proj(x).view(b, s, -1, self.head_dim).transpose(1, 2)
@@ -181,6 +188,8 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
+    """The gated SiLU feed-forward block (SwiGLU)."""
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.gate_proj = nn.Linear(spec.dim, spec.ffn_dim, bias=False)
@@ -188,11 +197,14 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(spec.ffn_dim, spec.dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``down(silu(gate(x)) * up(x))``."""
         out: torch.Tensor = self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
         return out
 
 
 class DecoderLayer(nn.Module):
+    """One pre-norm transformer block: attention then MLP, each with a residual."""
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.input_layernorm = RMSNorm(spec.dim, spec.norm_eps)
@@ -201,6 +213,7 @@ class DecoderLayer(nn.Module):
         self.mlp = MLP(spec)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """The block applied to ``x`` (batch, seq, dim)."""
         h: torch.Tensor = x + self.self_attn(self.input_layernorm(x), cos, sin)
         out: torch.Tensor = h + self.mlp(self.post_attention_layernorm(h))
         return out
@@ -233,6 +246,7 @@ class Transformer(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, seq, vocab) for ``tokens`` (batch, seq)."""
         s = tokens.shape[1]
         cos, sin = self.rope_cos[:s], self.rope_sin[:s]
         h = self.model.embed_tokens(tokens)

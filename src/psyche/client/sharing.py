@@ -116,6 +116,7 @@ class ResultSharing:
         node.on_message = self._on_message
 
     def close(self) -> None:
+        """Close the P2P node, then drop the downloads still queued."""
         self.node.close()  # first: no message arrives to start a download after the pool is gone
         self.downloads.shutdown(wait=False, cancel_futures=True)
 
@@ -161,11 +162,13 @@ class ResultSharing:
     # ------------------------------------------------------------------------------ SharingView
 
     def verified_batches(self, key: RoundKey) -> set[tuple[int, int]]:
+        """The batches of round ``key`` whose payload we downloaded and verified (our own included)."""
         with self.lock:
             ledger = self.ledgers.get(key)
             return set() if ledger is None else ledger.voted_batches()
 
     def witness_content(self, key: RoundKey, seed: bytes) -> tuple[Bloom, Bloom, bytes]:
+        """(participant bloom, broadcast bloom, broadcast merkle root) over round ``key``'s results."""
         with self.lock:
             ledger = self.ledgers.get(key) or exchange.RoundLedger(*key)
             return (
@@ -175,6 +178,7 @@ class ResultSharing:
             )
 
     def warmup_ready(self, epoch: int) -> set[bytes]:
+        """The P2P identities that announced their model ready for ``epoch`` (ours included)."""
         with self.lock:
             return set(self.warmup.get(epoch, set()))
 
