@@ -103,6 +103,8 @@ def restart_policy(environ: Mapping[str, str]) -> RestartPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Selected:
+    """The run the start chose, and the key its join authorization was granted to."""
+
     run: queries.Run
     grantee: Pubkey
 

@@ -44,6 +44,7 @@ class Nonces:
     _used: set[int] = field(default_factory=set)
 
     def new(self) -> int:
+        """A random u64 this instance has not given out before."""
         while True:
             nonce = secrets.randbelow(_U64)
             if nonce not in self._used:

@@ -196,6 +196,8 @@ class P2PNode:
         self._wake.set()
 
     def is_allowed(self, identity: bytes) -> bool:
+        """True when ``identity`` is among the allowed identities (none is before the first
+        ``set_allowed``)."""
         allowed = self._allowed
         return allowed is not None and identity in allowed
 
@@ -209,6 +211,7 @@ class P2PNode:
             return {i: (r.host, r.port) for i, (r, _) in self._book.items() if self._dialable(i)}
 
     def served_records(self) -> list[bytes]:
+        """The address records we pass on: ours first, then the dialable peers', at most MAX_RECORDS."""
         with self._lock:
             mine = [self._record] if self._record else []
             return mine + [raw for i, (_, raw) in self._book.items() if self._dialable(i)][: MAX_RECORDS - 1]
