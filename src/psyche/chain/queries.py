@@ -398,7 +398,13 @@ def fetch_rewards(
     index: int | None = None,
     programs: ProgramIds = DEFAULT_PROGRAM_IDS,
 ) -> Rewards:
-    """Earned, claimed and claimable points of ``user`` in a treasurer-backed run."""
+    """Earned, claimed and claimable points of ``user`` in a treasurer-backed run.
+
+    Raises:
+        AccountNotFound: the run has no treasurer, or the treasurer's collateral mint is gone.
+        AccountDecodeError: an account is not of the type expected.
+        RpcError: no endpoint answered.
+    """
     run = fetch_run(rpc, run_id, programs)
     found = fetch_treasurer(rpc, run_id, index, programs)
     if found is None:

@@ -84,7 +84,11 @@ class ModelSpec:
 
     @classmethod
     def from_hf_config(cls, config: dict[str, Any], max_seq_len: int) -> ModelSpec:
-        """Read a LLaMA ``config.json``; the run's ``max_seq_len`` wins over the file's."""
+        """Read a LLaMA ``config.json``; the run's ``max_seq_len`` wins over the file's.
+
+        Raises:
+            ConfigError: a field is missing or of the wrong type, or the shape does not hold together.
+        """
         try:
             heads = int(config["num_attention_heads"])
             spec = cls(
@@ -277,7 +281,11 @@ class Transformer(nn.Module):
 
 
 def load_hf_weights(model: Transformer, directory: Path) -> None:
-    """Load every ``*.safetensors`` in a Hugging Face model directory into ``model`` (names must match)."""
+    """Load every ``*.safetensors`` in a Hugging Face model directory into ``model`` (names must match).
+
+    Raises:
+        ConfigError: no safetensors files, or weights whose names do not match the model.
+    """
     from safetensors.torch import load_file
 
     files = sorted(directory.glob("*.safetensors"))
@@ -299,7 +307,11 @@ def load_hf_weights(model: Transformer, directory: Path) -> None:
 
 
 def read_hf_config(directory: Path) -> dict[str, Any]:
-    """The directory's ``config.json`` as a dict."""
+    """The directory's ``config.json`` as a dict.
+
+    Raises:
+        ConfigError: config.json is missing or not JSON.
+    """
     path = directory / "config.json"
     try:
         loaded: dict[str, Any] = json.loads(path.read_text())

@@ -484,7 +484,11 @@ class ResultSharing:
 
     def fetch_model(self, acc: CoordinatorAccount) -> tuple[int, int, Content]:
         """The previous epoch's model from the epoch's other clients that hold it (signed manifest,
-        cross-checked with a second peer, every tensor's hash verified)."""
+        cross-checked with a second peer, every tensor's hash verified).
+
+        Raises:
+            ModelUnavailable: no other client of the epoch, or none served a model that checks out.
+        """
         peers = [
             bytes(c.p2p_identity)
             for c in acc.epoch_state.clients

@@ -440,7 +440,11 @@ def trainer_for_run(
 
 
 def checkpoint_spec(info: ckpt.CheckpointInfo) -> ModelSpec:
-    """The model shape a checkpoint was saved for (its manifest's ``spec``)."""
+    """The model shape a checkpoint was saved for (its manifest's ``spec``).
+
+    Raises:
+        ConfigError: the manifest has no usable model spec.
+    """
     try:
         spec = ModelSpec(**info.meta["spec"])
     except (KeyError, TypeError) as exc:

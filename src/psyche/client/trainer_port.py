@@ -141,7 +141,12 @@ def build_trainer(
     build: Build, env: TrainerEnv, run_id: str, par: Parallelism, ctx: ParallelContext | None
 ) -> Trainer:
     """This rank's Trainer for ``build.model`` (same seed on every rank and client), resumed from
-    ``build.resume`` (the checkpoint rank 0 chose) when set."""
+    ``build.resume`` (the checkpoint rank 0 chose) when set.
+
+    Raises:
+        ConfigError: the model's source cannot be loaded.
+        RunManagerError: resuming the checkpoint failed.
+    """
     trainer = trainer_for_run(
         build.model, env, run_seed(run_id), par, ctx=ctx, resume=build.resume, run_id=run_id
     )

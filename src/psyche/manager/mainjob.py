@@ -82,6 +82,9 @@ def restart_policy(environ: Mapping[str, str]) -> RestartPolicy:
     """The default policy, with RUN_MANAGER_RESTART_BACKOFF (seconds) and RUN_MANAGER_MAX_RESTARTS applied.
 
     MAX_RESTARTS caps both quick-crash restarts and exit-10 restarts on an unchanged client_version.
+
+    Raises:
+        ConfigError: a variable is not a number in its range.
     """
     policy = RestartPolicy()
     backoff = environ.get(AppEnvVars.RESTART_BACKOFF)
@@ -118,7 +121,11 @@ def discover_run(
     ui: UI,
     now: int,
 ) -> Selected:
-    """Discovery (RUN_ID unset): joinable runs, WaitingForMembers first; the first one is selected."""
+    """Discovery (RUN_ID unset): joinable runs, WaitingForMembers first; the first one is selected.
+
+    Raises:
+        RunManagerError: no runs on the coordinator program, or none this user may join.
+    """
     scan = queries.scan_runs(rpc, programs)
     warning = scan.readable(programs.coordinator)  # none readable: an error, not "No runs found"
     if warning is not None:

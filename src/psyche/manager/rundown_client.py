@@ -224,6 +224,9 @@ class RunDownClient:
         """GET the signed ``url`` into ``destination`` through its .part file (resumed with Range if present).
 
         On failure only the .part file is left (when it holds bytes), never a file at ``destination``.
+
+        Raises:
+            RunDownError: the transfer failed (the message says to run the command again to resume).
         """
         part = rundown.part_path(destination)
         try:
@@ -372,6 +375,11 @@ def download_results(
 
     Checks run before any byte moves: the output directory is writable, and no target exists (or is a
     directory). Directories this call created are removed again when it fails and they are still empty.
+
+    Raises:
+        ConfigError: a target exists (without ``overwrite``) or is a directory, or the output directory is not
+            writable.
+        RunDownError: the service refused or a transfer failed.
     """
     created = _make_dirs(output_dir)
     try:

@@ -125,7 +125,11 @@ class P2PNode:
     # --- life cycle ------------------------------------------------------------------------------
 
     def start(self) -> P2PNode:
-        """Bind, serve, work out the advertised address, and start discovery."""
+        """Bind, serve, work out the advertised address, and start discovery.
+
+        Raises:
+            ConfigError: P2P_BIND/P2P_PORT cannot be bound (the hint says what to choose).
+        """
         handler = type("Handler", (Handler,), {"node": self})
         server_class = (
             type("Server6", (Server,), {"address_family": AF_INET6}) if ":" in self.bind_host else Server

@@ -35,7 +35,11 @@ def f32_serde(value: float) -> float:
 
 
 def zc_tag(data: bytes, off: int, variants: int, name: str) -> int:
-    """A repr(C) enum tag (u32) that must be < ``variants``."""
+    """A repr(C) enum tag (u32) that must be < ``variants``.
+
+    Raises:
+        AccountDecodeError: the tag is ``variants`` or more.
+    """
     tag = int(U32.unpack_from(data, off)[0])
     if tag >= variants:
         raise AccountDecodeError(f"{ZC_WHAT}: unknown {name} variant {tag} at offset {off}")
@@ -68,7 +72,11 @@ def zc_put_tag(buf: bytearray, off: int, tag: int) -> None:
 
 
 def zc_opt_tag(data: bytes, off: int, name: str) -> bool:
-    """The first byte of a repr(C) Option: 0 None, 1 Some, anything else is corrupt."""
+    """The first byte of a repr(C) Option: 0 None, 1 Some, anything else is corrupt.
+
+    Raises:
+        AccountDecodeError: the byte is neither 0 nor 1.
+    """
     tag = data[off]
     if tag > 1:
         raise AccountDecodeError(f"{ZC_WHAT}: invalid Option tag {tag} for {name} at offset {off}")
