@@ -195,7 +195,11 @@ class ResultSharing:
         return self.nonce
 
     def announce_warmup(self, acc: CoordinatorAccount, epoch: int) -> None:
-        """Our model is ready for ``epoch``: tell every peer (and count ourselves)."""
+        """Our model is ready for ``epoch``: tell every peer (and count ourselves).
+
+        Raises:
+            RunManagerError: our P2P identity is not among the epoch's clients.
+        """
         me = self._my_index(acc)
         digest = exchange.merkle_root([])
         broadcast = Broadcast(
@@ -213,7 +217,11 @@ class ResultSharing:
         self.on_change()
 
     def publish(self, acc: CoordinatorAccount, task: Train, results: list[SparseParam]) -> bytes:
-        """Publish our result of ``task`` and announce it; returns its commitment (data_hash)."""
+        """Publish our result of ``task`` and announce it; returns its commitment (data_hash).
+
+        Raises:
+            RunManagerError: our P2P identity is not among the epoch's clients.
+        """
         one_bit = self.quantize_1bit
         payload = Payload(task.step, task.step, (task.start, task.end), results, one_bit)
         raw = encode_payload(task.step, task.step, (task.start, task.end), results, one_bit)

@@ -222,7 +222,11 @@ def start_local_ranks(
     par: Parallelism, env: TrainerEnv, run_id: str, on_failure: Callable[[str], None]
 ) -> tuple[RankGroup, ParallelContext]:
     """Spawn ranks 1..n-1 on this machine and join the process group as rank 0 (its store listens on
-    127.0.0.1, on a port the system picks)."""
+    127.0.0.1, on a port the system picks).
+
+    Raises:
+        RunManagerError: a rank died, or the ranks did not start within STARTUP_TIMEOUT_S.
+    """
     device_type = resolve_device(env.device).type
     if device_type == "cpu":
         _share_cores(par.world_size)

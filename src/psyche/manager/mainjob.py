@@ -185,6 +185,12 @@ def select_run(
 
     The chain lookups run through ``wait`` (a ``ChainWait.read``), the lines that say what is looked up
     are printed once, before it.
+
+    Raises:
+        NotAuthorized: the wallet may not join RUN_ID.
+        RunManagerError: no run found, or none this wallet may join (discovery).
+        AccountNotFound: the run does not exist.
+        RpcError: no endpoint answered.
     """
     settings, ui = app.settings, app.ui
     user = app.wallet.keypair().pubkey()
@@ -221,7 +227,11 @@ def _watch_event_reporter(ui: UI) -> Callable[[WatchEvent], None]:
 
 
 def run_main_job(app: App) -> int:
-    """Docker mode, after settings and wallet loaded: returns the process exit code."""
+    """Docker mode, after settings and wallet loaded: returns the process exit code.
+
+    Raises:
+        RunManagerError: the run cannot be selected, or the runtime cannot be opened, before the job starts.
+    """
     from psyche.manager.chainwait import ChainWait, sleep_through
     from psyche.manager.launch import LaunchConfig
     from psyche.manager.metrics import MainJobMetrics

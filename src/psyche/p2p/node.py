@@ -371,7 +371,12 @@ class P2PNode:
         return data
 
     def fetch_manifest(self, address: Address, timeout: float = 10.0) -> bytes:
-        """The signed model manifest ``address`` serves (unverified; see model_share)."""
+        """The signed model manifest ``address`` serves (unverified; see model_share).
+
+        Raises:
+            FetchFailed: the peer did not answer with it.
+            PeerRefused: ("too-large") the manifest is over MAX_MANIFEST_BYTES.
+        """
         return self._get(address, "/model/manifest", MAX_MANIFEST_BYTES, timeout)
 
     def set_manifest(self, signed: bytes | None) -> None:

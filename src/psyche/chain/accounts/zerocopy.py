@@ -84,7 +84,11 @@ def zc_opt_tag(data: bytes, off: int, name: str) -> bool:
 
 
 def zc_opt_f32(data: bytes, off: int, name: str) -> float | None:
-    """An Option<f32>: 8 bytes, tag in byte 0, value at +4."""
+    """An Option<f32>: 8 bytes, tag in byte 0, value at +4.
+
+    Raises:
+        AccountDecodeError: the tag byte is neither 0 nor 1.
+    """
     return float(F32.unpack_from(data, off + 4)[0]) if zc_opt_tag(data, off, name) else None
 
 
