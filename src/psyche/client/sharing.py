@@ -127,6 +127,7 @@ class ResultSharing:
         node.on_message = self._on_message
 
     def close(self) -> None:
+        """Close the P2P node, then drop the downloads still queued."""
         self.node.close()  # first: no message arrives to start a download after the pool is gone
         self.downloads.shutdown(wait=False, cancel_futures=True)
 
@@ -187,11 +188,13 @@ class ResultSharing:
     # ------------------------------------------------------------------------------ SharingView
 
     def verified_batches(self, key: RoundKey) -> set[tuple[int, int]]:
+        """The batches of round ``key`` whose payload we downloaded and verified (our own included)."""
         with self.lock:
             ledger = self.ledgers.get(key)
             return set() if ledger is None else ledger.voted_batches()
 
     def witness_content(self, key: RoundKey, seed: bytes) -> tuple[Bloom, Bloom, bytes]:
+        """(participant bloom, broadcast bloom, broadcast merkle root) over round ``key``'s results."""
         with self.lock:
             ledger = self.ledgers.get(key) or exchange.RoundLedger(*key)
             return (
@@ -201,6 +204,7 @@ class ResultSharing:
             )
 
     def warmup_ready(self, epoch: int) -> set[bytes]:
+        """The P2P identities that announced their model ready for ``epoch`` (ours included)."""
         with self.lock:
             return set(self.warmup.get(epoch, set()))
 
@@ -217,7 +221,11 @@ class ResultSharing:
         return self.nonce
 
     def announce_warmup(self, acc: CoordinatorAccount, epoch: int) -> None:
-        """Our model is ready for ``epoch``: tell every peer (and count ourselves)."""
+        """Our model is ready for ``epoch``: tell every peer (and count ourselves).
+
+        Raises:
+            RunManagerError: our P2P identity is not among the epoch's clients.
+        """
         me = self._my_index(acc)
         digest = exchange.merkle_root([])
         broadcast = Broadcast(
@@ -235,7 +243,11 @@ class ResultSharing:
         self.on_change()
 
     def publish(self, acc: CoordinatorAccount, task: Train, results: list[SparseParam]) -> bytes:
-        """Publish our result of ``task`` and announce it; returns its commitment (data_hash)."""
+        """Publish our result of ``task`` and announce it; returns its commitment (data_hash).
+
+        Raises:
+            RunManagerError: our P2P identity is not among the epoch's clients.
+        """
         one_bit = self.quantize_1bit
         payload = Payload(task.step, task.step, (task.start, task.end), results, one_bit)
         raw = encode_payload(task.step, task.step, (task.start, task.end), results, one_bit)
@@ -507,7 +519,11 @@ class ResultSharing:
 
     def fetch_model(self, acc: CoordinatorAccount) -> tuple[int, int, Content]:
         """The previous epoch's model from the epoch's other clients that hold it (signed manifest,
-        cross-checked with a second peer, every tensor's hash verified)."""
+        cross-checked with a second peer, every tensor's hash verified).
+
+        Raises:
+            ModelUnavailable: no other client of the epoch, or none served a model that checks out.
+        """
         peers = [
             bytes(c.p2p_identity)
             for c in acc.epoch_state.clients

@@ -102,6 +102,12 @@ class LocalnetServer:
         return f"ws://{HOST}:{self.ws_port}"
 
     async def start(self) -> None:
+        """Listen on 127.0.0.1 (port 0 picks a free one; ``rpc_port``/``ws_port`` then say which) and start
+        the slot timer.
+
+        Raises:
+            ConfigError: a port cannot be bound (the message names it and the flag that picks another).
+        """
         try:
             self._http = await asyncio.start_server(self._serve_http, HOST, self._ports[0])
         except OSError as exc:
@@ -117,6 +123,8 @@ class LocalnetServer:
         self._timer = asyncio.create_task(self._tick_slots())
 
     async def stop(self) -> None:
+        """Stop the slot timer and both listeners, close open connections, then close the chain (its
+        store)."""
         if self._timer is not None:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

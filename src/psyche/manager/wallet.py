@@ -64,6 +64,9 @@ def load_wallet(settings: Settings) -> Wallet:
     """Load the first key given: RAW_WALLET_PRIVATE_KEY, WALLET_PRIVATE_KEY_PATH, WALLET_PATH, or the default.
 
     The default is ~/.config/solana/id.json under the HOME of the injected environment.
+
+    Raises:
+        WalletError: no key is configured, or the one given cannot be read or does not hold together.
     """
     if settings.raw_wallet_private_key is not None:
         origin = f"{EnvVars.RAW_WALLET_PRIVATE_KEY} {settings.where(EnvVars.RAW_WALLET_PRIVATE_KEY)}"
@@ -84,7 +87,11 @@ def load_wallet(settings: Settings) -> Wallet:
 
 
 def wallet_from_file(path: Path, source: WalletSource) -> Wallet:
-    """Read a key file (Solana JSON array, or base58 text) and warn when others may read it."""
+    """Read a key file (Solana JSON array, or base58 text) and warn when others may read it.
+
+    Raises:
+        WalletError: the file cannot be read, is not text, or does not hold a keypair.
+    """
     try:
         mode = path.stat().st_mode
         data = read_bounded(path, KEY_FILE_MAX_BYTES)
@@ -120,7 +127,11 @@ def wallet_from_file(path: Path, source: WalletSource) -> Wallet:
 
 
 def wallet_from_text(text: str, source: WalletSource) -> Wallet:
-    """Parse key text: a JSON byte array when it starts with '[', otherwise base58 of the 64 keypair bytes."""
+    """Parse key text: a JSON byte array when it starts with '[', otherwise base58 of the 64 keypair bytes.
+
+    Raises:
+        WalletError: the text is not a keypair, or its public half does not match its secret half.
+    """
     if len(text) > KEY_FILE_MAX_BYTES:
         raise WalletError(
             f"{source.description}: {len(text)} characters, too long for a key",
