@@ -278,10 +278,6 @@ def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: 
         assert status["refused"][NOT_ASSIGNED] >= 1
 
 
-@pytest.mark.skip(
-    reason="flaky (about 1 run in 5): after the killed client's drop the survivors' applies sometimes stall "
-    "until they are dropped in turn; open in issue 10's note"
-)
 def test_a_killed_client_is_dropped_and_a_joiner_fetches_the_model_from_peers(
     tmp_path: Path, clients: list[Client]
 ) -> None:
