@@ -205,7 +205,9 @@ def test_clients_in_separate_namespaces_train_one_run_and_share_through_one_boot
         f"clients to epoch-end checkpoints {trained - configured:.1f} s, total {total:.1f} s"
     )
     logs = [log.read_text(errors="replace") for _, log in clients]
-    assert codes[1:] == [0] * CLIENTS, processes.tails()  # SIGTERM: each stops on request
+    assert codes == [0] * (CLIENTS + 1), (
+        processes.tails()
+    )  # SIGTERM: the chain and each client stop on request
 
     for i, seen in enumerate(statuses):
         # Its own address on its own veth (never 127.0.0.1), worked out from the route.
