@@ -70,7 +70,7 @@ COMMAND_HELP: dict[str, str] = {
     "show-config": "Validate the .env and environment; print each setting and where it came from.",
     "doctor": "Check what a join needs (env, wallet, RPC/WS, run, P2P, Docker, GPUs); OK/WARN/FAIL + fixes.",
     "status": "One screen: the client container, the run's epoch and step, P2P results, your rewards.",
-    "localnet": "Run a local Solana-compatible chain with the Psyche programs on 127.0.0.1.",
+    "localnet": "Run a local Solana-compatible chain with the Psyche programs (127.0.0.1 unless --host).",
 }
 
 ENV_FILE_REQUIRED = (
