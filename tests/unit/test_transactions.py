@@ -7,9 +7,9 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from psyche.chain import instructions as ix
-from psyche.chain.program_errors import error_name
+from psyche.chain.program_errors import error_name, failing_program, name_failure
 from psyche.chain.programs import AUTHORIZER_PROGRAM_ID, COORDINATOR_PROGRAM_ID, TREASURER_PROGRAM_ID
-from psyche.chain.transactions import build_transaction, failing_program, name_failure
+from psyche.chain.transactions import build_transaction
 from psyche.errors import TransactionFailed
 
 

@@ -60,7 +60,7 @@ from solders.transaction_status import TransactionConfirmationStatus, Transactio
 from psyche.backoff import exponential
 from psyche.base58 import b58encode
 from psyche.chain.endpoints import redacted_labels, scrub
-from psyche.chain.txerrors import describe_tx_error, parse_transaction_error, program_error_of
+from psyche.chain.program_errors import describe_tx_error, parse_transaction_error, program_error_of
 from psyche.errors import ConfigError, RpcError, RpcResponseError, RpcUnavailable, TransactionFailed
 
 __all__ = ["AccountInfo", "RpcClient", "TransactionRecord", "parse_transaction_error"]

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from psyche.errors import NotAuthorized, RunManagerError, WalletError
+from psyche.errors import WalletError
 from psyche.manager.app import App
 from psyche.manager.commands.common import (
     Session,
@@ -24,10 +24,6 @@ from psyche.manager.commands.common import (
 from psyche.manager.constants import EnvVars
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class JoinRefused(RunManagerError):
-    """The key is authorized but the run cannot take it now (paused, finished, already in the epoch)."""
 
 
 def _address_option(required: bool, help_text: str) -> Callable[[F], F]:
@@ -47,8 +43,8 @@ def _address_option(required: bool, help_text: str) -> Callable[[F], F]:
 @_address_option(False, "The key to check. [default: the wallet's public key]")
 def can_join(app: App, as_json: bool, run_id: str, authorizer: str | None, address: str | None) -> None:
     """Check that a key may join a run (exit 0) or say why not (exit 1); at most 2 RPC round trips."""
-    from psyche.chain.queries import check_join
-    from psyche.manager.commands.decisions import grantee_label, join_refusal
+    from psyche.manager.commands.decisions import grantee_label
+    from psyche.manager.operations.participant import can_join as decide
 
     session = Session(app)
     if address is None:
@@ -59,10 +55,8 @@ def can_join(app: App, as_json: bool, run_id: str, authorizer: str | None, addre
                 exc.message, hint="pass --address <PUBKEY> to check a key without a wallet"
             ) from exc
     user = parse_pubkey(address)
-    grantee_key = parse_pubkey(authorizer) if authorizer else None
-    check = check_join(session.rpc, run_id, user, grantee_key, session.programs)
-    refusal = join_refusal(check, grantee_key)
-    chosen = next(((g, a) for g, a, outcome in check.tried if outcome == "valid"), None)
+    decision = decide(session, run_id, user, parse_pubkey(authorizer) if authorizer else None)
+    check, refusal, chosen = decision.check, decision.refusal, decision.chosen
     data = {
         "run_id": run_id,
         "address": str(user),
@@ -75,10 +69,11 @@ def can_join(app: App, as_json: bool, run_id: str, authorizer: str | None, addre
         "tried": [{"grantee": str(g), "authorization": str(a), "outcome": o} for g, a, o in check.tried],
         "rpc_round_trips": session.rpc.round_trips,
     }
-    if refusal is not None:
+    refused = decision.error()
+    if refused is not None:
         if as_json:
             emit(app, True, data, [])
-        raise (NotAuthorized if check.grantee is None else JoinRefused)(refusal)
+        raise refused
     assert chosen is not None
     lines = [
         f"✓ Can join run {run_id} as {user}",
@@ -101,18 +96,12 @@ def can_join(app: App, as_json: bool, run_id: str, authorizer: str | None, addre
 @treasurer_index_option
 def treasurer_claim_rewards(app: App, as_json: bool, run_id: str, treasurer_index: int | None) -> None:
     """Claim earned points as collateral tokens (creates your token account and participant if missing)."""
-    from psyche.chain import instructions as ix
-    from psyche.chain import pda
-    from psyche.chain.queries import fetch_rewards
-    from psyche.manager.commands.decisions import claim_plan, nothing_to_claim
+    from psyche.manager.commands.decisions import nothing_to_claim
     from psyche.manager.commands.format import format_ui
+    from psyche.manager.operations.participant import claim_rewards
 
-    session = Session(app)
-    payer = session.payer
-    user = payer.pubkey()
-    programs = session.programs
-    rewards = fetch_rewards(session.rpc, run_id, user, treasurer_index, programs)
-    plan = claim_plan(rewards)
+    claim = claim_rewards(Session(app), run_id, treasurer_index=treasurer_index)
+    rewards, plan, user = claim.rewards, claim.plan, claim.rewards.user
     decimals = rewards.mint.decimals
     mint = rewards.treasurer.collateral_mint
     data: dict[str, object] = {
@@ -146,43 +135,19 @@ def treasurer_claim_rewards(app: App, as_json: bool, run_id: str, treasurer_inde
             [*fields(rows), nothing_to_claim(rewards)],
         )
         return
-    instructions = []
-    if plan.create_token_account:
-        instructions.append(ix.create_associated_token_account_idempotent(user, user, mint))
-    if plan.create_participant:
-        instructions.append(
-            ix.participant_create(user, user, rewards.treasurer_address, program_id=programs.treasurer)
-        )
-    instructions.append(
-        ix.participant_claim(
-            user,
-            rewards.user_token_account,
-            rewards.treasurer_address,
-            pda.associated_token_account(rewards.treasurer_address, mint),
-            rewards.run.coordinator_address,
-            plan.amount,
-            program_id=programs.treasurer,
-        )
-    )
-    sent = session.send(instructions)
     rows += [
         (
             "Paid",
             f"{plan.amount} points = {format_ui(plan.amount, decimals)} tokens "
             f"to {rewards.user_token_account}",
         ),
-        ("Transaction", sent.signature),
+        ("Transaction", claim.signature),
     ]
     if plan.create_token_account:
         rows.append(("Created token account", rewards.user_token_account))
     if plan.create_participant:
-        rows.append(
-            (
-                "Created participant",
-                pda.participant(rewards.treasurer_address, user, program_id=programs.treasurer),
-            )
-        )
-    data.update(paid_points=plan.amount, signature=str(sent.signature))
+        rows.append(("Created participant", claim.participant))
+    data.update(paid_points=plan.amount, signature=claim.signature)
     emit(app, as_json, data, fields(rows))
 
 
@@ -208,17 +173,8 @@ def treasurer_claim_rewards(app: App, as_json: bool, run_id: str, treasurer_inde
 )
 def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | None, show_all: bool) -> None:
     """List the runs the wallet can join (the reference's table); --all lists every run, joinable first."""
-    from psyche.chain import pda
-    from psyche.chain.programs import PERMISSIONLESS_GRANTEE
-    from psyche.chain.queries import scan_runs
-    from psyche.manager.commands.decisions import authorization_valid
-    from psyche.manager.commands.format import (
-        JOINABLE_STATES,
-        RUN_TABLE_HEADER,
-        format_table,
-        joinable_first,
-        run_table_row,
-    )
+    from psyche.manager.commands.format import RUN_TABLE_HEADER, format_table, run_table_row
+    from psyche.manager.operations.participant import list_runs as listing
 
     session = Session(app)
     programs = session.programs
@@ -229,40 +185,17 @@ def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | No
             raise WalletError(
                 exc.message, hint="pass --address <PUBKEY>, or --all to list every run without a wallet"
             ) from exc
-    scan = scan_runs(session.rpc, programs)
-    warning = scan.readable(programs.coordinator)
-    if warning is not None:
-        app.ui.warning(warning)
-    runs = scan.runs
-    if authorizer is not None:
-        runs = [r for r in runs if str(r.instance.join_authority) == authorizer]
     user = parse_pubkey(address) if address else None
-    grantees = [PERMISSIONLESS_GRANTEE]
-    if user is not None:
-        grantees.append(user)
-        if app.settings.authorizer:
-            grantees.append(parse_pubkey(app.settings.authorizer))
-    candidates = [r for r in runs if r.state in JOINABLE_STATES]
-    keys = [
-        pda.authorization(r.instance.join_authority, g, program_id=programs.authorizer)
-        for r in candidates
-        for g in grantees
-    ]
-    infos = session.rpc.get_multiple_accounts(keys) if keys else []
-    joinable_ids: set[str] = set()
-    for i, run in enumerate(candidates):
-        for j, grantee in enumerate(grantees):
-            checker = user if user is not None else grantee
-            if authorization_valid(
-                infos[i * len(grantees) + j], programs.authorizer, run.instance.join_authority, checker
-            ):
-                joinable_ids.add(str(run.instance_address))
-                break
-    order = joinable_first([(r.state, str(r.instance_address) in joinable_ids) for r in runs])
+    found = listing(
+        session,
+        user=user,
+        extra_grantee=parse_pubkey(app.settings.authorizer) if app.settings.authorizer else None,
+        join_authority=authorizer,
+        every_run=show_all,
+        warn=app.ui.warning,
+    )
+    runs, ordered = found.runs, found.listed
     now = int(time.time())
-    ordered = [runs[i] for i in order]
-    if not show_all:
-        ordered = [r for r in ordered if str(r.instance_address) in joinable_ids]
     rows = [
         run_table_row(
             r.run_id, r.state, r.num_clients, r.min_clients, r.epoch_time, r.epoch_start_timestamp, now
@@ -279,7 +212,7 @@ def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | No
             "epoch_time": r.epoch_time,
             "epoch_start_timestamp": r.epoch_start_timestamp,
             "time_left": row[4],
-            "joinable": str(r.instance_address) in joinable_ids,
+            "joinable": found.is_joinable(r),
             "join_authority": str(r.instance.join_authority),
             "client_version": r.client_version,
             "instance": str(r.instance_address),
@@ -290,12 +223,12 @@ def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | No
     if as_json:
         app.ui.data(json.dumps(records, indent=2))
         return
-    if not scan.runs:
+    if not found.scanned_any:
         app.ui.data(f"No runs found on coordinator program {programs.coordinator}")
         return
     by = f" by {user}" if user is not None else " by anyone"
     if show_all:
-        app.ui.data(f"Found {len(runs)} run(s), {len(joinable_ids)} joinable{by}:")
+        app.ui.data(f"Found {len(runs)} run(s), {len(found.joinable)} joinable{by}:")
     elif not ordered:
         app.ui.data("No available runs to join")  # the reference's words
         return
@@ -317,31 +250,13 @@ def _override_program(ctx: click.Context, value: str | None) -> None:
 @_address_option(True, "The user's public key.")
 def json_dump_user(app: App, as_json: bool, run_id: str, treasurer_index: int | None, address: str) -> None:
     """Print a user's ledger entry, epoch state, balance and treasurer claims as JSON."""
-    from psyche.chain import pda
-    from psyche.chain.accounts.token import TokenAccount
-    from psyche.chain.accounts.treasurer import Participant
-    from psyche.chain.queries import fetch_run
     from psyche.manager.commands.dumps import dump_user
-    from psyche.manager.commands.runs import load_treasurer_view
+    from psyche.manager.operations.participant import load_user
 
     del as_json  # the output is JSON either way
-    session = Session(app)
-    programs = session.programs
     user = parse_pubkey(address)
-    run = fetch_run(session.rpc, run_id, programs)
-    lamports = session.rpc.get_balance(user)
-    view = load_treasurer_view(session, run_id, treasurer_index)
-    participant = None
-    balance = None
-    if view is not None:
-        p_info, ata_info = session.rpc.get_multiple_accounts(
-            [
-                pda.participant(view.address, user, program_id=programs.treasurer),
-                pda.associated_token_account(user, view.run.collateral_mint),
-            ]
-        )
-        if p_info is not None and p_info.lamports > 0:
-            participant = Participant.decode(p_info.data)
-        if ata_info is not None:
-            balance = TokenAccount.decode(ata_info.data).amount
-    app.ui.data(json.dumps(dump_user(user, lamports, run.coordinator, view, participant, balance), indent=2))
+    seen = load_user(Session(app), run_id, user, treasurer_index=treasurer_index)
+    dump = dump_user(
+        user, seen.lamports, seen.run.coordinator, seen.treasurer, seen.participant, seen.token_balance
+    )
+    app.ui.data(json.dumps(dump, indent=2))
