@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -22,6 +22,11 @@ from psyche.manager.commands.common import (
     treasurer_index_option,
 )
 from psyche.manager.constants import EnvVars
+
+if TYPE_CHECKING:
+    from solders.pubkey import Pubkey
+
+    from psyche.manager.operations.participant import Claim, RunListing
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -96,19 +101,23 @@ def can_join(app: App, as_json: bool, run_id: str, authorizer: str | None, addre
 @treasurer_index_option
 def treasurer_claim_rewards(app: App, as_json: bool, run_id: str, treasurer_index: int | None) -> None:
     """Claim earned points as collateral tokens (creates your token account and participant if missing)."""
-    from psyche.manager.commands.decisions import nothing_to_claim
-    from psyche.manager.commands.format import format_ui
     from psyche.manager.operations.participant import claim_rewards
 
     claim = claim_rewards(Session(app), run_id, treasurer_index=treasurer_index)
-    rewards, plan, user = claim.rewards, claim.plan, claim.rewards.user
+    emit(app, as_json, *_claim_output(run_id, claim))
+
+
+def _claim_output(run_id: str, claim: Claim) -> tuple[dict[str, object], list[str]]:
+    from psyche.manager.commands.decisions import nothing_to_claim
+    from psyche.manager.commands.format import format_ui
+
+    rewards, plan = claim.rewards, claim.plan
     decimals = rewards.mint.decimals
-    mint = rewards.treasurer.collateral_mint
     data: dict[str, object] = {
         "run_id": run_id,
-        "address": str(user),
+        "address": str(rewards.user),
         "treasurer_run": str(rewards.treasurer_address),
-        "collateral_mint": str(mint),
+        "collateral_mint": str(rewards.treasurer.collateral_mint),
         "decimals": decimals,
         "earned_points": rewards.earned,
         "claimed_points": rewards.claimed,
@@ -126,15 +135,9 @@ def treasurer_claim_rewards(app: App, as_json: bool, run_id: str, treasurer_inde
             f"{rewards.claimable} (treasury holds {format_ui(rewards.treasury_balance, decimals)})",
         ),
     ]
-    if plan.nothing:
+    if claim.signature is None:
         rows.append(("Paid", 0))
-        emit(
-            app,
-            as_json,
-            {**data, "message": nothing_to_claim(rewards)},
-            [*fields(rows), nothing_to_claim(rewards)],
-        )
-        return
+        return {**data, "message": nothing_to_claim(rewards)}, [*fields(rows), nothing_to_claim(rewards)]
     rows += [
         (
             "Paid",
@@ -148,7 +151,7 @@ def treasurer_claim_rewards(app: App, as_json: bool, run_id: str, treasurer_inde
     if plan.create_participant:
         rows.append(("Created participant", claim.participant))
     data.update(paid_points=plan.amount, signature=claim.signature)
-    emit(app, as_json, data, fields(rows))
+    return data, fields(rows)
 
 
 @chain_command("list-runs", wallet=True)
@@ -173,7 +176,7 @@ def treasurer_claim_rewards(app: App, as_json: bool, run_id: str, treasurer_inde
 )
 def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | None, show_all: bool) -> None:
     """List the runs the wallet can join (the reference's table); --all lists every run, joinable first."""
-    from psyche.manager.commands.format import RUN_TABLE_HEADER, format_table, run_table_row
+    from psyche.manager.commands.format import run_table_row
     from psyche.manager.operations.participant import list_runs as listing
 
     session = Session(app)
@@ -194,15 +197,22 @@ def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | No
         every_run=show_all,
         warn=app.ui.warning,
     )
-    runs, ordered = found.runs, found.listed
     now = int(time.time())
     rows = [
         run_table_row(
             r.run_id, r.state, r.num_clients, r.min_clients, r.epoch_time, r.epoch_start_timestamp, now
         )
-        for r in ordered
+        for r in found.listed
     ]
-    records = [
+    if as_json:
+        app.ui.data(json.dumps(_run_records(found, rows), indent=2))
+        return
+    for line in _listing_lines(found, rows, programs.coordinator, user, show_all):
+        app.ui.data(line)
+
+
+def _run_records(found: RunListing, rows: Sequence[Sequence[str]]) -> list[dict[str, object]]:
+    return [
         {
             "run_id": r.run_id,
             "state": r.state.display,
@@ -218,24 +228,25 @@ def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | No
             "instance": str(r.instance_address),
             "coordinator_account": str(r.coordinator_address),
         }
-        for r, row in zip(ordered, rows, strict=True)
+        for r, row in zip(found.listed, rows, strict=True)
     ]
-    if as_json:
-        app.ui.data(json.dumps(records, indent=2))
-        return
+
+
+def _listing_lines(
+    found: RunListing, rows: Sequence[Sequence[str]], coordinator: Pubkey, user: Pubkey | None, show_all: bool
+) -> list[str]:
+    from psyche.manager.commands.format import RUN_TABLE_HEADER, format_table
+
     if not found.scanned_any:
-        app.ui.data(f"No runs found on coordinator program {programs.coordinator}")
-        return
+        return [f"No runs found on coordinator program {coordinator}"]
     by = f" by {user}" if user is not None else " by anyone"
     if show_all:
-        app.ui.data(f"Found {len(runs)} run(s), {len(found.joinable)} joinable{by}:")
-    elif not ordered:
-        app.ui.data("No available runs to join")  # the reference's words
-        return
+        head = f"Found {len(found.runs)} run(s), {len(found.joinable)} joinable{by}:"
+    elif not found.listed:
+        return ["No available runs to join"]  # the reference's words
     else:
-        app.ui.data(f"Found {len(ordered)} joinable run(s){by}:")
-    for line in format_table(RUN_TABLE_HEADER, rows):
-        app.ui.data(line)
+        head = f"Found {len(found.listed)} joinable run(s){by}:"
+    return [head, *format_table(RUN_TABLE_HEADER, rows)]
 
 
 def _override_program(ctx: click.Context, value: str | None) -> None:

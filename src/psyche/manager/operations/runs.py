@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from solders.instruction import Instruction
 
     from psyche.chain.accounts.coordinator import RunState
+    from psyche.chain.programs import ProgramIds
     from psyche.chain.queries import Run
     from psyche.manager.commands.plans import UpdatePlan
 
@@ -97,37 +98,14 @@ def create_run(
         raise ConfigError(f"run {run_id!r} already exists (instance account {instance})")
     account = Keypair()
     rent = chain.reader.get_minimum_balance_for_rent_exemption(SIZE)
-    instructions = [ix.system_create_account(payer, account.pubkey(), rent, SIZE, programs.coordinator)]
-    treasurer: tuple[Pubkey, int] | None = None
+    treasurer = None
     if treasurer_collateral_mint is not None:
         index = treasurer_index if treasurer_index is not None else pda.treasurer_index(run_id)
         treasurer = (pda.treasurer_run(index, program_id=programs.treasurer), index)
-        instructions.append(
-            ix.run_create(
-                payer,
-                account.pubkey(),
-                treasurer_collateral_mint,
-                index=index,
-                run_id=run_id,
-                client_version=client_version,
-                main_authority=payer,
-                join_authority=join,
-                program_id=programs.treasurer,
-                coordinator_program_id=programs.coordinator,
-            )
-        )
-    else:
-        instructions.append(
-            ix.init_coordinator(
-                payer,
-                account.pubkey(),
-                main_authority=payer,
-                join_authority=join,
-                run_id=run_id,
-                client_version=client_version,
-                program_id=programs.coordinator,
-            )
-        )
+    init = _init_run(
+        programs, payer, account.pubkey(), run_id, client_version, join, treasurer_collateral_mint, treasurer
+    )
+    instructions = [ix.system_create_account(payer, account.pubkey(), rent, SIZE, programs.coordinator), init]
     sent = chain.sender.send(instructions, signers=[account])
     return CreatedRun(
         run_id,
@@ -138,6 +116,43 @@ def create_run(
         rent,
         None if treasurer is None else treasurer[0],
         None if treasurer is None else treasurer[1],
+    )
+
+
+def _init_run(
+    programs: ProgramIds,
+    payer: Pubkey,
+    account: Pubkey,
+    run_id: str,
+    client_version: str,
+    join: Pubkey,
+    mint: Pubkey | None,
+    treasurer: tuple[Pubkey, int] | None,
+) -> Instruction:
+    """The treasurer's run_create for a run with a collateral mint, else the coordinator's init."""
+    from psyche.chain import instructions as ix
+
+    if mint is not None and treasurer is not None:
+        return ix.run_create(
+            payer,
+            account,
+            mint,
+            index=treasurer[1],
+            run_id=run_id,
+            client_version=client_version,
+            main_authority=payer,
+            join_authority=join,
+            program_id=programs.treasurer,
+            coordinator_program_id=programs.coordinator,
+        )
+    return ix.init_coordinator(
+        payer,
+        account,
+        main_authority=payer,
+        join_authority=join,
+        run_id=run_id,
+        client_version=client_version,
+        program_id=programs.coordinator,
     )
 
 
