@@ -231,13 +231,8 @@ class Session:
         return self.app.settings.program_ids()
 
     @property
-    def rpc(self) -> RpcClient:
-        """The App's RPC pool."""
-        return self.app.rpc
-
-    @property
     def reader(self) -> RpcClient:
-        """The chain reader the operations use (the RPC pool)."""
+        """The chain reader the operations use: the App's RPC pool."""
         return self.app.rpc
 
     @property

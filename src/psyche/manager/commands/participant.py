@@ -72,7 +72,7 @@ def can_join(app: App, as_json: bool, run_id: str, authorizer: str | None, addre
         "grantee": None if chosen is None else str(chosen[0]),
         "authorization": None if chosen is None else str(chosen[1]),
         "tried": [{"grantee": str(g), "authorization": str(a), "outcome": o} for g, a, o in check.tried],
-        "rpc_round_trips": session.rpc.round_trips,
+        "rpc_round_trips": session.reader.round_trips,
     }
     refused = decision.error()
     if refused is not None:

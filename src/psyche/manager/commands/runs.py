@@ -228,12 +228,9 @@ def set_paused(
 @treasurer_index_option
 def json_dump_run(app: App, as_json: bool, run_id: str, treasurer_index: int | None) -> None:
     """Print the run's instance, coordinator state, clients and treasurer funding as JSON."""
-    from psyche.chain.queries import fetch_run
     from psyche.manager.commands.dumps import dump_run
-    from psyche.manager.operations.runs import load_treasurer_view
+    from psyche.manager.operations.runs import load_run
 
     del as_json  # the output is JSON either way
-    session = Session(app)
-    run = fetch_run(session.rpc, run_id, session.programs)
-    view = load_treasurer_view(session, run_id, treasurer_index)
+    run, view = load_run(Session(app), run_id, treasurer_index)
     app.ui.data(json.dumps(dump_run(run, view), indent=2))

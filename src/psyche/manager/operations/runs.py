@@ -44,6 +44,20 @@ def load_treasurer_view(chain: ChainAccess, run_id: str, index: int | None) -> T
     return TreasurerView(address, run, Mint.decode(mint_info.data).decimals, balance)
 
 
+def load_run(
+    chain: ChainAccess, run_id: str, treasurer_index: int | None
+) -> tuple[Run, TreasurerView | None]:
+    """The run and, for a treasurer-backed one, its treasurer view (what json-dump-run prints).
+
+    Raises:
+        AccountNotFound: no such run, or its treasurer's mint is missing.
+    """
+    from psyche.chain.queries import fetch_run
+
+    run = fetch_run(chain.reader, run_id, chain.programs)
+    return run, load_treasurer_view(chain, run_id, treasurer_index)
+
+
 @dataclass(frozen=True, slots=True)
 class CreatedRun:
     """A run made by create_run: its two accounts, who may authorize joins, the rent locked, the treasurer."""
