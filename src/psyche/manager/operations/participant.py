@@ -34,7 +34,11 @@ class JoinDecision:
 
 
 def can_join(chain: ChainAccess, run_id: str, user: Pubkey, authorizer: Pubkey | None) -> JoinDecision:
-    """Whether ``user`` may join ``run_id`` (through ``authorizer``'s grant if given); two RPC round trips."""
+    """Whether ``user`` may join ``run_id`` (through ``authorizer``'s grant if given); two RPC round trips.
+
+    Raises:
+        AccountNotFound, AccountDecodeError: the run cannot be read.
+    """
     from psyche.chain.queries import check_join
     from psyche.manager.commands.decisions import join_refusal
 
@@ -60,7 +64,8 @@ def claim_rewards(chain: ChainAccess, run_id: str, *, treasurer_index: int | Non
     the claim of min(earned - claimed, treasury balance).
 
     Raises:
-        ConfigError: the run has no treasurer.
+        AccountNotFound: no such run, or the run has no treasurer.
+        ConfigError: the run has a treasurer at another index than ``treasurer_index``.
         TransactionFailed: the transaction failed.
     """
     from psyche.chain import instructions as ix
@@ -185,7 +190,11 @@ class UserView:
 def load_user(
     chain: ChainAccess, run_id: str, user: Pubkey, *, treasurer_index: int | None = None
 ) -> UserView:
-    """``user``'s standing in a run: its balance; on a treasurer run, its participant and token account."""
+    """``user``'s standing in a run: its balance; on a treasurer run, its participant and token account.
+
+    Raises:
+        AccountNotFound, AccountDecodeError: the run (or its treasurer's mint) cannot be read.
+    """
     from psyche.chain import pda
     from psyche.chain.accounts.token import TokenAccount
     from psyche.chain.accounts.treasurer import Participant

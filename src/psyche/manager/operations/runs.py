@@ -184,6 +184,7 @@ def close_run(chain: ChainAccess, run_id: str) -> ClosedRun:
     """Close a halted run's instance and coordinator accounts, the rent going back to the wallet.
 
     Raises:
+        AccountNotFound: no such run.
         ConfigError: the wallet is not the run's main authority (or the run is treasurer-backed, which the
             treasurer program cannot close).
         TransactionFailed: the transaction failed (e.g. the run is not halted).
@@ -250,6 +251,7 @@ def update_config(
     coordinator's update and update_client_version. The instructions go in as few transactions as fit.
 
     Raises:
+        AccountNotFound: no such run.
         ConfigError: a bad client version or run config file, or nothing to change.
         TransactionFailed: a transaction failed (most changes need a halted run).
     """
@@ -375,6 +377,7 @@ def set_paused(
     Through the treasurer's run_update for a treasurer-backed run, else the coordinator's set_paused.
 
     Raises:
+        AccountNotFound: no such run.
         ConfigError: resuming a finished run, or a run with no config yet.
         TransactionFailed: the transaction failed.
     """
