@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 
 pytest.importorskip("torch")
@@ -45,7 +44,7 @@ from psyche.localnet.world import World
 from psyche.p2p.node import P2PNode
 from psyche.p2p.settings import P2PSettings
 from psyche.p2p.wire import Broadcast, Proof, TrainingResult, encode_broadcast
-from tests.integration.localnet_support import localnet, run
+from tests.integration.localnet_support import chain_rpc, localnet, run
 from tests.integration.test_client_localnet import CONFIG, MODEL, FastClock
 
 pytestmark = pytest.mark.slow
@@ -228,7 +227,7 @@ def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: 
     outsider = Outsider(clients)
 
     async def scenario() -> CoordinatorAccount:
-        async with localnet(clock=clock) as srv, AsyncClient(srv.rpc_url) as rpc:
+        async with localnet(clock=clock) as srv, chain_rpc(srv.rpc_url) as rpc:
             owner = Keypair()
             world = World(rpc, owner)
             await world.airdrop(owner.pubkey(), 100 * 10**9)
@@ -301,7 +300,7 @@ def test_a_killed_client_is_dropped_and_a_joiner_fetches_the_model_from_peers(
     seen: dict[str, CoordinatorAccount] = {}
 
     async def scenario() -> CoordinatorAccount:
-        async with localnet(clock=clock) as srv, AsyncClient(srv.rpc_url) as rpc:
+        async with localnet(clock=clock) as srv, chain_rpc(srv.rpc_url) as rpc:
             owner = Keypair()
             world = World(rpc, owner)
             await world.airdrop(owner.pubkey(), 100 * 10**9)

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from psyche.base58 import b58decode
 from psyche.boundedread import KEY_FILE_MAX_BYTES, InputRefused, json_nesting, read_bounded
 from psyche.errors import WalletError
 from psyche.manager.constants import EnvVars
-from psyche.manager.settings import Settings, b58decode
+from psyche.manager.settings import Settings
 
 if TYPE_CHECKING:
     from solders.keypair import Keypair
