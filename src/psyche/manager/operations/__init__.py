@@ -27,9 +27,11 @@ if TYPE_CHECKING:
 class ChainReader(AccountReader, Protocol):
     """The reads the operations make: accounts (AccountReader), balances and rent."""
 
-    def get_balance(self, pubkey: Pubkey) -> int: ...
+    def get_balance(self, pubkey: Pubkey) -> int:
+        """Lamports held by ``pubkey`` (0 for an account that does not exist)."""
 
-    def get_minimum_balance_for_rent_exemption(self, size: int) -> int: ...
+    def get_minimum_balance_for_rent_exemption(self, size: int) -> int:
+        """Lamports an account of ``size`` bytes needs to be rent-exempt."""
 
 
 class Sender(Protocol):
