@@ -284,11 +284,13 @@ def test_a_killed_client_is_dropped_and_a_joiner_fetches_the_model_from_peers(
     run_id = "shared-join"
     config = dataclasses.replace(
         # epoch_time: a loaded machine runs few rounds per epoch; the victim's drop (at the earliest two
-        # rounds after its last result) must come before the epoch's end.
+        # rounds after its last result) must come before the epoch's end. round_witness_time: a witness that
+        # waits for the last payload until RoundWitness starts gets 1 s (real) to land, not 0.25 s.
         CONFIG,
         init_min_clients=3,
         min_clients=2,
         epoch_time=160,
+        round_witness_time=4,
         total_steps=1000,
         warmup_time=40,
     )

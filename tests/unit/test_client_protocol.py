@@ -447,6 +447,7 @@ class DistroSim(SimChain):
         for client in self.clients.values():
             client.sharing = AllVerified(self)
         self.holding: object = lambda: False
+        self.witnesses_lost: object = lambda: False
         self.held: list[tuple[int, ApplyResults]] = []
         self.timeline: list[tuple[int, Action, RunState]] = []  # (client, action, the chain's state then)
 
@@ -460,6 +461,11 @@ class DistroSim(SimChain):
                     self.held.append((i, action))
                 else:
                     self._do(i, self.clients[i].on_applied(action.source, None, now), now)
+
+    def _apply(self, i: int, sent: Send, now: float) -> None:
+        if isinstance(sent, SendWitness) and self.witnesses_lost():  # type: ignore[operator]
+            return  # sent, never landed
+        super()._apply(i, sent, now)
 
     def release(self, now: float) -> None:
         held, self.held = self.held, []
@@ -491,3 +497,21 @@ def test_a_distro_epoch_the_chain_leaves_before_its_last_applies_is_still_applie
         assert saved < order.index(PrepareModel(1)), f"client {i} prepared epoch 1 before saving epoch 0"
         late = [a for a, state in mine if isinstance(a, ApplyResults) and state != RunState.Cooldown]
         assert late, f"client {i}: every apply ran within Cooldown; the test did not hold any back"
+
+
+def test_a_distro_epoch_nobody_witnessed_to_its_end_still_applies_and_saves_its_model() -> None:
+    # A round without a single witness ends the epoch with every client Withdrawn. Their Cooldown still
+    # applies what was witnessed and saves the model: the next epoch's joiners fetch it from them.
+    sim = DistroSim(2, dataclasses.replace(CONFIG, total_steps=100, epoch_time=600))
+    sim.start_all()
+    sim.run_until(lambda: current_round(sim.acc).height >= 3)
+    sim.witnesses_lost = lambda: True
+    cooldown = sim.until(0, RunState.Cooldown)
+    assert all(c.state == ClientState.Withdrawn for c in cooldown.epoch_state.clients)
+    last = current_round(cooldown).height - 1
+    sim.run_until(lambda: sim.acc.progress.epoch == 1, start=START + 400)
+    for i in sim.clients:
+        mine = [a for c, a, _ in sim.timeline if c == i]
+        applied = [a.source for a in mine if isinstance(a, ApplyResults)]
+        assert applied == [(0, h) for h in range(last + 1)], f"client {i} applied {applied}"
+        assert SaveCheckpoint(0, cooldown.progress.step) in mine, f"client {i} saved nothing"

@@ -318,11 +318,15 @@ class ClientProtocol:
         mine = acc.epoch_state.clients[me]
         if ep.left is not None:
             return []
+        # Withdrawn is the whole epoch's fate, not ours (a round nobody witnessed, or a pause): its Cooldown
+        # still applies what was witnessed and saves the model, which the next epoch's joiners fetch from us.
+        withdrawn_at_cooldown = mine.state == ClientState.Withdrawn and state == RunState.Cooldown
         if mine.state != ClientState.Healthy:
             self._tell(
                 ep, "unhealthy", "Coordinator says we're %s; waiting for the next epoch", mine.state.name
             )
-            return []
+            if not withdrawn_at_cooldown:
+                return []
         actions: list[Action] = []
         if not ep.prepared and not ep.preparing and state != RunState.Cooldown:
             ep.preparing = True
