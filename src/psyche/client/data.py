@@ -27,15 +27,11 @@ from psyche.chain.accounts.model import (
     SingleUrl,
     TokenSize,
 )
-from psyche.errors import ConfigError, RunManagerError
+from psyche.errors import ConfigError, DataError
 
 log = logging.getLogger("psyche.client")
 
 FETCH_ATTEMPTS = 8  # the first try and 7 retries, as the real client does (contract 5.3)
-
-
-class DataError(RunManagerError):
-    """Training data could not be read (HTTP failures after retries, short or bad token files)."""
 
 
 class DataSource(Protocol):
