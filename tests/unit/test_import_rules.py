@@ -18,7 +18,7 @@ SHARED = frozenset(
         "psyche.errors",
         "psyche.backoff",
         "psyche.boundedread",
-        "psyche.client_env_contract",
+        "psyche.env_contract",
         "psyche.parallelism_table",
     }
 )
@@ -36,7 +36,7 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
     "psyche.errors": frozenset(),
     "psyche.backoff": frozenset(),
     "psyche.boundedread": frozenset(),
-    "psyche.client_env_contract": frozenset(),
+    "psyche.env_contract": frozenset(),
     "psyche.parallelism_table": frozenset({"psyche.chain", "psyche.errors"}),
     ROOT: frozenset(),
 }
@@ -164,9 +164,8 @@ def test_a_shared_module_stays_below_the_parts_and_a_new_module_must_be_placed()
     assert violations("psyche.errors", "from psyche import chain\n") == [
         "psyche.errors:1 imports psyche.chain (psyche.errors may not import psyche.chain)"
     ]
-    assert violations("psyche.client_env_contract", "from psyche.client import env\n") == [
-        "psyche.client_env_contract:1 imports psyche.client "
-        "(psyche.client_env_contract may not import psyche.client)"
+    assert violations("psyche.env_contract", "from psyche.client import env\n") == [
+        "psyche.env_contract:1 imports psyche.client (psyche.env_contract may not import psyche.client)"
     ]
     assert violations("psyche.manager.cli", "from psyche import __version__\n") == []
     assert violations("psyche.newthing", "") == [

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 
 from psyche.client.entrypoint import EXIT_FAILURE, RestartLoop, missing_required, run_once
-from psyche.client_env_contract import ClientEnvVars
+from psyche.env_contract import ClientEnvVars
 from psyche.errors import RunManagerError
 
 log = logging.getLogger("psyche.client")

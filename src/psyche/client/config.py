@@ -19,7 +19,7 @@ from psyche.chain.accounts.model import (
     HubRepo,
     LearningRateSchedule,
 )
-from psyche.client_env_contract import ClientEnvVars
+from psyche.env_contract import ClientEnvVars
 from psyche.errors import ConfigError
 
 DeviceName = str  # "auto", "cpu", "cuda" or "cuda:N"

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from psyche.client_env_contract import ClientEnvVars
+from psyche.env_contract import ClientEnvVars
 
 REQUIRED_ENV = (
     ClientEnvVars.NVIDIA_DRIVER_CAPABILITIES,

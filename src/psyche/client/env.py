@@ -16,7 +16,7 @@ from solders.pubkey import Pubkey
 from psyche.boundedread import KEY_FILE_MAX_BYTES, InputRefused, read_bounded
 from psyche.chain.endpoints import Endpoint, redact
 from psyche.chain.programs import DEFAULT_PROGRAM_IDS, PERMISSIONLESS_GRANTEE, ProgramIds
-from psyche.client_env_contract import ClientEnvVars
+from psyche.env_contract import ClientEnvVars
 from psyche.errors import ConfigError, WalletError
 
 DEFAULT_RPC: Final = "http://127.0.0.1:8899"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from psyche.client_env_contract import ClientEnvVars
+from psyche.env_contract import ClientEnvVars
 
 # Plain strings only: this module is imported by `run-manager --help`, which must not pay for solders.
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from psyche.backoff import exponential
-from psyche.client_env_contract import ClientEnvVars
+from psyche.env_contract import ClientEnvVars
 from psyche.manager.images import DEFAULT_LOCAL_REPOSITORY, DEFAULT_REPOSITORY, ImageRef
 from psyche.manager.runtime import ContainerSpec
 

@@ -13,7 +13,7 @@ from psyche.chain import queries
 from psyche.chain.accounts.coordinator import RunState
 from psyche.chain.programs import ProgramIds
 from psyche.chain.ws import SubscriptionDown, SubscriptionUp, WatchEvent
-from psyche.client_env_contract import ClientEnvVars
+from psyche.env_contract import ClientEnvVars
 from psyche.errors import ConfigError, RunManagerError
 from psyche.manager.app import App
 from psyche.manager.chainwait import is_transient

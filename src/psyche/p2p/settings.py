@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from psyche.client_env_contract import ClientEnvVars
+from psyche.env_contract import ClientEnvVars
 from psyche.errors import ConfigError
 from psyche.p2p.wire import parse_address
 

@@ -15,7 +15,7 @@ from solders.pubkey import Pubkey
 
 from psyche.client.entrypoint import missing_required, run_once
 from psyche.client.env import load_client_env
-from psyche.client_env_contract import ClientEnvVars
+from psyche.env_contract import ClientEnvVars
 from psyche.manager.constants import EnvVars
 from psyche.manager.images import image_for_version
 from psyche.manager.launch import LaunchConfig

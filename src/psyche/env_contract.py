@@ -2,9 +2,9 @@
 
 One list for both sides. The run-manager writes these names (manager/mainjob.py ``container_env``,
 manager/launch.py ``LaunchConfig.spec_for``, manager/p2p.py); the client reads them (client/env.py,
-client/config.py, client/entrypoint.py, p2p/settings.py). Plain strings only, torch- and solders-free, so
-``run-manager --help`` can import it as cheaply as psyche/parallelism_table.py.
-tests/unit/test_client_env_contract.py feeds the manager's container environment to the client's readers.
+client/config.py, client/entrypoint.py, p2p/settings.py). Plain strings only, torch- and solders-free:
+``run-manager --help`` imports it (through manager/constants.py) and must not pay for either.
+tests/unit/test_env_contract.py feeds the manager's container environment to the client's readers.
 """
 
 from __future__ import annotations
