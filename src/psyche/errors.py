@@ -14,6 +14,7 @@
     │   ├── CoordinatorProgramError      the coordinator logic (chain/logic) refused: custom code 6000 + i
     │   └── CoordinatorPanic             the coordinator program would abort without a custom code
     ├── NotAuthorized                    the wallet may not join the run
+    ├── JoinRefused                      authorized, but the run cannot take the key now (can-join)
     ├── RunDownError                     the run-down service refused, or a transfer to/from its URLs failed
     ├── ContainerRuntimeError            the Docker engine refused or is missing
     │   ├── DockerUnavailable            no engine reachable through the SDK
@@ -158,6 +159,10 @@ class CoordinatorPanic(ChainError):
 
 class NotAuthorized(RunManagerError):
     """The wallet is not authorized to join the run."""
+
+
+class JoinRefused(RunManagerError):
+    """The key is authorized but the run cannot take it now (paused, finished, already in the epoch)."""
 
 
 class RunDownError(RunManagerError):

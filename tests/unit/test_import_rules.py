@@ -16,6 +16,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 SHARED = frozenset(
     {
         "psyche.errors",
+        "psyche.base58",
         "psyche.backoff",
         "psyche.boundedread",
         "psyche.env_contract",
@@ -28,12 +29,13 @@ ROOT = "psyche"  # the package itself: __version__
 # Part -> the parts it may import (itself and the package root always). Nothing lists psyche.manager, so
 # nothing outside it imports it; the chain is pure codecs + the RPC edge and reaches no other part.
 MAY_IMPORT: Mapping[str, frozenset[str]] = {
-    "psyche.chain": frozenset({"psyche.errors", "psyche.backoff", "psyche.boundedread"}),
+    "psyche.chain": frozenset({"psyche.errors", "psyche.base58", "psyche.backoff", "psyche.boundedread"}),
     "psyche.manager": frozenset({"psyche.chain"}) | SHARED,
     "psyche.client": frozenset({"psyche.chain", "psyche.p2p"}) | SHARED,
     "psyche.localnet": frozenset({"psyche.chain"}) | SHARED,
     "psyche.p2p": SHARED,
     "psyche.errors": frozenset(),
+    "psyche.base58": frozenset(),
     "psyche.backoff": frozenset(),
     "psyche.boundedread": frozenset(),
     "psyche.env_contract": frozenset(),
@@ -41,14 +43,14 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
     ROOT: frozenset(),
 }
 
-# Third-party distribution -> the only module or part that may import it.
+# Third-party distribution -> the only module or part that may import it (solana-py: none at all, in
+# test_runtime_dependencies.py).
 ONLY_IN: Mapping[str, str] = {
     "torch": "psyche.client",  # the `client` extra: `run-manager --help` never loads it
     "safetensors": "psyche.client",
     "numpy": "psyche.client",
     "docker": "psyche.manager.runtime",  # the one Docker SDK module (DockerRuntime)
     "requests": "psyche.manager.runtime",  # docker-py's transport: its exceptions are translated there
-    "solana": "psyche.localnet",  # solana-py: the local chain's demo seeding; a test client elsewhere
 }
 
 

@@ -121,7 +121,7 @@ COMMANDS: dict[str, Subcommand] = {
     ),
     "localnet": Subcommand(
         "psyche.localnet.cli:localnet",
-        "Run a local Solana-compatible chain with the Psyche programs on 127.0.0.1.",
+        "Run a local Solana-compatible chain with the Psyche programs (127.0.0.1 unless --host).",
     ),
 }
 
@@ -143,7 +143,7 @@ class PubkeyType(_ParamType):
     name = "PUBKEY"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from psyche.manager.settings import is_pubkey
+        from psyche.base58 import is_pubkey
 
         if not isinstance(value, str) or not is_pubkey(value):
             self.fail(f"not a 32-byte base58 public key: {value!r}", param, ctx)
