@@ -143,6 +143,7 @@ class PubkeyType(_ParamType):
     name = "PUBKEY"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """The key itself, once it decodes to 32 bytes; a usage error (exit 2) otherwise."""
         from psyche.base58 import is_pubkey
 
         if not isinstance(value, str) or not is_pubkey(value):
@@ -177,9 +178,15 @@ class LazyGroup(click.Group):
         self.lazy_commands = lazy_commands
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every subcommand name, the lazy ones included, sorted."""
         return sorted({*super().list_commands(ctx), *self.lazy_commands})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The subcommand ``cmd_name``, importing its module on first use.
+
+        Raises:
+            TypeError: the registry names something that is not a click command (a bug).
+        """
         if cmd_name in self.lazy_commands:
             target = self.lazy_commands[cmd_name].target
             module_name, _, attribute = target.partition(":")
@@ -190,6 +197,7 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The help's Commands section from the registry's summaries, importing no subcommand."""
         rows = []
         for name in self.list_commands(ctx):
             if name in self.lazy_commands:
@@ -203,6 +211,7 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse the root options; arguments after a top-level ``--`` go to the container's entrypoint."""
         # Arguments after a top-level `--` belong to the container entrypoint, unless a subcommand
         # came first (then the subcommand owns everything after its name).
         takes_value = value_options(self)
@@ -221,6 +230,7 @@ class LazyGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a RunManagerError is printed (message and hint) and becomes its exit code."""
         try:
             return super().invoke(ctx)
         except RunManagerError as err:

@@ -42,22 +42,28 @@ SLOW_MS = 1_000.0
 class ChainProbe(Protocol):
     """The slice of RpcClient the doctor uses (queries.AccountReader plus slot, balance, close)."""
 
-    def get_account_info(self, pubkey: Pubkey) -> AccountInfo | None: ...
+    def get_account_info(self, pubkey: Pubkey) -> AccountInfo | None:
+        """The account at ``pubkey``, or None."""
 
-    def get_multiple_accounts(self, pubkeys: Sequence[Pubkey]) -> list[AccountInfo | None]: ...
+    def get_multiple_accounts(self, pubkeys: Sequence[Pubkey]) -> list[AccountInfo | None]:
+        """The accounts at ``pubkeys``, in order, None for a missing one."""
 
     def get_program_accounts(
         self, program: Pubkey, filters: Sequence[int | tuple[int, bytes]] = ()
-    ) -> list[tuple[Pubkey, bytes]]: ...
+    ) -> list[tuple[Pubkey, bytes]]:
+        """Every account of ``program`` that passes ``filters`` (data size, or (offset, bytes) memcmp)."""
 
     @property
     def current_endpoint(self) -> str: ...
 
-    def get_slot(self) -> int: ...
+    def get_slot(self) -> int:
+        """The slot of the endpoint answering."""
 
-    def get_balance(self, pubkey: Pubkey) -> int: ...
+    def get_balance(self, pubkey: Pubkey) -> int:
+        """``pubkey``'s balance in lamports."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close the client and its connections."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,25 +40,33 @@ class Check:
     fix: str | None = None
 
     def to_json(self) -> dict[str, str | None]:
+        """The line as JSON (``doctor --json``): name, status, detail, fix."""
         return {"name": self.name, "status": str(self.status), "detail": self.detail, "fix": self.fix}
 
 
 class EngineProbe(Protocol):
     """The slice of DockerRuntime the doctor uses."""
 
-    def version(self) -> str: ...
+    def version(self) -> str:
+        """The engine's version string."""
 
-    def engine(self) -> EngineId: ...
+    def engine(self) -> EngineId:
+        """Which engine answers, Docker or Podman, and its own version."""
 
-    def api_version(self) -> str: ...
+    def api_version(self) -> str:
+        """The API version the engine speaks."""
 
-    def has_nvidia_runtime(self) -> bool: ...
+    def has_nvidia_runtime(self) -> bool:
+        """Whether the engine lists an ``nvidia`` runtime (informational: --gpus may work without it)."""
 
-    def image_exists(self, image: str) -> bool: ...
+    def image_exists(self, image: str) -> bool:
+        """Whether ``image`` is in the engine already."""
 
-    def data_root(self) -> str | None: ...
+    def data_root(self) -> str | None:
+        """The engine's data directory (where images are stored), or None when it does not say."""
 
-    def image_labels(self, image: str) -> dict[str, str]: ...
+    def image_labels(self, image: str) -> dict[str, str]:
+        """``image``'s labels (``psyche.client.key-file`` among them)."""
 
 
 @dataclass(frozen=True, slots=True)
