@@ -12,9 +12,9 @@ from psyche.chain.accounts.model import ConstantLR, LinearLR  # noqa: E402
 from psyche.client.config import OptimizerSettings, TrainerConfig, TrainerEnv  # noqa: E402
 from psyche.client.data import DummySource  # noqa: E402
 from psyche.client.model import preset  # noqa: E402
-from psyche.client.parallelism import Parallelism  # noqa: E402
 from psyche.client.train import Trainer, peak_flops, run_seed, trainer_for_run  # noqa: E402
 from psyche.errors import ConfigError  # noqa: E402
+from psyche.parallelism_table import Parallelism  # noqa: E402
 
 SEQ = 32
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from psyche.chain import committee
-from psyche.chain import coordinator_logic as cl
+from psyche.chain import logic as cl
 from psyche.chain.accounts.coordinator import RunState
 from psyche.chain.accounts.model import CoordinatorProgress
 from psyche.chain.accounts.state import (

@@ -14,6 +14,7 @@ from psyche.chain.accounts.model import ConstantLR, LinearLR  # noqa: E402
 from psyche.chain.accounts.optimizer import Distro  # noqa: E402
 from psyche.client.config import OptimizerSettings, TrainerConfig  # noqa: E402
 from psyche.client.data import DummySource  # noqa: E402
+from psyche.client.distributed import ParallelContext  # noqa: E402
 from psyche.client.distro import (  # noqa: E402
     DistroOptimizer,
     ParamTransform,
@@ -27,7 +28,6 @@ from psyche.client.distro import (  # noqa: E402
 )
 from psyche.client.distro_payload import decode_payload, encode_payload, max_payload_bytes  # noqa: E402
 from psyche.client.model import preset  # noqa: E402
-from psyche.client.parallel import ParallelContext  # noqa: E402
 from psyche.client.train import Trainer  # noqa: E402
 from psyche.errors import ConfigError, RunManagerError  # noqa: E402
 

@@ -18,8 +18,9 @@ from psyche.chain.accounts.model import LLM, Checkpoint
 from psyche.chain.programs import PERMISSIONLESS_GRANTEE
 from psyche.errors import DockerUnavailable, RpcError, RpcUnavailable
 from psyche.manager.commands.doctor import render, report_json, summary
-from psyche.manager.doctor import Check, DoctorOptions, Seams, Status, exit_code, run_doctor
+from psyche.manager.doctor import Seams, run_doctor
 from psyche.manager.doctor_host import parse_size
+from psyche.manager.doctor_report import Check, DoctorOptions, Status, exit_code
 from psyche.manager.engines import EngineId, EngineKind
 from psyche.manager.hardware import (
     DiskUsage,
@@ -35,9 +36,9 @@ from psyche.manager.procruntime import ClientProbe
 from psyche.manager.settings import Settings, load_settings
 from psyche.manager.ui import UI
 from psyche.manager.wallet import Wallet, load_wallet
-from psyche.parallelism import Parallelism as TableRow
-from psyche.parallelism import Table as ParallelismTable
-from psyche.parallelism import normalise_gpu_name
+from psyche.parallelism_table import Parallelism as TableRow
+from psyche.parallelism_table import Table as ParallelismTable
+from psyche.parallelism_table import normalise_gpu_name
 from tests.unit.p2p_fakes import PEER, FakeP2P
 from tests.unit.test_queries import FakeChain, seed_authorization, seed_run
 
@@ -575,7 +576,7 @@ def test_parallelism_auto_without_an_entry_fails(world: World) -> None:
     world.gpus = GpuProbe((H100,) * 2)
     check = world.doctor()["parallelism"]
     assert check.status == Status.FAIL
-    # The client's own lookup and message (psyche.parallelism), so the two agree.
+    # The client's own lookup and message (psyche.parallelism_table), so the two agree.
     assert check.detail == (
         "PARALLELISM_AUTO: no config for 2 x H100 with model 'org/model' (table has H100: 1, 8 GPUs)"
     )

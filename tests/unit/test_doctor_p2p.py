@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from psyche.manager.doctor import Check, Status, exit_code
+from psyche.manager.doctor_report import Check, Status, exit_code
 from tests.unit.p2p_fakes import HOST_IP, PEER, PUBLIC_IP
 from tests.unit.test_doctor import World, world
 
