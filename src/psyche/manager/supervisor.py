@@ -228,8 +228,8 @@ class Supervisor:
                 )
             self._emit(ev.UsingLocalImage(image.reference))
             return True
-        attempts = self._policy.pull_attempts
-        for attempt in range(1, attempts + 1):
+        backoff = self._policy.pull_retry
+        for attempt in range(1, self._policy.pull_attempts + 1):
             self._emit(ev.PullStarted(image.reference, attempt))
             began = self._monotonic()
             task = self._workers.pull(image)
@@ -246,8 +246,8 @@ class Supervisor:
                 self._emit(ev.PullDone(image.reference, self._monotonic() - began))
                 return True
             error = done.error
-            retry = isinstance(error, ImagePullFailed) and attempt < attempts
-            delay = self._policy.pull_backoff * 2 ** (attempt - 1) if retry else None
+            retry = isinstance(error, ImagePullFailed) and backoff.retries_after(attempt)
+            delay = backoff.delay(attempt) if retry else None
             self._emit(ev.PullFailed(image.reference, attempt, str(error), delay))
             if delay is None:
                 raise error
