@@ -44,28 +44,33 @@ class OneShot:
 
 
 @contextlib.contextmanager
+def serving(
+    listener: socket.socket, url: str, answer: Callable[[socket.socket], None]
+) -> Iterator[tuple[EngineAddress, OneShot]]:
+    """Serve one connection on the bound ``listener`` from a thread; yields the engine's address."""
+    listener.listen(1)
+    shot = OneShot(answer)
+    thread = threading.Thread(target=shot.serve, args=(listener,), daemon=True)
+    thread.start()
+    yield engine_address(url), shot
+    thread.join(10)
+
+
+@contextlib.contextmanager
 def unix_engine(answer: Callable[[socket.socket], None]) -> Iterator[tuple[EngineAddress, OneShot]]:
     with tempfile.TemporaryDirectory() as tmp, socket.socket(socket.AF_UNIX) as listener:
         path = str(Path(tmp) / "engine.sock")
         listener.bind(path)
-        listener.listen(1)
-        shot = OneShot(answer)
-        thread = threading.Thread(target=shot.serve, args=(listener,), daemon=True)
-        thread.start()
-        yield engine_address(f"unix://{path}"), shot
-        thread.join(10)
+        with serving(listener, f"unix://{path}", answer) as served:
+            yield served
 
 
 @contextlib.contextmanager
 def tcp_engine(answer: Callable[[socket.socket], None]) -> Iterator[tuple[EngineAddress, OneShot]]:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        shot = OneShot(answer)
-        thread = threading.Thread(target=shot.serve, args=(listener,), daemon=True)
-        thread.start()
-        yield engine_address(f"tcp://127.0.0.1:{listener.getsockname()[1]}"), shot
-        thread.join(10)
+        with serving(listener, f"tcp://127.0.0.1:{listener.getsockname()[1]}", answer) as served:
+            yield served
 
 
 Engine = Callable[
