@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from click.testing import CliRunner, Result
-from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 
+from psyche.chain.rpc import RpcClient
 from psyche.localnet.world import World
 from psyche.manager import cli as cli_module
 
@@ -125,11 +125,11 @@ def dead_url() -> str:
 
 
 def with_world(net: Localnet, payer: Keypair, action: Callable[[World], Awaitable[T]]) -> T:
-    """Run one World coroutine (real signed transactions through solana-py) against the chain."""
+    """Run one World coroutine (real signed transactions through the project's sender) against the chain."""
 
     async def main() -> T:
-        async with AsyncClient(net.rpc_url) as client:
-            return await action(World(client, payer))
+        with RpcClient([net.rpc_url]) as rpc:
+            return await action(World(rpc, payer))
 
     return asyncio.run(main())
 

@@ -13,14 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 
 pytest.importorskip("torch")
 
 from psyche.chain.programs import PERMISSIONLESS_GRANTEE
 from psyche.localnet.world import World
-from tests.integration.localnet_support import localnet, run
+from tests.integration.localnet_support import chain_rpc, localnet, run
 from tests.integration.test_client_localnet import CONFIG, EARNING_RATE, MODEL
 
 pytestmark = pytest.mark.slow
@@ -74,7 +73,7 @@ def _scenario(run_id: str, act: str) -> tuple[int | None, list[str], list[int], 
     wallet = Keypair()
 
     async def scenario() -> tuple[int | None, list[str], list[int], float]:
-        async with localnet() as srv, AsyncClient(srv.rpc_url) as client:
+        async with localnet() as srv, chain_rpc(srv.rpc_url) as client:
             owner = Keypair()
             world = World(client, owner)
             await world.airdrop(owner.pubkey(), 100 * 10**9)
