@@ -39,6 +39,7 @@ class PullDisplay:
             self._progress.start()
 
     def update(self, event: ev.PullProgress) -> None:
+        """Record one layer's progress: move its bar, or print the summary line when one is due."""
         current = event.current or 0
         total = event.total or 0
         previous = self._layers.get(event.layer, (0, 0))
@@ -61,12 +62,14 @@ class PullDisplay:
             self._ui.info(f"{MANAGER_PREFIX} pulling {self._image}: {self.summary()}")
 
     def summary(self) -> str:
+        """Layers done of layers seen, and megabytes so far of the total, e.g. ``2/5 layers, 3.1/40.0 MB``."""
         done = sum(1 for cur, tot in self._layers.values() if tot and cur >= tot)
         current = sum(cur for cur, _ in self._layers.values())
         total = sum(tot for _, tot in self._layers.values())
         return f"{done}/{len(self._layers)} layers, {current / 1e6:.1f}/{total / 1e6:.1f} MB"
 
     def close(self) -> None:
+        """Take the bars off the terminal (a no-op without them, or when already closed)."""
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
