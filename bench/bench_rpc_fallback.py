@@ -17,7 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from solders.pubkey import Pubkey
-from tests.integration.loopback_rpc import refusing_url, servers
+from tests.support.loopback_rpc import servers
+from tests.support.net import dead_url
 
 from psyche.chain.rpc import RpcClient
 
@@ -61,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with servers("healthy", "hang") as (healthy, hanging):
-        refusing = refusing_url()
+        refusing = dead_url("/")
         healthy_cold = cold_median([healthy.url], args.timeout, args.samples)
         with RpcClient([healthy.url], timeout=args.timeout) as client:
             client.get_account_info(KEY)

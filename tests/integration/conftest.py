@@ -5,14 +5,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import shutil
-import subprocess
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import NoReturn
 
 import docker
 import httpx
@@ -20,34 +15,23 @@ import pytest
 import requests
 
 # The client image (scripts/build-client-image), built at most once per content hash; shared by every test.
-from .client_image_support import client_image as client_image
-
-# Every container a test creates carries both labels (use the `container_labels` fixture). The session
-# label scopes teardown to this run: several developers share one engine, and a sweep of `psyche.test=1`
-# alone would kill their running tests' containers.
-TEST_LABEL = "psyche.test"
-SESSION_LABEL = "psyche.test.session"
-SESSION_ID = uuid.uuid4().hex[:10]
+from tests.support.client_image import client_image as client_image
+from tests.support.engine import (
+    BUSYBOX,
+    BUSYBOX_REPOSITORY,
+    PODMAN_HOST,
+    SESSION_ID,
+    SESSION_LABEL,
+    TEST_LABEL,
+    Engine,
+    PushedImage,
+    busybox_rootfs,
+    delete_from_registry,
+    unavailable,
+)
 
 # Tests that use any of these get the `docker` marker automatically, so `-m "not docker"` deselects them.
 DOCKER_FIXTURES = frozenset({"docker_client", "registry", "busybox_image", "container_labels", "engine"})
-# The private Podman service of scripts/services (start --engine podman): its Docker-compatible socket.
-PODMAN_HOST = os.environ.get("PSYCHE_PODMAN_HOST", "unix:///tmp/psyche-podman/podman.sock")
-
-BUSYBOX = Path(os.environ.get("PSYCHE_TEST_BUSYBOX", "/bin/busybox"))
-BUSYBOX_REPOSITORY = "psyche-test-bb"
-_MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"true", "1"}
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip on a developer machine; fail under CI=true, where the Docker tier must prove it ran."""
-    if _in_ci():
-        pytest.fail(f"{reason} (CI=true: the Docker tier must run, so this fails instead of skipping)")
-    pytest.skip(reason)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -58,18 +42,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and callspec.params.get("engine") == "podman":
             item.add_marker(pytest.mark.podman)
-
-
-@dataclass(frozen=True, slots=True)
-class PushedImage:
-    """An image that is in the loopback registry (and, until a test removes it, in the local engine)."""
-
-    repository: str
-    tag: str
-
-    @property
-    def ref(self) -> str:
-        return f"{self.repository}:{self.tag}"
 
 
 @pytest.fixture(scope="session")
@@ -93,15 +65,6 @@ def docker_client() -> Iterator[docker.DockerClient]:
         yield client
     finally:
         client.close()
-
-
-@dataclass(frozen=True, slots=True)
-class Engine:
-    """The engine a test drives: its name, the DOCKER_HOST a run-manager gets, and a client to inspect it."""
-
-    name: str  # "docker" or "podman"
-    host: str
-    client: docker.DockerClient
 
 
 @pytest.fixture(scope="session")
@@ -178,7 +141,7 @@ def busybox_image(
             return pushed[tag]
         image = PushedImage(repository, f"{tag}-{SESSION_ID}")
         context = tmp_path_factory.mktemp("busybox-image")
-        _busybox_rootfs(context / "rootfs")
+        busybox_rootfs(context / "rootfs")
         if unique:
             (context / "rootfs" / "image-id").write_text(f"{image.ref} {uuid.uuid4()}\n")
         (context / "Dockerfile").write_text('FROM scratch\nCOPY rootfs/ /\nENV PATH=/bin\nCMD ["sh"]\n')
@@ -195,26 +158,7 @@ def busybox_image(
     for image in pushed.values():
         with contextlib.suppress(docker.errors.ImageNotFound):  # a test removed it to prove a pull
             docker_client.images.remove(image.ref, force=True)
-        _delete_from_registry(registry, image)
-
-
-def _busybox_rootfs(rootfs: Path) -> None:
-    bin_dir = rootfs / "bin"
-    bin_dir.mkdir(parents=True)
-    shutil.copy2(BUSYBOX, bin_dir / "busybox")
-    applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True, check=True).stdout
-    for applet in applets.split():
-        if applet != "busybox":
-            (bin_dir / applet).symlink_to("busybox")
-
-
-def _delete_from_registry(registry: str, image: PushedImage) -> None:
-    """Drop the tag's manifest so a shared development registry does not fill with per-session tags."""
-    manifest = f"http://{registry}/v2/{BUSYBOX_REPOSITORY}/manifests/"
-    with httpx.Client(timeout=10, trust_env=False) as http:
-        head = http.head(manifest + image.tag, headers={"Accept": _MANIFEST_V2})
-        if head.status_code == 200:
-            http.delete(manifest + head.headers["Docker-Content-Digest"]).raise_for_status()
+        delete_from_registry(registry, image)
 
 
 @pytest.fixture

@@ -20,12 +20,12 @@ pytest.importorskip("torch")
 
 from psyche.chain.programs import PERMISSIONLESS_GRANTEE
 from psyche.localnet.world import World
-from tests.integration.localnet_support import localnet, run
-from tests.integration.test_client_localnet import CONFIG, EARNING_RATE, MODEL
+from tests.support.client_run import CONFIG, EARNING_RATE, MODEL
+from tests.support.localnet import localnet, run
+from tests.support.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
-PROJECT = Path(__file__).resolve().parents[2]
 # Real time here (the client is another process): rank 1 has the warmup to start and import torch.
 REAL_CONFIG = dataclasses.replace(CONFIG, warmup_time=8, max_round_train_time=10, total_steps=50)
 
@@ -58,7 +58,7 @@ async def _client_until_first_step(
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "psyche.client", "train",
-        env=env, cwd=PROJECT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env=env, cwd=PROJECT_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     assert proc.stdout is not None
     lines: list[str] = []

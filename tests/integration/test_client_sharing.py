@@ -45,8 +45,9 @@ from psyche.localnet.world import World
 from psyche.p2p.node import P2PNode
 from psyche.p2p.settings import P2PSettings
 from psyche.p2p.wire import Broadcast, Proof, TrainingResult, encode_broadcast
-from tests.integration.localnet_support import localnet, run
-from tests.integration.test_client_localnet import CONFIG, MODEL, FastClock
+from tests.support.client_run import CONFIG, MODEL, SPEED
+from tests.support.clock import FastClock
+from tests.support.localnet import localnet, run
 
 pytestmark = pytest.mark.slow
 
@@ -214,7 +215,7 @@ def checkpoint_files(scratch: Path, run_id: str) -> dict[str, dict[str, bytes]]:
 
 def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: list[Client]) -> None:
     """One honest pair and one client that also announces bad results; an outsider announces too."""
-    clock = FastClock()
+    clock = FastClock(SPEED)
     run_id = "shared-three"
     config = dataclasses.replace(
         CONFIG, init_min_clients=3, min_clients=2, epoch_time=20, total_steps=1000, warmup_time=8
@@ -285,7 +286,7 @@ def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: 
 def test_a_killed_client_is_dropped_and_a_joiner_fetches_the_model_from_peers(
     tmp_path: Path, clients: list[Client]
 ) -> None:
-    clock = FastClock()
+    clock = FastClock(SPEED)
     run_id = "shared-join"
     config = dataclasses.replace(
         CONFIG, init_min_clients=3, min_clients=2, epoch_time=80, total_steps=1000, warmup_time=40

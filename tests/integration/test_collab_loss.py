@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 
 import torch
 
-from tests.integration.collab_support import collaborate, loopback_rounds
+from tests.support.collab import collaborate, loopback_rounds
 
 pytestmark = pytest.mark.slow
 

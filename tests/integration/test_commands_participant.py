@@ -14,7 +14,7 @@ from psyche.chain.accounts.state import Bloom
 from psyche.chain.accounts.token import TokenAccount
 from psyche.chain.instructions import coordinator
 from psyche.chain.rpc import RpcClient
-from tests.integration.commands_support import (
+from tests.support.commands import (
     Cli,
     Localnet,
     cli,

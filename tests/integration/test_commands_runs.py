@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from solders.keypair import Keypair
 
-from tests.integration.commands_support import (
+from tests.support.commands import (
     Cli,
     Localnet,
     cli,

@@ -16,10 +16,9 @@ import docker
 import pytest
 
 from psyche.manager.launch import LABEL_MANAGED, LABEL_RUN_ID
+from tests.support.client_image import ClientImage
+from tests.support.paths import PROJECT_ROOT
 
-from .client_image_support import ClientImage
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEMO = PROJECT_ROOT / "scripts" / "demo"
 DEMO_RUN = "demo-rewards"
 CLIENTS = 2  # the demo's default

@@ -9,7 +9,7 @@ import docker
 import httpx
 import pytest
 
-from .conftest import BUSYBOX_REPOSITORY, PushedImage
+from tests.support.engine import BUSYBOX_REPOSITORY, PushedImage
 
 pytestmark = pytest.mark.docker
 

@@ -19,7 +19,8 @@ from psyche.chain.instructions import coordinator, treasurer
 from psyche.chain.instructions.system import create_associated_token_account_idempotent
 from psyche.localnet.presets import small_config, small_model
 from psyche.localnet.world import RunHandle, World
-from tests.integration.localnet_support import FakeClock, localnet, raw_rpc, run
+from tests.support.clock import FakeClock
+from tests.support.localnet import localnet, raw_rpc, run
 
 CONFIG = small_config(total_steps=3)
 MODEL = small_model()
@@ -74,7 +75,7 @@ class Epoch:
 
 
 def test_full_epoch_rewards_and_claims() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=1_750_000_000.0)
 
     async def scenario() -> None:
         async with localnet(clock=clock, clock_control=True) as srv, AsyncClient(srv.rpc_url) as client:

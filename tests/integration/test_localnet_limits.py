@@ -23,7 +23,7 @@ from psyche.chain.transactions import PACKET_DATA_SIZE
 from psyche.localnet.budget import COMPUTE_BUDGET_PROGRAM_ID
 from psyche.localnet.encoding import b58encode
 from psyche.localnet.executor import NATIVE_UNITS
-from tests.integration.localnet_support import fund, localnet, raw_rpc, run, sign
+from tests.support.localnet import fund, localnet, raw_rpc, run, sign
 
 TX_TYPE = "solana_sdk::transaction::versioned::VersionedTransaction"
 LAMPORTS = 1_000_000

@@ -25,7 +25,7 @@ from spl.token.constants import TOKEN_PROGRAM_ID
 
 from psyche.chain.instructions.system import system_create_account
 from psyche.localnet.ledger import LAMPORTS_PER_SIGNATURE, MAX_PROCESSING_AGE
-from tests.integration.localnet_support import fund, localnet, raw_rpc, run, send, sign
+from tests.support.localnet import fund, localnet, raw_rpc, run, send, sign
 
 SYSTEM = "11111111111111111111111111111111"
 

@@ -21,10 +21,9 @@ import pytest
 from solders.keypair import Keypair
 
 from psyche.manager.engines import cdi_spec_present
-from tests.integration.commands_support import dead_url
-from tests.integration.conftest import Engine, PushedImage
-from tests.integration.loopback_rpc import servers
-from tests.integration.mainjob_support import (
+from tests.support.engine import Engine, PushedImage
+from tests.support.loopback_rpc import servers
+from tests.support.mainjob import (
     Job,
     both_engines,
     build_version,
@@ -33,6 +32,7 @@ from tests.integration.mainjob_support import (
     versions,
     world,
 )
+from tests.support.net import dead_url
 
 __all__ = ["job", "versions", "world"]  # fixtures used by name
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from psyche import __version__
-from tests.integration.mainjob_support import Chain, Job, Manager, new_run_id, participant, world
+from tests.support.mainjob import Chain, Job, Manager, new_run_id, participant, world
+from tests.support.wait import wait_until
 
 __all__ = ["world"]  # fixtures used by name
 
@@ -50,11 +51,9 @@ def child_pid(manager: Manager, start: int = 0) -> int:
     return int(match[1])
 
 
-def wait_gone(pid: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while alive(pid):  # reaped by the run-manager, or (its parent killed) by init
-        assert time.monotonic() < deadline, f"client process {pid} still alive after {timeout} s"
-        time.sleep(0.05)
+def wait_gone(pid: int) -> None:
+    """Reaped by the run-manager, or (its parent killed) by init."""
+    wait_until(lambda: not alive(pid), timeout=10.0, what=f"client process {pid} gone", interval=0.05)
 
 
 def test_the_client_runs_as_a_child_with_the_containers_environment_and_its_logs_stream(job: Job) -> None:
@@ -116,7 +115,9 @@ def test_a_killed_run_manager_takes_its_client_with_it(job: Job) -> None:
     pid = child_pid(manager)
     manager.signal(signal.SIGKILL)
     assert manager.wait(10) == -signal.SIGKILL
-    wait_gone(pid)  # PR_SET_PDEATHSIG: no orphan for a later start to find
+    wait_until(
+        lambda: not alive(pid), timeout=10.0, what=f"client process {pid} gone", interval=0.05
+    )  # PR_SET_PDEATHSIG: no orphan for a later start to find
 
 
 def test_a_client_version_other_than_the_installed_one_is_refused_and_nothing_runs(job: Job) -> None:

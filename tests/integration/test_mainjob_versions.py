@@ -8,8 +8,8 @@ import signal
 import docker
 import pytest
 
-from tests.integration.conftest import PushedImage
-from tests.integration.mainjob_support import (
+from tests.support.engine import PushedImage
+from tests.support.mainjob import (
     LABEL_CLIENT_VERSION,
     TICKING,
     Job,

@@ -17,11 +17,11 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import PROJECT_ROOT
+
 COUNT = 3
 SUBNET = "10.231.0"
 BOOT_PORT = 4100
@@ -106,7 +106,7 @@ def test_three_namespaces_find_each_other_from_one_bootstrap_and_share(namespace
             ]
             procs.append(
                 subprocess.Popen(
-                    cmd, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+                    cmd, cwd=PROJECT_ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
                 )
             )
         reports = []

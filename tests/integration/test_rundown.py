@@ -21,8 +21,7 @@ from solders.keypair import Keypair
 
 from psyche.manager import cli as cli_module
 from psyche.manager import rundown
-
-from .rundown_service import RunDownService, rundown_service
+from tests.support.rundown_service import RunDownService, rundown_service
 
 RUN = "results-run"
 MB = 1 << 20

@@ -19,8 +19,7 @@ from psyche.manager.launch import LABEL_INSTANCE, LABEL_MANAGED, LABEL_RUN_ID, L
 from psyche.manager.logs import frames, split_lines
 from psyche.manager.runtime import ContainerHandle, ContainerSpec, DockerRuntime
 from psyche.manager.supervisor import Supervisor
-
-from .conftest import PushedImage
+from tests.support.engine import PushedImage
 
 pytestmark = pytest.mark.docker
 

@@ -18,8 +18,8 @@ from psyche.client.entrypoint import RUN_ONCE_ENV, RestartLoop, RestartPolicy, m
 from psyche.client.env import load_client_env
 from psyche.client.identity import derive_identity
 from psyche.errors import ConfigError, WalletError
-
-PROJECT = Path(__file__).resolve().parents[2]
+from tests.support.clock import FakeClock
+from tests.support.paths import PROJECT_ROOT
 
 
 class FakeChild:
@@ -37,18 +37,10 @@ class FakeChild:
         self.terminated = True
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def loop_with(
     exits: list[tuple[int, float]], *, once: bool = False
 ) -> tuple[RestartLoop, list[str], list[FakeChild]]:
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     lines: list[str] = []
     children: list[FakeChild] = []
     script = iter(exits)
@@ -112,7 +104,7 @@ def test_run_once_reads_the_variable_the_manager_sets() -> None:
 def test_a_signal_during_launch_stops_without_deadlock() -> None:
     # A SIGTERM handler runs on the main thread: if it lands while run() is inside launch(), stop() runs
     # there, nested in run()'s critical section. It must neither deadlock nor leave the child running.
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     children: list[FakeChild] = []
     holder: list[RestartLoop] = []
 
@@ -176,7 +168,7 @@ def _module(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=PROJECT,
+        cwd=PROJECT_ROOT,
     )
 
 
@@ -254,7 +246,7 @@ def test_sigterm_stops_the_entrypoint_with_exit_0() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=PROJECT,
+        cwd=PROJECT_ROOT,
     )
     with proc:
         assert proc.stdout is not None

@@ -33,7 +33,7 @@ from psyche.client.actions import (
 from psyche.client.exchange import merkle_root
 from psyche.client.protocol import ClientProtocol
 from psyche.errors import ChainError
-from tests.unit.coordinator_helpers import CONFIG, configured, key
+from tests.support.coordinator import CONFIG, configured, key
 
 START = 1000
 

@@ -21,7 +21,7 @@ from psyche.chain.accounts.state import (
     WitnessProof,
 )
 from psyche.errors import ChainError
-from tests.unit.coordinator_helpers import CONFIG, MODEL, Run, configured, ident, key, replace_acc
+from tests.support.coordinator import CONFIG, MODEL, Run, configured, ident, key, replace_acc
 
 
 def _code(fn: Callable[..., Any], *args: Any) -> int:

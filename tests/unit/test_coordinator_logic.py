@@ -10,7 +10,7 @@ from psyche.chain import coordinator_logic as cl
 from psyche.chain.accounts.coordinator import RunState
 from psyche.chain.accounts.model import Checkpoint, CheckpointKind, GcsRepo, HubRepo
 from psyche.chain.accounts.state import ClientState
-from tests.unit.coordinator_helpers import CONFIG, configured, key, replace_acc
+from tests.support.coordinator import CONFIG, configured, key, replace_acc
 
 
 def _start_epoch(run, t: int = 1001):  # type: ignore[no-untyped-def]
@@ -222,7 +222,7 @@ def test_health_check_drops_an_unseen_trainer() -> None:
 
 
 def run_ident(i: int):  # type: ignore[no-untyped-def]
-    from tests.unit.coordinator_helpers import ident
+    from tests.support.coordinator import ident
 
     return ident(i)
 

@@ -19,7 +19,7 @@ from psyche.manager.engines import (
     podman_create_body,
 )
 from psyche.manager.runtime import DockerRuntime, socket_answers
-from tests.engine_standin import EngineStandIn, engine_standin
+from tests.support.engine_standin import EngineStandIn, engine_standin
 
 # Podman 4.3.1's own GET /version (Debian bookworm), trimmed to what identify reads.
 PODMAN_VERSION = {

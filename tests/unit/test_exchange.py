@@ -30,7 +30,7 @@ from psyche.client.exchange import (
     merkle_root,
 )
 from psyche.errors import BroadcastRefused, RunManagerError
-from tests.unit.coordinator_helpers import CONFIG, Run, configured, key
+from tests.support.coordinator import CONFIG, Run, configured, key
 
 
 def sha(*parts: bytes) -> bytes:

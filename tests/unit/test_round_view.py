@@ -6,7 +6,7 @@ from psyche.chain import coordinator_logic as cl
 from psyche.chain import round_view
 from psyche.chain.accounts.coordinator import RunState
 from psyche.chain.accounts.state import Bloom
-from tests.unit.coordinator_helpers import configured, key
+from tests.support.coordinator import configured, key
 
 
 def _round_train():  # type: ignore[no-untyped-def]

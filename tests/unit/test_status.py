@@ -40,7 +40,7 @@ from psyche.manager.status import (
     render_p2p,
     tokens,
 )
-from tests.unit.test_queries import COORD, MINT, OWNER, FakeChain, seed_run
+from tests.support.fake_chain import COORD, MINT, OWNER, FakeChain, seed_run
 
 USER = Pubkey.new_unique()
 NOW = 1_750_000_000.0

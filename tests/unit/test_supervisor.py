@@ -6,6 +6,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import pytest
 
@@ -30,12 +31,14 @@ from psyche.manager.supervisor import (
     RestartPolicy,
     Supervisor,
 )
-from tests.fake_runtime import SIGKILL_EXIT, SIGTERM_EXIT, FakeClock, FakeRuntime, Script
+from tests.support.clock import FakeClock
+from tests.support.fake_runtime import SIGKILL_EXIT, SIGTERM_EXIT, FakeRuntime, Script
 
 REPO = "127.0.0.1:5000/psyche-client"
 V1 = f"{REPO}:v1"
 V2 = f"{REPO}:v2"
 SECRET = "[1,2,3,4]"
+E = TypeVar("E")
 
 
 @dataclass
@@ -45,7 +48,7 @@ class Rig:
     supervisor: Supervisor
     events: list[ev.Event] = field(default_factory=list)
 
-    def of(self, kind: type) -> list[ev.Event]:
+    def of(self, kind: type[E]) -> list[E]:
         return [e for e in self.events if isinstance(e, kind)]
 
     def log_lines(self) -> list[ev.LogLine]:

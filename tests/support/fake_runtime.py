@@ -10,30 +10,13 @@ from psyche.errors import GpuRuntimeMissing, ImagePullFailed
 from psyche.manager.events import PullProgress
 from psyche.manager.images import ImageRef
 from psyche.manager.runtime import ContainerHandle, ContainerInfo, ContainerSpec, Stream
+from tests.support.clock import FakeClock
 
 SIGTERM_EXIT = 143
 SIGKILL_EXIT = 137
 # Real-time safety net: a scripted container that nobody stops ends after this, so a broken test fails
 # instead of hanging.
 _HANG_LIMIT = 10.0
-
-
-class FakeClock:
-    """monotonic() and sleep() for the supervisor: sleeping only moves the clock forward."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.slept = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        self.slept += seconds
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
