@@ -244,7 +244,8 @@ class Bench:
         assert proc.stdout is not None and proc.stderr is not None
         ours = Count(proc.stdout, "run-manager")
         err = io.StringIO()
-        err_thread = threading.Thread(target=lambda: err.write(proc.stderr.read().decode()), daemon=True)
+        stderr = proc.stderr
+        err_thread = threading.Thread(target=lambda: err.write(stderr.read().decode()), daemon=True)
         err_thread.start()
         peak_thread = threading.Thread(target=self._peak_loop, args=(proc, "log throughput"), daemon=True)
         peak_thread.start()

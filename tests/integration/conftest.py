@@ -7,7 +7,7 @@ import gc
 import os
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import docker
 import httpx
@@ -23,6 +23,7 @@ from tests.support.engine import (
     SESSION_ID,
     SESSION_LABEL,
     TEST_LABEL,
+    BuildImage,
     Engine,
     PushedImage,
     busybox_rootfs,
@@ -123,7 +124,7 @@ def registry() -> str:
 @pytest.fixture(scope="session")
 def busybox_image(
     docker_client: docker.DockerClient, registry: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[str], PushedImage]]:
+) -> Iterator[BuildImage]:
     """Factory: tag -> a pushed `FROM scratch` busybox image, <registry>/psyche-test-bb:<tag>-<session>.
 
     The image has /bin/busybox plus a symlink per applet (sh, echo, sleep, wget, ...) and no entrypoint, so a

@@ -14,7 +14,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -40,6 +40,7 @@ from psyche.client.identity import derive_identity
 from psyche.client.protocol import ClientProtocol
 from psyche.client.runner import ChainPort, Runner
 from psyche.client.sharing import STATUS_FILE, ResultSharing, start_sharing
+from psyche.client.train import Trainer
 from psyche.client.trainer_port import TorchTrainerPort
 from psyche.localnet.world import World
 from psyche.p2p.node import P2PNode
@@ -65,7 +66,7 @@ SHARED_MODEL = dataclasses.replace(MODEL, optimizer=DISTRO)
 def params_hash(port: TorchTrainerPort) -> str:
     """sha256 over every parameter's bytes, in name order."""
     trainer = port.trainer
-    assert trainer is not None
+    assert isinstance(trainer, Trainer)
     h = hashlib.sha256()
     for name, p in sorted(trainer.model.named_parameters()):
         h.update(name.encode())
@@ -360,7 +361,7 @@ def applied_in(client: Client, *, epoch: int) -> int:
     return sum(1 for key in list(client.trainer.after_apply) if key[0] >= epoch)
 
 
-async def until(done: Callable[[], bool], running: list[asyncio.Future[None]], timeout: float) -> None:
+async def until(done: Callable[[], bool], running: Sequence[asyncio.Future[None]], timeout: float) -> None:
     """Wait for ``done()``; a client that ends first, or the timeout, fails the test."""
     deadline = time.monotonic() + timeout
     while not done():

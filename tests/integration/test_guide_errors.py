@@ -293,6 +293,7 @@ def _no_joinable_runs(m: MainJob) -> Manager:
 
 
 def _no_gpus(m: MainJob) -> Manager:
+    assert m.job.docker is not None
     if "nvidia" in m.job.docker.info().get("Runtimes", {}):
         pytest.skip("this engine has the NVIDIA runtime: the error path cannot be shown here")
     m.job.world.create_run(m.job.run_id, m.image.tag)

@@ -16,7 +16,7 @@ from psyche.manager.metrics import MainJobMetrics
 from psyche.manager.runtime import DockerRuntime
 from psyche.manager.supervisor import Supervisor
 from tests.support.clock import FakeClock
-from tests.support.engine import PushedImage
+from tests.support.engine import BuildImage
 from tests.support.fake_runtime import FakeRuntime, Script
 from tests.support.net import dead_url
 
@@ -48,7 +48,7 @@ def wait_for(url: str, ready: Callable[[dict[str, float]], bool], timeout: float
 @pytest.mark.docker
 def test_scrape_during_a_supervised_busybox_run(
     docker_client: docker.DockerClient,
-    busybox_image: Callable[[str], PushedImage],
+    busybox_image: BuildImage,
     container_labels: dict[str, str],
 ) -> None:
     pushed = busybox_image("rt-run")

@@ -151,7 +151,14 @@ def test_two_endpoints_each_nonce_once_and_in_order() -> None:
                 await a.push(6)
                 await b.push(6)
                 await wait_until_async(lambda: w.nonces()[-1:] == [6])
-                await asyncio.sleep(0.05)  # let b's 6 arrive too; it must not be delivered twice
+                # Both 6s are read before what each endpoint sends after them: an unreadable notification,
+                # which each reports once. When both reports are in, the second 6 has been seen and dropped.
+                await a.push_raw(None)
+                await b.push_raw(None)
+                await wait_until_async(
+                    lambda: {e.url for e in w.events if isinstance(e, UpdateRejected)} == {a.url, b.url},
+                    what="both endpoints' notifications after their 6",
+                )
                 assert w.nonces() == [1, 2, 3, 5, 6]
                 assert w.got[-1].data == (6).to_bytes(8, "little") + b"coordinator"
                 assert w.got[-1].slot == 5
@@ -189,6 +196,11 @@ def test_unreadable_notifications_are_reported_not_delivered() -> None:
     run(scenario)
 
 
+def refused(reason: str) -> bool:
+    """A SubscriptionDown's reason says the connect was refused."""
+    return "Errno" in reason or "refused" in reason.lower()
+
+
 def test_kill_and_restart_an_endpoint_resubscribes() -> None:
     async def scenario() -> None:
         a, b = await PubsubServer().start(), await PubsubServer().start()
@@ -203,8 +215,12 @@ def test_kill_and_restart_an_endpoint_resubscribes() -> None:
                 assert w.watcher.connected == [b.url] and w.watcher.any_connected
                 await b.push(1)
                 await wait_until_async(lambda: w.nonces() == [1])
-                await asyncio.sleep(0.1)  # a few refused reconnects
-                assert any("Errno" in d.reason or "refused" in d.reason.lower() for d in w.downs(url_a)[1:])
+                await wait_until_async(
+                    lambda: any(
+                        "Errno" in d.reason or "refused" in d.reason.lower() for d in w.downs(url_a)[1:]
+                    ),
+                    what="a refused reconnect to the stopped endpoint",
+                )
                 restarted = await PubsubServer(port).start()
                 await wait_until_async(lambda: w.ups(url_a) == 2)
                 assert len(w.watcher.connected) == 2

@@ -13,8 +13,9 @@ from solders.pubkey import Pubkey
 
 from psyche.chain.accounts.model import LLM, Checkpoint
 from psyche.chain.programs import PERMISSIONLESS_GRANTEE
+from psyche.chain.rpc import AccountInfo
 from psyche.errors import DockerUnavailable, RpcError, RpcUnavailable
-from psyche.manager.doctor import Check, DoctorOptions, Seams, run_doctor
+from psyche.manager.doctor import ChainProbe, Check, DoctorOptions, EngineProbe, Seams, run_doctor
 from psyche.manager.engines import EngineId, EngineKind
 from psyche.manager.hardware import (
     DiskUsage,
@@ -39,7 +40,7 @@ RPC1, RPC2 = "http://127.0.0.1:8899", "http://127.0.0.1:9899"
 WS1, WS2 = "ws://127.0.0.1:8900", "ws://127.0.0.1:9900"
 
 
-class FakeRpc:
+class FakeRpc(ChainProbe):
     """An RpcClient over the FakeChain; endpoints in ``dead`` refuse, each answer costs ``latency[url]``."""
 
     def __init__(self, world: World, urls: Sequence[str]) -> None:
@@ -65,15 +66,17 @@ class FakeRpc:
         self._answer()
         return self.world.balance
 
-    def get_account_info(self, pubkey: Pubkey):  # type: ignore[no-untyped-def]
+    def get_account_info(self, pubkey: Pubkey) -> AccountInfo | None:
         self._answer()
         return self.world.chain.get_account_info(pubkey)
 
-    def get_multiple_accounts(self, pubkeys):  # type: ignore[no-untyped-def]
+    def get_multiple_accounts(self, pubkeys: Sequence[Pubkey]) -> list[AccountInfo | None]:
         self._answer()
         return self.world.chain.get_multiple_accounts(pubkeys)
 
-    def get_program_accounts(self, program, filters=()):  # type: ignore[no-untyped-def]
+    def get_program_accounts(
+        self, program: Pubkey, filters: Sequence[int | tuple[int, bytes]] = ()
+    ) -> list[tuple[Pubkey, bytes]]:
         self._answer()
         return self.world.chain.get_program_accounts(program, filters)
 
@@ -81,7 +84,7 @@ class FakeRpc:
         self.closed = True
 
 
-class FakeEngine:
+class FakeEngine(EngineProbe):
     def __init__(
         self,
         *,

@@ -8,7 +8,7 @@ import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 import docker
 import httpx
@@ -51,6 +51,12 @@ class PushedImage:
     @property
     def ref(self) -> str:
         return f"{self.repository}:{self.tag}"
+
+
+class BuildImage(Protocol):
+    """The ``busybox_image`` fixture: tag -> that busybox image, pushed (``unique``: a layer of its own)."""
+
+    def __call__(self, tag: str, *, unique: bool = False) -> PushedImage: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from psyche.chain.programs import (
     COORDINATOR_PROGRAM_ID,
     JOIN_RUN_AUTHORIZATION_SCOPE,
 )
+from psyche.chain.queries import AccountReader
 from psyche.chain.rpc import AccountInfo
 
 OWNER = Pubkey.new_unique()
@@ -27,7 +28,7 @@ COORD = Pubkey.new_unique()
 MINT = Pubkey.new_unique()
 
 
-class FakeChain:
+class FakeChain(AccountReader):
     """Accounts by address; counts reads the way an RPC node would see them (one per call)."""
 
     current_endpoint = "https://rpc.fake/?api-key=***"  # what RpcClient.current_endpoint gives: redacted

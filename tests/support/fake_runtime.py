@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from psyche.errors import GpuRuntimeMissing, ImagePullFailed
 from psyche.manager.events import PullProgress
 from psyche.manager.images import ImageRef
-from psyche.manager.runtime import ContainerHandle, ContainerInfo, ContainerSpec, Stream
+from psyche.manager.logs import Stream
+from psyche.manager.runtime import ContainerHandle, ContainerInfo, ContainerRuntime, ContainerSpec
 from tests.support.clock import FakeClock
 
 SIGTERM_EXIT = 143
@@ -48,7 +49,7 @@ class FakeContainer:
     exit_code: int | None = None
 
 
-class FakeRuntime:
+class FakeRuntime(ContainerRuntime):
     """ContainerRuntime in memory. ``calls`` records (method, subject) in order."""
 
     def __init__(

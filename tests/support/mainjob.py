@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -23,7 +23,7 @@ from docker.models.containers import Container
 from solders.keypair import Keypair
 
 from tests.support.commands import Cli, Localnet, localnet_process, write_keypair
-from tests.support.engine import SESSION_ID, Engine, PushedImage, delete_from_registry
+from tests.support.engine import SESSION_ID, BuildImage, Engine, PushedImage, delete_from_registry
 
 RUN_MANAGER = Path(sys.executable).with_name("run-manager")
 PERMISSIONLESS = "11111111111111111111111111111111"
@@ -413,7 +413,7 @@ def build_version(
 
 @pytest.fixture(scope="module")
 def versions(
-    docker_client: docker.DockerClient, registry: str, busybox_image: Callable[[str], PushedImage]
+    docker_client: docker.DockerClient, registry: str, busybox_image: BuildImage
 ) -> Iterator[tuple[PushedImage, PushedImage]]:
     """Two images in the loopback registry, each with its own digest: the run's client versions A and B."""
     base = busybox_image("mj-base")

@@ -5,13 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from psyche.client import checkpoint as ckpt
+from psyche.client.distro import DistroOptimizer
+from psyche.client.distro_payload import PayloadShape
+from psyche.client.ranks import WorkerTrainer
 from psyche.client.train import StepResult
+from psyche.client.trainer_port import StepTrainer
 
 
-class FakeTrainer:
-    """Records every call; the loss falls by one per step."""
+class FakeTrainer(StepTrainer, WorkerTrainer):
+    """Records every call; the loss falls by one per step.
 
-    distro = None  # an AdamW run
+    It declares both Protocols it stands in for (rank 0's and a worker's), so mypy fails when they drift.
+    """
+
+    distro: DistroOptimizer | None = None  # an AdamW run
 
     def __init__(self) -> None:
         self.calls: list[tuple[object, ...]] = []
@@ -33,3 +41,10 @@ class FakeTrainer:
 
     def reset_errors(self) -> None:
         self.calls.append(("reset_errors",))
+
+    def payload_shapes(self) -> list[PayloadShape]:
+        self.calls.append(("payload_shapes",))
+        return []
+
+    def checkpoint_content(self, step: int | None = None) -> ckpt.Content:
+        raise AssertionError("FakeTrainer has no weights to serve")

@@ -8,13 +8,21 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from psyche.client.entrypoint import RUN_ONCE_ENV, RestartLoop, RestartPolicy, missing_required, run_once
+from psyche.client.entrypoint import (
+    RUN_ONCE_ENV,
+    Child,
+    RestartLoop,
+    RestartPolicy,
+    missing_required,
+    run_once,
+)
 from psyche.client.env import load_client_env
 from psyche.client.identity import derive_identity
 from psyche.errors import ConfigError, WalletError
@@ -22,7 +30,7 @@ from tests.support.clock import FakeClock
 from tests.support.paths import PROJECT_ROOT
 
 
-class FakeChild:
+class FakeChild(Child):
     """A client process that exits with ``code`` after ``runtime`` seconds of the fake clock."""
 
     def __init__(self, clock: FakeClock, code: int, runtime: float) -> None:
@@ -38,7 +46,7 @@ class FakeChild:
 
 
 def loop_with(
-    exits: list[tuple[int, float]], *, once: bool = False
+    exits: Sequence[tuple[int, float]], *, once: bool = False
 ) -> tuple[RestartLoop, list[str], list[FakeChild]]:
     clock = FakeClock(start=0.0)
     lines: list[str] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+from collections.abc import Callable
 
 import pytest
 from solders.pubkey import Pubkey
@@ -12,7 +13,8 @@ from solders.pubkey import Pubkey
 from psyche.chain import bloom
 from psyche.chain import coordinator_logic as cl
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
-from psyche.chain.accounts.state import Bloom, ClientState
+from psyche.chain.accounts.model import CoordinatorConfig
+from psyche.chain.accounts.state import Bloom, ClientState, NodeIdentity
 from psyche.chain.logic.errors import CoordinatorErrorCode
 from psyche.chain.round_view import current_round, round_assignments, round_batch_size
 from psyche.client.actions import (
@@ -52,8 +54,8 @@ class FixedRng(random.Random):
 class SimChain:
     """Applies the protocols' sends with the real coordinator logic and broadcasts every new state."""
 
-    def __init__(self, n_clients: int, config: object = CONFIG, version: str = "test") -> None:
-        self.run = configured(config)  # type: ignore[arg-type]
+    def __init__(self, n_clients: int, config: CoordinatorConfig = CONFIG, version: str = "test") -> None:
+        self.run = configured(config)
         if version != "test":
             self.run.acc = dataclasses.replace(self.run.acc, client_version=version)
         self.clients = {i: ClientProtocol(key(i), bytes(key(100 + i)), "v1") for i in range(1, n_clients + 1)}
@@ -81,7 +83,7 @@ class SimChain:
             new = cl.tick(self.acc, t, slot)
         elif isinstance(sent, SendWarmupWitness):
             new = cl.warmup_witness(self.acc, me, sent.proof, Bloom(), Bloom(), bytes(32), t, slot)
-        else:
+        elif isinstance(sent, SendWitness):
             new = cl.witness(
                 self.acc,
                 me,
@@ -92,11 +94,11 @@ class SimChain:
                 t,
                 slot,
             )
+        else:
+            raise AssertionError(f"the simulated chain has no rule for {sent!r}")
         self.run.acc = new
 
-    def _identity(self, i: int) -> object:
-        from psyche.chain.accounts.state import NodeIdentity
-
+    def _identity(self, i: int) -> NodeIdentity:
         return NodeIdentity(key(i), key(100 + i))
 
     def _do(self, i: int, actions: list[Action], now: float) -> None:
@@ -147,16 +149,16 @@ class SimChain:
             if i in self.started and i not in self.exits:
                 self._do(i, client.on_timer(now), now)
 
-    def run_until(self, done: object, start: float = START, limit: float = 600) -> float:
+    def run_until(self, done: Callable[[], object], start: float = START, limit: float = 600) -> float:
         now = start
-        while not done() and now < start + limit:  # type: ignore[operator]
+        while not done() and now < start + limit:
             self.step(now)
             now += 0.5
-        assert done(), f"stuck in {self.acc.run_state.display} at step {self.acc.progress.step}"  # type: ignore[operator]
+        assert done(), f"stuck in {self.acc.run_state.display} at step {self.acc.progress.step}"
         return now
 
 
-def short_config(total_steps: int = 3) -> object:
+def short_config(total_steps: int = 3) -> CoordinatorConfig:
     return dataclasses.replace(CONFIG, total_steps=total_steps)
 
 

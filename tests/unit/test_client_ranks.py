@@ -19,6 +19,7 @@ pytest.importorskip("torch")
 
 from psyche.chain.accounts.coordinator import CoordinatorAccount
 from psyche.chain.accounts.model import (
+    LLM,
     Checkpoint,
     CheckpointKind,
     HubRepo,
@@ -30,14 +31,14 @@ from psyche.client.parallel import ParallelContext
 from psyche.client.parallelism import Parallelism, resolve_parallelism
 from psyche.client.rank_group import RankGroup, describe_exit
 from psyche.client.ranks import Apply, Build, Message, ResetErrors, RoundBf16, Save, Shutdown, Step, serve
-from psyche.client.trainer_port import TorchTrainerPort
+from psyche.client.trainer_port import Ranks, TorchTrainerPort
 from psyche.errors import RunManagerError
 from tests.support.client_run import MODEL, P2P_MODEL
 from tests.support.rank_fakes import raising_worker, recording_worker
 from tests.support.trainer_fakes import FakeTrainer
 
 
-class FakeRanks:
+class FakeRanks(Ranks):
     """What rank 0 sent to the other ranks."""
 
     def __init__(self) -> None:
@@ -64,12 +65,12 @@ class Scripted:
             raise EOFError from None
 
 
-def _account() -> CoordinatorAccount:
+def _account(model: LLM = P2P_MODEL) -> CoordinatorAccount:
     # The port reads the model and, for the resume decision, the epoch and the step it started from.
     return cast(
         CoordinatorAccount,
         SimpleNamespace(
-            model=P2P_MODEL,
+            model=model,
             progress=SimpleNamespace(epoch=1, step=5),
             epoch_state=SimpleNamespace(start_step=5),
         ),
@@ -162,7 +163,8 @@ def _port(
 
 
 def test_rank_0_sends_every_call_first_so_a_worker_makes_the_same_ones(tmp_path: Path) -> None:
-    leader, ranks, started = FakeTrainer(), FakeRanks(), []
+    leader, ranks = FakeTrainer(), FakeRanks()
+    started: list[Parallelism] = []
     port = _port(tmp_path, Parallelism(2, 1, 4), leader, ranks, started)
     port.prepare(_account(), 0)
     port.prepare(_account(), 1)  # kept in memory: no second Build
@@ -196,7 +198,8 @@ def test_resume_is_decided_by_rank_0_and_sent_with_build(tmp_path: Path) -> None
 
 
 def test_one_rank_starts_no_processes_and_sends_nothing(tmp_path: Path) -> None:
-    leader, ranks, started = FakeTrainer(), FakeRanks(), []
+    leader, ranks = FakeTrainer(), FakeRanks()
+    started: list[Parallelism] = []
     port = _port(tmp_path, Parallelism(1, 1, 2), leader, ranks, started)
     port.train(_account(), Train((0, 1), 1, 0, 3))
     port.save(0, 1)
@@ -224,10 +227,9 @@ def test_parallelism_auto_decides_the_grid(tmp_path: Path) -> None:
         build=lambda build, env, run_id, p, ctx: FakeTrainer(),
         start_ranks=start,
     )
-    account = _account()
     # The table's key is the repo the run's checkpoint names (Dummy weights here: nothing to find on disk).
-    account.model = dataclasses.replace(
-        P2P_MODEL, checkpoint=Checkpoint(CheckpointKind.Dummy, HubRepo("org/model"))
+    account = _account(
+        dataclasses.replace(P2P_MODEL, checkpoint=Checkpoint(CheckpointKind.Dummy, HubRepo("org/model")))
     )
     port.prepare(account, 0)
     assert started == [Parallelism(2, 1, 3)]

@@ -15,7 +15,7 @@ from psyche.chain.accounts.model import Checkpoint
 from psyche.chain.programs import PERMISSIONLESS_GRANTEE
 from psyche.manager.commands.doctor import render, report_json, summary
 from psyche.manager.doctor import Check, DoctorOptions, Status, exit_code, run_doctor
-from psyche.manager.doctor_host import parse_size
+from psyche.manager.engines import parse_size
 from psyche.manager.hardware import (
     Gpu,
     GpuProbe,

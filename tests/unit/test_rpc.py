@@ -413,7 +413,7 @@ def test_batch_item_error_and_whole_batch_refusal_raise() -> None:
 
 # -- transactions ----------------------------------------------------------------------------------------
 
-PREFLIGHT = {
+PREFLIGHT: dict[str, Any] = {
     "code": -32002,
     "message": "Transaction simulation failed: Error processing Instruction 0: custom program error: 0x1773",
     "data": {

@@ -640,7 +640,7 @@ def test_stalls_count_as_quick_crashes_however_long_the_timeout() -> None:
         r.supervisor.run()
 
     assert raised.value.code == SIGTERM_EXIT
-    assert [e.silent_for for e in r.of(ev.Stalled)] == [301.0, 301.0]  # type: ignore[attr-defined]
+    assert [e.silent_for for e in r.of(ev.Stalled)] == [301.0, 301.0]
     assert r.of(ev.Restarting) == [
         ev.Restarting(1, 1.0, "no log line for 301s (stall timeout), exit code 143")
     ]

@@ -20,8 +20,9 @@ from solders.transaction import VersionedTransaction
 
 from psyche.chain import instructions as ix
 from psyche.chain import pda
-from psyche.chain.accounts.coordinator import SIZE, CoordinatorProgress, RunMetadata
+from psyche.chain.accounts.coordinator import SIZE
 from psyche.chain.accounts.model import Checkpoint
+from psyche.chain.accounts.setup import CoordinatorProgress, RunMetadata
 from psyche.chain.accounts.token import Mint
 from psyche.chain.instructions.args import WitnessMetadata
 from psyche.chain.instructions.coordinator import BLOOM_SIZE, MERKLE_ROOT_SIZE, WITNESS_PROOF_SIZE
@@ -173,15 +174,27 @@ def test_client_transactions_at_their_longest_fit() -> None:
     metadata = WitnessMetadata(
         step=2**32 - 1, evals=tuple((f"eval{i}", 1.0) for i in range(8)), prompt_results=tuple(range(16))
     )
-    full = {
-        "proof": b"\xff" * WITNESS_PROOF_SIZE,
-        "participant_bloom": b"\xff" * BLOOM_SIZE,
-        "broadcast_bloom": b"\xff" * BLOOM_SIZE,
-        "broadcast_merkle": b"\xff" * MERKLE_ROOT_SIZE,
-    }
+    proof, bloom, merkle = b"\xff" * WITNESS_PROOF_SIZE, b"\xff" * BLOOM_SIZE, b"\xff" * MERKLE_ROOT_SIZE
     sent = [
-        ix.witness(me, instance, account, **full, metadata=metadata),
-        ix.warmup_witness(me, instance, account, **full),
+        ix.witness(
+            me,
+            instance,
+            account,
+            proof=proof,
+            participant_bloom=bloom,
+            broadcast_bloom=bloom,
+            broadcast_merkle=merkle,
+            metadata=metadata,
+        ),
+        ix.warmup_witness(
+            me,
+            instance,
+            account,
+            proof=proof,
+            participant_bloom=bloom,
+            broadcast_bloom=bloom,
+            broadcast_merkle=merkle,
+        ),
         ix.join_run(me, Pubkey.new_unique(), instance, account, bytes(32)),
         ix.tick(me, instance, account),
         ix.checkpoint(me, instance, account, Checkpoint.hub("o" * 64, "p" * 64)),
