@@ -7,7 +7,7 @@ import gc
 import os
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import docker
 import httpx
@@ -16,6 +16,11 @@ import requests
 
 # The client image (scripts/build-client-image), built at most once per content hash; shared by every test.
 from tests.support.client_image import client_image as client_image
+
+# The chain commands' fixtures (a local chain per module, reached on RPC and through a dead RPC + RPC_2).
+from tests.support.commands import cli as cli
+from tests.support.commands import endpoints as endpoints
+from tests.support.commands import net as net
 from tests.support.engine import (
     BUSYBOX,
     BUSYBOX_REPOSITORY,
@@ -45,23 +50,33 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.podman)
 
 
-@pytest.fixture(scope="session")
-def docker_client() -> Iterator[docker.DockerClient]:
-    """docker.from_env() after a ping; skipped (CI: failed) with the reason when no engine answers."""
-    where = os.environ.get("DOCKER_HOST", "the default socket")
+def _connected(
+    connect: Callable[[], docker.DockerClient], unreachable: str, start: str
+) -> docker.DockerClient:
+    """A client that answered a ping; else skipped (CI: failed) with what is missing and how to start it."""
     reason = None
     # docker-py leaves the socket of a failed connect unclosed; with warnings as errors its ResourceWarning
     # would surface in some later test, so drop it here, quietly, before skipping.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         try:
-            client = docker.from_env(timeout=60)
+            client = connect()
             client.ping()
         except (docker.errors.DockerException, requests.RequestException) as exc:
-            reason = f"no Docker engine at {where}: {exc} (start one: scripts/services start)"
+            reason = f"{unreachable}: {exc} (start one: {start})"
         gc.collect()
     if reason is not None:
         unavailable(reason)
+    return client
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """docker.from_env() after a ping; skipped (CI: failed) with the reason when no engine answers."""
+    where = os.environ.get("DOCKER_HOST", "the default socket")
+    client = _connected(
+        lambda: docker.from_env(timeout=60), f"no Docker engine at {where}", "scripts/services start"
+    )
     try:
         yield client
     finally:
@@ -74,18 +89,11 @@ def podman_client() -> Iterator[docker.DockerClient]:
 
     At the end it removes the images this session pulled into Podman (their tags carry the session id).
     """
-    reason = None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        try:
-            client = docker.DockerClient(base_url=PODMAN_HOST, version="1.41", timeout=60)
-            client.ping()
-        except (docker.errors.DockerException, requests.RequestException) as exc:
-            start = "scripts/services start --engine podman"
-            reason = f"no Podman service at {PODMAN_HOST}: {exc} (start one: {start})"
-        gc.collect()
-    if reason is not None:
-        unavailable(reason)
+    client = _connected(
+        lambda: docker.DockerClient(base_url=PODMAN_HOST, version="1.41", timeout=60),
+        f"no Podman service at {PODMAN_HOST}",
+        "scripts/services start --engine podman",
+    )
     try:
         yield client
     finally:

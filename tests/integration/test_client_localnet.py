@@ -27,7 +27,7 @@ from psyche.client.rank_group import RankGroup
 from psyche.client.runner import ChainPort, Runner
 from psyche.client.trainer_port import TorchTrainerPort
 from psyche.localnet.world import World
-from tests.support.client_run import CONFIG, EARNING_RATE, MODEL, SPEED, TOTAL_STEPS
+from tests.support.client_run import CONFIG, EARNING_RATE, MODEL, SPEED, TOTAL_STEPS, permissionless_run
 from tests.support.clock import FastClock
 from tests.support.localnet import localnet, run
 
@@ -62,13 +62,7 @@ def test_one_client_trains_a_whole_run_and_earns_points(
 
     async def scenario() -> tuple[int, CoordinatorAccount, RecordingTrainer]:
         async with localnet(clock=clock) as srv, AsyncClient(srv.rpc_url) as client:
-            owner = Keypair()
-            world = World(client, owner)
-            await world.airdrop(owner.pubkey(), 100 * 10**9)
-            await world.airdrop(wallet.pubkey(), 10**9)
-            handle = await world.create_run(run_id)
-            await world.authorize(PERMISSIONLESS_GRANTEE)
-            await world.configure(handle, CONFIG, MODEL, earning_rate=EARNING_RATE)
+            await permissionless_run(client, run_id, [wallet.pubkey()])
 
             trainer = RecordingTrainer(TrainerEnv(device="cpu", checkpoint_dir=tmp_path / "ckpt"), run_id)
             # The client is synchronous: it runs on a thread so that this event loop keeps serving the chain.
@@ -202,13 +196,7 @@ def test_a_training_rank_crash_ends_the_client_with_exit_1_within_seconds(tmp_pa
 
 async def _permissionless_run(client: AsyncClient, run_id: str, wallet: Keypair) -> None:
     """A one-client run whose warmup leaves time to start a second training process (torch import)."""
-    owner = Keypair()
-    world = World(client, owner)
-    await world.airdrop(owner.pubkey(), 100 * 10**9)
-    await world.airdrop(wallet.pubkey(), 10**9)
-    handle = await world.create_run(run_id)
-    await world.authorize(PERMISSIONLESS_GRANTEE)
-    await world.configure(handle, RANKS_CONFIG, MODEL, earning_rate=EARNING_RATE)
+    await permissionless_run(client, run_id, [wallet.pubkey()], RANKS_CONFIG)
 
 
 def follow(

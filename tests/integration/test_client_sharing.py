@@ -42,11 +42,10 @@ from psyche.client.runner import ChainPort, Runner
 from psyche.client.sharing import STATUS_FILE, ResultSharing, start_sharing
 from psyche.client.train import Trainer
 from psyche.client.trainer_port import TorchTrainerPort
-from psyche.localnet.world import World
 from psyche.p2p.node import P2PNode
 from psyche.p2p.settings import P2PSettings
 from psyche.p2p.wire import Broadcast, Proof, TrainingResult, encode_broadcast
-from tests.support.client_run import CONFIG, MODEL, SPEED
+from tests.support.client_run import CONFIG, MODEL, SPEED, permissionless_run
 from tests.support.clock import FastClock
 from tests.support.localnet import localnet, run
 
@@ -231,14 +230,7 @@ def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: 
 
     async def scenario() -> CoordinatorAccount:
         async with localnet(clock=clock) as srv, AsyncClient(srv.rpc_url) as rpc:
-            owner = Keypair()
-            world = World(rpc, owner)
-            await world.airdrop(owner.pubkey(), 100 * 10**9)
-            for c in clients:
-                await world.airdrop(c.wallet.pubkey(), 10**9)
-            handle = await world.create_run(run_id)
-            await world.authorize(PERMISSIONLESS_GRANTEE)
-            await world.configure(handle, config, SHARED_MODEL, earning_rate=1_000_000)
+            await permissionless_run(rpc, run_id, [c.wallet.pubkey() for c in clients], config, SHARED_MODEL)
             threads = [
                 asyncio.ensure_future(asyncio.to_thread(follow, c, srv.rpc_url, srv.ws_url, run_id, clock))
                 for c in clients
@@ -301,14 +293,8 @@ def test_a_killed_client_is_dropped_and_a_joiner_fetches_the_model_from_peers(
 
     async def scenario() -> CoordinatorAccount:
         async with localnet(clock=clock) as srv, AsyncClient(srv.rpc_url) as rpc:
-            owner = Keypair()
-            world = World(rpc, owner)
-            await world.airdrop(owner.pubkey(), 100 * 10**9)
-            for c in [*clients, joiner]:
-                await world.airdrop(c.wallet.pubkey(), 10**9)
-            handle = await world.create_run(run_id)
-            await world.authorize(PERMISSIONLESS_GRANTEE)
-            await world.configure(handle, config, SHARED_MODEL, earning_rate=1_000_000)
+            wallets = [c.wallet.pubkey() for c in [*clients, joiner]]
+            await permissionless_run(rpc, run_id, wallets, config, SHARED_MODEL)
             running = [
                 asyncio.ensure_future(asyncio.to_thread(follow, c, srv.rpc_url, srv.ws_url, run_id, clock))
                 for c in clients

@@ -8,7 +8,6 @@ busybox-free `/bin/sh -c script` through --entrypoint (as the container tests do
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import time
@@ -19,6 +18,7 @@ import pytest
 
 from psyche import __version__
 from tests.support.mainjob import Chain, Job, Manager, new_run_id, participant, world
+from tests.support.processes import running
 from tests.support.wait import wait_until
 
 __all__ = ["world"]  # fixtures used by name
@@ -36,14 +36,6 @@ def job(world: Chain, tmp_path: Path) -> Iterator[Job]:
         started.close()
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def child_pid(manager: Manager, start: int = 0) -> int:
     line = manager.err.lines[manager.err.wait_for("started psyche-client-", start=start)][1]
     match = re.search(r"\(pid (\d+)\)", line)
@@ -53,7 +45,7 @@ def child_pid(manager: Manager, start: int = 0) -> int:
 
 def wait_gone(pid: int) -> None:
     """Reaped by the run-manager, or (its parent killed) by init."""
-    wait_until(lambda: not alive(pid), timeout=10.0, what=f"client process {pid} gone", interval=0.05)
+    wait_until(lambda: not running(pid), timeout=10.0, what=f"client process {pid} gone", interval=0.05)
 
 
 def test_the_client_runs_as_a_child_with_the_containers_environment_and_its_logs_stream(job: Job) -> None:
@@ -87,14 +79,14 @@ def test_sigterm_stops_the_client_and_leaves_no_process(job: Job) -> None:
     manager = job.start(extra_args=PROCESS)
     manager.out.wait_for("tick 3")
     pid = child_pid(manager)
-    assert alive(pid)
+    assert running(pid)
     began = time.monotonic()
     manager.signal(signal.SIGTERM)
     assert manager.wait(30) == 0, manager.err.text
     assert time.monotonic() - began < 10  # the client's TERM trap, not the grace period
     assert f"client {__version__} got TERM" in manager.out.text
     assert "[run-manager] stopped: stop requested" in manager.err.text
-    assert not alive(pid)
+    assert not running(pid)
 
 
 def test_a_crashing_client_is_restarted_with_backoff_then_given_up(job: Job) -> None:
@@ -115,9 +107,7 @@ def test_a_killed_run_manager_takes_its_client_with_it(job: Job) -> None:
     pid = child_pid(manager)
     manager.signal(signal.SIGKILL)
     assert manager.wait(10) == -signal.SIGKILL
-    wait_until(
-        lambda: not alive(pid), timeout=10.0, what=f"client process {pid} gone", interval=0.05
-    )  # PR_SET_PDEATHSIG: no orphan for a later start to find
+    wait_gone(pid)  # PR_SET_PDEATHSIG: no orphan for a later start to find
 
 
 def test_a_client_version_other_than_the_installed_one_is_refused_and_nothing_runs(job: Job) -> None:

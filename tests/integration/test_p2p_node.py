@@ -36,7 +36,7 @@ class Inbox:
     def __call__(self, sender: bytes, data: bytes) -> None:
         if data.startswith(b"refuse"):
             err = ValueError("no")
-            err.reason = "wrong-batch"  # type: ignore[attr-defined]
+            err.reason = "wrong-batch"  # type: ignore[attr-defined]  # what a refusing handler tags
             raise err
         if data.startswith(b"boom"):
             raise RuntimeError("handler bug")

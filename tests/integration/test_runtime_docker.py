@@ -297,8 +297,10 @@ def test_supervisor_removes_an_orphan_of_its_run_then_runs_to_exit_zero(
     ).run()
 
     assert code == 0
+    found = events[0]
+    assert isinstance(found, ev.OrphanFound)
     assert events[:2] == [
-        ev.OrphanFound(orphan.id, orphan.name, events[0].status),  # type: ignore[union-attr]
+        ev.OrphanFound(orphan.id, orphan.name, found.status),
         ev.OrphanRemoved(orphan.id, orphan.name),
     ]
     assert texts(events) == ["done"]

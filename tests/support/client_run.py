@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+
+from solana.rpc.async_api import AsyncClient
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
 
 from psyche.chain.accounts.model import (
     LLM,
@@ -17,6 +22,8 @@ from psyche.chain.accounts.model import (
     LLMArchitecture,
     LLMTrainingDataType,
 )
+from psyche.chain.programs import PERMISSIONLESS_GRANTEE
+from psyche.localnet.world import World
 
 SPEED = 4.0  # chain seconds per real second: the chain and the client share this clock
 TOTAL_STEPS = 6
@@ -49,3 +56,25 @@ MODEL = LLM(
 )
 # The same model read from its peers (a P2P checkpoint is read as Dummy until one exists).
 P2P_MODEL = dataclasses.replace(MODEL, checkpoint=Checkpoint(CheckpointKind.P2P, HubRepo("")))
+
+
+async def permissionless_run(
+    client: AsyncClient,
+    run_id: str,
+    participants: Sequence[Pubkey],
+    config: CoordinatorConfig = CONFIG,
+    model: LLM = MODEL,
+    earning_rate: int = EARNING_RATE,
+) -> None:
+    """A run anyone may join, configured and open, with each participant funded with 1 SOL.
+
+    A fresh owner (funded with 100 SOL) creates it, authorizes everyone and sets ``config`` and ``model``.
+    """
+    owner = Keypair()
+    world = World(client, owner)
+    await world.airdrop(owner.pubkey(), 100 * 10**9)
+    for participant in participants:
+        await world.airdrop(participant, 10**9)
+    handle = await world.create_run(run_id)
+    await world.authorize(PERMISSIONLESS_GRANTEE)
+    await world.configure(handle, config, model, earning_rate=earning_rate)

@@ -193,7 +193,7 @@ def test_each_round_trains_every_sample_once_on_the_assigned_trainer() -> None:
             expected[k][Pubkey.default()] = (rnd.data_index, round_batch_size(acc, rnd))
         original(now)
 
-    sim.broadcast = watch  # type: ignore[method-assign]
+    sim.broadcast = watch  # type: ignore[method-assign]  # the test watches every broadcast state
     sim.start_all()
     sim.run_until(lambda: len(sim.exits) == 2)
     for i, task in sim.trained:
@@ -321,7 +321,9 @@ def test_client_not_selected_waits_and_joins_next_epoch(caplog: pytest.LogCaptur
     # In the simulated run the late client joins at the next WaitingForMembers and is selected.
     sim.start(2, now)
     sim.run_until(lambda: sim.reached(1, RunState.RoundTrain), now)
-    assert [c.signer for c in sim.reached(1, RunState.RoundTrain).epoch_state.clients] == [key(1), key(2)]  # type: ignore[union-attr]
+    training = sim.reached(1, RunState.RoundTrain)
+    assert training is not None
+    assert [c.signer for c in training.epoch_state.clients] == [key(1), key(2)]
 
 
 def test_unhealthy_client_stops_acting_for_the_epoch(caplog: pytest.LogCaptureFixture) -> None:

@@ -81,6 +81,7 @@ def rig(
     **runtime_options: object,
 ) -> Rig:
     clock = clock or FakeClock()
+    # rig forwards FakeRuntime's own keyword options untouched; their types are checked there, not here.
     runtime = FakeRuntime(clock, scripts, **runtime_options)  # type: ignore[arg-type]
     events: list[ev.Event] = []
 
@@ -736,7 +737,7 @@ def test_an_explicit_wallet_key_via_overrides_the_label(
         run_id="run-1",
         env={"RAW_WALLET_PRIVATE_KEY": SECRET},
         repository=REPO,
-        wallet_key_via=via,  # type: ignore[arg-type]
+        wallet_key_via=via,  # type: ignore[arg-type]  # parametrised over the Literal's values
     )
     r = rig([Script()], launch=launch, image_labels={V1: labels})
     r.supervisor.run()

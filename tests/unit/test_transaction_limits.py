@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 from solders.hash import Hash
@@ -167,6 +167,15 @@ def test_update_config_at_its_longest_on_a_treasurer_run_is_split_and_each_part_
         assert result.err is None, result.logs
 
 
+class WitnessFields(TypedDict):
+    """A witness's variable parts, as keyword arguments (typed, so mypy checks them against each builder)."""
+
+    proof: bytes
+    participant_bloom: bytes
+    broadcast_bloom: bytes
+    broadcast_merkle: bytes
+
+
 def test_client_transactions_at_their_longest_fit() -> None:
     net = Ledger()
     instance, account = _create_run(net, treasurer=False)
@@ -174,27 +183,15 @@ def test_client_transactions_at_their_longest_fit() -> None:
     metadata = WitnessMetadata(
         step=2**32 - 1, evals=tuple((f"eval{i}", 1.0) for i in range(8)), prompt_results=tuple(range(16))
     )
-    proof, bloom, merkle = b"\xff" * WITNESS_PROOF_SIZE, b"\xff" * BLOOM_SIZE, b"\xff" * MERKLE_ROOT_SIZE
+    full = WitnessFields(
+        proof=b"\xff" * WITNESS_PROOF_SIZE,
+        participant_bloom=b"\xff" * BLOOM_SIZE,
+        broadcast_bloom=b"\xff" * BLOOM_SIZE,
+        broadcast_merkle=b"\xff" * MERKLE_ROOT_SIZE,
+    )
     sent = [
-        ix.witness(
-            me,
-            instance,
-            account,
-            proof=proof,
-            participant_bloom=bloom,
-            broadcast_bloom=bloom,
-            broadcast_merkle=merkle,
-            metadata=metadata,
-        ),
-        ix.warmup_witness(
-            me,
-            instance,
-            account,
-            proof=proof,
-            participant_bloom=bloom,
-            broadcast_bloom=bloom,
-            broadcast_merkle=merkle,
-        ),
+        ix.witness(me, instance, account, **full, metadata=metadata),
+        ix.warmup_witness(me, instance, account, **full),
         ix.join_run(me, Pubkey.new_unique(), instance, account, bytes(32)),
         ix.tick(me, instance, account),
         ix.checkpoint(me, instance, account, Checkpoint.hub("o" * 64, "p" * 64)),

@@ -34,7 +34,7 @@ def queued(workers: w.Workers, count: int) -> None:
 
 def test_a_batch_takes_the_queued_output_and_leaves_the_next_message_in_place() -> None:
     runtime = ScriptedLogs([("stdout", b"a\n"), ("stderr", b"b\n"), ("stdout", b"c")])
-    workers = w.Workers(runtime)  # type: ignore[arg-type]
+    workers = w.Workers(runtime)  # type: ignore[arg-type]  # a partial fake: only logs()
     task = workers.follow(HANDLE)
     queued(workers, 4)  # three Output and the OutputEnd; the exit is still held back
     runtime.exit.set()
