@@ -48,6 +48,7 @@ from psyche.p2p.wire import Broadcast, Proof, TrainingResult, encode_broadcast
 from tests.support.client_run import CONFIG, MODEL, SPEED, permissionless_run
 from tests.support.clock import FastClock
 from tests.support.localnet import localnet, run
+from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.slow
 
@@ -349,12 +350,13 @@ def applied_in(client: Client, *, epoch: int) -> int:
 
 async def until(done: Callable[[], bool], running: Sequence[asyncio.Future[None]], timeout: float) -> None:
     """Wait for ``done()``; a client that ends first, or the timeout, fails the test."""
-    deadline = time.monotonic() + timeout
-    while not done():
+
+    def reached() -> bool:
         ended = [f for f in running if f.done()]
         assert not ended, f"a client ended early: {[f.exception() for f in ended]}"
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.1)
+        return done()
+
+    await wait_until_async(reached, timeout=timeout, what="the clients' goal", interval=0.1)
 
 
 def stop(clients: list[Client]) -> None:

@@ -100,7 +100,7 @@ def test_three_namespaces_find_each_other_from_one_bootstrap_and_share(namespace
                 ns,
                 sys.executable,
                 "-m",
-                "tests.p2p_netns_node",
+                "tests.support.p2p_netns_node",
                 str(i),
                 str(COUNT),
             ]
