@@ -71,8 +71,9 @@
       };
 
       # pyproject.toml's [project] dependencies, by nixpkgs attribute name.
-      runtimeDeps = ps: with ps; [ click docker solana solders python-dotenv httpx websockets rich ];
-      devDeps = ps: with ps; [ pytest hypothesis mypy ];
+      runtimeDeps = ps: with ps; [ click docker solders python-dotenv httpx websockets rich ];
+      # solana-py is the tests' independent client for the local chain; nothing at run time imports it.
+      devDeps = ps: with ps; [ solana pytest hypothesis mypy ];
     in
     {
       packages = forAllSystems (pkgs:

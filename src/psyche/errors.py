@@ -12,6 +12,7 @@
     │   ├── InvalidClientVersion         the run's client_version is not a Docker tag or sha256 digest
     │   └── TransactionFailed            a transaction was rejected; carries logs and the program error
     ├── NotAuthorized                    the wallet may not join the run
+    ├── JoinRefused                      authorized, but the run cannot take the key now (can-join)
     ├── RunDownError                     the run-down service refused, or a transfer to/from its URLs failed
     ├── ContainerRuntimeError            the Docker engine refused or is missing
     │   ├── DockerUnavailable            no engine reachable through the SDK
@@ -124,6 +125,10 @@ class TransactionFailed(ChainError):
 
 class NotAuthorized(RunManagerError):
     """The wallet is not authorized to join the run."""
+
+
+class JoinRefused(RunManagerError):
+    """The key is authorized but the run cannot take it now (paused, finished, already in the epoch)."""
 
 
 class RunDownError(RunManagerError):

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 
 pytest.importorskip("torch")
@@ -29,7 +28,7 @@ from psyche.client.trainer_port import TorchTrainerPort
 from psyche.localnet.world import World
 from tests.support.client_run import CONFIG, EARNING_RATE, MODEL, SPEED, TOTAL_STEPS, permissionless_run
 from tests.support.clock import FastClock
-from tests.support.localnet import localnet, run
+from tests.support.localnet import chain_rpc, localnet, run
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +60,7 @@ def test_one_client_trains_a_whole_run_and_earns_points(
     run_id = "client-e2e"
 
     async def scenario() -> tuple[int, CoordinatorAccount, RecordingTrainer]:
-        async with localnet(clock=clock) as srv, AsyncClient(srv.rpc_url) as client:
+        async with localnet(clock=clock) as srv, chain_rpc(srv.rpc_url) as client:
             await permissionless_run(client, run_id, [wallet.pubkey()])
 
             trainer = RecordingTrainer(TrainerEnv(device="cpu", checkpoint_dir=tmp_path / "ckpt"), run_id)
@@ -97,7 +96,7 @@ def test_two_clients_on_a_treasurer_run_both_train_witness_and_earn(tmp_path: Pa
     config = dataclasses.replace(CONFIG, init_min_clients=2, min_clients=2)
 
     async def scenario() -> list[tuple[int, CoordinatorAccount]]:
-        async with localnet(clock=clock) as srv, AsyncClient(srv.rpc_url) as client:
+        async with localnet(clock=clock) as srv, chain_rpc(srv.rpc_url) as client:
             owner = Keypair()
             world = World(client, owner)
             await world.airdrop(owner.pubkey(), 100 * 10**9)
@@ -140,7 +139,7 @@ def test_a_client_with_two_training_ranks_trains_a_whole_run(
     trainer = RecordingTrainer(env, run_id)
 
     async def scenario() -> tuple[int, CoordinatorAccount]:
-        async with localnet(clock=clock) as srv, AsyncClient(srv.rpc_url) as client:
+        async with localnet(clock=clock) as srv, chain_rpc(srv.rpc_url) as client:
             await _permissionless_run(client, run_id, wallet)
             return await asyncio.wait_for(
                 asyncio.to_thread(follow, srv.rpc_url, srv.ws_url, wallet, run_id, trainer, clock),
@@ -168,7 +167,7 @@ def test_a_training_rank_crash_ends_the_client_with_exit_1_within_seconds(tmp_pa
     timings: dict[str, float] = {}
 
     async def scenario() -> tuple[int, CoordinatorAccount]:
-        async with localnet(clock=clock) as srv, AsyncClient(srv.rpc_url) as client:
+        async with localnet(clock=clock) as srv, chain_rpc(srv.rpc_url) as client:
             await _permissionless_run(client, run_id, wallet)
             following = asyncio.ensure_future(
                 asyncio.to_thread(follow, srv.rpc_url, srv.ws_url, wallet, run_id, trainer, clock)
@@ -194,7 +193,7 @@ def test_a_training_rank_crash_ends_the_client_with_exit_1_within_seconds(tmp_pa
     assert final.run_state != RunState.Finished
 
 
-async def _permissionless_run(client: AsyncClient, run_id: str, wallet: Keypair) -> None:
+async def _permissionless_run(client: RpcClient, run_id: str, wallet: Keypair) -> None:
     """A one-client run whose warmup leaves time to start a second training process (torch import)."""
     await permissionless_run(client, run_id, [wallet.pubkey()], RANKS_CONFIG)
 

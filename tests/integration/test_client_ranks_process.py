@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 
 pytest.importorskip("torch")
 
 from tests.support.client_run import CONFIG, permissionless_run
-from tests.support.localnet import localnet, run
+from tests.support.localnet import chain_rpc, localnet, run
 from tests.support.paths import PROJECT_ROOT
 from tests.support.processes import running
 from tests.support.wait import wait_until
@@ -66,7 +65,7 @@ def _scenario(run_id: str, act: str) -> tuple[int | None, list[str], list[int], 
     wallet = Keypair()
 
     async def scenario() -> tuple[int | None, list[str], list[int], float]:
-        async with localnet() as srv, AsyncClient(srv.rpc_url) as client:
+        async with localnet() as srv, chain_rpc(srv.rpc_url) as client:
             await permissionless_run(client, run_id, [wallet.pubkey()], REAL_CONFIG)
             proc, lines = await _client_until_first_step(srv.rpc_url, srv.ws_url, wallet, run_id)
             workers = [

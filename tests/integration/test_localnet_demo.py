@@ -15,7 +15,7 @@ from psyche.chain.instructions import coordinator
 from psyche.chain.programs import PERMISSIONLESS_GRANTEE
 from psyche.localnet.demo import TREASURY_FUNDING, build_demo, describe
 from psyche.localnet.world import World
-from tests.support.localnet import localnet, run
+from tests.support.localnet import chain_rpc, localnet, run
 
 
 def _keypair(path: Path) -> Keypair:
@@ -24,8 +24,8 @@ def _keypair(path: Path) -> Keypair:
 
 def test_demo_world_is_ready_to_join(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with localnet() as srv, AsyncClient(srv.rpc_url) as client:
-            demo = await build_demo(client, srv.rpc_url, srv.ws_url, tmp_path)
+        async with localnet() as srv, AsyncClient(srv.rpc_url) as client, chain_rpc(srv.rpc_url) as rpc:
+            demo = await build_demo(rpc, srv.rpc_url, srv.ws_url, tmp_path)
             participant = _keypair(tmp_path / "participant.json")
             delegate = _keypair(tmp_path / "delegate.json")
             assert participant.pubkey() == demo.participant and delegate.pubkey() == demo.delegate
@@ -46,7 +46,7 @@ def test_demo_world_is_ready_to_join(tmp_path: Path) -> None:
             # The participant joins the open run with the "anyone" grant; its delegate joins the private one.
             open_auth = pda.authorization(demo.owner, PERMISSIONLESS_GRANTEE)
             private_auth = pda.authorization(demo.join_authority, demo.participant)
-            await World(client, participant).send(
+            await World(rpc, participant).send(
                 [
                     coordinator.join_run(
                         demo.participant,
@@ -57,7 +57,7 @@ def test_demo_world_is_ready_to_join(tmp_path: Path) -> None:
                     )
                 ]
             )
-            await World(client, delegate).send(
+            await World(rpc, delegate).send(
                 [
                     coordinator.join_run(
                         demo.delegate,
@@ -85,8 +85,8 @@ def test_demo_world_is_ready_to_join(tmp_path: Path) -> None:
 
 def test_demo_with_three_clients_makes_three_funded_wallets_that_may_join(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with localnet() as srv, AsyncClient(srv.rpc_url) as client:
-            demo = await build_demo(client, srv.rpc_url, srv.ws_url, tmp_path, clients=3)
+        async with localnet() as srv, AsyncClient(srv.rpc_url) as client, chain_rpc(srv.rpc_url) as rpc:
+            demo = await build_demo(rpc, srv.rpc_url, srv.ws_url, tmp_path, clients=3)
             files = ["participant.json", "participant-2.json", "participant-3.json"]
             keys = [_keypair(tmp_path / name) for name in files]
             assert tuple(k.pubkey() for k in keys) == demo.clients

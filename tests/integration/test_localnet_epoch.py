@@ -20,7 +20,7 @@ from psyche.chain.instructions.system import create_associated_token_account_ide
 from psyche.localnet.presets import small_config, small_model
 from psyche.localnet.world import RunHandle, World
 from tests.support.clock import FakeClock
-from tests.support.localnet import localnet, raw_rpc, run
+from tests.support.localnet import chain_rpc, localnet, raw_rpc, run, send
 
 CONFIG = small_config(total_steps=3)
 MODEL = small_model()
@@ -44,11 +44,13 @@ async def _token_amount(client: AsyncClient, key: Pubkey) -> int:
 class Epoch:
     """Two clients on one treasurer run, with a fake clock the test moves."""
 
-    def __init__(self, world: World, handle: RunHandle, clock: FakeClock, clients: list[Keypair]) -> None:
-        self.world, self.run, self.clock, self.clients = world, handle, clock, clients
+    def __init__(
+        self, world: World, client: AsyncClient, handle: RunHandle, clock: FakeClock, clients: list[Keypair]
+    ) -> None:
+        self.world, self.client, self.run, self.clock, self.clients = world, client, handle, clock, clients
 
     async def state(self) -> RunState:
-        return (await _account(self.world.client, self.run.account)).run_state
+        return (await _account(self.client, self.run.account)).run_state
 
     async def tick(self, after_seconds: int) -> RunState:
         self.clock.now += after_seconds
@@ -58,7 +60,7 @@ class Epoch:
         return await self.state()
 
     async def witness_all(self) -> None:
-        acc = await _account(self.world.client, self.run.account)
+        acc = await _account(self.client, self.run.account)
         for kp in self.clients:
             proof = round_view.witness_proof(acc, kp.pubkey())
             assert proof is not None and proof.witness
@@ -78,16 +80,20 @@ def test_full_epoch_rewards_and_claims() -> None:
     clock = FakeClock(start=1_750_000_000.0)
 
     async def scenario() -> None:
-        async with localnet(clock=clock, clock_control=True) as srv, AsyncClient(srv.rpc_url) as client:
+        async with (
+            localnet(clock=clock, clock_control=True) as srv,
+            AsyncClient(srv.rpc_url) as client,
+            chain_rpc(srv.rpc_url) as rpc,
+        ):
             owner = Keypair()
-            world = World(client, owner)
+            world = World(rpc, owner)
             await world.airdrop(owner.pubkey(), 100 * 10**9)
             mint = await world.create_mint(6)
             await world.mint_to(mint, owner.pubkey(), 10**12)
             handle = await world.create_treasurer_run("epoch-test", mint)
             await world.fund_treasury(handle, 2_000_000)
             await world.configure(handle, CONFIG, MODEL, earning_rate=EARNING_RATE)
-            epoch = Epoch(world, handle, clock, [Keypair(), Keypair()])
+            epoch = Epoch(world, client, handle, clock, [Keypair(), Keypair()])
             assert await epoch.state() == RunState.WaitingForMembers
 
             # Client A has its own authorization; B first tries with A's and is refused (2003).
@@ -98,8 +104,8 @@ def test_full_epoch_rewards_and_claims() -> None:
             join_b = coordinator.join_run(
                 b.pubkey(), auth_a, handle.instance, handle.account, Keypair().pubkey()
             )
-            with pytest.raises(RPCException) as caught:
-                await world.send([join_b], [b])
+            with pytest.raises(RPCException) as caught:  # through solana-py: the node's own error
+                await send(client, [join_b], owner, [b])
             assert _preflight_err(caught.value) == {"InstructionError": [0, {"Custom": 2003}]}
             # A lists B as a delegate: the same authorization now lets B join.
             await world.add_delegates(a, owner.pubkey(), [b.pubkey()])
@@ -137,7 +143,7 @@ def test_full_epoch_rewards_and_claims() -> None:
                 create_associated_token_account_idempotent(a.pubkey(), a.pubkey(), mint),
                 treasurer.participant_create(a.pubkey(), a.pubkey(), handle.treasurer_run),
             ]
-            await World(client, a).send(setup)
+            await World(rpc, a).send(setup)
             before = await _token_amount(client, user_ata)
 
             def claim(amount: int) -> Any:
@@ -146,12 +152,12 @@ def test_full_epoch_rewards_and_claims() -> None:
                     a.pubkey(), user_ata, handle.treasurer_run, vault, handle.account, amount
                 )
 
-            await World(client, a).send([claim(EARNING_RATE // 2)])
+            await World(rpc, a).send([claim(EARNING_RATE // 2)])
             assert await _token_amount(client, user_ata) == before + EARNING_RATE // 2
             assert await _token_amount(client, vault) == 2_000_000 - EARNING_RATE // 2
-            await World(client, a).send([claim(0)])  # what the run-manager sends with nothing left
+            await World(rpc, a).send([claim(0)])  # what the run-manager sends with nothing left
             with pytest.raises(RPCException) as caught:
-                await World(client, a).send([claim(1)])
+                await send(client, [claim(1)], a)
             assert _preflight_err(caught.value) == {"InstructionError": [0, {"Custom": 6000}]}
             assert await _token_amount(client, user_ata) == before + EARNING_RATE // 2
             participant = (
@@ -176,9 +182,9 @@ def test_clock_control_rpc_moves_chain_time() -> None:
 
 def test_anchor_checks_owner_seeds_and_version() -> None:
     async def scenario() -> None:
-        async with localnet() as srv, AsyncClient(srv.rpc_url) as client:
+        async with localnet() as srv, AsyncClient(srv.rpc_url) as client, chain_rpc(srv.rpc_url) as rpc:
             owner = Keypair()
-            world = World(client, owner)
+            world = World(rpc, owner)
             await world.airdrop(owner.pubkey(), 100 * 10**9)
             handle = await world.create_run("checks")
             await world.configure(handle, CONFIG, MODEL)
@@ -186,8 +192,10 @@ def test_anchor_checks_owner_seeds_and_version() -> None:
             await world.airdrop(stranger.pubkey(), 10**9)
             # Not the main authority: the instance constraint fails (2003).
             with pytest.raises(RPCException) as caught:
-                await World(client, stranger).send(
-                    [coordinator.set_paused(stranger.pubkey(), handle.instance, handle.account, True)]
+                await send(
+                    client,
+                    [coordinator.set_paused(stranger.pubkey(), handle.instance, handle.account, True)],
+                    stranger,
                 )
             assert _preflight_err(caught.value) == {"InstructionError": [0, {"Custom": 2003}]}
             # An authorization address that is not an Authorizer account: not initialized (3012).
@@ -195,27 +203,27 @@ def test_anchor_checks_owner_seeds_and_version() -> None:
                 stranger.pubkey(), Keypair().pubkey(), handle.instance, handle.account, owner.pubkey()
             )
             with pytest.raises(RPCException) as caught:
-                await World(client, stranger).send([bogus])
+                await send(client, [bogus], stranger)
             assert _preflight_err(caught.value) == {"InstructionError": [0, {"Custom": 3012}]}
             # A System-owned, funded key as authorization: wrong owner (3007).
             wrong_owner = coordinator.join_run(
                 stranger.pubkey(), owner.pubkey(), handle.instance, handle.account, owner.pubkey()
             )
             with pytest.raises(RPCException) as caught:
-                await World(client, stranger).send([wrong_owner])
+                await send(client, [wrong_owner], stranger)
             assert _preflight_err(caught.value) == {"InstructionError": [0, {"Custom": 3007}]}
             # Another run's instance with this run's account: PDA seeds hold, account constraint fails (2003);
             # a coordinator account passed as the instance: discriminator mismatch (3002).
             tick = coordinator.tick(owner.pubkey(), handle.account, handle.account)
             with pytest.raises(RPCException) as caught:
-                await world.send([tick])
+                await send(client, [tick], owner)
             assert _preflight_err(caught.value) == {"InstructionError": [0, {"Custom": 3002}]}
             # version != 1: a corrupted account fails the version constraint (2003).
             raw = bytearray(srv.chain.ledger.accounts[handle.account].data)
             raw[8] = 2
             srv.chain.ledger.accounts[handle.account].data[:] = raw
             with pytest.raises(RPCException) as caught:
-                await world.send([coordinator.tick(owner.pubkey(), handle.instance, handle.account)])
+                await send(client, [coordinator.tick(owner.pubkey(), handle.instance, handle.account)], owner)
             assert _preflight_err(caught.value) == {"InstructionError": [0, {"Custom": 2003}]}
             logs = json.loads(caught.value.args[0].to_json())["data"]["logs"]
             assert any("AnchorError caused by account: coordinator_account" in line for line in logs)

@@ -18,10 +18,10 @@ from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
+from psyche.base58 import b58encode
 from psyche.chain.instructions import authorization_create
 from psyche.chain.transactions import PACKET_DATA_SIZE
 from psyche.localnet.budget import COMPUTE_BUDGET_PROGRAM_ID
-from psyche.localnet.encoding import b58encode
 from psyche.localnet.executor import NATIVE_UNITS
 from tests.support.localnet import fund, localnet, raw_rpc, run, sign
 

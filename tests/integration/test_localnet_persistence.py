@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import httpx
-from solana.rpc.async_api import AsyncClient
 from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -21,7 +20,7 @@ from solders.system_program import TransferParams, transfer
 
 from psyche.localnet.chain import Chain
 from psyche.localnet.world import World
-from tests.support.localnet import localnet, run, sign
+from tests.support.localnet import chain_rpc, localnet, run, sign
 from tests.support.paths import PROJECT_ROOT
 
 
@@ -31,9 +30,9 @@ def _snapshot(chain: Chain) -> dict[Pubkey, tuple[int, bytes, Pubkey, bool]]:
 
 def test_state_survives_a_clean_restart(tmp_path: Path) -> None:
     async def first() -> tuple[dict[Pubkey, tuple[int, bytes, Pubkey, bool]], int, int]:
-        async with localnet(tmp_path) as srv, AsyncClient(srv.rpc_url) as client:
+        async with localnet(tmp_path) as srv, chain_rpc(srv.rpc_url) as rpc:
             owner = Keypair()
-            world = World(client, owner)
+            world = World(rpc, owner)
             await world.airdrop(owner.pubkey(), 50 * 10**9)
             await world.create_run("persisted")
             mint = await world.create_mint(3)

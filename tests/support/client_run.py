@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
@@ -23,6 +22,7 @@ from psyche.chain.accounts.model import (
     LLMTrainingDataType,
 )
 from psyche.chain.programs import PERMISSIONLESS_GRANTEE
+from psyche.chain.rpc import RpcClient
 from psyche.localnet.world import World
 
 SPEED = 4.0  # chain seconds per real second: the chain and the client share this clock
@@ -59,7 +59,7 @@ P2P_MODEL = dataclasses.replace(MODEL, checkpoint=Checkpoint(CheckpointKind.P2P,
 
 
 async def permissionless_run(
-    client: AsyncClient,
+    client: RpcClient,
     run_id: str,
     participants: Sequence[Pubkey],
     config: CoordinatorConfig = CONFIG,

@@ -9,12 +9,14 @@ class FakeClock:
     """A clock that moves only by ``advance`` or ``sleep``: call it for the time, or use ``monotonic``.
 
     It stands in for both shapes the code injects: a ``Callable[[], float]`` (wall or monotonic seconds)
-    and an object with ``monotonic()`` and ``sleep()`` (the supervisor's). ``slept`` sums every sleep.
+    and an object with ``monotonic()`` and ``sleep()`` (the supervisor's). ``sleeps`` lists every sleep,
+    ``slept`` sums them.
     """
 
     def __init__(self, start: float = 1000.0) -> None:
         self.now = start
         self.slept = 0.0
+        self.sleeps: list[float] = []
 
     def __call__(self) -> float:
         return self.now
@@ -25,6 +27,7 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.now += seconds
         self.slept += seconds
+        self.sleeps.append(seconds)
 
     def advance(self, seconds: float) -> None:
         self.now += seconds

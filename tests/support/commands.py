@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from click.testing import CliRunner, Result
-from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 
+from psyche.chain.rpc import RpcClient
 from psyche.localnet.world import World
 from psyche.manager import cli as cli_module
 from tests.support.net import dead_url
@@ -117,11 +117,11 @@ def net(endpoints: str) -> Iterator[Localnet]:
 
 
 def with_world(net: Localnet, payer: Keypair, action: Callable[[World], Awaitable[T]]) -> T:
-    """Run one World coroutine (real signed transactions through solana-py) against the chain."""
+    """Run one World coroutine (real signed transactions through the project's sender) against the chain."""
 
     async def main() -> T:
-        async with AsyncClient(net.rpc_url) as client:
-            return await action(World(client, payer))
+        with RpcClient([net.rpc_url]) as rpc:
+            return await action(World(rpc, payer))
 
     return asyncio.run(main())
 

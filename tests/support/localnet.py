@@ -20,6 +20,7 @@ from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
+from psyche.chain.rpc import RpcClient
 from psyche.localnet.chain import Chain
 from psyche.localnet.demo import DemoWorld, seed_demo
 from psyche.localnet.server import LocalnetServer
@@ -45,6 +46,13 @@ async def localnet(
         yield server
     finally:
         await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def chain_rpc(url: str) -> AsyncIterator[RpcClient]:
+    """The project's own RPC client on ``url`` (what World sends through), closed afterwards."""
+    with RpcClient([url]) as rpc:
+        yield rpc
 
 
 async def raw_rpc(url: str, payload: Any) -> Any:

@@ -13,12 +13,13 @@ from solders.pubkey import Pubkey
 from psyche.chain import bloom
 from psyche.chain import coordinator_logic as cl
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
-from psyche.chain.accounts.model import CoordinatorConfig
-from psyche.chain.accounts.state import Bloom, ClientState, NodeIdentity
+from psyche.chain.accounts.model import CoordinatorConfig, Distro
+from psyche.chain.accounts.state import Bloom, ClientState, NodeIdentity, Round
 from psyche.chain.logic.errors import CoordinatorErrorCode
 from psyche.chain.round_view import current_round, round_assignments, round_batch_size
 from psyche.client.actions import (
     Action,
+    ApplyResults,
     Exit,
     PrepareModel,
     ReadVersion,
@@ -38,6 +39,14 @@ from psyche.errors import ChainError
 from tests.support.coordinator import CONFIG, configured, key
 
 START = 1000
+DISTRO = Distro(
+    clip_grad_norm=1.0,
+    weight_decay=None,
+    compression_decay=0.999,
+    compression_topk=8,
+    compression_chunk=64,
+    quantize_1bit=True,
+)
 
 
 class FixedRng(random.Random):
@@ -403,3 +412,109 @@ def test_finished_seen_without_its_cooldown_still_saves_the_checkpoint() -> None
     finished = dataclasses.replace(p.acc, run_state=RunState.Finished, nonce=p.acc.nonce + 1)
     actions = p.on_account(finished, START + 300)
     assert actions == [SaveCheckpoint(0, finished.progress.step), Exit(0, "run finished")]
+
+
+class AllVerified:
+    """A SharingView that verified every batch of every round and saw every peer's model (DisTrO runs)."""
+
+    def __init__(self, sim: SimChain) -> None:
+        self.sim = sim
+
+    def _round(self, key: tuple[int, int]) -> Round | None:
+        return next(
+            (r for r in self.sim.acc.epoch_state.rounds if r.height == key[1] and r.clients_len), None
+        )
+
+    def verified_batches(self, key: tuple[int, int]) -> set[tuple[int, int]]:
+        rnd = self._round(key)
+        return set() if rnd is None else {(a.start, a.end) for a in round_assignments(self.sim.acc, rnd)}
+
+    def witness_content(self, key: tuple[int, int], seed: bytes) -> tuple[Bloom, Bloom, bytes]:
+        rnd = self._round(key)
+        trainers = [] if rnd is None else [a.trainer for a in round_assignments(self.sim.acc, rnd)]
+        participants = bloom.make_bloom(b"participant" + seed, [participant_hash(t) for t in trainers])
+        return participants, bloom.make_bloom(b"broadcast" + seed, []), merkle_root([])
+
+    def warmup_ready(self, epoch: int) -> set[bytes]:
+        return {bytes(c.p2p_identity) for c in self.sim.acc.epoch_state.clients}
+
+
+class DistroSim(SimChain):
+    """SimChain on a DisTrO run: applies finish at once, except while ``holding`` says to keep them back."""
+
+    def __init__(self, n_clients: int, config: CoordinatorConfig) -> None:
+        super().__init__(n_clients, config)
+        self.run.acc = dataclasses.replace(
+            self.acc, model=dataclasses.replace(self.acc.model, optimizer=DISTRO)
+        )
+        for client in self.clients.values():
+            client.sharing = AllVerified(self)
+        self.holding: object = lambda: False
+        self.witnesses_lost: object = lambda: False
+        self.held: list[tuple[int, ApplyResults]] = []
+        self.timeline: list[tuple[int, Action, RunState]] = []  # (client, action, the chain's state then)
+
+    def _do(self, i: int, actions: list[Action], now: float) -> None:
+        for action in actions:
+            self.timeline.append((i, action, self.acc.run_state))
+        super()._do(i, actions, now)
+        for action in actions:
+            if isinstance(action, ApplyResults):
+                if self.holding():  # type: ignore[operator]
+                    self.held.append((i, action))
+                else:
+                    self._do(i, self.clients[i].on_applied(action.source, None, now), now)
+
+    def _apply(self, i: int, sent: Send, now: float) -> None:
+        if isinstance(sent, SendWitness) and self.witnesses_lost():  # type: ignore[operator]
+            return  # sent, never landed
+        super()._apply(i, sent, now)
+
+    def release(self, now: float) -> None:
+        held, self.held = self.held, []
+        for i, action in held:
+            self._do(i, self.clients[i].on_applied(action.source, None, now), now)
+
+
+def test_a_distro_epoch_the_chain_leaves_before_its_last_applies_is_still_applied_and_saved() -> None:
+    # A loaded machine: the last rounds' applies outlast cooldown_time, and the chain is already waiting for
+    # the next epoch's members when they finish. The client must still apply every witnessed round, save
+    # the epoch's checkpoint, and only then prepare the next epoch (on that model).
+    sim = DistroSim(2, dataclasses.replace(CONFIG, total_steps=100, epoch_time=30))
+    sim.holding = lambda: sim.acc.run_state == RunState.Cooldown
+    sim.start_all()
+    sim.run_until(lambda: sim.held)
+    cooldown = sim.acc
+    assert cooldown.run_state == RunState.Cooldown
+    last = current_round(cooldown).height - 1
+    sim.run_until(lambda: sim.acc.run_state != RunState.Cooldown, start=START + 100)
+    assert sim.acc.progress.epoch == 1
+    sim.release(START + 200)
+    sim.run_until(lambda: sim.reached(1, RunState.RoundTrain), start=START + 200)
+    for i in sim.clients:
+        mine = [(a, state) for c, a, state in sim.timeline if c == i]
+        applied = [a.source for a, _ in mine if isinstance(a, ApplyResults) and a.source[0] == 0]
+        assert applied == [(0, h) for h in range(last + 1)], f"client {i} applied {applied}"
+        order = [a for a, _ in mine if isinstance(a, SaveCheckpoint | PrepareModel)]
+        saved = order.index(SaveCheckpoint(0, cooldown.progress.step))
+        assert saved < order.index(PrepareModel(1)), f"client {i} prepared epoch 1 before saving epoch 0"
+        late = [a for a, state in mine if isinstance(a, ApplyResults) and state != RunState.Cooldown]
+        assert late, f"client {i}: every apply ran within Cooldown; the test did not hold any back"
+
+
+def test_a_distro_epoch_nobody_witnessed_to_its_end_still_applies_and_saves_its_model() -> None:
+    # A round without a single witness ends the epoch with every client Withdrawn. Their Cooldown still
+    # applies what was witnessed and saves the model: the next epoch's joiners fetch it from them.
+    sim = DistroSim(2, dataclasses.replace(CONFIG, total_steps=100, epoch_time=600))
+    sim.start_all()
+    sim.run_until(lambda: current_round(sim.acc).height >= 3)
+    sim.witnesses_lost = lambda: True
+    cooldown = sim.until(0, RunState.Cooldown)
+    assert all(c.state == ClientState.Withdrawn for c in cooldown.epoch_state.clients)
+    last = current_round(cooldown).height - 1
+    sim.run_until(lambda: sim.acc.progress.epoch == 1, start=START + 400)
+    for i in sim.clients:
+        mine = [a for c, a, _ in sim.timeline if c == i]
+        applied = [a.source for a in mine if isinstance(a, ApplyResults)]
+        assert applied == [(0, h) for h in range(last + 1)], f"client {i} applied {applied}"
+        assert SaveCheckpoint(0, cooldown.progress.step) in mine, f"client {i} saved nothing"

@@ -18,8 +18,8 @@ from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction
 
 from psyche.chain.endpoints import Endpoint, redact, redacted_labels, scrub
+from psyche.chain.program_errors import describe_tx_error, program_error_of
 from psyche.chain.rpc import AccountInfo, RpcClient, parse_transaction_error
-from psyche.chain.txerrors import describe_tx_error, program_error_of
 from psyche.errors import ConfigError, RpcError, RpcResponseError, RpcUnavailable, TransactionFailed
 
 KEY = Pubkey.from_string("SysvarC1ock11111111111111111111111111111111")

@@ -10,7 +10,7 @@ import pytest
 from psyche.chain.endpoints import Endpoint
 from psyche.errors import ConfigError
 from psyche.manager.constants import DEFAULT_COORDINATOR_PROGRAM_ID
-from psyche.manager.settings import Secret, b58decode, is_pubkey, load_settings, require_rpc, require_ws
+from psyche.manager.settings import Secret, load_settings, require_rpc, require_ws
 
 PUBKEY = "PsyAUmhpmiUouWsnJdNGFSX8vZ6rWjXjgDPHsgqPGyw"
 OTHER_PUBKEY = "EnU7DRx5az5YWxaxgqEGbXSYtudcfnjXewyBRRZCjJPw"
@@ -407,19 +407,6 @@ def test_describe_lists_backups_and_extra_variables(envdir: Path) -> None:
     assert ("RPC_2", "http://b", ".env.local:1") in rows
     assert ("CUSTOM", "1", ".env.local:3") in rows
     assert ("RPC", CHAIN["RPC"], "environment") in rows
-
-
-# --- base58 --------------------------------------------------------------------------------------
-
-
-def test_b58decode_known_vectors() -> None:
-    assert b58decode("11111111111111111111111111111111") == bytes(32)
-    assert b58decode("") == b""
-    assert b58decode("2g") == b"a"
-    assert is_pubkey(PUBKEY)
-    assert not is_pubkey("1111")
-    with pytest.raises(ValueError, match=r"^character 3 is not in the base58 alphabet$"):
-        b58decode("110")
 
 
 # --- the client's P2P variables ---------------------------------------------------------------------

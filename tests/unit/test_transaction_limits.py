@@ -134,7 +134,8 @@ def test_update_config_at_its_longest_on_a_plain_run_fits_and_lands(toml: Path) 
         me, instance, account, metadata=METADATA, config=config, model=model, progress=PROGRESS
     )
     bump = ix.update_client_version(me, instance, account, "w" * 96)
-    batches = pack([update, bump], net.owner)  # what update-config sends: one transaction, or two
+    # what update-config sends: one transaction, or two
+    batches = pack([update, bump], lambda ixs: transaction_size(ixs, net.owner))
     assert batches == ([[update], [bump]] if toml.stem == "worst" else [[update, bump]])
     for batch in batches:
         result = net.run(batch)

@@ -28,7 +28,14 @@ _F64 = struct.Struct("<d")
 
 
 class Reader:
-    """A cursor over immutable bytes, for both Borsh (sequential) and zero-copy (seek + read) layouts."""
+    """A cursor over immutable bytes, for both Borsh (sequential) and zero-copy (seek + read) layouts.
+
+    Each read returns the value at the cursor and moves past it; ``u8`` ... ``f64`` are little-endian.
+
+    Raises:
+        AccountDecodeError: from any read that runs past the end or meets an invalid value; the message
+            starts with ``what`` (the account type).
+    """
 
     __slots__ = ("_data", "_pos", "what")
 
@@ -46,6 +53,7 @@ class Reader:
         return len(self._data) - self._pos
 
     def seek(self, pos: int) -> Reader:
+        """Move the cursor to the absolute offset ``pos`` (zero-copy reads); returns the reader, to chain."""
         self._pos = pos
         return self
 
@@ -102,10 +110,12 @@ class Reader:
         return self.u8() != 0
 
     def raw(self, n: int) -> bytes:
+        """The next ``n`` bytes as they are."""
         start = self._need(n)
         return self._data[start : start + n]
 
     def skip(self, n: int) -> None:
+        """Move past ``n`` bytes (padding), checking that they exist."""
         self._need(n)
 
     def pubkey(self) -> Pubkey:
@@ -153,11 +163,18 @@ class Reader:
         return tag
 
     def expect_end(self) -> None:
+        """Check that every byte was read.
+
+        Raises:
+            AccountDecodeError: trailing bytes are left (the message says how many).
+        """
         if self._pos != len(self._data):
             raise self.fail(f"{len(self._data) - self._pos} unexpected trailing bytes")
 
 
 def decode_fixed_str(raw: bytes) -> str:
+    """Decode a FixedString<N>'s bytes: up to the first NUL (or all of them), invalid UTF-8 replaced like the
+    Rust reader does."""
     end = raw.find(b"\x00")
     if end >= 0:
         raw = raw[:end]
@@ -175,7 +192,13 @@ def encode_fixed_str(value: str, n: int, *, truncate: bool = False) -> bytes:
 
 
 class Writer:
-    """A sequential Borsh writer; ``getvalue()`` returns the bytes."""
+    """A sequential Borsh writer; ``getvalue()`` returns the bytes.
+
+    Every method appends and returns the writer, so calls chain; numbers are little-endian.
+
+    Raises:
+        ValueError: a number out of range for its type, or a string too long for its FixedString.
+    """
 
     __slots__ = ("_buf",)
 
@@ -183,6 +206,7 @@ class Writer:
         self._buf = bytearray()
 
     def getvalue(self) -> bytes:
+        """The bytes written so far."""
         return bytes(self._buf)
 
     def _pack(self, s: struct.Struct, value: int | float) -> Writer:
@@ -217,6 +241,7 @@ class Writer:
         return self.u8(1 if value else 0)
 
     def raw(self, data: bytes) -> Writer:
+        """Append ``data`` as it is (no length prefix)."""
         self._buf += data
         return self
 
@@ -224,15 +249,19 @@ class Writer:
         return self.raw(bytes(key))
 
     def fixed_str(self, value: str, n: int, *, truncate: bool = False) -> Writer:
+        """Append a FixedString<``n``> (see :func:`encode_fixed_str`)."""
         return self.raw(encode_fixed_str(value, n, truncate=truncate))
 
     def string(self, value: str) -> Writer:
+        """Append a Borsh String: u32 length then the UTF-8 bytes."""
         return self.bytes_vec(value.encode("utf-8"))
 
     def bytes_vec(self, data: bytes) -> Writer:
+        """Append a Borsh Vec<u8>: u32 length then the bytes."""
         return self.u32(len(data)).raw(data)
 
     def option(self, value: T | None, write: Callable[[Writer, T], object]) -> Writer:
+        """Append a Borsh Option<T>: 0 for None, else 1 followed by ``write(self, value)``."""
         if value is None:
             return self.u8(0)
         self.u8(1)
@@ -240,6 +269,7 @@ class Writer:
         return self
 
     def vec(self, items: Iterable[T], write: Callable[[Writer, T], object]) -> Writer:
+        """Append a Borsh Vec<T>: u32 length then ``write(self, item)`` for each item."""
         items = list(items)
         self.u32(len(items))
         for item in items:
@@ -247,6 +277,7 @@ class Writer:
         return self
 
     def zeros(self, n: int) -> Writer:
+        """Append ``n`` zero bytes (padding)."""
         self._buf += bytes(n)
         return self
 

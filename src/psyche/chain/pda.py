@@ -31,7 +31,11 @@ PARTICIPANT_SEED = b"Participant"
 
 
 def run_id_bytes(run_id: str) -> bytes:
-    """The run_id as its PDA seed, refused (as the programs and the reference CLI do) beyond 32 bytes."""
+    """The run_id as its PDA seed, refused (as the programs and the reference CLI do) beyond 32 bytes.
+
+    Raises:
+        ConfigError: ``run_id`` is over 32 bytes.
+    """
     data = run_id.encode("utf-8")
     if len(data) > MAX_RUN_ID_BYTES:
         raise ConfigError(f"run_id must be 32 bytes or less, got {len(data)} bytes")
@@ -41,11 +45,20 @@ def run_id_bytes(run_id: str) -> bytes:
 def find_coordinator_instance(
     run_id: str, *, program_id: Pubkey = COORDINATOR_PROGRAM_ID
 ) -> tuple[Pubkey, int]:
-    """The run's ``CoordinatorInstance``: seeds ``["coordinator", run_id]``."""
+    """The run's ``CoordinatorInstance``: seeds ``["coordinator", run_id]``.
+
+    Raises:
+        ConfigError: ``run_id`` is over 32 bytes.
+    """
     return Pubkey.find_program_address([COORDINATOR_INSTANCE_SEED, run_id_bytes(run_id)], program_id)
 
 
 def coordinator_instance(run_id: str, *, program_id: Pubkey = COORDINATOR_PROGRAM_ID) -> Pubkey:
+    """The address of :func:`find_coordinator_instance`.
+
+    Raises:
+        ConfigError: ``run_id`` is over 32 bytes.
+    """
     return find_coordinator_instance(run_id, program_id=program_id)[0]
 
 
@@ -73,6 +86,7 @@ def authorization(
     *,
     program_id: Pubkey = AUTHORIZER_PROGRAM_ID,
 ) -> Pubkey:
+    """The address of :func:`find_authorization`."""
     return find_authorization(grantor, grantee, scope, program_id=program_id)[0]
 
 
@@ -94,6 +108,7 @@ def find_treasurer_run(index: int, *, program_id: Pubkey = TREASURER_PROGRAM_ID)
 
 
 def treasurer_run(index: int, *, program_id: Pubkey = TREASURER_PROGRAM_ID) -> Pubkey:
+    """The address of :func:`find_treasurer_run`."""
     return find_treasurer_run(index, program_id=program_id)[0]
 
 
@@ -105,6 +120,7 @@ def find_participant(
 
 
 def participant(run: Pubkey, user: Pubkey, *, program_id: Pubkey = TREASURER_PROGRAM_ID) -> Pubkey:
+    """The address of :func:`find_participant`."""
     return find_participant(run, user, program_id=program_id)[0]
 
 
@@ -126,6 +142,7 @@ def associated_token_account(
     token_program_id: Pubkey = TOKEN_PROGRAM_ID,
     program_id: Pubkey = ASSOCIATED_TOKEN_PROGRAM_ID,
 ) -> Pubkey:
+    """The address of :func:`find_associated_token_account`."""
     return find_associated_token_account(
         owner, mint, token_program_id=token_program_id, program_id=program_id
     )[0]

@@ -27,13 +27,16 @@ from psyche.errors import AccountDecodeError, AccountNotFound, ConfigError, NotA
 class AccountReader(Protocol):
     """The slice of RpcClient that queries need (a fake in unit tests, RpcClient for real)."""
 
-    def get_account_info(self, pubkey: Pubkey) -> AccountInfo | None: ...
+    def get_account_info(self, pubkey: Pubkey) -> AccountInfo | None:
+        """The account at ``pubkey``, or None if it does not exist."""
 
-    def get_multiple_accounts(self, pubkeys: Sequence[Pubkey]) -> list[AccountInfo | None]: ...
+    def get_multiple_accounts(self, pubkeys: Sequence[Pubkey]) -> list[AccountInfo | None]:
+        """The accounts for ``pubkeys`` in order, None where one does not exist."""
 
     def get_program_accounts(
         self, program: Pubkey, filters: Sequence[int | tuple[int, bytes]] = ()
-    ) -> list[tuple[Pubkey, bytes]]: ...
+    ) -> list[tuple[Pubkey, bytes]]:
+        """Accounts owned by ``program`` matching all filters: int = dataSize, (offset, bytes) = memcmp."""
 
     @property
     def current_endpoint(self) -> str:
@@ -131,7 +134,15 @@ def _decode_coordinator(
 
 
 def fetch_run(rpc: AccountReader, run_id: str, programs: ProgramIds = DEFAULT_PROGRAM_IDS) -> Run:
-    """The run ``run_id``: two reads (the instance PDA, then the coordinator account it names)."""
+    """The run ``run_id``: two reads (the instance PDA, then the coordinator account it names).
+
+    Raises:
+        ConfigError: ``run_id`` is over 32 bytes.
+        AccountNotFound: no such run (the hint says what to check).
+        AccountDecodeError: an account is not a coordinator instance or account (the message names the
+            endpoint).
+        RpcError: no endpoint answered.
+    """
     address = pda.coordinator_instance(run_id, program_id=programs.coordinator)
     instance = _decode_instance(rpc, rpc.get_account_info(address), address, run_id, programs)
     coordinator_address = instance.coordinator_account
@@ -142,7 +153,13 @@ def fetch_run(rpc: AccountReader, run_id: str, programs: ProgramIds = DEFAULT_PR
 
 
 def fetch_coordinator(rpc: AccountReader, address: Pubkey, run_id: str = "?") -> CoordinatorAccount:
-    """Re-read only the coordinator account of a run already found (one read)."""
+    """Re-read only the coordinator account of a run already found (one read).
+
+    Raises:
+        AccountNotFound: the account is gone.
+        AccountDecodeError: it is not a coordinator account.
+        RpcError: no endpoint answered.
+    """
     return _decode_coordinator(rpc, rpc.get_account_info(address), address, run_id)
 
 
@@ -271,6 +288,12 @@ def check_join(
 
     Trip 1 reads the instance (for the join authority); trip 2 reads, in one getMultipleAccounts, the
     coordinator account and every candidate authorization PDA.
+
+    Raises:
+        ConfigError: ``run_id`` is over 32 bytes.
+        AccountNotFound: no such run.
+        AccountDecodeError: the run's accounts are not what they should be.
+        RpcError: no endpoint answered.
     """
     address = pda.coordinator_instance(run_id, program_id=programs.coordinator)
     instance = _decode_instance(rpc, rpc.get_account_info(address), address, run_id, programs)
@@ -395,7 +418,13 @@ def fetch_rewards(
     index: int | None = None,
     programs: ProgramIds = DEFAULT_PROGRAM_IDS,
 ) -> Rewards:
-    """Earned, claimed and claimable points of ``user`` in a treasurer-backed run."""
+    """Earned, claimed and claimable points of ``user`` in a treasurer-backed run.
+
+    Raises:
+        AccountNotFound: the run has no treasurer, or the treasurer's collateral mint is gone.
+        AccountDecodeError: an account is not of the type expected.
+        RpcError: no endpoint answered.
+    """
     run = fetch_run(rpc, run_id, programs)
     found = fetch_treasurer(rpc, run_id, index, programs)
     if found is None:

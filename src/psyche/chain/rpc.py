@@ -58,8 +58,9 @@ from solders.transaction import Transaction, VersionedTransaction
 from solders.transaction_status import TransactionConfirmationStatus, TransactionStatus, UiTransactionEncoding
 
 from psyche.backoff import exponential
+from psyche.base58 import b58encode
 from psyche.chain.endpoints import redacted_labels, scrub
-from psyche.chain.txerrors import describe_tx_error, parse_transaction_error, program_error_of
+from psyche.chain.program_errors import describe_tx_error, parse_transaction_error, program_error_of
 from psyche.errors import ConfigError, RpcError, RpcResponseError, RpcUnavailable, TransactionFailed
 
 __all__ = ["AccountInfo", "RpcClient", "TransactionRecord", "parse_transaction_error"]
@@ -68,7 +69,6 @@ MULTIPLE_ACCOUNTS_CHUNK = 100
 _CONFIRMED = CommitmentLevel.Confirmed
 _ACCOUNT_CONFIG = RpcAccountInfoConfig(encoding=UiAccountEncoding.Base64, commitment=_CONFIRMED)
 _CONTEXT_CONFIG = RpcContextConfig(commitment=_CONFIRMED)
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 # JSON-RPC errors that describe the node's state, not the request: another endpoint (or this one, later)
 # may answer. -32005 node unhealthy ("Node is behind by N slots"), -32016 minimum context slot not reached,
 # -32429 rate limited (providers' JSON-RPC form of HTTP 429).
@@ -107,15 +107,6 @@ _Resp = TypeVar("_Resp", bound=_Response)
 class _Failure:
     reason: str
     retry_later: bool  # False: this endpoint will not answer this request differently on a later pass
-
-
-def _b58encode(raw: bytes) -> str:
-    num = int.from_bytes(raw, "big")
-    out = ""
-    while num:
-        num, rem = divmod(num, 58)
-        out = _B58[rem] + out
-    return "1" * (len(raw) - len(raw.lstrip(b"\0"))) + out
 
 
 def _is_rpc_message(item: object) -> bool:
@@ -367,7 +358,7 @@ class RpcClient:
         """Accounts owned by ``program`` matching all filters: int = dataSize, (offset, bytes) = memcmp."""
         # memcmp bytes travel as base58, the one encoding every provider accepts.
         solders_filters: list[int | Memcmp] = [
-            f if isinstance(f, int) else Memcmp(f[0], _b58encode(f[1])) for f in filters
+            f if isinstance(f, int) else Memcmp(f[0], b58encode(f[1])) for f in filters
         ]
         config = RpcProgramAccountsConfig(_ACCOUNT_CONFIG, filters=solders_filters or None)
         resp = self._typed(GetProgramAccounts(program, config), GetProgramAccountsResp, "getProgramAccounts")

@@ -1,10 +1,16 @@
-"""Sign, send and confirm one transaction; failures carry the logs and the program error's name."""
+"""The one way this code sends a transaction: fresh blockhash, sign, send, confirm, name the program error.
+
+``TransactionSender`` is used by the run-manager's commands (through a reporting wrapper), the client's
+chain actions (``send_and_confirm``) and the local chain's seeding (``localnet/world.py``). Its clock and
+sleep are injected, so the wait for a fresh blockhash is tested on a fake clock.
+"""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from solders.hash import Hash
 from solders.instruction import Instruction
@@ -14,56 +20,41 @@ from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import Transaction
 
-from psyche.chain.program_errors import error_name
+from psyche.chain.program_errors import name_failure
 from psyche.chain.programs import DEFAULT_PROGRAM_IDS, ProgramIds
-from psyche.chain.rpc import RpcClient
+from psyche.chain.rpc import TransactionRecord
 from psyche.errors import TransactionFailed
 
 # Solana's packet payload: the most a serialized transaction, signatures included, may take.
 PACKET_DATA_SIZE = 1232
 
-_FAILED_LINE = re.compile(r"Program (?P<program>\w+) failed: custom program error: 0x(?P<code>[0-9a-fA-F]+)")
-
 
 @dataclass(frozen=True, slots=True)
 class SentTransaction:
-    """A confirmed transaction: its signature, slot and program logs."""
+    """A confirmed transaction: its signature, slot, program logs and the blockhash it was signed with."""
 
     signature: Signature
     slot: int
     logs: list[str]
+    blockhash: Hash
 
 
-def failing_program(logs: Sequence[str]) -> tuple[Pubkey, int] | None:
-    """The program and custom code of the last ``Program X failed: custom program error: 0x..`` log line."""
-    for line in reversed(logs):
-        match = _FAILED_LINE.search(line)
-        if match:
-            try:
-                return Pubkey.from_string(match["program"]), int(match["code"], 16)
-            except ValueError:
-                return None
-    return None
+class SendingRpc(Protocol):
+    """The RPC calls sending needs (RpcClient has them; unit tests pass a scripted fake)."""
+
+    def get_latest_blockhash(self) -> tuple[Hash, int]: ...
+
+    def send_transaction(self, tx: Transaction) -> Signature: ...
+
+    def confirm_transaction(
+        self, signature: Signature, timeout: float = ..., *, poll_interval: float = ...
+    ) -> int: ...
+
+    def get_transaction(self, signature: Signature) -> TransactionRecord | None: ...
 
 
-def name_failure(error: TransactionFailed, programs: ProgramIds = DEFAULT_PROGRAM_IDS) -> TransactionFailed:
-    """The same failure with the program error's name in its message (when the logs let us name it)."""
-    found = failing_program(error.logs)
-    code = error.program_error if error.program_error is not None else (found[1] if found else None)
-    if code is None:
-        return error
-    name = error_name(found[0] if found else None, code, programs)
-    if name is None or name in error.message:
-        return error
-    named = TransactionFailed(
-        f"{error.message} [{name}]",
-        signature=error.signature,
-        logs=error.logs,
-        program_error=code,
-        hint=error.hint,
-    )
-    named.__cause__ = error
-    return named
+# How many sent signatures a sender remembers to refuse resending one (see TransactionSender.send).
+_REMEMBERED = 1024
 
 
 def _signed(
@@ -84,15 +75,16 @@ def transaction_size(
 
 
 def pack(
-    instructions: Sequence[Instruction], payer: Keypair, signers: Sequence[Keypair] = ()
+    instructions: Sequence[Instruction], size: Callable[[Sequence[Instruction]], int]
 ) -> list[list[Instruction]]:
     """The instructions, in order, in as few transactions of at most PACKET_DATA_SIZE bytes as they fit.
 
+    ``size`` measures a candidate transaction (TransactionSender.size, or transaction_size with a payer).
     An instruction too large for a transaction of its own stays alone (build_transaction then refuses it).
     """
     batches: list[list[Instruction]] = []
     for instruction in instructions:
-        if batches and transaction_size([*batches[-1], instruction], payer, signers) <= PACKET_DATA_SIZE:
+        if batches and size([*batches[-1], instruction]) <= PACKET_DATA_SIZE:
             batches[-1].append(instruction)
         else:
             batches.append([instruction])
@@ -118,8 +110,92 @@ def build_transaction(
     return tx
 
 
+class TransactionSender:
+    """Sends instructions as one transaction paid (and signed) by ``payer`` and waits for ``confirmed``.
+
+    A transaction identical to one this sender already sent (the same instructions under the same
+    blockhash, e.g. a second tick) would be refused by the node as already processed, so ``send`` first
+    waits, polling every ``blockhash_poll`` seconds for at most ``blockhash_wait``, for a fresh blockhash.
+    """
+
+    def __init__(
+        self,
+        rpc: SendingRpc,
+        payer: Keypair,
+        programs: ProgramIds = DEFAULT_PROGRAM_IDS,
+        *,
+        confirm_timeout: float = 30.0,
+        confirm_poll: float = 0.5,
+        blockhash_poll: float = 0.05,
+        blockhash_wait: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rpc = rpc
+        self.keypair = payer
+        self.programs = programs
+        self._confirm_timeout = confirm_timeout
+        self._confirm_poll = confirm_poll
+        self._blockhash_poll = blockhash_poll
+        self._blockhash_wait = blockhash_wait
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._sent: dict[Signature, None] = {}  # insertion-ordered: the oldest is forgotten first
+
+    @property
+    def payer(self) -> Pubkey:
+        """The fee payer's public key (the first signer of every transaction)."""
+        return self.keypair.pubkey()
+
+    def size(self, instructions: Sequence[Instruction], signers: Sequence[Keypair] = ()) -> int:
+        """Bytes of these instructions as one of this sender's transactions (Solana's limit: 1232)."""
+        return transaction_size(instructions, self.keypair, signers)
+
+    def _fresh(
+        self, instructions: Sequence[Instruction], signers: Sequence[Keypair]
+    ) -> tuple[Transaction, Hash]:
+        deadline = self._monotonic() + self._blockhash_wait
+        while True:
+            blockhash, _ = self.rpc.get_latest_blockhash()
+            tx = build_transaction(instructions, self.keypair, signers, blockhash)
+            if tx.signatures[0] not in self._sent:
+                return tx, blockhash
+            if self._monotonic() >= deadline:
+                raise TransactionFailed(
+                    f"the chain produced no new blockhash for {self._blockhash_wait:g} s; "
+                    "the same transaction under the same blockhash would be a duplicate, so nothing was sent"
+                )
+            self._sleep(self._blockhash_poll)
+
+    def send(
+        self, instructions: Sequence[Instruction], *, signers: Sequence[Keypair] = ()
+    ) -> SentTransaction:
+        """Sign with the payer and ``signers``, send (with preflight), wait for ``confirmed``.
+
+        Raises:
+            TransactionFailed: too large (nothing sent), no fresh blockhash in time, preflight or execution
+                failed (with the logs, the custom code and its name), or not confirmed in time.
+        """
+        tx, blockhash = self._fresh(instructions, signers)
+        try:
+            signature = self.rpc.send_transaction(tx)
+            self._remember(signature)
+            slot = self.rpc.confirm_transaction(
+                signature, self._confirm_timeout, poll_interval=self._confirm_poll
+            )
+        except TransactionFailed as exc:
+            raise name_failure(exc, self.programs) from exc
+        record = self.rpc.get_transaction(signature)
+        return SentTransaction(signature, slot, record.logs if record else [], blockhash)
+
+    def _remember(self, signature: Signature) -> None:
+        self._sent[signature] = None
+        if len(self._sent) > _REMEMBERED:
+            del self._sent[next(iter(self._sent))]
+
+
 def send_and_confirm(
-    rpc: RpcClient,
+    rpc: SendingRpc,
     instructions: Sequence[Instruction],
     payer: Keypair,
     *,
@@ -127,16 +203,11 @@ def send_and_confirm(
     programs: ProgramIds = DEFAULT_PROGRAM_IDS,
     timeout: float = 30.0,
 ) -> SentTransaction:
-    """Send the instructions in one transaction and wait for ``confirmed``.
+    """One transaction through a new TransactionSender (the client's chain actions, test helpers).
 
-    Raises TransactionFailed (with logs, the custom code and its name) when preflight or execution fails.
+    Raises:
+        TransactionFailed: as TransactionSender.send.
     """
-    blockhash, _ = rpc.get_latest_blockhash()
-    tx = build_transaction(instructions, payer, signers, blockhash)
-    try:
-        signature = rpc.send_transaction(tx)
-        slot = rpc.confirm_transaction(signature, timeout)
-    except TransactionFailed as exc:
-        raise name_failure(exc, programs) from exc
-    record = rpc.get_transaction(signature)
-    return SentTransaction(signature, slot, record.logs if record else [])
+    return TransactionSender(rpc, payer, programs, confirm_timeout=timeout).send(
+        instructions, signers=signers
+    )

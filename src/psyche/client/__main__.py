@@ -114,6 +114,8 @@ def train() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch the command line: no arguments runs :func:`entrypoint`, ``train`` one client run; returns
+    the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["train"]:
         return train()

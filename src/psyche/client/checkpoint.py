@@ -48,7 +48,11 @@ class CheckpointInfo:
     meta: dict[str, Any]
 
     def tensors(self, name: str) -> dict[str, torch.Tensor]:
-        """The tensors of ``<name>.safetensors`` (CPU)."""
+        """The tensors of ``<name>.safetensors`` (CPU).
+
+        Raises:
+            CorruptCheckpoint: the file is missing or not safetensors.
+        """
         try:
             return load_file(str(self.path / f"{name}.safetensors"))
         except (SafetensorError, OSError) as exc:
@@ -56,6 +60,7 @@ class CheckpointInfo:
 
 
 def dir_name(epoch: int, step: int) -> str:
+    """The directory name of a checkpoint, ``epoch-NNNNNN-step-NNNNNNNN`` (sorts by epoch, then step)."""
     return f"epoch-{epoch:06d}-step-{step:08d}"
 
 
@@ -174,7 +179,11 @@ def _manifest(path: Path) -> dict[str, Any]:
 
 
 def validate(path: Path) -> CheckpointInfo:
-    """The checkpoint at ``path`` if its manifest is complete and every file matches its hash."""
+    """The checkpoint at ``path`` if its manifest is complete and every file matches its hash.
+
+    Raises:
+        CorruptCheckpoint: a file is missing or does not match its sha256.
+    """
     meta = _manifest(path)
     for name, entry in meta["files"].items():
         file = path / name

@@ -147,6 +147,11 @@ class OptimizerSettings:
 
     @classmethod
     def from_run(cls, optimizer: AdamW | Distro | DummyOptimizer) -> OptimizerSettings:
+        """The trainer's optimizer settings for the run's optimizer.
+
+        Raises:
+            ConfigError: the run's optimizer is Dummy, which cannot train.
+        """
         if isinstance(optimizer, AdamW):
             return cls(
                 (optimizer.betas[0], optimizer.betas[1]),
@@ -210,7 +215,12 @@ def hub_directory(repo: HubRepo, roots: tuple[Path, ...]) -> Path | None:
 
 def model_source(model: LLM, env: TrainerEnv, resume: Path | None = None) -> ModelSource:
     """Map the run's checkpoint to initial weights; no download ever happens at run time. ``resume`` is the
-    current local checkpoint the trainer will resume, if any: it serves a Hub repo that is not on disk."""
+    current local checkpoint the trainer will resume, if any: it serves a Hub repo that is not on disk.
+
+    Raises:
+        ConfigError: a checkpoint kind the client does not load, or a Hub repo that is neither on disk nor
+            served by ``resume`` (the message says where to put it).
+    """
     cp = model.checkpoint
     if cp.kind is CheckpointKind.Dummy:
         return ModelSource("preset", preset=env.model_preset)
@@ -233,7 +243,11 @@ def model_source(model: LLM, env: TrainerEnv, resume: Path | None = None) -> Mod
 def trainer_config(
     model: LLM, env: TrainerEnv, *, dp: int, tp: int, micro_batch_size: int, device: DeviceName
 ) -> TrainerConfig:
-    """The TrainerConfig for the run's model with the resolved parallelism and device."""
+    """The TrainerConfig for the run's model with the resolved parallelism and device.
+
+    Raises:
+        ConfigError: ``max_seq_len`` is not positive, or the optimizer is Dummy.
+    """
     if model.max_seq_len <= 0:
         raise ConfigError("model.max_seq_len: must be positive")
     return TrainerConfig(

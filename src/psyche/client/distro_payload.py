@@ -111,7 +111,11 @@ _SIGNS = np.array([1.0, -1.0], dtype=np.float32)  # bit 0 -> +1, bit 1 (negative
 def payload_shapes(
     named_params: Sequence[tuple[str, torch.nn.Parameter]], settings: Distro
 ) -> list[PayloadShape]:
-    """The entry every valid payload has for each parameter, in the model's order."""
+    """The entry every valid payload has for each parameter, in the model's order.
+
+    Raises:
+        ConfigError: a parameter has more chunks along one dimension than a payload can index.
+    """
     shapes = []
     for name, p in named_params:
         t = ParamTransform(p.shape, settings.compression_chunk, name=name)

@@ -29,9 +29,11 @@ class RestartPolicy:
 class Child(Protocol):
     """One client process (``subprocess.Popen`` fits)."""
 
-    def wait(self) -> int: ...
+    def wait(self) -> int:
+        """Wait for the process to exit; returns its exit code."""
 
-    def terminate(self) -> None: ...
+    def terminate(self) -> None:
+        """Ask the process to stop (SIGTERM)."""
 
 
 def missing_required(environ: Mapping[str, str]) -> str | None:

@@ -84,7 +84,11 @@ class ModelSpec:
 
     @classmethod
     def from_hf_config(cls, config: dict[str, Any], max_seq_len: int) -> ModelSpec:
-        """Read a LLaMA ``config.json``; the run's ``max_seq_len`` wins over the file's."""
+        """Read a LLaMA ``config.json``; the run's ``max_seq_len`` wins over the file's.
+
+        Raises:
+            ConfigError: a field is missing or of the wrong type, or the shape does not hold together.
+        """
         try:
             heads = int(config["num_attention_heads"])
             spec = cls(
@@ -105,6 +109,7 @@ class ModelSpec:
         return spec
 
     def as_dict(self) -> dict[str, Any]:
+        """The spec as a plain dict (for config.json and logs)."""
         return asdict(self)
 
 
@@ -133,12 +138,15 @@ def preset(name: str, max_seq_len: int) -> ModelSpec:
 
 
 class RMSNorm(nn.Module):
+    """Root-mean-square layer norm with a learned scale, as Llama uses."""
+
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` normalised over its last dimension (in fp32), scaled, in ``x``'s dtype."""
         # Normalise in fp32 as HF does: bf16 variance loses too much precision.
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -160,6 +168,8 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 
 
 class Attention(nn.Module):
+    """Causal self-attention with rotary positions and grouped-query heads (Llama's, no biases)."""
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.head_dim = spec.head_dim
@@ -169,6 +179,7 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(spec.n_heads * spec.head_dim, spec.dim, bias=False)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """Attention over ``x`` (batch, seq, dim) with the rotary tables for its positions."""
         b, s, _ = x.shape
         # -1 heads: under tensor parallelism each rank holds n_heads/tp query and n_kv_heads/tp kv heads.
         q = self.q_proj(x).view(b, s, -1, self.head_dim).transpose(1, 2)
@@ -181,6 +192,8 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
+    """The gated SiLU feed-forward block (SwiGLU)."""
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.gate_proj = nn.Linear(spec.dim, spec.ffn_dim, bias=False)
@@ -188,11 +201,14 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(spec.ffn_dim, spec.dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``down(silu(gate(x)) * up(x))``."""
         out: torch.Tensor = self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
         return out
 
 
 class DecoderLayer(nn.Module):
+    """One pre-norm transformer block: attention then MLP, each with a residual."""
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.input_layernorm = RMSNorm(spec.dim, spec.norm_eps)
@@ -201,6 +217,7 @@ class DecoderLayer(nn.Module):
         self.mlp = MLP(spec)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """The block applied to ``x`` (batch, seq, dim)."""
         h: torch.Tensor = x + self.self_attn(self.input_layernorm(x), cos, sin)
         out: torch.Tensor = h + self.mlp(self.post_attention_layernorm(h))
         return out
@@ -233,6 +250,7 @@ class Transformer(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, seq, vocab) for ``tokens`` (batch, seq)."""
         s = tokens.shape[1]
         cos, sin = self.rope_cos[:s], self.rope_sin[:s]
         h = self.model.embed_tokens(tokens)
@@ -263,7 +281,11 @@ class Transformer(nn.Module):
 
 
 def load_hf_weights(model: Transformer, directory: Path) -> None:
-    """Load every ``*.safetensors`` in a Hugging Face model directory into ``model`` (names must match)."""
+    """Load every ``*.safetensors`` in a Hugging Face model directory into ``model`` (names must match).
+
+    Raises:
+        ConfigError: no safetensors files, or weights whose names do not match the model.
+    """
     from safetensors.torch import load_file
 
     files = sorted(directory.glob("*.safetensors"))
@@ -285,7 +307,11 @@ def load_hf_weights(model: Transformer, directory: Path) -> None:
 
 
 def read_hf_config(directory: Path) -> dict[str, Any]:
-    """The directory's ``config.json`` as a dict."""
+    """The directory's ``config.json`` as a dict.
+
+    Raises:
+        ConfigError: config.json is missing or not JSON.
+    """
     path = directory / "config.json"
     try:
         loaded: dict[str, Any] = json.loads(path.read_text())

@@ -78,6 +78,8 @@ class _Epoch:
     applying: int | None = None
     health_checked: set[int] = field(default_factory=set)  # round heights we sent health checks in
     left: str | None = None  # why we stopped taking part in this epoch (a result we could not apply)
+    # Set at Cooldown: the last round whose results we apply, and the step the epoch's checkpoint is saved at.
+    tail: tuple[int, int] | None = None
 
 
 class ClientProtocol:
@@ -108,6 +110,9 @@ class ClientProtocol:
         self.last_tick_at = float("-inf")
         self.last_version_read = float("-inf")
         self.epoch: _Epoch | None = None
+        # The last epoch while its final applies and checkpoint still run after the chain moved past its
+        # Cooldown (a short cooldown_time on a loaded machine): nothing of the next epoch runs before.
+        self.finishing: _Epoch | None = None
         self.halted_told: RunState | None = None
 
     # --------------------------------------------------------------------------------- events
@@ -198,8 +203,8 @@ class ClientProtocol:
 
     def on_applied(self, source: RoundKey, error: str | None, now: float) -> list[Action]:
         """ApplyResults finished; an error (a result we cannot have) takes us out of this epoch only."""
-        ep = self.epoch
-        if ep is None or ep.number != source[0]:
+        ep = next((e for e in (self.finishing, self.epoch) if e is not None and e.number == source[0]), None)
+        if ep is None:
             return self._drive(now)
         ep.applying = None
         if error is None:
@@ -211,6 +216,9 @@ class ClientProtocol:
             ep.number,
             error,
         )
+        if ep is self.finishing:  # the epoch we leave is already over: go on with the next one
+            self.finishing = None
+            return self._drive(now)
         return []
 
     def on_sharing(self, now: float) -> list[Action]:
@@ -289,10 +297,14 @@ class ClientProtocol:
             return []
         self.halted_told = None
         if state == RunState.WaitingForMembers:
-            return self._join(acc, now)
+            return self._finish_last_epoch(acc) + self._join(acc, now)
         ep = self.epoch
         if ep is None or ep.number != acc.progress.epoch:
+            if ep is not None and self.finishing is None and self._unfinished(ep):
+                self.finishing = ep
             ep = self.epoch = _Epoch(acc.progress.epoch)
+        if self.finishing is not None:
+            return self._finish_last_epoch(acc)
         me = round_view.client_index(acc, self.signer)
         if me is None:
             self._tell(
@@ -306,11 +318,15 @@ class ClientProtocol:
         mine = acc.epoch_state.clients[me]
         if ep.left is not None:
             return []
+        # Withdrawn is the whole epoch's fate, not ours (a round nobody witnessed, or a pause): its Cooldown
+        # still applies what was witnessed and saves the model, which the next epoch's joiners fetch from us.
+        withdrawn_at_cooldown = mine.state == ClientState.Withdrawn and state == RunState.Cooldown
         if mine.state != ClientState.Healthy:
             self._tell(
                 ep, "unhealthy", "Coordinator says we're %s; waiting for the next epoch", mine.state.name
             )
-            return []
+            if not withdrawn_at_cooldown:
+                return []
         actions: list[Action] = []
         if not ep.prepared and not ep.preparing and state != RunState.Cooldown:
             ep.preparing = True
@@ -325,16 +341,48 @@ class ClientProtocol:
                     SendWarmupWitness(ep.number, WitnessProof(position=me, index=me, witness=True))
                 )
         elif state == RunState.Cooldown:
-            if self._shares(acc):
+            if self._shares(acc) and ep.tail is None:
                 # Every round whose next round was witnessed is applied before the epoch's model is saved.
-                pending = self._apply_up_to(acc, ep, round_view.current_round(acc).height - 1)
-                if pending is not None:
-                    return actions + pending
-            if any(ep.trained.values()) and not ep.checkpointed:
+                ep.tail = (round_view.current_round(acc).height - 1, acc.progress.step)
+            if ep.tail is not None:
+                actions += self._finish_epoch(acc, ep)
+            elif any(ep.trained.values()) and not ep.checkpointed:
                 ep.checkpointed = True
                 actions.append(SaveCheckpoint(ep.number, acc.progress.step))
         else:
             actions += self._round(acc, ep)
+        return actions
+
+    @staticmethod
+    def _unfinished(ep: _Epoch) -> bool:
+        """Whether ``ep`` reached its Cooldown but its last applies or its checkpoint are still to come."""
+        return ep.tail is not None and not ep.checkpointed and ep.left is None
+
+    def _finish_epoch(self, acc: CoordinatorAccount, ep: _Epoch) -> list[Action]:
+        """The next apply of ``ep``'s last rounds ([] while one runs), then its checkpoint (once)."""
+        assert ep.tail is not None
+        through, step = ep.tail
+        pending = self._apply_up_to(acc, ep, through)
+        if pending is not None:
+            return pending
+        if ep.checkpointed:
+            return []
+        ep.checkpointed = True
+        return [SaveCheckpoint(ep.number, step)] if any(ep.trained.values()) else []
+
+    def _finish_last_epoch(self, acc: CoordinatorAccount) -> list[Action]:
+        """Go on with the epoch the chain has left (``finishing``, or ``epoch`` while the next one has not
+        started yet) until its last rounds are applied and its model saved; upstream's clients likewise
+        finish their cooldown work before they train on the next epoch's model."""
+        ep = self.finishing
+        if ep is None and self.epoch is not None and self.epoch.number < acc.progress.epoch:
+            ep = self.epoch
+        if ep is None or not self._unfinished(ep):
+            self.finishing = None
+            return []
+        actions = self._finish_epoch(acc, ep)
+        if ep is self.finishing and not self._unfinished(ep):
+            self.finishing = None
         return actions
 
     def _absence_reason(self, acc: CoordinatorAccount) -> str:

@@ -72,9 +72,11 @@ class TrainerPort(Protocol):
 class Sharing(Protocol):
     """What the runner needs from the P2P result exchange (``sharing.ResultSharing``)."""
 
-    def observe(self, acc: CoordinatorAccount) -> None: ...
+    def observe(self, acc: CoordinatorAccount) -> None:
+        """A new coordinator state (see ``ResultSharing.observe``)."""
 
-    def announce_warmup(self, acc: CoordinatorAccount, epoch: int) -> None: ...
+    def announce_warmup(self, acc: CoordinatorAccount, epoch: int) -> None:
+        """Tell every peer our model is ready for ``epoch``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +127,20 @@ class ChainPort:
         return cls(rpc, keypair, addresses, p2p_identity, programs), run.coordinator
 
     def read(self) -> bytes:
+        """The coordinator account's data, fetched now.
+
+        Raises:
+            AccountNotFound: the coordinator account is gone.
+            RpcError: no endpoint answered.
+        """
         info = self.rpc.get_account_info(self.addresses.coordinator)
         if info is None:
             raise AccountNotFound("coordinator", str(self.addresses.coordinator))
         return info.data
 
     def instruction(self, sent: Send) -> Instruction:
+        """The coordinator instruction that carries ``sent`` (join_run, tick, health_check, warmup_witness
+        or witness)."""
         a, me, program = self.addresses, self.keypair.pubkey(), self.programs.coordinator
         if isinstance(sent, SendJoin):
             return ix.join_run(
@@ -174,6 +184,12 @@ class ChainPort:
         )
 
     def send(self, sent: Send) -> None:
+        """Send ``sent`` and wait for confirmation (longer for a join).
+
+        Raises:
+            TransactionFailed: preflight or execution failed (with the program error's name).
+            RpcError: no endpoint answered.
+        """
         timeout = JOIN_TIMEOUT_S if isinstance(sent, SendJoin) else SEND_TIMEOUT_S
         send_and_confirm(
             self.rpc, [self.instruction(sent)], self.keypair, programs=self.programs, timeout=timeout

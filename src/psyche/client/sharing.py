@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import torch
 
 from psyche.chain import round_view
-from psyche.chain.accounts.coordinator import CoordinatorAccount
+from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
 from psyche.chain.accounts.state import Bloom
 from psyche.client import exchange
 from psyche.client.actions import RoundKey, Train
@@ -78,6 +78,14 @@ class _Announced:
     broadcast: Broadcast
 
 
+def rounds_epoch(acc: CoordinatorAccount) -> int:
+    """The epoch the account's rounds belong to: after a Cooldown the epoch number moves on at once, while
+    the rounds stay the last epoch's until the next Warmup clears them."""
+    if acc.run_state in (RunState.WaitingForMembers, RunState.Paused, RunState.Finished):
+        return max(acc.progress.epoch - 1, 0)
+    return acc.progress.epoch
+
+
 class ResultSharing:
     """Implements ``actions.SharingView`` for the protocol; publishes, receives, verifies, agrees."""
 
@@ -106,6 +114,9 @@ class ResultSharing:
         self.pending: list[tuple[bytes, Broadcast]] = []
         self.downloading: set[tuple[bytes, bytes]] = set()
         self.round_accounts: dict[RoundKey, CoordinatorAccount] = {}  # the last one seen while current
+        # The last account of each epoch's Cooldown: its rounds and witnesses are final, and it outlives the
+        # account's own rounds, which the next epoch's warmup clears while we may still apply the last ones.
+        self.epoch_ends: dict[int, CoordinatorAccount] = {}
         self.warmup: dict[int, set[bytes]] = {}
         self.received: dict[RoundKey, int] = {}
         self.applied_last = 0
@@ -116,6 +127,7 @@ class ResultSharing:
         node.on_message = self._on_message
 
     def close(self) -> None:
+        """Close the P2P node, then drop the downloads still queued."""
         self.node.close()  # first: no message arrives to start a download after the pool is gone
         self.downloads.shutdown(wait=False, cancel_futures=True)
 
@@ -138,16 +150,31 @@ class ResultSharing:
             self.node.set_allowed(peers)
             epoch, current = acc.progress.epoch, round_view.current_round(acc)
             height = current.height
-            if current.clients_len:
+            # Only in these states are the account's rounds this epoch's (from the end of Cooldown to the
+            # next Warmup the epoch number has moved on while the rounds are still the last epoch's).
+            live = acc.run_state in (RunState.RoundTrain, RunState.RoundWitness, RunState.Cooldown)
+            if live and current.clients_len:
                 # A round's client list is exact only while the round is current: once a client in the
                 # middle of the list has exited, the account's reconstruction of an older round's clients
                 # (round_view.historical_clients, as upstream's) can be out of order. Broadcasts and applies
                 # of a round are judged against the account as it was then.
                 self.round_accounts[(epoch, height)] = acc
-            for key in [k for k in self.ledgers if k[0] != epoch or k[1] < height - KEEP_ROUNDS]:
+            if acc.run_state == RunState.Cooldown:
+                self.epoch_ends[epoch] = acc
+
+            def stale(key: RoundKey) -> bool:
+                # The last epoch's rounds stay until this one's first KEEP_ROUNDS rounds have gone by: its
+                # final applies may still run (ClientProtocol.finishing).
+                if key[0] == epoch:
+                    return live and key[1] < height - KEEP_ROUNDS
+                return key[0] < epoch - 1 or (live and height >= KEEP_ROUNDS)
+
+            for key in [k for k in self.ledgers if stale(k)]:
                 del self.ledgers[key]
-            for key in [k for k in self.round_accounts if k[0] != epoch or k[1] < height - KEEP_ROUNDS]:
+            for key in [k for k in self.round_accounts if stale(k)]:
                 del self.round_accounts[key]
+            for number in [n for n in self.epoch_ends if stale((n, height))]:
+                del self.epoch_ends[number]
             oldest = acc.progress.step - KEEP_ROUNDS
             for digest in [d for d, p in self.payloads.items() if p.step < oldest]:
                 del self.payloads[digest]
@@ -161,11 +188,13 @@ class ResultSharing:
     # ------------------------------------------------------------------------------ SharingView
 
     def verified_batches(self, key: RoundKey) -> set[tuple[int, int]]:
+        """The batches of round ``key`` whose payload we downloaded and verified (our own included)."""
         with self.lock:
             ledger = self.ledgers.get(key)
             return set() if ledger is None else ledger.voted_batches()
 
     def witness_content(self, key: RoundKey, seed: bytes) -> tuple[Bloom, Bloom, bytes]:
+        """(participant bloom, broadcast bloom, broadcast merkle root) over round ``key``'s results."""
         with self.lock:
             ledger = self.ledgers.get(key) or exchange.RoundLedger(*key)
             return (
@@ -175,6 +204,7 @@ class ResultSharing:
             )
 
     def warmup_ready(self, epoch: int) -> set[bytes]:
+        """The P2P identities that announced their model ready for ``epoch`` (ours included)."""
         with self.lock:
             return set(self.warmup.get(epoch, set()))
 
@@ -191,7 +221,11 @@ class ResultSharing:
         return self.nonce
 
     def announce_warmup(self, acc: CoordinatorAccount, epoch: int) -> None:
-        """Our model is ready for ``epoch``: tell every peer (and count ourselves)."""
+        """Our model is ready for ``epoch``: tell every peer (and count ourselves).
+
+        Raises:
+            RunManagerError: our P2P identity is not among the epoch's clients.
+        """
         me = self._my_index(acc)
         digest = exchange.merkle_root([])
         broadcast = Broadcast(
@@ -209,7 +243,11 @@ class ResultSharing:
         self.on_change()
 
     def publish(self, acc: CoordinatorAccount, task: Train, results: list[SparseParam]) -> bytes:
-        """Publish our result of ``task`` and announce it; returns its commitment (data_hash)."""
+        """Publish our result of ``task`` and announce it; returns its commitment (data_hash).
+
+        Raises:
+            RunManagerError: our P2P identity is not among the epoch's clients.
+        """
         one_bit = self.quantize_1bit
         payload = Payload(task.step, task.step, (task.start, task.end), results, one_bit)
         raw = encode_payload(task.step, task.step, (task.start, task.end), results, one_bit)
@@ -246,7 +284,7 @@ class ResultSharing:
             if acc is None:
                 return
             height = round_view.current_round(acc).height
-            self.own = [a for a in self.own if a.key[0] == acc.progress.epoch and a.key[1] >= height - 2]
+            self.own = [a for a in self.own if a.key[0] == rounds_epoch(acc) and a.key[1] >= height - 2]
             again = [dataclasses.replace(a.broadcast, nonce=self._next_nonce()) for a in self.own]
         for broadcast in again:
             self.node.send_all(encode_broadcast(broadcast))
@@ -297,7 +335,7 @@ class ResultSharing:
             self.pending = [*self.pending, (sender, broadcast)][-PENDING_MAX:]
             return None
         offer = exchange.offer_of(sender, broadcast)
-        key = (acc.progress.epoch, broadcast.step - acc.epoch_state.start_step)
+        key = (rounds_epoch(acc), broadcast.step - acc.epoch_state.start_step)
         then = self.round_accounts.get(key, acc)
         try:
             client = exchange.check_offer(then, None, offer)
@@ -371,12 +409,13 @@ class ResultSharing:
     ) -> tuple[list[list[SparseParam]], int]:
         """The payloads of round ``source`` its next round's witnesses agreed on, in batch-id order, and
         their step; waits up to ``apply_wait`` for one still downloading; Desync when one cannot be had."""
+        with self.lock:
+            then = self.round_accounts.get(source)
+            acc = self.epoch_ends.get(source[0], acc)  # an epoch that is over: its final account
         rounds = {r.height: r for r in acc.epoch_state.rounds if r.clients_len}
         trained, judged = rounds.get(source[1]), rounds.get(source[1] + 1)
         if trained is None or judged is None:
             raise Desync(f"round {source[1]} is no longer in the coordinator account")
-        with self.lock:
-            then = self.round_accounts.get(source)
         if then is not None:
             assignments = round_view.round_assignments(then, round_view.current_round(then))
         else:
@@ -480,7 +519,11 @@ class ResultSharing:
 
     def fetch_model(self, acc: CoordinatorAccount) -> tuple[int, int, Content]:
         """The previous epoch's model from the epoch's other clients that hold it (signed manifest,
-        cross-checked with a second peer, every tensor's hash verified)."""
+        cross-checked with a second peer, every tensor's hash verified).
+
+        Raises:
+            ModelUnavailable: no other client of the epoch, or none served a model that checks out.
+        """
         peers = [
             bytes(c.p2p_identity)
             for c in acc.epoch_state.clients

@@ -232,13 +232,21 @@ class Trainer:
         return StepResult(self.step, mean_loss, total_tokens, seconds, tps, lr, mfu, wire)
 
     def payload_shapes(self) -> list[PayloadShape]:
-        """What every valid DisTrO payload for this model holds, per parameter (a Distro run only)."""
+        """What every valid DisTrO payload for this model holds, per parameter (a Distro run only).
+
+        Raises:
+            ConfigError: the run is not a DisTrO run, or a parameter has too many chunks for a payload.
+        """
         return payload_shapes(self.named_params, self._require_distro().settings)
 
     def apply_results(self, results: Sequence[Sequence[SparseParam]], step: int) -> None:
         """Apply DisTrO ``results`` (one list per payload, in the order every client uses: batch-id order)
         with the schedule's LR at the coordinator ``step``. Every client applying the same results to the
-        same parameters ends bitwise identical."""
+        same parameters ends bitwise identical.
+
+        Raises:
+            ConfigError: the run is not a DisTrO run.
+        """
         self._require_distro().apply(results, lr_at(self.config.lr_schedule, step))
 
     def round_to_bf16(self) -> None:
@@ -415,7 +423,12 @@ def trainer_for_run(
 ) -> Trainer:
     """A Trainer for the run's model: the preset, the local Hub directory or (a Hub repo not on disk) the
     shape saved in ``resume``, the checkpoint the caller resumes next; the run's data location, LR schedule
-    and optimizer, with ``parallelism`` (from ``parallelism.resolve_parallelism``)."""
+    and optimizer, with ``parallelism`` (from ``parallelism.resolve_parallelism``).
+
+    Raises:
+        ConfigError: the model cannot be found or loaded, or its settings do not hold together (the message
+            names which).
+    """
     source = model_source(model, env, resume)
     weights_dir = source.directory
     if source.kind == "checkpoint" and source.directory is not None:
@@ -440,7 +453,11 @@ def trainer_for_run(
 
 
 def checkpoint_spec(info: ckpt.CheckpointInfo) -> ModelSpec:
-    """The model shape a checkpoint was saved for (its manifest's ``spec``)."""
+    """The model shape a checkpoint was saved for (its manifest's ``spec``).
+
+    Raises:
+        ConfigError: the manifest has no usable model spec.
+    """
     try:
         spec = ModelSpec(**info.meta["spec"])
     except (KeyError, TypeError) as exc:

@@ -66,43 +66,69 @@ class StepTrainer(Protocol):
 
     distro: DistroOptimizer | None  # None: an AdamW run
 
-    def train_step(self, sample_indices: range, *, step: int | None = None) -> StepResult: ...
+    def train_step(self, sample_indices: range, *, step: int | None = None) -> StepResult:
+        """One optimizer step over this replica's share of ``sample_indices``."""
 
-    def apply_results(self, results: list[list[SparseParam]], step: int) -> None: ...
+    def apply_results(self, results: list[list[SparseParam]], step: int) -> None:
+        """Apply agreed DisTrO results with the LR of coordinator ``step``."""
 
-    def round_to_bf16(self) -> None: ...
+    def round_to_bf16(self) -> None:
+        """Round every parameter to bf16 and back (epoch end: holders and joiners end equal)."""
 
-    def reset_errors(self) -> None: ...
+    def reset_errors(self) -> None:
+        """Zero DisTrO's error buffers (a cold-start epoch)."""
 
-    def payload_shapes(self) -> list[PayloadShape]: ...
+    def payload_shapes(self) -> list[PayloadShape]:
+        """What a valid DisTrO payload for this model holds, per parameter."""
 
-    def checkpoint_content(self, step: int | None = None) -> ckpt.Content: ...
+    def checkpoint_content(self, step: int | None = None) -> ckpt.Content:
+        """What a checkpoint of the trainer holds (a collective: every rank calls it)."""
 
-    def save_checkpoint(self, root: Path, epoch: int, step: int) -> Path | None: ...
+    def save_checkpoint(self, root: Path, epoch: int, step: int) -> Path | None:
+        """Write a checkpoint; the directory on rank 0, None on the other ranks."""
 
 
 class ModelSharing(Protocol):
     """The part of ``sharing.ResultSharing`` the port uses."""
 
-    def publish(self, acc: CoordinatorAccount, task: Train, results: list[SparseParam]) -> bytes: ...
+    def publish(self, acc: CoordinatorAccount, task: Train, results: list[SparseParam]) -> bytes:
+        """Publish our result of ``task`` to peers; returns its commitment."""
 
     def agreed_results(
         self, acc: CoordinatorAccount, source: RoundKey
-    ) -> tuple[list[list[SparseParam]], int]: ...
+    ) -> tuple[list[list[SparseParam]], int]:
+        """The results of round ``source`` its witnesses agreed on, in batch-id order, and their step.
 
-    def serve_model(self, epoch: int, step: int, content: ckpt.Content) -> None: ...
+        Raises:
+            Desync: an agreed result cannot be had.
+        """
 
-    def set_model(self, shapes: list[PayloadShape], max_payload: int, quantize_1bit: bool) -> None: ...
+    def serve_model(self, epoch: int, step: int, content: ckpt.Content) -> None:
+        """Serve the epoch's final model to the next epoch's joiners."""
 
-    def fetch_model(self, acc: CoordinatorAccount) -> tuple[int, int, ckpt.Content]: ...
+    def set_model(self, shapes: list[PayloadShape], max_payload: int, quantize_1bit: bool) -> None:
+        """The payload shapes a peer's result must match, and at most how big it is."""
+
+    def fetch_model(self, acc: CoordinatorAccount) -> tuple[int, int, ckpt.Content]:
+        """The previous epoch's model from peers: ``(epoch, step, content)``.
+
+        Raises:
+            ModelUnavailable: no peer serves it.
+        """
 
 
 class Ranks(Protocol):
     """Ranks 1..n-1 as rank 0 sees them (``RankGroup``)."""
 
-    def broadcast(self, message: Message) -> None: ...
+    def broadcast(self, message: Message) -> None:
+        """Send ``message`` to every other rank.
 
-    def close(self) -> None: ...
+        Raises:
+            RunManagerError: a rank is gone.
+        """
+
+    def close(self) -> None:
+        """Stop the other ranks."""
 
 
 BuildTrainer = Callable[[Build, TrainerEnv, str, Parallelism, ParallelContext | None], StepTrainer]
@@ -115,7 +141,12 @@ def build_trainer(
     build: Build, env: TrainerEnv, run_id: str, par: Parallelism, ctx: ParallelContext | None
 ) -> Trainer:
     """This rank's Trainer for ``build.model`` (same seed on every rank and client), resumed from
-    ``build.resume`` (the checkpoint rank 0 chose) when set."""
+    ``build.resume`` (the checkpoint rank 0 chose) when set.
+
+    Raises:
+        ConfigError: the model's source cannot be loaded.
+        RunManagerError: resuming the checkpoint failed.
+    """
     trainer = trainer_for_run(
         build.model, env, run_seed(run_id), par, ctx=ctx, resume=build.resume, run_id=run_id
     )
@@ -191,7 +222,11 @@ def start_local_ranks(
     par: Parallelism, env: TrainerEnv, run_id: str, on_failure: Callable[[str], None]
 ) -> tuple[RankGroup, ParallelContext]:
     """Spawn ranks 1..n-1 on this machine and join the process group as rank 0 (its store listens on
-    127.0.0.1, on a port the system picks)."""
+    127.0.0.1, on a port the system picks).
+
+    Raises:
+        RunManagerError: a rank died, or the ranks did not start within STARTUP_TIMEOUT_S.
+    """
     device_type = resolve_device(env.device).type
     if device_type == "cpu":
         _share_cores(par.world_size)
@@ -296,6 +331,13 @@ class TorchTrainerPort:
             self.busy = False
 
     def prepare(self, acc: CoordinatorAccount, epoch: int) -> None:
+        """Have a model for ``epoch``: keep the one in memory (resetting DisTrO's errors on a cold start),
+        or build it (load it again when the last epoch left it stale).
+
+        Raises:
+            ConfigError: the model's source cannot be found (the message says what was looked at).
+            RunManagerError: another rank is gone.
+        """
         if self.stale:
             log.info("epoch %d: our model left our peers' in the last epoch; loading it again", epoch)
             self.close()
@@ -322,6 +364,12 @@ class TorchTrainerPort:
         self.sharing.set_model(shapes, max_payload_bytes(shapes, opt), opt.quantize_1bit)
 
     def train(self, acc: CoordinatorAccount, task: Train) -> TrainOutcome:
+        """Train ``task`` on every rank; a DisTrO run publishes the result, an AdamW run commits to its
+        loss.
+
+        Raises:
+            RunManagerError: a DisTrO run without a P2P node, or another rank is gone.
+        """
         with self._calling():
             if self.trainer is None:
                 self.trainer = self._build(acc)
@@ -345,6 +393,12 @@ class TorchTrainerPort:
         )
 
     def apply(self, acc: CoordinatorAccount, source: RoundKey) -> None:
+        """Apply the results of round ``source`` its witnesses agreed on, on every rank.
+
+        Raises:
+            Desync: an agreed result cannot be had (the model is then marked stale, to load again next epoch).
+            RunManagerError: no model or no P2P node to apply with.
+        """
         if self.trainer is None or self.sharing is None:
             raise RunManagerError("no model to apply results to")
         try:
@@ -359,6 +413,8 @@ class TorchTrainerPort:
         log.info("round %d: applied %d agreed result(s) of step %d", source[1], len(results), step)
 
     def save(self, epoch: int, step: int) -> None:
+        """End of epoch: a DisTrO run rounds to bf16 and serves the model to joiners; with a checkpoint
+        directory, every rank saves."""
         if self.trainer is None:
             return
         if self.sharing is not None and self.trainer.distro is not None:

@@ -95,5 +95,6 @@ class ComputeBudgetProgram:
     native = True
 
     def process(self, ctx: Context) -> None:
+        """Check the instruction decodes; the limits were already applied by :func:`compute_budget`."""
         if not ctx.data:
             raise InstructionError("InvalidInstructionData")

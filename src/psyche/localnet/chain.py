@@ -36,4 +36,5 @@ class Chain:
         return cls(store, clock=clock)
 
     def close(self) -> None:
+        """Close the ledger's store (the SQLite file, when there is one)."""
         self.ledger.close()

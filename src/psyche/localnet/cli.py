@@ -1,8 +1,9 @@
-"""The ``run-manager localnet`` command: start the local chain on 127.0.0.1 and serve until SIGINT/SIGTERM."""
+"""The ``run-manager localnet`` command: start the local chain (on --host) and serve until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import signal
 import sqlite3
 import time
@@ -26,6 +27,7 @@ async def _serve(
     demo_dir: Path | None,
     started: float,
     demo_clients: int = 1,
+    host: str = "127.0.0.1",
 ) -> None:
     from psyche.localnet.chain import Chain
     from psyche.localnet.server import LocalnetServer
@@ -35,7 +37,7 @@ async def _serve(
     except (OSError, sqlite3.Error) as exc:
         raise _ledger_error(ledger, exc) from exc
     server = LocalnetServer(
-        chain, rpc_port=rpc_port, ws_port=ws_port, slot_ms=slot_ms, clock_control=clock_control
+        chain, rpc_port=rpc_port, ws_port=ws_port, slot_ms=slot_ms, clock_control=clock_control, host=host
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -45,6 +47,11 @@ async def _serve(
     try:
         click.echo(f"RPC URL: {server.rpc_url}")
         click.echo(f"WebSocket URL: {server.ws_url}")
+        if not _loopback(host):
+            click.echo(
+                f"Listening on {host}: whoever reaches it can use this chain "
+                "(a public faucet, no access control)"
+            )
         click.echo(f"Ledger: {ledger if ledger is not None else 'memory only (use --ledger DIR to persist)'}")
         if clock_control:
             click.echo("Clock control: on (localnet_advanceClock)")
@@ -58,6 +65,13 @@ async def _serve(
     finally:
         click.echo("localnet stopping")
         await server.stop()
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _ledger_error(ledger: Path | None, exc: OSError | sqlite3.Error) -> ConfigError:
@@ -74,6 +88,13 @@ def _ledger_error(ledger: Path | None, exc: OSError | sqlite3.Error) -> ConfigEr
 
 
 @click.command("localnet")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (RPC and WebSocket); the URLs printed and written by --demo name it. "
+    "Anything but loopback lets others use this chain: it has a public faucet and no access control.",
+)
 @click.option(
     "--rpc-port", type=click.IntRange(0, 65535), default=8899, show_default=True, help="JSON-RPC port."
 )
@@ -113,6 +134,7 @@ def _ledger_error(ledger: Path | None, exc: OSError | sqlite3.Error) -> ConfigEr
     help="With --demo: client wallets to create (participant.json, participant-2.json, ...), 10 SOL each.",
 )
 def localnet(
+    host: str,
     rpc_port: int,
     ws_port: int,
     ledger: Path | None,
@@ -122,7 +144,7 @@ def localnet(
     demo_dir: Path | None,
     demo_clients: int,
 ) -> None:
-    """Run a local Solana-compatible chain with the Psyche programs on 127.0.0.1."""
+    """Run a local Solana-compatible chain with the Psyche programs (on 127.0.0.1 unless --host says so)."""
     started = time.perf_counter()
     asyncio.run(
         _serve(
@@ -135,5 +157,6 @@ def localnet(
             demo_dir=demo_dir,
             started=started,
             demo_clients=demo_clients,
+            host=host,
         )
     )

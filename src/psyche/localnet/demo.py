@@ -8,13 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from psyche.chain import pda
 from psyche.chain.accounts.model import Checkpoint
 from psyche.chain.programs import PERMISSIONLESS_GRANTEE
+from psyche.chain.rpc import RpcClient
 from psyche.localnet.demo_run import DEMO_DISTRO
 from psyche.localnet.ledger import LAMPORTS_PER_SOL
 from psyche.localnet.presets import small_config, small_model
@@ -75,7 +75,7 @@ def write_keypair(path: Path, keypair: Keypair) -> None:
 
 
 async def build_demo(
-    client: AsyncClient, rpc_url: str, ws_url: str, out_dir: Path, *, clients: int = 1
+    client: RpcClient, rpc_url: str, ws_url: str, out_dir: Path, *, clients: int = 1
 ) -> DemoWorld:
     """Create the runs, wallets and authorizations, and write keypairs and ``.env`` into ``out_dir``.
 
@@ -175,7 +175,7 @@ async def seed_demo(
     rpc_url: str, ws_url: str, out_dir: Path, *, echo: Callable[[str], None], clients: int = 1
 ) -> DemoWorld:
     """Build the demo world on the chain at ``rpc_url`` and print what was created."""
-    async with AsyncClient(rpc_url) as client:
+    with RpcClient([rpc_url]) as client:
         demo = await build_demo(client, rpc_url, ws_url, out_dir, clients=clients)
     for line in describe(demo, out_dir):
         echo(line)

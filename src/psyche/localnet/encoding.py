@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from psyche import base58
+from psyche.base58 import b58encode
 from psyche.chain.accounts.token import Mint, TokenAccount
 from psyche.chain.programs import TOKEN_PROGRAM_ID
 from psyche.errors import AccountDecodeError
@@ -18,30 +20,12 @@ class EncodingError(ValueError):
     """The request asks for an encoding this data cannot have (answered as an invalid-params error)."""
 
 
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_B58_INDEX = {c: i for i, c in enumerate(_B58)}
-
-
-def b58encode(data: bytes) -> str:
-    n = int.from_bytes(data, "big")
-    out = []
-    while n:
-        n, r = divmod(n, 58)
-        out.append(_B58[r])
-    pad = len(data) - len(data.lstrip(b"\x00"))
-    return "1" * pad + "".join(reversed(out))
-
-
 def b58decode(text: str) -> bytes:
-    n = 0
-    for c in text:
-        digit = _B58_INDEX.get(c)
-        if digit is None:
-            raise EncodingError(f"invalid base58 character {c!r}")
-        n = n * 58 + digit
-    pad = len(text) - len(text.lstrip("1"))
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
-    return b"\x00" * pad + body
+    """psyche.base58.b58decode, failing as an EncodingError (the RPC answers it as invalid params)."""
+    try:
+        return base58.b58decode(text)
+    except base58.Base58Error as exc:
+        raise EncodingError(f"invalid base58 character {text[exc.position - 1]!r}") from None
 
 
 def zstd_compress(data: bytes) -> bytes:

@@ -42,6 +42,8 @@ def rent_exempt_minimum(size: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class SlotInfo:
+    """What a new slot is: its number, its parent and its blockhash (for slot notifications)."""
+
     slot: int
     parent: int
     blockhash: Hash
@@ -84,9 +86,12 @@ class Ledger:
     # -- accounts -------------------------------------------------------------------------------------------
 
     def get(self, key: Pubkey) -> Account | None:
+        """The account at ``key``, or None if it does not exist (the ledger's own object: do not mutate
+        it)."""
         return self.accounts.get(key)
 
     def program_accounts(self, owner: Pubkey) -> Iterator[tuple[Pubkey, Account]]:
+        """Accounts owned by ``owner``, sorted by address."""
         for key in sorted(self._by_owner.get(owner, ()), key=bytes):
             yield key, self.accounts[key]
 
@@ -129,6 +134,7 @@ class Ledger:
         return self.block_height + MAX_PROCESSING_AGE
 
     def unix_timestamp(self) -> int:
+        """The chain clock: the injected clock plus what ``advance_clock`` added."""
         return int(self._clock()) + self.clock_offset
 
     def advance_clock(self, seconds: int) -> int:
@@ -140,6 +146,7 @@ class Ledger:
         return self.unix_timestamp()
 
     def is_blockhash_valid(self, blockhash: Hash) -> bool:
+        """True when ``blockhash`` was made at most MAX_PROCESSING_AGE slots ago."""
         made_at = self._blockhashes.get(blockhash)
         return made_at is not None and self.slot - made_at <= MAX_PROCESSING_AGE
 
@@ -191,4 +198,5 @@ class Ledger:
         return changed
 
     def close(self) -> None:
+        """Close the store."""
         self.store.close()

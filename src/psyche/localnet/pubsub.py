@@ -28,6 +28,8 @@ Send = Callable[[str], None]
 
 @dataclass(slots=True)
 class Subscription:
+    """One websocket subscription: what it watches (``kind`` and ``key``) and where to send notifications."""
+
     id: int
     kind: str  # "account" | "program" | "signature" | "slot"
     send: Send
@@ -102,6 +104,7 @@ class PubSub:
             del self._subs[sub_id]
 
     def count(self) -> int:
+        """How many subscriptions are open."""
         return len(self._subs)
 
     def _emit(self, sub: Subscription, method: str, value: Any, *, with_context: bool = True) -> None:
@@ -143,6 +146,7 @@ class PubSub:
                 self._notify_signature(sub, record)
 
     def on_slot(self, info: SlotInfo) -> None:
+        """Send a slotNotification to every slot subscription."""
         for sub in list(self._subs.values()):
             if sub.kind == "slot":
                 value = {"parent": info.parent, "root": info.parent, "slot": info.slot}

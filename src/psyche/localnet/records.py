@@ -22,12 +22,15 @@ class Account:
 
     @classmethod
     def from_parts(cls, lamports: int, owner: bytes, executable: bool, data: bytes) -> Account:
+        """An account from its stored columns (the SQLite row)."""
         return cls(lamports, bytearray(data), Pubkey.from_bytes(owner), executable)
 
     def copy(self) -> Account:
+        """A deep copy (the data too), for the executor to change."""
         return Account(self.lamports, bytearray(self.data), self.owner, self.executable)
 
     def same_as(self, other: Account) -> bool:
+        """True when every field matches (a commit skips an unchanged account)."""
         return (
             self.lamports == other.lamports
             and self.owner == other.owner
@@ -52,6 +55,7 @@ class TxRecord:
     raw: bytes  # the wire transaction as received
 
     def to_json(self) -> dict[str, Any]:
+        """The record without ``raw``, as the store keeps it (``raw`` has its own column)."""
         return {
             "signature": str(self.signature),
             "slot": self.slot,
@@ -66,6 +70,7 @@ class TxRecord:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], raw: bytes) -> TxRecord:
+        """The record :meth:`to_json` stored, with its wire bytes."""
         return cls(
             signature=Signature.from_string(obj["signature"]),
             slot=int(obj["slot"]),

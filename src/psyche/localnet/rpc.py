@@ -47,6 +47,7 @@ class RpcError(Exception):
         self.data = data
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON-RPC ``error`` object."""
         body: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.data is not None:
             body["data"] = self.data
@@ -94,6 +95,12 @@ class RpcMethods:
         }
 
     def call(self, method: str, params: Any) -> Any:
+        """Run JSON-RPC ``method`` with ``params`` (an array or null).
+
+        Raises:
+            RpcError: unknown method (``localnet_advanceClock`` too, unless clock control is on), params that
+                are not an array, or the method's own error.
+        """
         fn = self._methods.get(method) if isinstance(method, str) else None
         if method == "localnet_advanceClock" and not self.clock_control:
             fn = None
@@ -132,6 +139,7 @@ class RpcMethods:
     # -- cluster ------------------------------------------------------------------------------------------
 
     def rpc_getHealth(self, params: list[Any]) -> str:
+        """Always "ok": the local chain has no peers to fall behind."""
         return "ok"
 
     def rpc_getVersion(self, params: list[Any]) -> dict[str, Any]:
@@ -144,6 +152,7 @@ class RpcMethods:
         return self.ledger.block_height
 
     def rpc_getGenesisHash(self, params: list[Any]) -> str:
+        """A fixed hash, the same for every local chain."""
         return str(Hash.hash(b"psyche-localnet"))
 
     def rpc_getEpochInfo(self, params: list[Any]) -> dict[str, Any]:
@@ -186,6 +195,7 @@ class RpcMethods:
         return self._with_context(message_fee(message) if valid else None)
 
     def rpc_getRecentPrioritizationFees(self, params: list[Any]) -> list[Any]:
+        """Always empty: the local chain charges no priority fees."""
         return []
 
     # -- accounts -----------------------------------------------------------------------------------------
@@ -256,6 +266,8 @@ class RpcMethods:
         }
 
     def rpc_sendTransaction(self, params: list[Any]) -> str:
+        """Verify the signatures, run a preflight (unless ``skipPreflight``), then execute and commit; a
+        failed preflight is error -32002 with the simulation in ``data``."""
         raw, tx, config = self._decode(params)
         if not all(tx.verify_with_results()):
             raise RpcError(SIGNATURE_VERIFICATION_FAILURE, "Transaction signature verification failure")
@@ -271,6 +283,7 @@ class RpcMethods:
         return str(tx.signatures[0])
 
     def rpc_simulateTransaction(self, params: list[Any]) -> dict[str, Any]:
+        """Execute without committing; supports ``sigVerify``, ``replaceRecentBlockhash`` and ``accounts``."""
         raw, tx, config = self._decode(params)
         sig_verify = bool(config.get("sigVerify"))
         replace = bool(config.get("replaceRecentBlockhash"))
@@ -297,6 +310,7 @@ class RpcMethods:
         return self._with_context(value)
 
     def rpc_requestAirdrop(self, params: list[Any]) -> str:
+        """A transfer from the fixed, public FAUCET key, committed at once."""
         to = _pubkey(_param(params, 0, "pubkey"))
         lamports = _param(params, 1, "lamports")
         if not isinstance(lamports, int) or lamports <= 0:
@@ -310,6 +324,7 @@ class RpcMethods:
         return str(tx.signatures[0])
 
     def rpc_getSignatureStatuses(self, params: list[Any]) -> dict[str, Any]:
+        """Every landed transaction reports ``finalized``: the local chain has one node and no forks."""
         sigs = _param(params, 0, "signatures")
         if not isinstance(sigs, list) or len(sigs) > 256:
             raise RpcError(INVALID_PARAMS, "Too many inputs provided; max 256")
@@ -374,6 +389,8 @@ class RpcMethods:
     # -- test-only ----------------------------------------------------------------------------------------
 
     def rpc_localnet_advanceClock(self, params: list[Any]) -> dict[str, Any]:
+        """Not a Solana method: move the chain clock forward by ``seconds`` (only with clock control on,
+        for tests)."""
         seconds = _param(params, 0, "seconds")
         if not isinstance(seconds, int) or seconds < 0:
             raise RpcError(INVALID_PARAMS, "Invalid params: seconds must be a non-negative integer")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
+import socket
 from types import TracebackType
 from typing import Any
 
@@ -20,7 +22,10 @@ from psyche.localnet.rpc import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, Rp
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"  # loopback only, always: this chain has a public faucet and no access control
+# Loopback unless the user names another address (--host): this chain has a public faucet and no access
+# control, so whoever can reach the address it binds can use it.
+DEFAULT_HOST = "127.0.0.1"
+_WILDCARD_URL_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 MAX_BODY = 50 * 1024 * 1024
 _REASONS = {
     200: "OK",
@@ -69,8 +74,14 @@ def handle_body(methods: RpcMethods, body: bytes) -> Any:
     return _answer(methods, payload)
 
 
+def url_host(host: str) -> str:
+    """``host`` as it goes into a URL: a wildcard bind is reached through loopback; IPv6 in brackets."""
+    host = _WILDCARD_URL_HOSTS.get(host, host)
+    return f"[{host}]" if ":" in host else host
+
+
 class LocalnetServer:
-    """Binds the RPC and WS ports on 127.0.0.1 (0 = any free port) and runs the slot timer until stopped."""
+    """Binds the RPC and WS ports on ``host`` (0 = any free port) and runs the slot timer until stopped."""
 
     def __init__(
         self,
@@ -80,8 +91,10 @@ class LocalnetServer:
         ws_port: int = 8900,
         slot_ms: int = 400,
         clock_control: bool = False,
+        host: str = DEFAULT_HOST,
     ) -> None:
         self.chain = chain
+        self.host = host
         self.methods = RpcMethods(chain.ledger, chain.executor, clock_control=clock_control)
         self.pubsub = PubSub(chain.ledger)
         self.slot_ms = slot_ms
@@ -95,28 +108,38 @@ class LocalnetServer:
 
     @property
     def rpc_url(self) -> str:
-        return f"http://{HOST}:{self.rpc_port}"
+        return f"http://{url_host(self.host)}:{self.rpc_port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{HOST}:{self.ws_port}"
+        return f"ws://{url_host(self.host)}:{self.ws_port}"
 
     async def start(self) -> None:
+        """Listen on 127.0.0.1 (port 0 picks a free one; ``rpc_port``/``ws_port`` then say which) and start
+        the slot timer.
+
+        Raises:
+            ConfigError: a port cannot be bound (the message names it and the flag that picks another).
+        """
         try:
-            self._http = await asyncio.start_server(self._serve_http, HOST, self._ports[0])
+            self._http = await asyncio.start_server(self._serve_http, self.host, self._ports[0])
         except OSError as exc:
-            raise _listen_error("RPC", "--rpc-port", self._ports[0], exc) from exc
+            raise _listen_error("RPC", "--rpc-port", self.host, self._ports[0], exc) from exc
         self.rpc_port = self._http.sockets[0].getsockname()[1]
         try:
-            self._ws = await serve(self._serve_ws, HOST, self._ports[1], max_size=MAX_BODY, compression=None)
+            self._ws = await serve(
+                self._serve_ws, self.host, self._ports[1], max_size=MAX_BODY, compression=None
+            )
         except OSError as exc:
             self._http.close()
             await self._http.wait_closed()
-            raise _listen_error("WebSocket", "--ws-port", self._ports[1], exc) from exc
+            raise _listen_error("WebSocket", "--ws-port", self.host, self._ports[1], exc) from exc
         self.ws_port = next(iter(self._ws.sockets)).getsockname()[1]
         self._timer = asyncio.create_task(self._tick_slots())
 
     async def stop(self) -> None:
+        """Stop the slot timer and both listeners, close open connections, then close the chain (its
+        store)."""
         if self._timer is not None:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -244,10 +267,16 @@ class LocalnetServer:
         return {"jsonrpc": "2.0", "result": result, "id": req_id}
 
 
-def _listen_error(what: str, flag: str, port: int, exc: OSError) -> ConfigError:
+def _listen_error(what: str, flag: str, host: str, port: int, exc: OSError) -> ConfigError:
+    if isinstance(exc, socket.gaierror):  # --host names nothing the resolver knows
+        return ConfigError(
+            f"cannot listen on {host} for {what}: {exc.strerror or exc}",
+            hint="pass an address of this machine with --host (the default is 127.0.0.1)",
+        )
     # asyncio rewrites strerror into a long sentence; the errno says it in a few words.
     reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
-    return ConfigError(
-        f"cannot listen on {HOST}:{port} for {what}: {reason}",
-        hint=f"stop what uses the port, or pick another with {flag} (0 picks a free one)",
-    )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        hint = "pass an address of this machine with --host (the default is 127.0.0.1)"
+    else:
+        hint = f"stop what uses the port, or pick another with {flag} (0 picks a free one)"
+    return ConfigError(f"cannot listen on {url_host(host)}:{port} for {what}: {reason}", hint=hint)

@@ -31,10 +31,17 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 class Store(Protocol):
     """Where the ledger's state lives between restarts."""
 
-    def load_accounts(self) -> Iterator[tuple[bytes, Account]]: ...
-    def load_transactions(self) -> Iterator[TxRecord]: ...
-    def load_blockhashes(self) -> list[tuple[int, bytes]]: ...
-    def load_meta(self) -> dict[str, str]: ...
+    def load_accounts(self) -> Iterator[tuple[bytes, Account]]:
+        """Every stored account, keyed by its address bytes."""
+
+    def load_transactions(self) -> Iterator[TxRecord]:
+        """Every stored transaction record."""
+
+    def load_blockhashes(self) -> list[tuple[int, bytes]]:
+        """The recent blockhashes as ``(slot, hash)``, oldest first."""
+
+    def load_meta(self) -> dict[str, str]:
+        """The ledger's counters (slot, clock offset, transaction count), as strings."""
 
     def commit(
         self,
@@ -43,9 +50,12 @@ class Store(Protocol):
         meta: dict[str, str],
         blockhash: tuple[int, bytes] | None = None,
         prune_blockhashes_below: int | None = None,
-    ) -> None: ...
+    ) -> None:
+        """Apply one change atomically: account changes (None deletes), a transaction record, counters, a new
+        blockhash, and dropping the blockhashes below a slot."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the storage."""
 
 
 class MemoryStore:

@@ -9,9 +9,10 @@ from typing import Any
 from solders.message import MessageV0
 from solders.transaction import VersionedTransaction
 
+from psyche.base58 import b58encode
 from psyche.chain.transactions import PACKET_DATA_SIZE
 from psyche.localnet.budget import MAX_BASE58_SIZE, MAX_BASE64_SIZE
-from psyche.localnet.encoding import EncodingError, b58decode, b58encode
+from psyche.localnet.encoding import EncodingError, b58decode
 from psyche.localnet.programs.base import InstructionError
 
 _TX_MESSAGES = {

@@ -1,4 +1,8 @@
-"""Builds runs, mints and authorizations on a chain with real signed transactions (for the demo and tests)."""
+"""Builds runs, mints and authorizations on a chain with real signed transactions (for the demo and tests).
+
+It sends through the project's one TransactionSender (psyche.chain.transactions) over RpcClient, so the
+local chain needs no other Solana client at run time; tests check the chain with solana-py, independently.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,10 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from solana.rpc.async_api import AsyncClient
-from solana.rpc.models import TxOpts
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
-from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.signature import Signature
-from solders.transaction import VersionedTransaction
 
 from psyche.chain import pda
 from psyche.chain.accounts.coordinator import CoordinatorAccount
@@ -27,7 +27,12 @@ from psyche.chain.instructions.system import (
 )
 from psyche.chain.layout import Writer
 from psyche.chain.programs import COORDINATOR_PROGRAM_ID, PERMISSIONLESS_GRANTEE, TOKEN_PROGRAM_ID
-from psyche.errors import TransactionFailed
+from psyche.chain.rpc import RpcClient
+from psyche.chain.transactions import TransactionSender
+
+# The local chain makes a slot every few tens of milliseconds: poll at its pace, not a cluster's.
+_CONFIRM_POLL_S = 0.02
+_BLOCKHASH_POLL_S = 0.005
 
 _MINT_TO = 7
 _INITIALIZE_MINT2 = 20
@@ -45,48 +50,42 @@ class RunHandle:
 
 
 class World:
-    """Sends and confirms transactions through ``client`` (any Solana RPC), paid by ``payer``."""
+    """Sends and confirms transactions through ``rpc`` (any Solana RPC), paid by ``payer``.
 
-    def __init__(self, client: AsyncClient, payer: Keypair) -> None:
-        self.client = client
+    The methods are coroutines that run the (blocking) RPC calls on a worker thread, so the world can be
+    seeded from the event loop that serves the local chain itself.
+    """
+
+    def __init__(self, rpc: RpcClient, payer: Keypair) -> None:
+        self.rpc = rpc
         self.payer = payer
-        self._sent: set[Signature] = set()
-
-    async def _sign(self, ixs: Sequence[Instruction], signers: Sequence[Keypair]) -> VersionedTransaction:
-        keys = {self.payer.pubkey()}
-        unique = [self.payer]
-        for kp in signers:
-            if kp.pubkey() not in keys:
-                keys.add(kp.pubkey())
-                unique.append(kp)
-        # The same instructions under the same blockhash are the same transaction ("already processed"),
-        # so a repeat (a second tick) waits for the next slot's blockhash, as a real client would.
-        for _ in range(1_000):
-            blockhash = (await self.client.get_latest_blockhash()).value.blockhash
-            tx = VersionedTransaction(
-                Message.new_with_blockhash(list(ixs), self.payer.pubkey(), blockhash), unique
-            )
-            if tx.signatures[0] not in self._sent:
-                self._sent.add(tx.signatures[0])
-                return tx
-            await asyncio.sleep(0.005)
-        raise TransactionFailed("the chain produced no new blockhash for 5 s")
+        self._sender = TransactionSender(
+            rpc, payer, confirm_poll=_CONFIRM_POLL_S, blockhash_poll=_BLOCKHASH_POLL_S
+        )
 
     async def send(self, ixs: Sequence[Instruction], signers: Sequence[Keypair] = ()) -> Signature:
-        """Sign with the payer (+ ``signers``), send with preflight, wait until it is confirmed."""
-        tx = await self._sign(ixs, signers)
-        sig = (await self.client.send_transaction(tx, opts=TxOpts(skip_confirmation=True))).value
-        status = (await self.client.confirm_transaction(sig, sleep_seconds=0.02)).value[0]
-        if status is not None and status.err is not None:
-            raise TransactionFailed(f"transaction {sig} failed: {status.err}", signature=str(sig))
-        return sig
+        """Sign with the payer (+ ``signers``), send with preflight, wait until it is confirmed.
+
+        A repeat of a transaction already sent (a second tick) waits for the next slot's blockhash.
+
+        Raises:
+            TransactionFailed: preflight or execution failed (with the logs and the named program error).
+        """
+        sent = await asyncio.to_thread(self._sender.send, ixs, signers=signers)
+        return sent.signature
 
     async def airdrop(self, key: Pubkey, lamports: int) -> None:
-        sig = (await self.client.request_airdrop(key, lamports)).value
-        await self.client.confirm_transaction(sig, sleep_seconds=0.02)
+        """Ask the chain for ``lamports`` to ``key`` and wait until they are there."""
+
+        def airdrop() -> None:
+            signature = self.rpc.request_airdrop(key, lamports)
+            self.rpc.confirm_transaction(signature, poll_interval=_CONFIRM_POLL_S)
+
+        await asyncio.to_thread(airdrop)
 
     async def rent(self, size: int) -> int:
-        return (await self.client.get_minimum_balance_for_rent_exemption(size)).value
+        """Lamports that make an account of ``size`` bytes rent-exempt."""
+        return await asyncio.to_thread(self.rpc.get_minimum_balance_for_rent_exemption, size)
 
     async def create_mint(self, decimals: int) -> Pubkey:
         mint = Keypair()

@@ -53,7 +53,11 @@ class ChainWait:
         self._monotonic = monotonic
 
     def read(self, read: Callable[[], T]) -> T:
-        """``read()``'s answer, waiting out transient failures; its other errors propagate unchanged."""
+        """``read()``'s answer, waiting out transient failures; its other errors propagate unchanged.
+
+        Raises:
+            WaitStopped: a stop request ended the wait.
+        """
         down_since: float | None = None
         attempt = 0
         while True:

@@ -70,7 +70,7 @@ COMMAND_HELP: dict[str, str] = {
     "show-config": "Validate the .env and environment; print each setting and where it came from.",
     "doctor": "Check what a join needs (env, wallet, RPC/WS, run, P2P, Docker, GPUs); OK/WARN/FAIL + fixes.",
     "status": "One screen: the client container, the run's epoch and step, P2P results, your rewards.",
-    "localnet": "Run a local Solana-compatible chain with the Psyche programs on 127.0.0.1.",
+    "localnet": "Run a local Solana-compatible chain with the Psyche programs (127.0.0.1 unless --host).",
 }
 
 ENV_FILE_REQUIRED = (
@@ -111,7 +111,7 @@ class PubkeyType(_ParamType):
     name = "PUBKEY"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from psyche.manager.settings import is_pubkey
+        from psyche.base58 import is_pubkey
 
         if not isinstance(value, str) or not is_pubkey(value):
             self.fail(f"not a 32-byte base58 public key: {value!r}", param, ctx)

@@ -57,9 +57,11 @@ class SocketProbe:
         return sock
 
     def bind(self, host: str, port: int) -> None:
+        """Bind and close at once (SO_REUSEADDR, as the client binds)."""
         self._listener(host, port).close()
 
     def resolve(self, host: str) -> list[str]:
+        """``getaddrinfo``'s addresses in its order, without duplicates; a failed lookup is an OSError."""
         try:
             infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
@@ -67,10 +69,13 @@ class SocketProbe:
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
     def connect(self, host: str, port: int, timeout: float) -> None:
+        """Connect, then close."""
         with socket.create_connection((host, port), timeout=timeout):
             pass
 
     def reach(self, bind: str, port: int, host: str, target: int, timeout: float) -> None:
+        """Listen on (bind, port), connect to (host, target) and accept: the connection reached this
+        listener."""
         with self._listener(bind, port) as listener:
             listener.settimeout(timeout)
             with socket.create_connection((host, target), timeout=timeout):
@@ -78,6 +83,7 @@ class SocketProbe:
                 accepted.close()
 
     def route_source(self, host: str, port: int) -> str:
+        """The source address a UDP connect picks (it only chooses a route: no packet is sent)."""
         # A UDP connect only picks the route and the source address: no packet leaves this host.
         with socket.socket(_family(host), socket.SOCK_DGRAM) as sock:
             sock.connect((host, port))

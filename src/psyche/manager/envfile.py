@@ -24,7 +24,12 @@ class FileEntry:
 
 
 def read_env_file(path: Path) -> dict[str, FileEntry]:
-    """Parse a .env file once with python-dotenv's parser, rejecting what it would silently skip."""
+    """Parse a .env file once with python-dotenv's parser, rejecting what it would silently skip.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, too big or not UTF-8, or a line has a bad name or
+            quoting (the message names the line and the fix).
+    """
     try:
         text = read_bounded(path, ENV_FILE_MAX_BYTES).decode("utf-8")
     except InputRefused as exc:

@@ -129,6 +129,10 @@ def image_for_version(
     ============  ========  =====================================  ================
 
     CLIENT_VERSION is always the on-chain value itself, which is what the client compares against.
+
+    Raises:
+        InvalidClientVersion: ``version`` is neither a Docker tag nor a sha256 digest.
+        ConfigError: a repository is not a Docker repository name.
     """
     v = validate_client_version(version)
     if local:

@@ -82,6 +82,9 @@ def restart_policy(environ: Mapping[str, str]) -> RestartPolicy:
     """The default policy, with RUN_MANAGER_RESTART_BACKOFF (seconds) and RUN_MANAGER_MAX_RESTARTS applied.
 
     MAX_RESTARTS caps both quick-crash restarts and exit-10 restarts on an unchanged client_version.
+
+    Raises:
+        ConfigError: a variable is not a number in its range.
     """
     policy = RestartPolicy()
     backoff = environ.get(AppEnvVars.RESTART_BACKOFF)
@@ -103,6 +106,8 @@ def restart_policy(environ: Mapping[str, str]) -> RestartPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Selected:
+    """The run the start chose, and the key its join authorization was granted to."""
+
     run: queries.Run
     grantee: Pubkey
 
@@ -116,7 +121,11 @@ def discover_run(
     ui: UI,
     now: int,
 ) -> Selected:
-    """Discovery (RUN_ID unset): joinable runs, WaitingForMembers first; the first one is selected."""
+    """Discovery (RUN_ID unset): joinable runs, WaitingForMembers first; the first one is selected.
+
+    Raises:
+        RunManagerError: no runs on the coordinator program, or none this user may join.
+    """
     scan = queries.scan_runs(rpc, programs)
     warning = scan.readable(programs.coordinator)  # none readable: an error, not "No runs found"
     if warning is not None:
@@ -176,6 +185,12 @@ def select_run(
 
     The chain lookups run through ``wait`` (a ``ChainWait.read``), the lines that say what is looked up
     are printed once, before it.
+
+    Raises:
+        NotAuthorized: the wallet may not join RUN_ID.
+        RunManagerError: no run found, or none this wallet may join (discovery).
+        AccountNotFound: the run does not exist.
+        RpcError: no endpoint answered.
     """
     settings, ui = app.settings, app.ui
     user = app.wallet.keypair().pubkey()
@@ -212,7 +227,11 @@ def _watch_event_reporter(ui: UI) -> Callable[[WatchEvent], None]:
 
 
 def run_main_job(app: App) -> int:
-    """Docker mode, after settings and wallet loaded: returns the process exit code."""
+    """Docker mode, after settings and wallet loaded: returns the process exit code.
+
+    Raises:
+        RunManagerError: the run cannot be selected, or the runtime cannot be opened, before the job starts.
+    """
     from psyche.manager.chainwait import ChainWait, sleep_through
     from psyche.manager.launch import LaunchConfig
     from psyche.manager.metrics import MainJobMetrics

@@ -247,7 +247,12 @@ class ProcessRuntime:
     # -- processes ------------------------------------------------------------------------------------
 
     def run(self, spec: ContainerSpec) -> ContainerHandle:
-        """Start the client in its own session; the key file (if any) lives on /dev/shm until removal."""
+        """Start the client in its own session; the key file (if any) lives on /dev/shm until removal.
+
+        Raises:
+            ContainerRuntimeError: the client process cannot be started (the hint names the package to
+                install).
+        """
         secret_dir, secret_paths = self._stage_secrets(spec.secret_files)
         argv = client_command(self._python, spec.entrypoint, spec.command)
         env = child_environment(
@@ -305,7 +310,11 @@ class ProcessRuntime:
             return self._children.get(handle.id)
 
     def logs(self, handle: ContainerHandle, *, timestamps: bool = False) -> Iterator[tuple[Stream, bytes]]:
-        """Both pipes, piece by piece as they arrive, until both end; Docker-style timestamps on request."""
+        """Both pipes, piece by piece as they arrive, until both end; Docker-style timestamps on request.
+
+        Raises:
+            ContainerRuntimeError: no such client process.
+        """
         child = self._child(handle)
         if child is None:
             raise ContainerRuntimeError(f"reading the output of {handle.name} failed: no such client process")
@@ -336,7 +345,11 @@ class ProcessRuntime:
             yield stream, block
 
     def wait(self, handle: ContainerHandle) -> int:
-        """The exit code once the client ends (128 + N for a signal N)."""
+        """The exit code once the client ends (128 + N for a signal N).
+
+        Raises:
+            ContainerRuntimeError: no such client process.
+        """
         child = self._child(handle)
         if child is None:
             raise ContainerRuntimeError(f"waiting for {handle.name} failed: no such client process")

@@ -44,6 +44,7 @@ class Nonces:
     _used: set[int] = field(default_factory=set)
 
     def new(self) -> int:
+        """A random u64 this instance has not given out before."""
         while True:
             nonce = secrets.randbelow(_U64)
             if nonce not in self._used:
@@ -102,14 +103,22 @@ def _string(answer: Mapping[str, Any], key: str, what: str) -> str:
 
 
 def parse_upload_url(answer: object) -> str:
-    """The signed PUT URL from ``{url, expiresAt}``."""
+    """The signed PUT URL from ``{url, expiresAt}``.
+
+    Raises:
+        RunDownError: the answer is not an object with a URL.
+    """
     if not isinstance(answer, Mapping):
         raise RunDownError("the run-down service's upload answer is not a JSON object")
     return _string(answer, "url", "upload")
 
 
 def parse_download_urls(answer: object) -> list[RemoteFile]:
-    """The files from ``{urls: [{path, url}], expiresAt}``, each path checked by ``safe_relative_path``."""
+    """The files from ``{urls: [{path, url}], expiresAt}``, each path checked by ``safe_relative_path``.
+
+    Raises:
+        RunDownError: the answer is malformed, names a path twice, or names an unsafe path.
+    """
     if not isinstance(answer, Mapping) or not isinstance(answer.get("urls"), list):
         raise RunDownError("the run-down service's download answer has no 'urls' list")
     files: list[RemoteFile] = []
@@ -128,7 +137,11 @@ def parse_download_urls(answer: object) -> list[RemoteFile]:
 
 
 def safe_relative_path(text: str) -> PurePosixPath:
-    """A service-given path that stays inside the output directory: relative, no ``..``, no empty parts."""
+    """A service-given path that stays inside the output directory: relative, no ``..``, no empty parts.
+
+    Raises:
+        RunDownError: the path would leave the output directory.
+    """
     path = PurePosixPath(text)
     parts = text.split("/")
     if (

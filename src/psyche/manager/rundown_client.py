@@ -135,14 +135,22 @@ class RunDownClient:
     # -- the service ------------------------------------------------------------------------------------
 
     def upload_url(self, run_id: str, filename: str, expires_in_seconds: int) -> str:
-        """A signed PUT URL for ``filename`` of ``run_id`` (one fresh nonce per request)."""
+        """A signed PUT URL for ``filename`` of ``run_id`` (one fresh nonce per request).
+
+        Raises:
+            RunDownError: the service refused or gave an answer that is not an upload URL.
+        """
         request = rundown.upload_url_request(
             self.base_url, self._keypair, run_id, filename, expires_in_seconds, self._nonces.new()
         )
         return rundown.parse_upload_url(self._post(request, run_id))
 
     def download_urls(self, run_id: str, expires_in_seconds: int) -> list[rundown.RemoteFile]:
-        """Every file of ``run_id`` with a signed GET URL."""
+        """Every file of ``run_id`` with a signed GET URL.
+
+        Raises:
+            RunDownError: the service refused or gave a malformed or unsafe file list.
+        """
         request = rundown.download_urls_request(
             self.base_url, self._keypair, run_id, expires_in_seconds, self._nonces.new()
         )
@@ -198,7 +206,11 @@ class RunDownClient:
     def upload(
         self, url: str, local: rundown.LocalFile, index: int, count: int, on_event: OnEvent
     ) -> TransferDone:
-        """PUT ``local`` to the signed ``url``, streamed with its exact size; retried on drops and 5xx."""
+        """PUT ``local`` to the signed ``url``, streamed with its exact size; retried on drops and 5xx.
+
+        Raises:
+            RunDownError: the upload still failed after the retries.
+        """
         return self._with_retries(
             f"uploading {local.name}", lambda: self._upload_once(url, local, index, count, on_event)
         )
@@ -224,6 +236,9 @@ class RunDownClient:
         """GET the signed ``url`` into ``destination`` through its .part file (resumed with Range if present).
 
         On failure only the .part file is left (when it holds bytes), never a file at ``destination``.
+
+        Raises:
+            RunDownError: the transfer failed (the message says to run the command again to resume).
         """
         part = rundown.part_path(destination)
         try:
@@ -372,6 +387,11 @@ def download_results(
 
     Checks run before any byte moves: the output directory is writable, and no target exists (or is a
     directory). Directories this call created are removed again when it fails and they are still empty.
+
+    Raises:
+        ConfigError: a target exists (without ``overwrite``) or is a directory, or the output directory is not
+            writable.
+        RunDownError: the service refused or a transfer failed.
     """
     created = _make_dirs(output_dir)
     try:

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
+from psyche.base58 import is_pubkey
 from psyche.chain.endpoints import Endpoint, redact
 from psyche.errors import ConfigError
 from psyche.manager.constants import (
@@ -37,32 +38,9 @@ MISSING = "Missing required environment variable: {}"
 _KNOWN = frozenset(v for k, v in vars(EnvVars).items() if k.isupper() and not k.endswith("_PREFIX"))
 _BACKUP = re.compile(r"(WS_)?RPC_(\d+)")
 _BACKUP_LIKE = re.compile(r"(WS_)?RPC_\w*")
-_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 _RUN_ID_MAX_BYTES = 32
-
-
-def b58decode(text: str) -> bytes:
-    """Decode Bitcoin-alphabet base58; a ValueError names the position, never the (maybe secret) character."""
-    number = 0
-    for pos, char in enumerate(text, start=1):
-        digit = _B58_INDEX.get(char)
-        if digit is None:
-            raise ValueError(f"character {pos} is not in the base58 alphabet")
-        number = number * 58 + digit
-    zeros = len(text) - len(text.lstrip("1"))
-    body = number.to_bytes((number.bit_length() + 7) // 8, "big") if number else b""
-    return b"\0" * zeros + body
-
-
-def is_pubkey(text: str) -> bool:
-    """True when ``text`` is base58 for exactly 32 bytes."""
-    try:
-        return len(text) <= 44 and len(b58decode(text)) == 32
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, slots=True)

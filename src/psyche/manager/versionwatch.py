@@ -143,6 +143,7 @@ class VersionWatch:
                 self.poll_errors += 1
 
     def start(self) -> None:
+        """Start polling the coordinator account, and watching it over websockets when there are URLs."""
         if self._ws_urls:
             self.watcher = AccountWatcher(
                 self._ws_urls, self._coordinator, nonce_of=self._key, on_event=self._report
@@ -152,6 +153,7 @@ class VersionWatch:
         self._poller.start()
 
     def stop(self) -> None:
+        """Stop the watcher and the poller (waits up to 5 s for each); errors on the way out are ignored."""
         self._stop.set()
         if self._handle is not None:
             # Shutting down: an error that ended the watcher must not mask the exit path.

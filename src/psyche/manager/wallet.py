@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from psyche.base58 import b58decode
 from psyche.boundedread import KEY_FILE_MAX_BYTES, InputRefused, json_nesting, read_bounded
 from psyche.errors import WalletError
 from psyche.manager.constants import EnvVars
-from psyche.manager.settings import Settings, b58decode
+from psyche.manager.settings import Settings
 
 if TYPE_CHECKING:
     from solders.keypair import Keypair
@@ -64,6 +65,9 @@ def load_wallet(settings: Settings) -> Wallet:
     """Load the first key given: RAW_WALLET_PRIVATE_KEY, WALLET_PRIVATE_KEY_PATH, WALLET_PATH, or the default.
 
     The default is ~/.config/solana/id.json under the HOME of the injected environment.
+
+    Raises:
+        WalletError: no key is configured, or the one given cannot be read or does not hold together.
     """
     if settings.raw_wallet_private_key is not None:
         origin = f"{EnvVars.RAW_WALLET_PRIVATE_KEY} {settings.where(EnvVars.RAW_WALLET_PRIVATE_KEY)}"
@@ -84,7 +88,11 @@ def load_wallet(settings: Settings) -> Wallet:
 
 
 def wallet_from_file(path: Path, source: WalletSource) -> Wallet:
-    """Read a key file (Solana JSON array, or base58 text) and warn when others may read it."""
+    """Read a key file (Solana JSON array, or base58 text) and warn when others may read it.
+
+    Raises:
+        WalletError: the file cannot be read, is not text, or does not hold a keypair.
+    """
     try:
         mode = path.stat().st_mode
         data = read_bounded(path, KEY_FILE_MAX_BYTES)
@@ -120,7 +128,11 @@ def wallet_from_file(path: Path, source: WalletSource) -> Wallet:
 
 
 def wallet_from_text(text: str, source: WalletSource) -> Wallet:
-    """Parse key text: a JSON byte array when it starts with '[', otherwise base58 of the 64 keypair bytes."""
+    """Parse key text: a JSON byte array when it starts with '[', otherwise base58 of the 64 keypair bytes.
+
+    Raises:
+        WalletError: the text is not a keypair, or its public half does not match its secret half.
+    """
     if len(text) > KEY_FILE_MAX_BYTES:
         raise WalletError(
             f"{source.description}: {len(text)} characters, too long for a key",

@@ -42,6 +42,8 @@ class OutputEnd:
 
 @dataclass(frozen=True, slots=True)
 class Exit:
+    """The client exited with ``code``; -1 and ``error`` set when waiting for it failed."""
+
     task: int
     code: int
     error: BaseException | None
@@ -49,6 +51,8 @@ class Exit:
 
 @dataclass(frozen=True, slots=True)
 class Progress:
+    """Progress of the image pull of ``task``."""
+
     task: int
     progress: ev.PullProgress
 

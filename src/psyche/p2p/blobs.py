@@ -45,6 +45,7 @@ class BlobStore:
             return len(self._blobs)
 
     def total_bytes(self) -> int:
+        """The bytes held, all blobs together."""
         with self._lock:
             return sum(len(b) for b in self._blobs.values())
 

@@ -89,6 +89,7 @@ class ModelManifest:
         return cls(epoch, step, config, entries)
 
     def total_bytes(self) -> int:
+        """The model's bytes, all tensors together."""
         return sum(p.size for p in self.params)
 
 
@@ -124,6 +125,7 @@ def build_manifest(
 
 
 def sign_manifest(identity: Signer, manifest: ModelManifest) -> bytes:
+    """The manifest in a signed envelope (its own domain, so it cannot pass for a message)."""
     return sign(identity, manifest.encode(), domain=DOMAIN_MANIFEST)
 
 
@@ -151,6 +153,7 @@ def serve_model(
 
 
 def stop_serving(node: P2PNode) -> None:
+    """Stop serving the model: withdraw the manifest, then drop its blobs."""
     node.set_manifest(None)
     node.blobs.drop_tag(MODEL_TAG)
 

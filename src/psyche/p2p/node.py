@@ -125,7 +125,11 @@ class P2PNode:
     # --- life cycle ------------------------------------------------------------------------------
 
     def start(self) -> P2PNode:
-        """Bind, serve, work out the advertised address, and start discovery."""
+        """Bind, serve, work out the advertised address, and start discovery.
+
+        Raises:
+            ConfigError: P2P_BIND/P2P_PORT cannot be bound (the hint says what to choose).
+        """
         handler = type("Handler", (Handler,), {"node": self})
         server_class = (
             type("Server6", (Server,), {"address_family": AF_INET6}) if ":" in self.bind_host else Server
@@ -196,6 +200,8 @@ class P2PNode:
         self._wake.set()
 
     def is_allowed(self, identity: bytes) -> bool:
+        """True when ``identity`` is among the allowed identities (none is before the first
+        ``set_allowed``)."""
         allowed = self._allowed
         return allowed is not None and identity in allowed
 
@@ -209,6 +215,7 @@ class P2PNode:
             return {i: (r.host, r.port) for i, (r, _) in self._book.items() if self._dialable(i)}
 
     def served_records(self) -> list[bytes]:
+        """The address records we pass on: ours first, then the dialable peers', at most MAX_RECORDS."""
         with self._lock:
             mine = [self._record] if self._record else []
             return mine + [raw for i, (_, raw) in self._book.items() if self._dialable(i)][: MAX_RECORDS - 1]
@@ -364,7 +371,12 @@ class P2PNode:
         return data
 
     def fetch_manifest(self, address: Address, timeout: float = 10.0) -> bytes:
-        """The signed model manifest ``address`` serves (unverified; see model_share)."""
+        """The signed model manifest ``address`` serves (unverified; see model_share).
+
+        Raises:
+            FetchFailed: the peer did not answer with it.
+            PeerRefused: ("too-large") the manifest is over MAX_MANIFEST_BYTES.
+        """
         return self._get(address, "/model/manifest", MAX_MANIFEST_BYTES, timeout)
 
     def set_manifest(self, signed: bytes | None) -> None:

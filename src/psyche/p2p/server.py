@@ -45,10 +45,12 @@ class Stats:
         self.counts: Counter[str] = Counter()
 
     def refuse(self, reason: str) -> None:
+        """Count a refused request under ``reason``."""
         with self.lock:
             self.refused[reason] += 1
 
     def add(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to counter ``name``."""
         with self.lock:
             self.counts[name] += n
 
@@ -66,6 +68,8 @@ class Server(ThreadingHTTPServer):
         self._active = threading.BoundedSemaphore(self.max_active)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection on its own thread, or close it unanswered (and call ``on_busy``) when
+        ``max_active`` are open."""
         if not self._active.acquire(blocking=False):  # a peer opening connections without end
             self.on_busy()
             self.shutdown_request(request)
@@ -73,6 +77,7 @@ class Server(ThreadingHTTPServer):
         super().process_request(request, client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve the connection, then free its slot."""
         try:
             super().process_request_thread(request, client_address)
         finally:
@@ -89,12 +94,15 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def log_message(self, format: str, *args: Any) -> None:
+        """Access lines go to the debug log, not stderr."""
         log.debug("p2p %s: " + format, self.client_address[0], *args)
 
     def do_POST(self) -> None:
+        """Routes ``/msg`` and ``/hello``; anything else is 404."""
         self._guarded({"/msg": self._msg, "/hello": self._hello}.get(self.path))
 
     def do_GET(self) -> None:
+        """Routes ``/blob/<hash>``, ``/peers`` and ``/model/manifest``; anything else is 404."""
         if self.path.startswith("/blob/"):
             self._guarded(self._blob)
         else:

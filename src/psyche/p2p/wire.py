@@ -48,7 +48,8 @@ class Signer(Protocol):
     @property
     def public(self) -> bytes: ...
 
-    def sign(self, message: bytes) -> bytes: ...
+    def sign(self, message: bytes) -> bytes:
+        """Sign ``message`` with the identity's key (ed25519)."""
 
 
 def sign(identity: Signer, data: bytes, *, domain: bytes = DOMAIN_MESSAGE) -> bytes:
@@ -87,7 +88,11 @@ def open_envelope(raw: bytes, max_bytes: int, *, domain: bytes = DOMAIN_MESSAGE)
 
 
 def check_host(host: str) -> str:
-    """``host`` when it is a plain host name or IP address (no scheme, path, space or control byte)."""
+    """``host`` when it is a plain host name or IP address (no scheme, path, space or control byte).
+
+    Raises:
+        PeerRefused: ("malformed") anything else.
+    """
     raw = host.encode("utf-8", "replace")
     if not raw or len(raw) > MAX_HOST_BYTES or not set(raw) <= _HOST_CHARS:
         raise PeerRefused("malformed", f"not a host name or address: {host[:64]!r}")
@@ -95,6 +100,11 @@ def check_host(host: str) -> str:
 
 
 def check_port(port: int) -> int:
+    """The port, checked.
+
+    Raises:
+        PeerRefused: ("malformed") the port is not in 1..65535.
+    """
     if not 0 < port < 65536:
         raise PeerRefused("malformed", f"port {port} out of range")
     return port
@@ -167,10 +177,20 @@ class Ticket:
     port: int
 
     def encode(self) -> bytes:
+        """The wire form: blob hash, length-prefixed host, port.
+
+        Raises:
+            PeerRefused: ("malformed") a bad host.
+        """
         return _fixed(self.blob, HASH_BYTES, "ticket blob") + _host_bytes(self.host) + _PORT.pack(self.port)
 
     @classmethod
     def read(cls, r: _Reader) -> Ticket:
+        """Read a ticket.
+
+        Raises:
+            PeerRefused: ("malformed") short data or a bad host or port.
+        """
         return cls(r.take(HASH_BYTES), r.host(), r.port())
 
 
@@ -267,6 +287,11 @@ class AddressRecord:
     issued_at: int
 
     def encode(self) -> bytes:
+        """The wire form: identity, length-prefixed host, port, issued_at.
+
+        Raises:
+            PeerRefused: ("malformed") a bad host or port.
+        """
         return (
             _fixed(self.identity, PUBKEY_BYTES, "identity")
             + _host_bytes(self.host)

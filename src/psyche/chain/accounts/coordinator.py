@@ -134,6 +134,11 @@ def peek_nonce(data: bytes) -> int:
 
 
 def peek_run_state(data: bytes) -> RunState:
+    """The run state alone, read without decoding the whole account.
+
+    Raises:
+        AccountDecodeError: wrong size, discriminator or version, or an unknown state tag.
+    """
     _check_header(data)
     return _run_state(data[408])
 

@@ -61,6 +61,9 @@ _LLM_HEAD = struct.Struct("<II")
 
 
 class CheckpointKind(IntEnum):
+    """The ``Checkpoint`` variant: Dummy, Hub and P2P carry a HubRepo, Gcs and P2PGcs a GcsRepo, Ephemeral
+    nothing."""
+
     Ephemeral = 0
     Dummy = 1
     Hub = 2
@@ -181,6 +184,8 @@ class Checkpoint:
 
 
 class LLMArchitecture(IntEnum):
+    """The model code the client loads (``LLMArchitecture``)."""
+
     HfLlama = 0
     HfDeepseek = 1
     HfAuto = 2
@@ -188,6 +193,8 @@ class LLMArchitecture(IntEnum):
 
 
 class LLMTrainingDataType(IntEnum):
+    """Whether the data is for pretraining or finetuning (``LLMTrainingDataType``)."""
+
     Pretraining = 0
     Finetuning = 1
 

@@ -28,6 +28,8 @@ _DISTRO = struct.Struct("<fHHB")  # compression_decay, topk, chunk, quantize_1bi
 
 @dataclass(frozen=True, slots=True)
 class DummyOptimizer:
+    """``OptimizerDefinition::Dummy``: no optimizer (test runs)."""
+
     TAG: ClassVar[int] = 0
 
     def to_borsh(self) -> bytes:
@@ -42,6 +44,8 @@ class DummyOptimizer:
 
 @dataclass(frozen=True, slots=True)
 class AdamW:
+    """``OptimizerDefinition::AdamW``."""
+
     betas: tuple[float, float]
     weight_decay: float
     eps: float
@@ -71,6 +75,8 @@ class AdamW:
 
 @dataclass(frozen=True, slots=True)
 class Distro:
+    """``OptimizerDefinition::Distro``: DisTrO, compressed momentum shared between clients."""
+
     clip_grad_norm: float | None
     weight_decay: float | None
     compression_decay: float
@@ -116,6 +122,11 @@ OptimizerDefinition: TypeAlias = DummyOptimizer | AdamW | Distro
 
 
 def optimizer_from_borsh(r: Reader) -> OptimizerDefinition:
+    """Read a Borsh OptimizerDefinition (u8 tag, then the variant's fields).
+
+    Raises:
+        AccountDecodeError: an unknown tag or too few bytes.
+    """
     tag = r.enum_tag(1, 3, "optimizer")
     if tag == 0:
         return DummyOptimizer()
@@ -127,6 +138,11 @@ def optimizer_from_borsh(r: Reader) -> OptimizerDefinition:
 
 
 def optimizer_read_zc(data: bytes, off: int = OPTIMIZER_OFFSET) -> OptimizerDefinition:
+    """Read the zero-copy OptimizerDefinition at absolute offset ``off``.
+
+    Raises:
+        AccountDecodeError: an unknown variant or Option tag.
+    """
     tag = zc_tag(data, off, 3, "optimizer")
     if tag == 0:
         return DummyOptimizer()

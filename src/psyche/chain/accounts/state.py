@@ -22,6 +22,8 @@ _BLOOM = struct.Struct("<8Q16Q")
 
 
 class ClientState(IntEnum):
+    """An epoch client's standing (``ClientState``); only Healthy clients train and witness."""
+
     Healthy = 0
     Dropped = 1
     Withdrawn = 2
@@ -62,6 +64,9 @@ class Bloom:
 
 @dataclass(frozen=True, slots=True)
 class WitnessProof:
+    """Where a witness sits in the committee: ``position`` in the shuffle, ``index`` into the epoch's
+    clients."""
+
     position: int = 0
     index: int = 0  # into the epoch's clients
     witness: bool = False
@@ -79,6 +84,8 @@ class WitnessProof:
 
 @dataclass(frozen=True, slots=True)
 class Witness:
+    """What a witness saw in a round: who took part, whose results arrived, and their merkle root."""
+
     proof: WitnessProof = field(default_factory=WitnessProof)
     participant_bloom: Bloom = field(default_factory=Bloom)
     broadcast_bloom: Bloom = field(default_factory=Bloom)
@@ -111,6 +118,8 @@ class Witness:
 
 @dataclass(frozen=True, slots=True)
 class Round:
+    """One training round (``Round``): its witnesses, data index, seed and height."""
+
     witnesses: tuple[Witness, ...] = ()
     data_index: int = 0
     random_seed: int = 0
@@ -131,6 +140,9 @@ class EpochClient:
 
 @dataclass(frozen=True, slots=True)
 class EpochState:
+    """The current epoch: its rounds (a ring of NUM_ROUNDS, ``rounds_head`` the newest), clients and
+    timing."""
+
     rounds: tuple[Round, ...] = (Round(),) * NUM_ROUNDS
     clients: tuple[EpochClient, ...] = ()
     exited_clients: tuple[EpochClient, ...] = ()
@@ -155,12 +167,16 @@ class LedgerClient:
 
 @dataclass(frozen=True, slots=True)
 class EpochRates:
+    """The reward and penalty rates of an epoch, in points."""
+
     earning_rate_total_shared: int = 0
     slashing_rate_per_client: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class ClientsState:
+    """The ledger of every client that ever joined, with the rates for this epoch and the next."""
+
     clients: tuple[LedgerClient, ...] = ()
     next_active: int = 0
     current_epoch_rates: EpochRates = field(default_factory=EpochRates)

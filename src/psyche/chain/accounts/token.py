@@ -69,7 +69,11 @@ class TokenAccount:
 
     @classmethod
     def decode(cls, data: bytes) -> TokenAccount:
-        """Decode the base layout (an uninitialized account decodes with ``state`` UNINITIALIZED)."""
+        """Decode the base layout (an uninitialized account decodes with ``state`` UNINITIALIZED).
+
+        Raises:
+            AccountDecodeError: the data is not 165 bytes, or a tag is invalid.
+        """
         _check_length(data, cls.SIZE, cls.WHAT)
         r = Reader(data, cls.WHAT)
         mint = r.pubkey()
@@ -114,7 +118,11 @@ class Mint:
 
     @classmethod
     def decode(cls, data: bytes) -> Mint:
-        """Decode the base layout (an uninitialized mint decodes with ``is_initialized`` False)."""
+        """Decode the base layout (an uninitialized mint decodes with ``is_initialized`` False).
+
+        Raises:
+            AccountDecodeError: the data is not 82 bytes, or a tag or bool is invalid.
+        """
         _check_length(data, cls.SIZE, cls.WHAT)
         r = Reader(data, cls.WHAT)
         return cls(

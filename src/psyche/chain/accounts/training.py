@@ -30,6 +30,8 @@ _NUMBERED_ZC = struct.Struct("<IB3xI")
 
 
 class TokenSize(IntEnum):
+    """The width of one token in the data files: 2 or 4 bytes."""
+
     TwoBytes = 0
     FourBytes = 1
 
@@ -39,6 +41,8 @@ class TokenSize(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class SingleUrl:
+    """Http data in one file at ``url``."""
+
     url: str
 
     TAG: ClassVar[int] = 0
@@ -55,6 +59,9 @@ class SingleUrl:
 
 @dataclass(frozen=True, slots=True)
 class NumberedFiles:
+    """Http data in ``num_files`` files: ``url_template`` with the index from ``start_index``, zero-padded
+    to ``n_left_pad_zeros``."""
+
     url_template: str
     start_index: int
     n_left_pad_zeros: int
@@ -76,6 +83,8 @@ class NumberedFiles:
 
 @dataclass(frozen=True, slots=True)
 class Gcp:
+    """Http data in a Google Cloud Storage bucket, optionally only under ``filter_directory``."""
+
     bucket_name: str
     filter_directory: str = ""  # empty = no filter
 
@@ -168,6 +177,8 @@ def _seed(seed: bytes) -> bytes:
 
 
 class DataLocationKind(IntEnum):
+    """The ``LLMTrainingDataLocation`` variant; see DataLocation for what each carries."""
+
     Dummy = 0
     Server = 1
     Local = 2
@@ -274,6 +285,8 @@ class _Scalar:
 
 @dataclass(frozen=True, slots=True)
 class ConstantLR(_Scalar):
+    """Constant learning rate after a linear warmup."""
+
     base_lr: float
     warmup_init_lr: float
     warmup_steps: int
@@ -286,6 +299,8 @@ class ConstantLR(_Scalar):
 
 @dataclass(frozen=True, slots=True)
 class LinearLR(_Scalar):
+    """Linear decay from ``base_lr`` to ``final_lr`` after the warmup."""
+
     base_lr: float
     warmup_init_lr: float
     final_lr: float
@@ -306,6 +321,8 @@ class LinearLR(_Scalar):
 
 @dataclass(frozen=True, slots=True)
 class CosineLR(_Scalar):
+    """Cosine decay from ``base_lr`` to ``final_lr`` after the warmup."""
+
     base_lr: float
     warmup_init_lr: float
     final_lr: float
@@ -320,6 +337,8 @@ class CosineLR(_Scalar):
 
 @dataclass(frozen=True, slots=True)
 class WarmupStableDecayLR(_Scalar):
+    """Warmup, then a stable phase, then cosine decay, then linear decay."""
+
     base_lr: float
     warmup_init_lr: float
     cosine_decay_final_lr: float
@@ -349,10 +368,20 @@ LR_VARIANTS: tuple[type[LearningRateSchedule], ...] = (ConstantLR, LinearLR, Cos
 
 
 def lr_from_borsh(r: Reader) -> LearningRateSchedule:
+    """Read a Borsh LearningRateSchedule (u8 tag, then the variant's fields).
+
+    Raises:
+        AccountDecodeError: an unknown tag or too few bytes.
+    """
     cls = LR_VARIANTS[r.enum_tag(1, len(LR_VARIANTS), "lr schedule")]
     return cls(*cls.FMT.unpack(r.raw(cls.FMT.size)))
 
 
 def lr_read_zc(data: bytes, off: int = LR_OFFSET) -> LearningRateSchedule:
+    """Read the zero-copy LearningRateSchedule at absolute offset ``off``.
+
+    Raises:
+        AccountDecodeError: an unknown variant tag.
+    """
     cls = LR_VARIANTS[zc_tag(data, off, len(LR_VARIANTS), "lr schedule")]
     return cls(*cls.FMT.unpack_from(data, off + 8))

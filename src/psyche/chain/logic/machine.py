@@ -49,7 +49,11 @@ def check_epoch_timeout(w: Work, now: int) -> bool:
 
 
 def change_state(w: Work, now: int, new: RunState) -> None:
-    """Enter ``new`` at ``now``; the program asserts that the state really changes."""
+    """Enter ``new`` at ``now``; the program asserts that the state really changes.
+
+    Raises:
+        CoordinatorPanic: ``new`` is the current state (the program asserts).
+    """
     if w.run_state == new:
         raise CoordinatorPanic(f"coordinator panicked: change_state to the same state {new.name}")
     w.run_state_start = now
@@ -57,7 +61,11 @@ def change_state(w: Work, now: int, new: RunState) -> None:
 
 
 def move_clients_to_exited(w: Work, height: int) -> None:
-    """Move every non-Healthy epoch client, in order, to the exited list stamped with ``height``."""
+    """Move every non-Healthy epoch client, in order, to the exited list stamped with ``height``.
+
+    Raises:
+        CoordinatorPanic: the exited list is full.
+    """
     keep: list[WClient] = []
     for c in w.clients:
         if c.state != ClientState.Healthy:
@@ -83,7 +91,11 @@ def round_batch_size(w: Work, data_index: int) -> int:
 
 
 def quorum(w: Work, num_witnesses: int) -> int:
-    """`Coordinator::witness_quorum`; the program's unreachable!() (0 and 0) is a panic."""
+    """`Coordinator::witness_quorum`; the program's unreachable!() (0 and 0) is a panic.
+
+    Raises:
+        CoordinatorPanic: no witnesses and a witness quorum of 0 (the program's unreachable!()).
+    """
     try:
         return witness_quorum(num_witnesses, w.config.witness_nodes)
     except ValueError as exc:
@@ -236,7 +248,12 @@ def tick_cooldown(w: Work, now: int) -> TickResult:
 def coordinator_tick(
     w: Work, pending: Sequence[tuple[Pubkey, Pubkey]] | None, now: int, random_seed: int
 ) -> TickResult:
-    """`Coordinator::tick`: dispatch on the run state; halted runs fail with Halted (6015)."""
+    """`Coordinator::tick`: dispatch on the run state; halted runs fail with Halted (6015).
+
+    Raises:
+        CoordinatorProgramError: CoordinatorErrorHalted (6015).
+        CoordinatorPanic: a state change the program would assert against.
+    """
     state = w.run_state
     if state in HALTED:
         raise fail(E.CoordinatorErrorHalted)

@@ -74,7 +74,11 @@ def reward_pass(w: Work) -> None:
 
 
 def find_signer(w: Work, user: Pubkey) -> WLedger:
-    """`ClientsState::find_signer`: the ledger entry of ``user``, else SignerNotAClient (6007)."""
+    """`ClientsState::find_signer`: the ledger entry of ``user``, else SignerNotAClient (6007).
+
+    Raises:
+        CoordinatorProgramError: SignerNotAClient (6007).
+    """
     for entry in w.ledger:
         if entry.signer == user:
             return entry
@@ -92,20 +96,33 @@ def begin(acc: CoordinatorAccount) -> Work:
 
 
 def init(run_id: str, client_version: str) -> CoordinatorAccount:
-    """`init_coordinator`'s effect on the account: zeroed state, version 1, nonce 0 (run_id > 32 B → 6023)."""
+    """`init_coordinator`'s effect on the account: zeroed state, version 1, nonce 0 (run_id > 32 B → 6023).
+
+    Raises:
+        CoordinatorProgramError: RunIdInvalidLength (6023).
+    """
     if len(run_id.encode()) > RUN_ID_MAX_BYTES:
         raise fail(E.RunIdInvalidLength)
     return CoordinatorAccount.initial(run_id, client_version)
 
 
 def check_free(acc: CoordinatorAccount) -> None:
-    """`free_coordinator`'s state rule: only a halted run may be closed (else 6009)."""
+    """`free_coordinator`'s state rule: only a halted run may be closed (else 6009).
+
+    Raises:
+        CoordinatorProgramError: CloseCoordinatorNotHalted (6009).
+    """
     if not RunState(acc.run_state).halted:
         raise fail(E.CloseCoordinatorNotHalted)
 
 
 def tick(acc: CoordinatorAccount, now: int, slot: int) -> CoordinatorAccount:
-    """`tick`: advance the state machine (Halted → 6015)."""
+    """`tick`: advance the state machine (Halted → 6015).
+
+    Raises:
+        CoordinatorProgramError: CoordinatorErrorHalted (6015).
+        CoordinatorPanic: a state change the program would assert against.
+    """
     w = begin(acc)
     program_tick(w, now, slot)
     return store(w)
@@ -132,7 +149,12 @@ def simulate_tick(acc: CoordinatorAccount, now: int, slot: int = 0) -> Coordinat
 def join_run(
     acc: CoordinatorAccount, user: Pubkey, client_id: NodeIdentity, now: int, slot: int
 ) -> CoordinatorAccount:
-    """`join_run`: register or re-activate ``client_id`` for the next epoch, then tick unless halted."""
+    """`join_run`: register or re-activate ``client_id`` for the next epoch, then tick unless halted.
+
+    Raises:
+        CoordinatorProgramError: SignerMismatch, MoreClientsThanBatches or ClientsFull.
+        CoordinatorPanic: from the tick that follows.
+    """
     if client_id.signer != user:
         raise fail(E.SignerMismatch)
     w = begin(acc)
@@ -153,7 +175,13 @@ def join_run(
 
 
 def set_paused(acc: CoordinatorAccount, paused: bool, now: int, slot: int) -> CoordinatorAccount:
-    """`set_paused` (spec 5.4): pause now or at the epoch's end; resume into WaitingForMembers and tick."""
+    """`set_paused` (spec 5.4): pause now or at the epoch's end; resume into WaitingForMembers and tick.
+
+    Raises:
+        CoordinatorProgramError: CoordinatorErrorHalted (pausing a halted run), a failed sanity check (Config,
+            Model, Progress) or CoordinatorErrorCannotResume on resume.
+        CoordinatorPanic: from the tick that follows a resume.
+    """
     w = begin(acc)
     if paused:
         if halted(w):
@@ -192,7 +220,12 @@ def update(
     model: Model | None = None,
     progress: CoordinatorProgress | None = None,
 ) -> CoordinatorAccount:
-    """`update`: metadata any time; config/model/progress only while halted, each sanity-checked."""
+    """`update`: metadata any time; config/model/progress only while halted, each sanity-checked.
+
+    Raises:
+        CoordinatorProgramError: UpdateConfigFinished, UpdateConfigNotHalted, or a failed Config/Model sanity
+            check.
+    """
     if acc.run_state == RunState.Finished:
         raise fail(E.UpdateConfigFinished)
     if not RunState(acc.run_state).halted and any(x is not None for x in (config, model, progress)):
@@ -221,7 +254,12 @@ def update(
 
 
 def update_client_version(acc: CoordinatorAccount, new_version: str) -> CoordinatorAccount:
-    """`update_client_version`: only while halted (6001); no nonce bump; > 96 bytes aborts the program."""
+    """`update_client_version`: only while halted (6001); no nonce bump; > 96 bytes aborts the program.
+
+    Raises:
+        CoordinatorProgramError: UpdateConfigNotHalted (6001).
+        CoordinatorPanic: ``new_version`` is over 96 bytes.
+    """
     if not RunState(acc.run_state).halted:
         raise fail(E.UpdateConfigNotHalted)
     if len(new_version.encode()) > CLIENT_VERSION_MAX_BYTES:

@@ -66,7 +66,13 @@ def warmup_witness(
     now: int,
     slot: int,
 ) -> CoordinatorAccount:
-    """`warmup_witness`: any registered client; the effective witness count starts round 0 early."""
+    """`warmup_witness`: any registered client; the effective witness count starts round 0 early.
+
+    Raises:
+        CoordinatorProgramError: CoordinatorErrorHalted, CoordinatorErrorInvalidRunState, SignerNotAClient, or
+            a duplicate or full witness list.
+        CoordinatorPanic: from the tick that follows.
+    """
     w = begin(acc)
     sender = find_signer(w, user).signer
     if halted(w):
@@ -95,7 +101,14 @@ def witness(
     now: int,
     slot: int,
 ) -> CoordinatorAccount:
-    """`witness`: an elected witness of the current round reports its blooms (metadata is not stored)."""
+    """`witness`: an elected witness of the current round reports its blooms (metadata is not stored).
+
+    Raises:
+        CoordinatorProgramError: CoordinatorErrorHalted, CoordinatorErrorInvalidRunState,
+            CoordinatorErrorInvalidWitness, CoordinatorErrorInvalidCommitteeSelection, SignerNotAClient, or a
+            duplicate or full witness list.
+        CoordinatorPanic: a shuffled index out of range, or from the tick that follows.
+    """
     w = begin(acc)
     sender = find_signer(w, user).signer
     if halted(w):
@@ -176,7 +189,14 @@ def health_check(
     now: int,
     slot: int,
 ) -> CoordinatorAccount:
-    """`health_check`: drop a trainer that fewer than quorum previous-round witnesses saw."""
+    """`health_check`: drop a trainer that fewer than quorum previous-round witnesses saw.
+
+    Raises:
+        CoordinatorProgramError: CoordinatorErrorHalted, CoordinatorErrorInvalidHealthCheck, SignerNotAClient,
+            CoordinatorErrorNoActiveRound, or a bad committee selection or proof.
+        CoordinatorPanic: an accused that is not a trainer (the program's todo!()), or from the tick that
+            follows.
+    """
     w = begin(acc)
     find_signer(w, reporter)
     if halted(w):
@@ -211,7 +231,12 @@ def rewrite_checkpoint(current: Checkpoint, reported: Checkpoint) -> Checkpoint:
 def checkpoint(
     acc: CoordinatorAccount, user: Pubkey, repo: Checkpoint, now: int, slot: int
 ) -> CoordinatorAccount:
-    """`checkpoint`: an epoch client publishes where the latest weights are; ticks unless halted."""
+    """`checkpoint`: an epoch client publishes where the latest weights are; ticks unless halted.
+
+    Raises:
+        CoordinatorProgramError: SignerNotAClient (not an epoch client).
+        CoordinatorPanic: from the tick that follows.
+    """
     w = begin(acc)
     sender = find_signer(w, user).signer
     if not any(c.signer == sender for c in w.clients):

@@ -94,24 +94,30 @@ class Accounts:
         return self.refs[name]
 
     def key(self, name: str) -> Pubkey:
+        """The address of the account named ``name``."""
         return self.refs[name].key
 
     def fail(self, code: int, name: str) -> InstructionError:
+        """Anchor error ``code`` for account ``name``, logged like Anchor does (the caller raises it)."""
         return anchor_error(self.ctx, code, name)
 
     def signer(self, name: str) -> AccountRef:
+        """``Signer``: the account; AccountNotSigner (3010) when it did not sign."""
         ref = self.refs[name]
         if not ref.is_signer:
             raise self.fail(NOT_SIGNER, name)
         return ref
 
     def mut(self, name: str) -> AccountRef:
+        """``#[account(mut)]``: the account; ConstraintMut (2000) when it is not writable."""
         ref = self.refs[name]
         if not ref.is_writable:
             raise self.fail(CONSTRAINT_MUT, name)
         return ref
 
     def program(self, name: str, program_id: Pubkey) -> None:
+        """``Program<T>``: InvalidProgramId (3008) unless the account is ``program_id``,
+        InvalidProgramExecutable (3009) unless it is executable."""
         ref = self.refs[name]
         if ref.key != program_id:
             raise self.fail(INVALID_PROGRAM_ID, name)
@@ -119,6 +125,8 @@ class Accounts:
             raise self.fail(3009, name)
 
     def require(self, ok: bool, name: str, code: int = CONSTRAINT_RAW) -> None:
+        """A constraint on account ``name``: raise Anchor error ``code`` (default ConstraintRaw) unless
+        ``ok``."""
         if not ok:
             raise self.fail(code, name)
 

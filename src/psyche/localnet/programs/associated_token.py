@@ -45,6 +45,7 @@ class AssociatedTokenProgram:
     native = False
 
     def process(self, ctx: Context) -> None:
+        """Create (or, with data ``[1]``, create idempotently) the associated token account."""
         data = ctx.data
         if len(data) > 1 or (data and data[0] > 1):
             raise InstructionError("InvalidInstructionData")

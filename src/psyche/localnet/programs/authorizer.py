@@ -111,4 +111,5 @@ class AuthorizerProgram:
     native = False
 
     def process(self, ctx: Context) -> None:
+        """Run the instruction named by the 8-byte Anchor discriminator."""
         handler_for(ctx, _HANDLERS)(ctx)

@@ -56,6 +56,7 @@ class InstructionError(Exception):
 
     @classmethod
     def custom_code(cls, code: int) -> InstructionError:
+        """A ``Custom(code)`` error: a program's own error number."""
         return cls("Custom", code)
 
     def to_json(self) -> object:
@@ -94,7 +95,8 @@ class Context(Protocol):
     @property
     def slot(self) -> int: ...
 
-    def rent_exempt_minimum(self, size: int) -> int: ...
+    def rent_exempt_minimum(self, size: int) -> int:
+        """Lamports an account of ``size`` data bytes needs to be rent-exempt."""
 
     def log(self, message: str) -> None:
         """Append ``Program log: <message>``."""
@@ -113,7 +115,9 @@ class Program(Protocol):
     # Native programs (System) do not print "consumed N of M compute units" lines.
     native: bool
 
-    def process(self, ctx: Context) -> None: ...
+    def process(self, ctx: Context) -> None:
+        """Run one instruction on ``ctx.accounts``; InstructionError fails it, and the executor drops its
+        changes."""
 
 
 @dataclass(slots=True)
@@ -123,7 +127,9 @@ class ProgramRegistry:
     programs: dict[Pubkey, Program] = field(default_factory=dict)
 
     def add(self, program: Program) -> None:
+        """Register ``program`` under its program id (replacing one already there)."""
         self.programs[program.program_id] = program
 
     def get(self, program_id: Pubkey) -> Program | None:
+        """The program with ``program_id``, or None."""
         return self.programs.get(program_id)

@@ -235,6 +235,8 @@ class CoordinatorProgram:
     native = False
 
     def process(self, ctx: Context) -> None:
+        """Run the instruction named by the 8-byte Anchor discriminator; the shared coordinator logic's
+        errors become the program's custom errors, its panics ProgramFailedToComplete."""
         fn = handler_for(ctx, _HANDLERS)
         try:
             fn(ctx)

@@ -44,6 +44,11 @@ def _owned(ref: AccountRef) -> None:
 
 
 def load_mint(ctx: Context, ref: AccountRef) -> Mint:
+    """The mint in ``ref``, as the token program loads it.
+
+    Raises:
+        InstructionError: not owned by the token program, not a mint, or uninitialized.
+    """
     _owned(ref)
     if len(ref.account.data) != Mint.SIZE:
         raise _fail(ctx, INVALID_MINT)
@@ -57,6 +62,11 @@ def load_mint(ctx: Context, ref: AccountRef) -> Mint:
 
 
 def load_token_account(ctx: Context, ref: AccountRef) -> TokenAccount:
+    """The token account in ``ref``, as the token program loads it.
+
+    Raises:
+        InstructionError: not owned by the token program, not a token account, uninitialized or frozen.
+    """
     _owned(ref)
     if len(ref.account.data) != TokenAccount.SIZE:
         raise InstructionError("InvalidAccountData")
@@ -85,6 +95,7 @@ class TokenProgram:
     native = False
 
     def process(self, ctx: Context) -> None:
+        """Run the instruction named by its first byte (the SPL Token tag); bad data is InvalidInstruction."""
         data = ctx.data
         if not data:
             raise _fail(ctx, INVALID_INSTRUCTION)

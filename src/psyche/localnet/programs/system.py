@@ -71,6 +71,7 @@ class SystemProgram:
     native = True
 
     def process(self, ctx: Context) -> None:
+        """Run the instruction named by its u32 tag (CreateAccount, Transfer, Assign, Allocate, ...)."""
         data = ctx.data
         if len(data) < 4:
             raise InstructionError("InvalidInstructionData")

@@ -270,4 +270,5 @@ class TreasurerProgram:
     native = False
 
     def process(self, ctx: Context) -> None:
+        """Run the instruction named by the 8-byte Anchor discriminator."""
         handler_for(ctx, _HANDLERS)(ctx)

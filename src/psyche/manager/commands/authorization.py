@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from psyche.errors import AccountNotFound, ConfigError
+from psyche.errors import ConfigError
 from psyche.manager.app import App
 from psyche.manager.cli import PubkeyType
 from psyche.manager.commands.common import (
@@ -18,30 +18,20 @@ from psyche.manager.commands.common import (
     fields,
     parse_pubkey,
     pubkey_option,
+    sent_in,
 )
 
 if TYPE_CHECKING:
-    from solders.pubkey import Pubkey
-
-    from psyche.chain.accounts.authorization import Authorization
+    from psyche.manager.operations.authorization import AuthorizationState
 
 F = TypeVar("F", bound=Callable[..., Any])
 PERMISSIONLESS = "11111111111111111111111111111111"
 
 
-def _read(session: Session, address: Pubkey) -> tuple[Authorization, int] | None:
-    from psyche.chain.accounts.authorization import Authorization
-
-    info = session.rpc.get_account_info(address)
-    if info is None or info.lamports == 0:
-        return None
-    return Authorization.decode(info.data), info.lamports
-
-
-def _describe(
-    address: Pubkey, auth: Authorization, lamports: int
-) -> tuple[list[tuple[str, object]], dict[str, object]]:
+def _describe(state: AuthorizationState) -> tuple[list[tuple[str, object]], dict[str, object]]:
     from psyche.manager.commands.decisions import grantee_label
+
+    address, auth, lamports = state.address, state.authorization, state.lamports
 
     rows: list[tuple[str, object]] = [
         ("Grantor", auth.grantor),
@@ -73,29 +63,14 @@ def _grantee_option(required: bool, help_text: str, default: str | None = None) 
 @_grantee_option(True, "Grantee: the user's (master) key, or 11111111111111111111111111111111 for anyone.")
 def join_authorization_create(app: App, as_json: bool, authorizer: str) -> None:
     """Authorize a key (or anyone) to join your runs: create the authorization if missing, then activate."""
-    from psyche.chain import instructions as ix
-    from psyche.chain import pda
+    from psyche.manager.operations.authorization import create_authorization
 
-    session = Session(app)
-    program = session.programs.authorizer
-    grantor = session.payer.pubkey()
-    grantee = parse_pubkey(authorizer)
-    address = pda.authorization(grantor, grantee, program_id=program)
-    existing = _read(session, address)
-    instructions = []
-    if existing is None:
-        instructions.append(ix.authorization_create(grantor, grantor, grantee, program_id=program))
-    if existing is None or not existing[0].active:
-        instructions.append(ix.authorization_grantor_update(grantor, address, True, program_id=program))
-    signature = None
-    if instructions:
-        signature = str(session.send(instructions).signature)
-    current = _read(session, address)
-    assert current is not None
-    rows, data = _describe(address, *current)
-    data.update(signature=signature, created=existing is None)
+    state = create_authorization(Session(app), parse_pubkey(authorizer))
+    signature = state.signature
+    rows, data = _describe(state)
+    data.update(signature=signature, created=state.created)
     head = (
-        f"Authorization {'created and activated' if existing is None else 'activated'} "
+        f"Authorization {'created and activated' if state.created else 'activated'} "
         f"with transaction: {signature}"
         if signature
         else "Authorization already exists and is active; nothing sent"
@@ -112,17 +87,10 @@ def join_authorization_create(app: App, as_json: bool, authorizer: str) -> None:
 )
 def join_authorization_read(app: App, as_json: bool, join_authority: str, authorizer: str) -> None:
     """Show an authorization: grantor, grantee, address, whether it is active, and its delegates."""
-    from psyche.chain import pda
+    from psyche.manager.operations.authorization import read_authorization
 
-    session = Session(app)
-    grantor, grantee = parse_pubkey(join_authority), parse_pubkey(authorizer)
-    address = pda.authorization(grantor, grantee, program_id=session.programs.authorizer)
-    found = _read(session, address)
-    if found is None:
-        raise AccountNotFound(
-            f"no authorization from {grantor} for grantee {authorizer}; authorization", str(address)
-        )
-    rows, data = _describe(address, *found)
+    state = read_authorization(Session(app), parse_pubkey(join_authority), parse_pubkey(authorizer))
+    rows, data = _describe(state)
     emit(app, as_json, data, fields(rows))
 
 
@@ -156,88 +124,32 @@ def join_authorization_delegate(
     more_delegates: tuple[str, ...],
 ) -> None:
     """As the authorized (master) key, set the delegate keys that may join for you."""
-    from solders.instruction import Instruction
+    from psyche.manager.operations.authorization import set_delegates
 
-    from psyche.chain import instructions as ix
-    from psyche.chain import pda
-    from psyche.chain.transactions import PACKET_DATA_SIZE, transaction_size
-
-    added = [*delegates_added, *more_delegates]
     if more_delegates and not delegates_added:
         raise ConfigError(f"unexpected argument {more_delegates[0]}: delegate keys follow --delegates-added")
-    if not delegates_clear and not added:
-        raise ConfigError("nothing to do: pass --delegates-clear and/or --delegates-added <PUBKEY>...")
-    session = Session(app)
-    program = session.programs.authorizer
-    grantee = session.payer.pubkey()
-    grantor = parse_pubkey(join_authority)
-    address = pda.authorization(grantor, grantee, program_id=program)
-    if _read(session, address) is None:
-        raise AccountNotFound(
-            f"no authorization from {grantor} for your key {grantee} (ask the join authority to run "
-            f"join-authorization-create --authorizer {grantee}); authorization",
-            str(address),
-        )
-
-    def update(clear: bool, keys: list[Pubkey]) -> Instruction:
-        return ix.authorization_grantee_update(
-            grantee, grantee, address, delegates_clear=clear, delegates_added=keys, program_id=program
-        )
-
-    # About 30 keys fit Solana's 1232-byte transaction: more go in further transactions, each appending.
-    batches: list[list[Pubkey]] = [[]]
-    for key in (parse_pubkey(k) for k in added):
-        clear = bool(delegates_clear) and len(batches) == 1
-        if batches[-1] and transaction_size([update(clear, [*batches[-1], key])], session.payer) > (
-            PACKET_DATA_SIZE
-        ):
-            batches.append([])
-        batches[-1].append(key)
-    signatures = [
-        str(session.send([update(bool(delegates_clear) and i == 0, keys)]).signature)
-        for i, keys in enumerate(batches)
-    ]
-    current = _read(session, address)
-    assert current is not None
-    rows, data = _describe(address, *current)
-    data["signature"] = signatures[-1]
-    data["signatures"] = signatures
-    sent_in = (
-        f"transaction: {signatures[0]}" if len(signatures) == 1 else f"transactions: {', '.join(signatures)}"
+    added = [parse_pubkey(k) for k in (*delegates_added, *more_delegates)]
+    state = set_delegates(
+        Session(app), parse_pubkey(join_authority), clear=bool(delegates_clear), added=added
     )
-    emit(app, as_json, data, [f"Delegates updated with {sent_in}", *fields(rows)])
+    rows, data = _describe(state)
+    data["signature"] = state.signature
+    data["signatures"] = state.signatures
+    emit(app, as_json, data, [f"Delegates updated with {sent_in(state.signatures)}", *fields(rows)])
 
 
 @chain_command("join-authorization-delete", wallet=True)
 @_grantee_option(True, "Grantee whose authorization to deactivate.")
 def join_authorization_delete(app: App, as_json: bool, authorizer: str) -> None:
     """Deactivate your authorization for a grantee (the account stays; create re-activates it)."""
-    from psyche.chain import instructions as ix
-    from psyche.chain import pda
+    from psyche.manager.operations.authorization import deactivate_authorization
 
-    session = Session(app)
-    program = session.programs.authorizer
-    grantor = session.payer.pubkey()
-    address = pda.authorization(grantor, parse_pubkey(authorizer), program_id=program)
-    found = _read(session, address)
-    if found is None:
-        raise AccountNotFound(
-            f"no authorization from {grantor} for grantee {authorizer}; authorization", str(address)
-        )
-    signature = None
-    if found[0].active:
-        signature = str(
-            session.send(
-                [ix.authorization_grantor_update(grantor, address, False, program_id=program)]
-            ).signature
-        )
-    current = _read(session, address)
-    assert current is not None
-    rows, data = _describe(address, *current)
-    data["signature"] = signature
+    state = deactivate_authorization(Session(app), parse_pubkey(authorizer))
+    rows, data = _describe(state)
+    data["signature"] = state.signature
     head = (
-        f"Authorization deactivated with transaction: {signature}"
-        if signature
+        f"Authorization deactivated with transaction: {state.signature}"
+        if state.signature
         else "Authorization already inactive; nothing sent"
     )
     emit(app, as_json, data, [head, *fields(rows)])

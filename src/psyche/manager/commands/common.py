@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,14 +16,13 @@ from psyche.manager.cli import PubkeyType, env_file_option
 from psyche.manager.constants import EnvVars
 
 if TYPE_CHECKING:
-    from solders.hash import Hash
     from solders.instruction import Instruction
     from solders.keypair import Keypair
     from solders.pubkey import Pubkey
-    from solders.signature import Signature
 
     from psyche.chain.programs import ProgramIds
     from psyche.chain.rpc import RpcClient
+    from psyche.chain.transactions import SentTransaction, TransactionSender
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -176,67 +174,71 @@ def chain_command(name: str, *, wallet: bool) -> Callable[[F], click.Command]:
     return decorate
 
 
-@dataclass(frozen=True, slots=True)
-class Sent:
-    """A confirmed transaction as the commands report it."""
+class ReportingSender:
+    """The commands' Sender: the chain's TransactionSender paid by the App's wallet, failures reported.
 
-    signature: Signature
-    slot: int
-    logs: list[str]
-    blockhash: Hash
+    The wallet is loaded on first use (a command that sends nothing never needs one). On failure the
+    signature and the explorer-style logs go to stderr, then TransactionFailed (named program error, a
+    hint where we have one) propagates to the CLI's error line.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._sender: TransactionSender | None = None
+
+    def _chain_sender(self) -> TransactionSender:
+        if self._sender is None:
+            from psyche.chain.transactions import TransactionSender
+
+            app = self._session.app
+            self._sender = TransactionSender(app.rpc, app.wallet.keypair(), self._session.programs)
+        return self._sender
+
+    @property
+    def payer(self) -> Pubkey:
+        """The wallet's public key (loads the wallet)."""
+        return self._chain_sender().payer
+
+    def size(self, instructions: Sequence[Instruction], signers: Sequence[Keypair] = ()) -> int:
+        """Bytes of the signed transaction these instructions would make."""
+        return self._chain_sender().size(instructions, signers)
+
+    def send(
+        self, instructions: Sequence[Instruction], *, signers: Sequence[Keypair] = ()
+    ) -> SentTransaction:
+        """Send and confirm one transaction (the chain sender waits for a fresh blockhash on a repeat).
+
+        Raises:
+            TransactionFailed: named and hinted, after its signature and logs went to stderr.
+        """
+        try:
+            return self._chain_sender().send(instructions, signers=signers)
+        except TransactionFailed as exc:
+            self._session.report_failure(exc)
+            raise _with_hint(exc) from exc
 
 
 class Session:
-    """The chain side of one command: program IDs, RPC, the payer, and sending with readable failures."""
+    """The chain side of one command (a ChainAccess): program IDs, the RPC reader, the reporting sender."""
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self._sender = ReportingSender(self)
 
     @property
     def programs(self) -> ProgramIds:
+        """The program ids from the settings."""
         return self.app.settings.program_ids()
 
     @property
-    def rpc(self) -> RpcClient:
+    def reader(self) -> RpcClient:
+        """The chain reader the operations use: the App's RPC pool."""
         return self.app.rpc
 
     @property
-    def payer(self) -> Keypair:
-        return self.app.wallet.keypair()
-
-    def send(
-        self,
-        instructions: Sequence[Instruction],
-        *,
-        signers: Sequence[Keypair] = (),
-        after: Hash | None = None,
-    ) -> Sent:
-        """Sign with the wallet (and ``signers``), send, confirm; a different blockhash than ``after``.
-
-        On failure the signature and the explorer-style logs go to stderr, then TransactionFailed (named
-        program error, a hint where we have one) propagates to the CLI's error line.
-        """
-        import time
-
-        from psyche.chain.transactions import build_transaction, name_failure
-
-        rpc = self.rpc
-        blockhash, _ = rpc.get_latest_blockhash()
-        for _ in range(100):  # an identical tx on the same blockhash would be a duplicate
-            if blockhash != after:
-                break
-            time.sleep(0.05)
-            blockhash, _ = rpc.get_latest_blockhash()
-        tx = build_transaction(instructions, self.payer, signers, blockhash)
-        try:
-            signature = rpc.send_transaction(tx)
-            slot = rpc.confirm_transaction(signature)
-        except TransactionFailed as exc:
-            named = name_failure(exc, self.programs)
-            self.report_failure(named)
-            raise _with_hint(named) from exc
-        record = rpc.get_transaction(signature)
-        return Sent(signature, slot, record.logs if record else [], blockhash)
+    def sender(self) -> ReportingSender:
+        """Sends paid by the wallet, failures reported on stderr."""
+        return self._sender
 
     def report_failure(self, error: TransactionFailed) -> None:
         ui = self.app.ui
@@ -305,6 +307,13 @@ def emit(app: App, as_json: bool, data: Mapping[str, Any], lines: Sequence[str])
     else:
         for line in lines:
             app.ui.data(line)
+
+
+def sent_in(signatures: Sequence[str]) -> str:
+    """``transaction: S`` for one signature, ``transactions: S1, S2`` for more (summary lines)."""
+    if len(signatures) == 1:
+        return f"transaction: {signatures[0]}"
+    return f"transactions: {', '.join(signatures)}"
 
 
 def fields(rows: Sequence[tuple[str, object]]) -> list[str]:

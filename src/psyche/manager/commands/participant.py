@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from psyche.errors import NotAuthorized, RunManagerError, WalletError
+from psyche.errors import WalletError
 from psyche.manager.app import App
 from psyche.manager.commands.common import (
     Session,
@@ -23,11 +23,12 @@ from psyche.manager.commands.common import (
 )
 from psyche.manager.constants import EnvVars
 
+if TYPE_CHECKING:
+    from solders.pubkey import Pubkey
+
+    from psyche.manager.operations.participant import Claim, RunListing
+
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class JoinRefused(RunManagerError):
-    """The key is authorized but the run cannot take it now (paused, finished, already in the epoch)."""
 
 
 def _address_option(required: bool, help_text: str) -> Callable[[F], F]:
@@ -47,8 +48,8 @@ def _address_option(required: bool, help_text: str) -> Callable[[F], F]:
 @_address_option(False, "The key to check. [default: the wallet's public key]")
 def can_join(app: App, as_json: bool, run_id: str, authorizer: str | None, address: str | None) -> None:
     """Check that a key may join a run (exit 0) or say why not (exit 1); at most 2 RPC round trips."""
-    from psyche.chain.queries import check_join
-    from psyche.manager.commands.decisions import grantee_label, join_refusal
+    from psyche.manager.commands.decisions import grantee_label
+    from psyche.manager.operations.participant import can_join as decide
 
     session = Session(app)
     if address is None:
@@ -59,10 +60,8 @@ def can_join(app: App, as_json: bool, run_id: str, authorizer: str | None, addre
                 exc.message, hint="pass --address <PUBKEY> to check a key without a wallet"
             ) from exc
     user = parse_pubkey(address)
-    grantee_key = parse_pubkey(authorizer) if authorizer else None
-    check = check_join(session.rpc, run_id, user, grantee_key, session.programs)
-    refusal = join_refusal(check, grantee_key)
-    chosen = next(((g, a) for g, a, outcome in check.tried if outcome == "valid"), None)
+    decision = decide(session, run_id, user, parse_pubkey(authorizer) if authorizer else None)
+    check, refusal, chosen = decision.check, decision.refusal, decision.chosen
     data = {
         "run_id": run_id,
         "address": str(user),
@@ -73,12 +72,13 @@ def can_join(app: App, as_json: bool, run_id: str, authorizer: str | None, addre
         "grantee": None if chosen is None else str(chosen[0]),
         "authorization": None if chosen is None else str(chosen[1]),
         "tried": [{"grantee": str(g), "authorization": str(a), "outcome": o} for g, a, o in check.tried],
-        "rpc_round_trips": session.rpc.round_trips,
+        "rpc_round_trips": session.reader.round_trips,
     }
-    if refusal is not None:
+    refused = decision.error()
+    if refused is not None:
         if as_json:
             emit(app, True, data, [])
-        raise (NotAuthorized if check.grantee is None else JoinRefused)(refusal)
+        raise refused
     assert chosen is not None
     lines = [
         f"✓ Can join run {run_id} as {user}",
@@ -101,25 +101,23 @@ def can_join(app: App, as_json: bool, run_id: str, authorizer: str | None, addre
 @treasurer_index_option
 def treasurer_claim_rewards(app: App, as_json: bool, run_id: str, treasurer_index: int | None) -> None:
     """Claim earned points as collateral tokens (creates your token account and participant if missing)."""
-    from psyche.chain import instructions as ix
-    from psyche.chain import pda
-    from psyche.chain.queries import fetch_rewards
-    from psyche.manager.commands.decisions import claim_plan, nothing_to_claim
+    from psyche.manager.operations.participant import claim_rewards
+
+    claim = claim_rewards(Session(app), run_id, treasurer_index=treasurer_index)
+    emit(app, as_json, *_claim_output(run_id, claim))
+
+
+def _claim_output(run_id: str, claim: Claim) -> tuple[dict[str, object], list[str]]:
+    from psyche.manager.commands.decisions import nothing_to_claim
     from psyche.manager.commands.format import format_ui
 
-    session = Session(app)
-    payer = session.payer
-    user = payer.pubkey()
-    programs = session.programs
-    rewards = fetch_rewards(session.rpc, run_id, user, treasurer_index, programs)
-    plan = claim_plan(rewards)
+    rewards, plan = claim.rewards, claim.plan
     decimals = rewards.mint.decimals
-    mint = rewards.treasurer.collateral_mint
     data: dict[str, object] = {
         "run_id": run_id,
-        "address": str(user),
+        "address": str(rewards.user),
         "treasurer_run": str(rewards.treasurer_address),
-        "collateral_mint": str(mint),
+        "collateral_mint": str(rewards.treasurer.collateral_mint),
         "decimals": decimals,
         "earned_points": rewards.earned,
         "claimed_points": rewards.claimed,
@@ -137,53 +135,23 @@ def treasurer_claim_rewards(app: App, as_json: bool, run_id: str, treasurer_inde
             f"{rewards.claimable} (treasury holds {format_ui(rewards.treasury_balance, decimals)})",
         ),
     ]
-    if plan.nothing:
+    if claim.signature is None:
         rows.append(("Paid", 0))
-        emit(
-            app,
-            as_json,
-            {**data, "message": nothing_to_claim(rewards)},
-            [*fields(rows), nothing_to_claim(rewards)],
-        )
-        return
-    instructions = []
-    if plan.create_token_account:
-        instructions.append(ix.create_associated_token_account_idempotent(user, user, mint))
-    if plan.create_participant:
-        instructions.append(
-            ix.participant_create(user, user, rewards.treasurer_address, program_id=programs.treasurer)
-        )
-    instructions.append(
-        ix.participant_claim(
-            user,
-            rewards.user_token_account,
-            rewards.treasurer_address,
-            pda.associated_token_account(rewards.treasurer_address, mint),
-            rewards.run.coordinator_address,
-            plan.amount,
-            program_id=programs.treasurer,
-        )
-    )
-    sent = session.send(instructions)
+        return {**data, "message": nothing_to_claim(rewards)}, [*fields(rows), nothing_to_claim(rewards)]
     rows += [
         (
             "Paid",
             f"{plan.amount} points = {format_ui(plan.amount, decimals)} tokens "
             f"to {rewards.user_token_account}",
         ),
-        ("Transaction", sent.signature),
+        ("Transaction", claim.signature),
     ]
     if plan.create_token_account:
         rows.append(("Created token account", rewards.user_token_account))
     if plan.create_participant:
-        rows.append(
-            (
-                "Created participant",
-                pda.participant(rewards.treasurer_address, user, program_id=programs.treasurer),
-            )
-        )
-    data.update(paid_points=plan.amount, signature=str(sent.signature))
-    emit(app, as_json, data, fields(rows))
+        rows.append(("Created participant", claim.participant))
+    data.update(paid_points=plan.amount, signature=claim.signature)
+    return data, fields(rows)
 
 
 @chain_command("list-runs", wallet=True)
@@ -208,17 +176,8 @@ def treasurer_claim_rewards(app: App, as_json: bool, run_id: str, treasurer_inde
 )
 def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | None, show_all: bool) -> None:
     """List the runs the wallet can join (the reference's table); --all lists every run, joinable first."""
-    from psyche.chain import pda
-    from psyche.chain.programs import PERMISSIONLESS_GRANTEE
-    from psyche.chain.queries import scan_runs
-    from psyche.manager.commands.decisions import authorization_valid
-    from psyche.manager.commands.format import (
-        JOINABLE_STATES,
-        RUN_TABLE_HEADER,
-        format_table,
-        joinable_first,
-        run_table_row,
-    )
+    from psyche.manager.commands.format import run_table_row
+    from psyche.manager.operations.participant import list_runs as listing
 
     session = Session(app)
     programs = session.programs
@@ -229,47 +188,31 @@ def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | No
             raise WalletError(
                 exc.message, hint="pass --address <PUBKEY>, or --all to list every run without a wallet"
             ) from exc
-    scan = scan_runs(session.rpc, programs)
-    warning = scan.readable(programs.coordinator)
-    if warning is not None:
-        app.ui.warning(warning)
-    runs = scan.runs
-    if authorizer is not None:
-        runs = [r for r in runs if str(r.instance.join_authority) == authorizer]
     user = parse_pubkey(address) if address else None
-    grantees = [PERMISSIONLESS_GRANTEE]
-    if user is not None:
-        grantees.append(user)
-        if app.settings.authorizer:
-            grantees.append(parse_pubkey(app.settings.authorizer))
-    candidates = [r for r in runs if r.state in JOINABLE_STATES]
-    keys = [
-        pda.authorization(r.instance.join_authority, g, program_id=programs.authorizer)
-        for r in candidates
-        for g in grantees
-    ]
-    infos = session.rpc.get_multiple_accounts(keys) if keys else []
-    joinable_ids: set[str] = set()
-    for i, run in enumerate(candidates):
-        for j, grantee in enumerate(grantees):
-            checker = user if user is not None else grantee
-            if authorization_valid(
-                infos[i * len(grantees) + j], programs.authorizer, run.instance.join_authority, checker
-            ):
-                joinable_ids.add(str(run.instance_address))
-                break
-    order = joinable_first([(r.state, str(r.instance_address) in joinable_ids) for r in runs])
+    found = listing(
+        session,
+        user=user,
+        extra_grantee=parse_pubkey(app.settings.authorizer) if app.settings.authorizer else None,
+        join_authority=authorizer,
+        every_run=show_all,
+        warn=app.ui.warning,
+    )
     now = int(time.time())
-    ordered = [runs[i] for i in order]
-    if not show_all:
-        ordered = [r for r in ordered if str(r.instance_address) in joinable_ids]
     rows = [
         run_table_row(
             r.run_id, r.state, r.num_clients, r.min_clients, r.epoch_time, r.epoch_start_timestamp, now
         )
-        for r in ordered
+        for r in found.listed
     ]
-    records = [
+    if as_json:
+        app.ui.data(json.dumps(_run_records(found, rows), indent=2))
+        return
+    for line in _listing_lines(found, rows, programs.coordinator, user, show_all):
+        app.ui.data(line)
+
+
+def _run_records(found: RunListing, rows: Sequence[Sequence[str]]) -> list[dict[str, object]]:
+    return [
         {
             "run_id": r.run_id,
             "state": r.state.display,
@@ -279,30 +222,31 @@ def list_runs(app: App, as_json: bool, authorizer: str | None, address: str | No
             "epoch_time": r.epoch_time,
             "epoch_start_timestamp": r.epoch_start_timestamp,
             "time_left": row[4],
-            "joinable": str(r.instance_address) in joinable_ids,
+            "joinable": found.is_joinable(r),
             "join_authority": str(r.instance.join_authority),
             "client_version": r.client_version,
             "instance": str(r.instance_address),
             "coordinator_account": str(r.coordinator_address),
         }
-        for r, row in zip(ordered, rows, strict=True)
+        for r, row in zip(found.listed, rows, strict=True)
     ]
-    if as_json:
-        app.ui.data(json.dumps(records, indent=2))
-        return
-    if not scan.runs:
-        app.ui.data(f"No runs found on coordinator program {programs.coordinator}")
-        return
+
+
+def _listing_lines(
+    found: RunListing, rows: Sequence[Sequence[str]], coordinator: Pubkey, user: Pubkey | None, show_all: bool
+) -> list[str]:
+    from psyche.manager.commands.format import RUN_TABLE_HEADER, format_table
+
+    if not found.scanned_any:
+        return [f"No runs found on coordinator program {coordinator}"]
     by = f" by {user}" if user is not None else " by anyone"
     if show_all:
-        app.ui.data(f"Found {len(runs)} run(s), {len(joinable_ids)} joinable{by}:")
-    elif not ordered:
-        app.ui.data("No available runs to join")  # the reference's words
-        return
+        head = f"Found {len(found.runs)} run(s), {len(found.joinable)} joinable{by}:"
+    elif not found.listed:
+        return ["No available runs to join"]  # the reference's words
     else:
-        app.ui.data(f"Found {len(ordered)} joinable run(s){by}:")
-    for line in format_table(RUN_TABLE_HEADER, rows):
-        app.ui.data(line)
+        head = f"Found {len(found.listed)} joinable run(s){by}:"
+    return [head, *format_table(RUN_TABLE_HEADER, rows)]
 
 
 def _override_program(ctx: click.Context, value: str | None) -> None:
@@ -317,31 +261,13 @@ def _override_program(ctx: click.Context, value: str | None) -> None:
 @_address_option(True, "The user's public key.")
 def json_dump_user(app: App, as_json: bool, run_id: str, treasurer_index: int | None, address: str) -> None:
     """Print a user's ledger entry, epoch state, balance and treasurer claims as JSON."""
-    from psyche.chain import pda
-    from psyche.chain.accounts.token import TokenAccount
-    from psyche.chain.accounts.treasurer import Participant
-    from psyche.chain.queries import fetch_run
     from psyche.manager.commands.dumps import dump_user
-    from psyche.manager.commands.runs import load_treasurer_view
+    from psyche.manager.operations.participant import load_user
 
     del as_json  # the output is JSON either way
-    session = Session(app)
-    programs = session.programs
     user = parse_pubkey(address)
-    run = fetch_run(session.rpc, run_id, programs)
-    lamports = session.rpc.get_balance(user)
-    view = load_treasurer_view(session, run_id, treasurer_index)
-    participant = None
-    balance = None
-    if view is not None:
-        p_info, ata_info = session.rpc.get_multiple_accounts(
-            [
-                pda.participant(view.address, user, program_id=programs.treasurer),
-                pda.associated_token_account(user, view.run.collateral_mint),
-            ]
-        )
-        if p_info is not None and p_info.lamports > 0:
-            participant = Participant.decode(p_info.data)
-        if ata_info is not None:
-            balance = TokenAccount.decode(ata_info.data).amount
-    app.ui.data(json.dumps(dump_user(user, lamports, run.coordinator, view, participant, balance), indent=2))
+    seen = load_user(Session(app), run_id, user, treasurer_index=treasurer_index)
+    dump = dump_user(
+        user, seen.lamports, seen.run.coordinator, seen.treasurer, seen.participant, seen.token_balance
+    )
+    app.ui.data(json.dumps(dump, indent=2))
