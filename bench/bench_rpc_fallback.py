@@ -1,7 +1,7 @@
 """Bench: what endpoint fallback costs one getAccountInfo (primary refusing, primary hanging) over healthy.
 
 Run from the repository root: ``.venv/bin/python bench/bench_rpc_fallback.py [--samples N] [--timeout S]``.
-Servers are real HTTP servers on 127.0.0.1 (tests/integration/loopback_rpc.py).
+Servers are real HTTP servers on 127.0.0.1 (tests/support/loopback_rpc.py).
 """
 
 from __future__ import annotations
