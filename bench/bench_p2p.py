@@ -190,10 +190,10 @@ def bench_joiner_ready(preset: str) -> dict[str, float]:
     from psyche.chain.accounts.optimizer import Distro
     from psyche.client import checkpoint as ckpt
     from psyche.client.config import TrainerEnv
-    from psyche.client.parallelism import Parallelism
-    from psyche.client.ranks import Build
+    from psyche.client.rank_messages import Build
     from psyche.client.sharing import ResultSharing, content_from_wire
     from psyche.client.trainer_port import build_trainer
+    from psyche.parallelism_table import Parallelism
 
     distro = Distro(1.0, None, 0.999, 8, 64, True)
     model = LLM(

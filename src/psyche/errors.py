@@ -10,7 +10,9 @@
     │   ├── AccountNotFound              the address holds no account
     │   ├── AccountDecodeError           the bytes are not the account type we expected
     │   ├── InvalidClientVersion         the run's client_version is not a Docker tag or sha256 digest
-    │   └── TransactionFailed            a transaction was rejected; carries logs and the program error
+    │   ├── TransactionFailed            a transaction was rejected; carries logs and the program error
+    │   ├── CoordinatorProgramError      the coordinator logic (chain/logic) refused: custom code 6000 + i
+    │   └── CoordinatorPanic             the coordinator program would abort without a custom code
     ├── NotAuthorized                    the wallet may not join the run
     ├── JoinRefused                      authorized, but the run cannot take the key now (can-join)
     ├── RunDownError                     the run-down service refused, or a transfer to/from its URLs failed
@@ -21,13 +23,16 @@
     │   └── ClientNotInstalled           process runtime: the installed client is not the run's version
     ├── ClientExited                     the client container ended with a non-zero code
     │   └── VersionMismatch              the client reported exit code 10
-    └── BroadcastRefused                 a peer's result broadcast breaks an acceptance rule; .reason
+    ├── BroadcastRefused                 a peer's result broadcast breaks an acceptance rule; .reason
+    └── DataError                        the client cannot read its training data (after the retries)
 
 Foreign exceptions (httpx, websockets, docker) are translated into these once, at the module
 that talks to the outside world, with ``raise ... from exc``. Messages never contain secrets.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 
 class RunManagerError(Exception):
@@ -123,6 +128,35 @@ class TransactionFailed(ChainError):
         self.program_error = program_error
 
 
+class ProgramErrorCode(Protocol):
+    """A program's custom error as an enum member (chain/logic/errors.py ``CoordinatorErrorCode``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def code(self) -> int:
+        """The on-chain number (Solana ``InstructionError::Custom``)."""
+        ...
+
+
+class CoordinatorProgramError(ChainError):
+    """The coordinator program rejected the instruction with custom error ``code`` (6000 + i) named ``name``.
+
+    Raised by the pure coordinator logic (psyche.chain.logic), which the local chain and the client run.
+    """
+
+    def __init__(self, error: ProgramErrorCode) -> None:
+        self.error = error
+        self.code = error.code
+        self.name = error.name
+        super().__init__(f"coordinator error {self.code} ({self.name})")
+
+
+class CoordinatorPanic(ChainError):
+    """The real program would panic (Rust assert/unwrap/todo): the transaction fails without a custom code."""
+
+
 class NotAuthorized(RunManagerError):
     """The wallet is not authorized to join the run."""
 
@@ -178,3 +212,7 @@ class BroadcastRefused(RunManagerError):
     def __init__(self, reason: str, detail: str = "") -> None:
         self.reason = reason
         super().__init__(f"broadcast refused: {reason}" + (f" ({detail})" if detail else ""))
+
+
+class DataError(RunManagerError):
+    """Training data could not be read (HTTP failures after retries, short or bad token files)."""

@@ -22,7 +22,7 @@ from psyche.client.actions import Train, TrainOutcome
 from psyche.client.config import TrainerEnv
 from psyche.client.identity import derive_identity
 from psyche.client.protocol import ClientProtocol
-from psyche.client.rank_group import RankGroup
+from psyche.client.rank_processes import RankGroup
 from psyche.client.runner import ChainPort, Runner
 from psyche.client.trainer_port import TorchTrainerPort
 from psyche.localnet.world import World

@@ -14,8 +14,8 @@ torch = pytest.importorskip("torch")
 from psyche.chain.accounts.model import CosineLR  # noqa: E402
 from psyche.client.config import OptimizerSettings, TrainerConfig  # noqa: E402
 from psyche.client.data import DummySource  # noqa: E402
+from psyche.client.distributed import ParallelContext, broadcast_indices, full, spawn_local  # noqa: E402
 from psyche.client.model import preset  # noqa: E402
-from psyche.client.parallel import ParallelContext, broadcast_indices, full, spawn_local  # noqa: E402
 from psyche.client.train import Trainer  # noqa: E402
 
 pytestmark = pytest.mark.slow

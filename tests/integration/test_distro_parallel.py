@@ -17,9 +17,9 @@ from psyche.chain.accounts.model import ConstantLR  # noqa: E402
 from psyche.chain.accounts.optimizer import Distro  # noqa: E402
 from psyche.client.config import OptimizerSettings, TrainerConfig  # noqa: E402
 from psyche.client.data import DummySource  # noqa: E402
+from psyche.client.distributed import ParallelContext, broadcast_indices, spawn_local  # noqa: E402
 from psyche.client.distro_payload import encode_payload  # noqa: E402
 from psyche.client.model import preset  # noqa: E402
-from psyche.client.parallel import ParallelContext, broadcast_indices, spawn_local  # noqa: E402
 from psyche.client.train import Trainer  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ from typing import Any
 from solders.pubkey import Pubkey
 
 from psyche.chain import committee
-from psyche.chain import coordinator_logic as cl
+from psyche.chain import logic as cl
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
 from psyche.chain.accounts.model import LLM, CoordinatorConfig
 from psyche.chain.accounts.state import Bloom, NodeIdentity, WitnessProof

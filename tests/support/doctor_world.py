@@ -15,7 +15,8 @@ from psyche.chain.accounts.model import LLM, Checkpoint
 from psyche.chain.programs import PERMISSIONLESS_GRANTEE
 from psyche.chain.rpc import AccountInfo
 from psyche.errors import DockerUnavailable, RpcError, RpcUnavailable
-from psyche.manager.doctor import ChainProbe, Check, DoctorOptions, EngineProbe, Seams, run_doctor
+from psyche.manager.doctor import ChainProbe, Seams, run_doctor
+from psyche.manager.doctor_report import Check, DoctorOptions, EngineProbe
 from psyche.manager.engines import EngineId, EngineKind
 from psyche.manager.hardware import (
     DiskUsage,
@@ -25,8 +26,8 @@ from psyche.manager.hardware import (
 from psyche.manager.procruntime import ClientProbe
 from psyche.manager.settings import load_settings
 from psyche.manager.wallet import load_wallet
-from psyche.parallelism import Parallelism as TableRow
-from psyche.parallelism import Table as ParallelismTable
+from psyche.parallelism_table import Parallelism as TableRow
+from psyche.parallelism_table import Table as ParallelismTable
 from tests.support.clock import FakeClock
 from tests.support.fake_chain import FakeChain, seed_authorization, seed_run
 from tests.support.p2p_fakes import PEER, FakeP2P

@@ -38,6 +38,7 @@ class Script:
     chunk_size: int = 7  # bytes per piece logs() yields
     unterminated: str = ""  # written to stdout after its lines, with no newline
     last_words: tuple[str, ...] = ()  # ``until_stopped``: stdout lines once it is stopped (a TERM trap's)
+    output_hangs: bool = False  # its output streams stay open after the exit, until release_output is set
 
 
 @dataclass
@@ -76,6 +77,7 @@ class FakeRuntime(ContainerRuntime):
         self.labels_of_images = {image: dict(labels) for image, labels in (image_labels or {}).items()}
         self._lock = threading.Lock()
         self._seq = 0
+        self.release_output = threading.Event()  # ends the output of ``output_hangs`` containers
 
     def _record(self, method: str, subject: str) -> None:
         with self._lock:
@@ -144,6 +146,8 @@ class FakeRuntime(ContainerRuntime):
             c.ended.wait(_HANG_LIMIT)
             if c.script.last_words:
                 yield "stdout", "".join(f"{line}\n" for line in c.script.last_words).encode()
+        if c.script.output_hangs:
+            self.release_output.wait(_HANG_LIMIT)
 
     def wait(self, handle: ContainerHandle) -> int:
         c = self.containers[handle.id]

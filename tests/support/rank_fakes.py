@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from psyche.client.ranks import Build, WorkerTrainer, serve
+from psyche.client.rank_messages import Build, WorkerTrainer, serve
 
 
 class FileTrainer(WorkerTrainer):

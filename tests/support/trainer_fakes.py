@@ -8,7 +8,7 @@ from pathlib import Path
 from psyche.client import checkpoint as ckpt
 from psyche.client.distro import DistroOptimizer
 from psyche.client.distro_payload import PayloadShape
-from psyche.client.ranks import WorkerTrainer
+from psyche.client.rank_messages import WorkerTrainer
 from psyche.client.train import StepResult
 from psyche.client.trainer_port import StepTrainer
 

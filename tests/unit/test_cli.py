@@ -15,7 +15,9 @@ from solders.keypair import Keypair
 
 from psyche.errors import ConfigError, VersionMismatch
 from psyche.manager import cli as cli_module
+from psyche.manager import mainjob
 from psyche.manager.app import App
+from psyche.manager.cli import Subcommand
 from psyche.manager.ui import UI
 
 KEYPAIR = Keypair.from_seed(bytes(range(7, 39)))
@@ -70,7 +72,9 @@ def wallet_file(isolation: Path) -> Path:
 
 @pytest.fixture
 def no_main_job(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli_module, "MAIN_JOB", "psyche.manager.no_such_module_for_tests:run_main_job")
+    """The main job replaced by one that records its App and returns 0 (no chain, no container)."""
+    CALLS.clear()
+    monkeypatch.setattr(mainjob, "run_main_job", fake_main_job)
 
 
 # --- help and version --------------------------------------------------------------------------
@@ -91,9 +95,15 @@ def test_help_lists_commands_and_env_vars(cli: Invoke) -> None:
 def test_every_lazy_command_resolves_and_has_a_summary() -> None:
     group = cli_module.cli
     ctx = click.Context(group)
-    for name in cli_module.COMMANDS:
+    for name, subcommand in cli_module.COMMANDS.items():
         assert isinstance(group.get_command(ctx, name), click.Command)
-        assert cli_module.COMMAND_HELP.get(name), f"add a one-line summary for {name} to COMMAND_HELP"
+        assert subcommand.summary.endswith("."), name
+
+
+def test_value_options_are_read_from_the_parameters() -> None:
+    takes_value = cli_module.value_options(cli_module.cli)
+    assert {"--env-file", "--authorizer", "--entrypoint", "--runtime", "--metrics-port"} <= takes_value
+    assert not {"--local", "--gpus", "--no-gpus", "--privileged", "-V", "--version", "--help"} & takes_value
 
 
 def test_short_version(cli: Invoke) -> None:
@@ -173,19 +183,21 @@ def test_trailing_args_need_entrypoint(cli: Invoke) -> None:
     )
 
 
-def test_main_job_missing_is_honest(cli: Invoke, wallet_file: Path, no_main_job: None) -> None:
+def test_main_job_starts_once_settings_and_wallet_are_valid(
+    cli: Invoke, wallet_file: Path, no_main_job: None
+) -> None:
     Path(".env").write_text("RUN_ID=x\n")
     result = cli("--env-file", ".env")
-    assert result.exit_code == 2
+    assert result.exit_code == 0
     assert result.stderr.splitlines() == [
         f"User pubkey: {PUBKEY}",
         "Using coordinator program ID: 4SHugWqSXwKE5fqDchkJcPEqnoZE22VYKtSTVm7axbT7",
-        "Error: the main job (container supervisor) is not built yet; settings and wallet are valid",
     ]
+    assert [app.settings.run_id for app in CALLS] == ["x"]
 
 
 def test_main_job_receives_the_app(cli: Invoke, wallet_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli_module, "MAIN_JOB", "tests.unit.test_cli:fake_main_job")
+    monkeypatch.setattr(mainjob, "run_main_job", fake_main_job)
     CALLS.clear()
     Path(".env").write_text("RUN_ID=x\n")
     args = ("--env-file", ".env", "--local", "--privileged", "--authorizer", OTHER_PUBKEY)
@@ -203,7 +215,7 @@ def test_main_job_receives_the_app(cli: Invoke, wallet_file: Path, monkeypatch: 
 def test_stall_timeout_from_the_flag_or_its_env_var(
     cli: Invoke, wallet_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli_module, "MAIN_JOB", "tests.unit.test_cli:fake_main_job")
+    monkeypatch.setattr(mainjob, "run_main_job", fake_main_job)
     Path(".env").write_text("RUN_ID=x\n")
     CALLS.clear()
     assert cli("--env-file", ".env", "--stall-timeout", "90").exit_code == 0
@@ -223,7 +235,7 @@ def test_stall_timeout_from_the_flag_or_its_env_var(
 def test_wallet_key_via_defaults_to_auto_and_refuses_other_words(
     cli: Invoke, wallet_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli_module, "MAIN_JOB", "tests.unit.test_cli:fake_main_job")
+    monkeypatch.setattr(mainjob, "run_main_job", fake_main_job)
     Path(".env").write_text("RUN_ID=x\n")
     CALLS.clear()
     assert cli("--env-file", ".env").exit_code == 0
@@ -363,7 +375,7 @@ def test_unknown_command(cli: Invoke) -> None:
 
 
 def test_run_manager_error_exit_code_is_kept(cli: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(cli_module.COMMANDS, "mismatch", "tests.unit.test_cli:mismatch")
+    monkeypatch.setitem(cli_module.COMMANDS, "mismatch", Subcommand("tests.unit.test_cli:mismatch", "Test."))
     result = cli("mismatch")
     assert result.exit_code == 10
     assert result.stderr == "Error: client version differs from the run's client_version (exit code 10)\n"
@@ -372,7 +384,7 @@ def test_run_manager_error_exit_code_is_kept(cli: Invoke, monkeypatch: pytest.Mo
 def test_unexpected_exception_is_a_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(cli_module.COMMANDS, "boom", "tests.unit.test_cli:boom")
+    monkeypatch.setitem(cli_module.COMMANDS, "boom", Subcommand("tests.unit.test_cli:boom", "Test."))
     with pytest.raises(SystemExit) as info:
         cli_module.main(["boom"])
     assert info.value.code == 1

@@ -23,8 +23,8 @@ from psyche.chain.accounts.model import (  # noqa: E402
     SingleUrl,
     TokenSize,
 )
-from psyche.client.data import DataError, DummySource, TokenFileSource, data_source, http_urls  # noqa: E402
-from psyche.errors import ConfigError  # noqa: E402
+from psyche.client.data import DummySource, TokenFileSource, data_source, http_urls  # noqa: E402
+from psyche.errors import ConfigError, DataError  # noqa: E402
 
 SEQ = 8
 

@@ -14,16 +14,9 @@ pytest.importorskip("torch")
 
 from psyche.chain.accounts.model import LLM, Checkpoint, CheckpointKind, GcsRepo, HubRepo
 from psyche.client.config import TrainerEnv
-from psyche.client.parallelism import (
-    Parallelism,
-    load_table,
-    lookup,
-    model_key,
-    normalise_gpu_name,
-    parse_table,
-    resolve_parallelism,
-)
+from psyche.client.parallelism_choice import load_table, resolve_parallelism
 from psyche.errors import ConfigError
+from psyche.parallelism_table import Parallelism, lookup, model_key, normalise_gpu_name, parse_table
 from tests.support.client_run import P2P_MODEL
 
 TINY_LLAMA = "TinyLlama/TinyLlama-1.1B-Chat-v0.4"

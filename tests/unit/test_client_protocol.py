@@ -11,7 +11,7 @@ import pytest
 from solders.pubkey import Pubkey
 
 from psyche.chain import bloom
-from psyche.chain import coordinator_logic as cl
+from psyche.chain import logic as cl
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
 from psyche.chain.accounts.model import CoordinatorConfig, Distro
 from psyche.chain.accounts.state import Bloom, ClientState, NodeIdentity, Round

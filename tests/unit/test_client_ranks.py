@@ -27,12 +27,23 @@ from psyche.chain.accounts.model import (
 from psyche.client.actions import Train
 from psyche.client.checkpoint import write_checkpoint
 from psyche.client.config import TrainerEnv
-from psyche.client.parallel import ParallelContext
-from psyche.client.parallelism import Parallelism, resolve_parallelism
-from psyche.client.rank_group import RankGroup, describe_exit
-from psyche.client.ranks import Apply, Build, Message, ResetErrors, RoundBf16, Save, Shutdown, Step, serve
+from psyche.client.distributed import ParallelContext
+from psyche.client.parallelism_choice import resolve_parallelism
+from psyche.client.rank_messages import (
+    Apply,
+    Build,
+    Message,
+    ResetErrors,
+    RoundBf16,
+    Save,
+    Shutdown,
+    Step,
+    serve,
+)
+from psyche.client.rank_processes import RankGroup, describe_exit
 from psyche.client.trainer_port import Ranks, TorchTrainerPort
 from psyche.errors import RunManagerError
+from psyche.parallelism_table import Parallelism
 from tests.support.client_run import MODEL, P2P_MODEL
 from tests.support.rank_fakes import raising_worker, recording_worker
 from tests.support.trainer_fakes import FakeTrainer

@@ -18,11 +18,11 @@ from psyche.chain.accounts.model import Checkpoint, CheckpointKind, HubRepo  # n
 from psyche.client import checkpoint as ckpt  # noqa: E402
 from psyche.client.checkpoint import RunPoint, current_checkpoint  # noqa: E402
 from psyche.client.config import TrainerEnv  # noqa: E402
-from psyche.client.parallelism import Parallelism  # noqa: E402
-from psyche.client.ranks import Build  # noqa: E402
+from psyche.client.rank_messages import Build  # noqa: E402
 from psyche.client.train import run_seed, trainer_for_run  # noqa: E402
 from psyche.client.trainer_port import TorchTrainerPort, build_trainer, offline_model  # noqa: E402
 from psyche.errors import ConfigError  # noqa: E402
+from psyche.parallelism_table import Parallelism  # noqa: E402
 from tests.support.client_run import MODEL  # noqa: E402
 from tests.support.trainer_fakes import FakeTrainer  # noqa: E402
 

@@ -14,9 +14,9 @@ from psyche.chain.accounts.model import ConstantLR, LinearLR
 from psyche.client.config import OptimizerSettings, TrainerConfig, TrainerEnv
 from psyche.client.data import DummySource
 from psyche.client.model import preset
-from psyche.client.parallelism import Parallelism
 from psyche.client.train import Trainer, peak_flops, run_seed, trainer_for_run
 from psyche.errors import ConfigError
+from psyche.parallelism_table import Parallelism
 
 SEQ = 32
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from psyche.chain import committee
-from psyche.chain import coordinator_logic as cl
+from psyche.chain import logic as cl
 from psyche.chain.accounts.coordinator import RunState
 from psyche.chain.accounts.model import CoordinatorProgress
 from psyche.chain.accounts.state import (
@@ -28,6 +28,7 @@ def _code(fn: Callable[..., Any], *args: Any) -> int:
     with pytest.raises(cl.CoordinatorProgramError) as err:
         fn(*args)
     assert isinstance(err.value, ChainError)
+    assert isinstance(err.value.error, cl.CoordinatorErrorCode)
     assert err.value.code == 6000 + int(err.value.error)
     return err.value.code
 

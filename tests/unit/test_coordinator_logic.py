@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from psyche.chain import coordinator_logic as cl
+from psyche.chain import logic as cl
 from psyche.chain.accounts.coordinator import RunState
 from psyche.chain.accounts.model import Checkpoint, CheckpointKind, GcsRepo, HubRepo
 from psyche.chain.accounts.state import ClientState, EpochClient, NodeIdentity

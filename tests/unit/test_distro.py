@@ -16,6 +16,7 @@ from psyche.chain.accounts.model import ConstantLR, LinearLR
 from psyche.chain.accounts.optimizer import Distro
 from psyche.client.config import OptimizerSettings, TrainerConfig
 from psyche.client.data import DummySource
+from psyche.client.distributed import ParallelContext
 from psyche.client.distro import (
     DistroOptimizer,
     ParamTransform,
@@ -29,7 +30,6 @@ from psyche.client.distro import (
 )
 from psyche.client.distro_payload import decode_payload, encode_payload, max_payload_bytes
 from psyche.client.model import preset
-from psyche.client.parallel import ParallelContext
 from psyche.client.train import Trainer
 from psyche.errors import ConfigError, RunManagerError
 

@@ -14,7 +14,8 @@ from psyche.chain.accounts.coordinator import RunState
 from psyche.chain.accounts.model import Checkpoint
 from psyche.chain.programs import PERMISSIONLESS_GRANTEE
 from psyche.manager.commands.doctor import render, report_json, summary
-from psyche.manager.doctor import Check, DoctorOptions, Status, exit_code, run_doctor
+from psyche.manager.doctor import run_doctor
+from psyche.manager.doctor_report import Check, DoctorOptions, Status, exit_code
 from psyche.manager.engines import parse_size
 from psyche.manager.hardware import (
     Gpu,
@@ -29,8 +30,8 @@ from psyche.manager.procruntime import ClientProbe
 from psyche.manager.settings import Settings, load_settings
 from psyche.manager.ui import UI
 from psyche.manager.wallet import Wallet, load_wallet
-from psyche.parallelism import Parallelism as TableRow
-from psyche.parallelism import normalise_gpu_name
+from psyche.parallelism_table import Parallelism as TableRow
+from psyche.parallelism_table import normalise_gpu_name
 from tests.support.doctor_world import (
     GIB,
     H100,
@@ -388,7 +389,7 @@ def test_parallelism_auto_without_an_entry_fails(world: World) -> None:
     world.gpus = GpuProbe((H100,) * 2)
     check = world.doctor()["parallelism"]
     assert check.status == Status.FAIL
-    # The client's own lookup and message (psyche.parallelism), so the two agree.
+    # The client's own lookup and message (psyche.parallelism_table), so the two agree.
     assert check.detail == (
         "PARALLELISM_AUTO: no config for 2 x H100 with model 'org/model' (table has H100: 1, 8 GPUs)"
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from psyche.manager.doctor import Check, Status, exit_code
+from psyche.manager.doctor_report import Check, Status, exit_code
 from tests.support.doctor_world import World, world
 from tests.support.p2p_fakes import HOST_IP, PEER, PUBLIC_IP
 

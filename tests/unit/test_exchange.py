@@ -10,7 +10,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from psyche.chain import bloom, committee, round_view
-from psyche.chain import coordinator_logic as cl
+from psyche.chain import logic as cl
 from psyche.chain.accounts.coordinator import RunState
 from psyche.chain.accounts.state import (
     Bloom,

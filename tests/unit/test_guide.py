@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from psyche.manager import constants
-from psyche.manager.cli import _VALUE_OPTIONS, COMMANDS, cli
+from psyche.manager.cli import COMMANDS, cli, value_options
 from tests.support.paths import PROJECT_ROOT
 
 GUIDE = PROJECT_ROOT / "docs" / "guide.md"
@@ -41,6 +41,9 @@ def command_lines(program: str) -> list[list[str]]:
     return found
 
 
+ROOT_VALUE_OPTIONS = value_options(cli)
+
+
 def split_command(args: list[str]) -> tuple[list[str], list[str], list[str]]:
     """(root flags, subcommand path, subcommand flags) of one run-manager command line."""
     root: list[str] = []
@@ -59,7 +62,7 @@ def split_command(args: list[str]) -> tuple[list[str], list[str], list[str]]:
         if token.startswith("-") and len(token) > 1:
             name = token.split("=", 1)[0]
             (flags if sub else root).append(name)
-            skip = not sub and name in _VALUE_OPTIONS and "=" not in token
+            skip = not sub and name in ROOT_VALUE_OPTIONS and "=" not in token
         del index
     return root, sub, flags
 

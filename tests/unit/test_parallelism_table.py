@@ -1,5 +1,5 @@
-"""The bundled PARALLELISM_AUTO table is what the memory arithmetic in psyche/parallelism.py gives, row by row
-(torch-free: the doctor reads the same table)."""
+"""The bundled PARALLELISM_AUTO table is what the memory arithmetic in psyche/parallelism_table.py gives, row
+by row (torch-free: the doctor reads the same table)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from psyche.parallelism import Parallelism, load_bundled_table
+from psyche.parallelism_table import Parallelism, load_bundled_table
 
 GB = 1e9
 SEQ = 2048  # the table's sequence length

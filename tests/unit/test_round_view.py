@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from psyche.chain import coordinator_logic as cl
+from psyche.chain import logic as cl
 from psyche.chain import round_view
 from psyche.chain.accounts.coordinator import RunState
 from psyche.chain.accounts.state import Bloom

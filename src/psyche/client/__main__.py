@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 
 from psyche.client.entrypoint import EXIT_FAILURE, RestartLoop, missing_required, run_once
+from psyche.env_contract import ClientEnvVars
 from psyche.errors import RunManagerError
 
 log = logging.getLogger("psyche.client")
@@ -52,7 +53,7 @@ def entrypoint() -> int:
     once = run_once(os.environ)
     loop = RestartLoop(say=lambda line: print(line, flush=True), once=once)
     _on_signals(loop.stop)
-    run_id = os.environ["RUN_ID"].strip().strip('"')
+    run_id = os.environ[ClientEnvVars.RUN_ID].strip().strip('"')
     how = " (run once: the run-manager restarts it)" if once else ""
     print(f"[+] Psyche reference client, run {run_id}{how}", flush=True)
     return loop.run()

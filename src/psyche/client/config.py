@@ -19,6 +19,7 @@ from psyche.chain.accounts.model import (
     HubRepo,
     LearningRateSchedule,
 )
+from psyche.env_contract import ClientEnvVars
 from psyche.errors import ConfigError
 
 DeviceName = str  # "auto", "cpu", "cuda" or "cuda:N"
@@ -31,10 +32,10 @@ SCRATCH = Path("/scratch")
 class EnvVars:
     """Every variable the trainer reads (the contract's names where it has one, section 3.2)."""
 
-    DATA_PARALLELISM = "DATA_PARALLELISM"
-    TENSOR_PARALLELISM = "TENSOR_PARALLELISM"
-    MICRO_BATCH_SIZE = "MICRO_BATCH_SIZE"
-    PARALLELISM_AUTO = "PARALLELISM_AUTO"
+    DATA_PARALLELISM = ClientEnvVars.DATA_PARALLELISM
+    TENSOR_PARALLELISM = ClientEnvVars.TENSOR_PARALLELISM
+    MICRO_BATCH_SIZE = ClientEnvVars.MICRO_BATCH_SIZE
+    PARALLELISM_AUTO = ClientEnvVars.PARALLELISM_AUTO
     PARALLELISM_TABLE = "PARALLELISM_TABLE"  # ours: a JSON file replacing the bundled table
     CHECKPOINT_DIR = "CHECKPOINT_DIR"
     MODEL_PRESET = "MODEL_PRESET"  # ours: decoder size for Dummy checkpoints

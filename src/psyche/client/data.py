@@ -27,15 +27,11 @@ from psyche.chain.accounts.model import (
     SingleUrl,
     TokenSize,
 )
-from psyche.errors import ConfigError, RunManagerError
+from psyche.errors import ConfigError, DataError
 
 log = logging.getLogger("psyche.client")
 
 FETCH_ATTEMPTS = 8  # the first try and 7 retries, as the real client does (contract 5.3)
-
-
-class DataError(RunManagerError):
-    """Training data could not be read (HTTP failures after retries, short or bad token files)."""
 
 
 class DataSource(Protocol):
@@ -44,7 +40,12 @@ class DataSource(Protocol):
     @property
     def seq_len(self) -> int: ...
 
-    def fetch(self, indices: Sequence[int]) -> torch.Tensor: ...
+    def fetch(self, indices: Sequence[int]) -> torch.Tensor:
+        """The samples at ``indices``: int64, shape (len(indices), seq_len + 1).
+
+        Raises:
+            DataError: the data cannot be read after the retries, or holds a token outside the vocabulary.
+        """
 
 
 def _mix(*values: int) -> int:
@@ -63,6 +64,7 @@ class DummySource:
     seed: int = 0
 
     def fetch(self, indices: Sequence[int]) -> torch.Tensor:
+        """The samples at ``indices``, computed from (seed, index) alone; raises nothing."""
         t = torch.arange(self.seq_len + 1, dtype=torch.int64)
         rows = []
         for index in indices:
@@ -77,9 +79,11 @@ class TokenFiles(Protocol):
 
     token_bytes: int
 
-    def sizes(self) -> list[int]: ...
+    def sizes(self) -> list[int]:
+        """Each file's length in tokens."""
 
-    def read(self, file: int, token_start: int, count: int) -> bytes: ...
+    def read(self, file: int, token_start: int, count: int) -> bytes:
+        """``count`` tokens of file ``file`` from token ``token_start``, as raw little-endian bytes."""
 
 
 class LocalFiles:
@@ -97,9 +101,11 @@ class LocalFiles:
             raise ConfigError(f"model.data_location: Local directory {path} has no token files")
 
     def sizes(self) -> list[int]:
+        """Each file's length in tokens (its size over ``token_bytes``)."""
         return [p.stat().st_size // self.token_bytes for p in self.paths]
 
     def read(self, file: int, token_start: int, count: int) -> bytes:
+        """``count`` tokens of file ``file`` from token ``token_start``, read from disk."""
         with self.paths[file].open("rb") as f:
             f.seek(token_start * self.token_bytes)
             return f.read(count * self.token_bytes)
@@ -141,6 +147,11 @@ class HttpFiles:
         raise DataError(f"data: {method} {url} failed after {FETCH_ATTEMPTS} attempts: {last}")
 
     def sizes(self) -> list[int]:
+        """Each file's length in tokens, from a HEAD's Content-Length (asked once, then kept).
+
+        Raises:
+            DataError: a server failed after the retries, or sent no Content-Length.
+        """
         if self._sizes is None:
             sizes = []
             for url in self.urls:
@@ -152,6 +163,11 @@ class HttpFiles:
         return self._sizes
 
     def read(self, file: int, token_start: int, count: int) -> bytes:
+        """``count`` tokens of file ``file`` from token ``token_start``, by a ranged GET.
+
+        Raises:
+            DataError: the server failed after the retries (a 4xx at once).
+        """
         first = token_start * self.token_bytes
         last = first + count * self.token_bytes - 1
         response = self._request("GET", self.urls[file], {"Range": f"bytes={first}-{last}"})
@@ -194,6 +210,11 @@ class TokenFileSource:
         return file, k - int(starts[file])
 
     def fetch(self, indices: Sequence[int]) -> torch.Tensor:
+        """The samples at ``indices``, each ``seq_len + 1`` tokens read from the place ``locate`` gives it.
+
+        Raises:
+            DataError: a read failed after the retries, or a token is outside the model's vocabulary.
+        """
         width = self.seq_len + 1
         dtype = np.dtype("<u2" if self.files.token_bytes == 2 else "<u4")
         out = np.empty((len(indices), width), dtype=np.int64)

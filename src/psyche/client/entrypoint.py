@@ -10,10 +10,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-REQUIRED_ENV = ("NVIDIA_DRIVER_CAPABILITIES", "RPC", "WS_RPC", "RUN_ID")
+from psyche.env_contract import ClientEnvVars
+
+REQUIRED_ENV = (
+    ClientEnvVars.NVIDIA_DRIVER_CAPABILITIES,
+    ClientEnvVars.RPC,
+    ClientEnvVars.WS_RPC,
+    ClientEnvVars.RUN_ID,
+)
 # Set by a supervisor that restarts the container itself (the run-manager, psyche.manager.launch): run the
 # client once and exit with its code, so that a bad setting is not retried 5 x 5 times (docs/supervisor.md).
-RUN_ONCE_ENV = "PSYCHE_RUN_ONCE"
+RUN_ONCE_ENV = ClientEnvVars.RUN_ONCE
 EXIT_OK, EXIT_FAILURE, EXIT_VERSION_MISMATCH = 0, 1, 10
 
 

@@ -16,25 +16,8 @@ from solders.pubkey import Pubkey
 from psyche.boundedread import KEY_FILE_MAX_BYTES, InputRefused, read_bounded
 from psyche.chain.endpoints import Endpoint, redact
 from psyche.chain.programs import DEFAULT_PROGRAM_IDS, PERMISSIONLESS_GRANTEE, ProgramIds
+from psyche.env_contract import ClientEnvVars
 from psyche.errors import ConfigError, WalletError
-
-
-class ClientEnvVars:
-    """Every protocol variable the client reads (the trainer's own live in psyche.client.config)."""
-
-    RPC: Final = "RPC"
-    WS_RPC: Final = "WS_RPC"
-    RUN_ID: Final = "RUN_ID"
-    AUTHORIZER: Final = "AUTHORIZER"
-    RAW_WALLET_PRIVATE_KEY: Final = "RAW_WALLET_PRIVATE_KEY"
-    WALLET_PRIVATE_KEY_PATH: Final = "WALLET_PRIVATE_KEY_PATH"
-    CLIENT_VERSION: Final = "CLIENT_VERSION"
-    RAW_IDENTITY_SECRET_KEY: Final = "RAW_IDENTITY_SECRET_KEY"
-    IDENTITY_SECRET_KEY_PATH: Final = "IDENTITY_SECRET_KEY_PATH"
-    COORDINATOR_PROGRAM_ID: Final = "COORDINATOR_PROGRAM_ID"
-    AUTHORIZER_PROGRAM_ID: Final = "AUTHORIZER_PROGRAM_ID"
-    TREASURER_PROGRAM_ID: Final = "TREASURER_PROGRAM_ID"
-
 
 DEFAULT_RPC: Final = "http://127.0.0.1:8899"
 DEFAULT_WS_RPC: Final = "ws://127.0.0.1:8900"
@@ -86,7 +69,7 @@ def _endpoints(env: Mapping[str, str]) -> tuple[Endpoint, ...]:
     )
     out = [Endpoint(http, ws)]
     for n in BACKUP_NUMBERS:
-        http_name, ws_name = f"RPC_{n}", f"WS_RPC_{n}"
+        http_name, ws_name = ClientEnvVars.backup_rpc(n), ClientEnvVars.backup_ws_rpc(n)
         # Contract 2.4: a backup counts only when both halves are set; one equal to the primary is dropped.
         backup_http, backup_ws = env.get(http_name, "").strip(), env.get(ws_name, "").strip()
         if not backup_http or not backup_ws or backup_http == http:

@@ -19,8 +19,8 @@ from psyche.chain import bloom, round_view
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
 from psyche.chain.accounts.optimizer import Distro
 from psyche.chain.accounts.state import ClientState, WitnessProof
-from psyche.chain.coordinator_logic import CoordinatorErrorCode, simulate_tick
 from psyche.chain.instructions.args import WitnessMetadata
+from psyche.chain.logic import CoordinatorErrorCode, simulate_tick
 from psyche.client import exchange
 from psyche.client.actions import (
     Action,

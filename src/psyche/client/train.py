@@ -21,10 +21,7 @@ from psyche.chain.accounts.model import LLM
 from psyche.client import checkpoint as ckpt
 from psyche.client.config import DeviceName, TrainerConfig, TrainerEnv, model_source, trainer_config
 from psyche.client.data import DataSource, data_source
-from psyche.client.distro import DistroOptimizer, SparseParam
-from psyche.client.distro_payload import PayloadShape, payload_shapes
-from psyche.client.model import ModelSpec, Transformer, load_hf_weights, preset, read_hf_config
-from psyche.client.parallel import (
+from psyche.client.distributed import (
     ParallelContext,
     all_reduce_grads,
     apply_tensor_parallel,
@@ -34,9 +31,12 @@ from psyche.client.parallel import (
     shard_like,
     single,
 )
-from psyche.client.parallelism import Parallelism
+from psyche.client.distro import DistroOptimizer, SparseParam
+from psyche.client.distro_payload import PayloadShape, payload_shapes
+from psyche.client.model import ModelSpec, Transformer, load_hf_weights, preset, read_hf_config
 from psyche.client.schedule import lr_at
 from psyche.errors import ConfigError, RunManagerError
+from psyche.parallelism_table import Parallelism
 
 log = logging.getLogger("psyche.client")
 

@@ -29,14 +29,15 @@ from psyche.client import checkpoint as ckpt
 from psyche.client.actions import RoundKey, Train, TrainOutcome
 from psyche.client.checkpoint import CorruptCheckpoint, RunPoint, current_checkpoint, run_root
 from psyche.client.config import TrainerEnv, model_source
+from psyche.client.distributed import LOOPBACK, ParallelContext, init_parallel
 from psyche.client.distro import DistroOptimizer, SparseParam
 from psyche.client.distro_payload import PayloadShape, max_payload_bytes
-from psyche.client.parallel import LOOPBACK, ParallelContext, init_parallel
-from psyche.client.parallelism import Parallelism, resolve_parallelism
-from psyche.client.rank_group import RankGroup
-from psyche.client.ranks import Apply, Build, Message, ResetErrors, RoundBf16, Save, Step, serve
+from psyche.client.parallelism_choice import resolve_parallelism
+from psyche.client.rank_messages import Apply, Build, Message, ResetErrors, RoundBf16, Save, Step, serve
+from psyche.client.rank_processes import RankGroup
 from psyche.client.train import StepResult, Trainer, resolve_device, run_seed, trainer_for_run
 from psyche.errors import ConfigError, RunManagerError
+from psyche.parallelism_table import Parallelism
 
 log = logging.getLogger("psyche.client")
 

@@ -6,6 +6,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,85 +19,116 @@ from psyche.manager.constants import DEFAULT_COORDINATOR_PROGRAM_ID, AppEnvVars,
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Subcommands, imported only when invoked: name -> "module.path:attribute". Register a command with one line.
-COMMANDS: dict[str, str] = {
-    "can-join": "psyche.manager.commands.participant:can_join",
-    "treasurer-claim-rewards": "psyche.manager.commands.participant:treasurer_claim_rewards",
-    "list-runs": "psyche.manager.commands.participant:list_runs",
-    "json-dump-user": "psyche.manager.commands.participant:json_dump_user",
-    "join-authorization-create": "psyche.manager.commands.authorization:join_authorization_create",
-    "join-authorization-read": "psyche.manager.commands.authorization:join_authorization_read",
-    "join-authorization-delegate": "psyche.manager.commands.authorization:join_authorization_delegate",
-    "join-authorization-delete": "psyche.manager.commands.authorization:join_authorization_delete",
-    "create-run": "psyche.manager.commands.runs:create_run",
-    "update-config": "psyche.manager.commands.runs:update_config",
-    "set-paused": "psyche.manager.commands.runs:set_paused",
-    "close-run": "psyche.manager.commands.runs:close_run",
-    "json-dump-run": "psyche.manager.commands.runs:json_dump_run",
-    "download-results": "psyche.manager.commands.rundown:download_results",
-    "upload-data": "psyche.manager.commands.rundown:upload_data",
-    "set-future-epoch-rates": "psyche.manager.commands.admin:set_future_epoch_rates",
-    "checkpoint": "psyche.manager.commands.admin:checkpoint",
-    "tick": "psyche.manager.commands.admin:tick",
-    "treasurer-top-up-rewards": "psyche.manager.commands.admin:treasurer_top_up_rewards",
-    "show-config": "psyche.manager.cli:show_config",
-    "doctor": "psyche.manager.commands.doctor:doctor",
-    "status": "psyche.manager.commands.status:status",
-    "localnet": "psyche.localnet.cli:localnet",
-}
 
-# One-line summaries for `run-manager --help`, so listing commands imports none of them. A command
-# missing here is imported to read its help (correct, but it slows --help down: add a line).
-COMMAND_HELP: dict[str, str] = {
-    "can-join": "Check that a key may join a run (exit 0) or say why not (exit 1).",
-    "treasurer-claim-rewards": "Claim earned points as collateral tokens from a treasurer-backed run.",
-    "list-runs": "List the runs your wallet can join (state, clients, epoch time); --all: every run.",
-    "json-dump-user": "Print a user's ledger entry, epoch state and treasurer claims as JSON.",
-    "join-authorization-create": "Authorize a key (or anyone) to join your runs, and activate it.",
-    "join-authorization-read": "Show an authorization: grantor, grantee, active, delegates.",
-    "join-authorization-delegate": "As the authorized key, add or clear delegate keys.",
-    "join-authorization-delete": "Deactivate your authorization for a grantee.",
-    "create-run": "Create a run (optionally treasurer-backed with a collateral mint).",
-    "update-config": "Change a run's config TOML, progress, metadata or client version.",
-    "set-paused": "Pause a run, or resume it with --resume.",
-    "close-run": "Close a halted run and recover its rent.",
-    "json-dump-run": "Print a run's instance, state, clients and treasurer funding as JSON.",
-    "download-results": "Download a run's result files through the run-down service (resumable).",
-    "upload-data": "Upload a file or directory to a run through the run-down service.",
-    "set-future-epoch-rates": "Set the reward rates of the next epochs.",
-    "checkpoint": "Announce a new Hub checkpoint (signed by an epoch client).",
-    "tick": "Send tick transactions to advance a run's state machine.",
-    "treasurer-top-up-rewards": "Move collateral tokens into a run's treasury.",
-    "show-config": "Validate the .env and environment; print each setting and where it came from.",
-    "doctor": "Check what a join needs (env, wallet, RPC/WS, run, P2P, Docker, GPUs); OK/WARN/FAIL + fixes.",
-    "status": "One screen: the client container, the run's epoch and step, P2P results, your rewards.",
-    "localnet": "Run a local Solana-compatible chain with the Psyche programs (127.0.0.1 unless --host).",
+@dataclass(frozen=True, slots=True)
+class Subcommand:
+    """A subcommand imported only when invoked: ``target`` is "module.path:attribute" (a click command);
+    ``summary`` is its line in `run-manager --help`, so listing the commands imports none of them."""
+
+    target: str
+    summary: str
+
+
+# Every subcommand: register one with one entry.
+COMMANDS: dict[str, Subcommand] = {
+    "can-join": Subcommand(
+        "psyche.manager.commands.participant:can_join",
+        "Check that a key may join a run (exit 0) or say why not (exit 1).",
+    ),
+    "treasurer-claim-rewards": Subcommand(
+        "psyche.manager.commands.participant:treasurer_claim_rewards",
+        "Claim earned points as collateral tokens from a treasurer-backed run.",
+    ),
+    "list-runs": Subcommand(
+        "psyche.manager.commands.participant:list_runs",
+        "List the runs your wallet can join (state, clients, epoch time); --all: every run.",
+    ),
+    "json-dump-user": Subcommand(
+        "psyche.manager.commands.participant:json_dump_user",
+        "Print a user's ledger entry, epoch state and treasurer claims as JSON.",
+    ),
+    "join-authorization-create": Subcommand(
+        "psyche.manager.commands.authorization:join_authorization_create",
+        "Authorize a key (or anyone) to join your runs, and activate it.",
+    ),
+    "join-authorization-read": Subcommand(
+        "psyche.manager.commands.authorization:join_authorization_read",
+        "Show an authorization: grantor, grantee, active, delegates.",
+    ),
+    "join-authorization-delegate": Subcommand(
+        "psyche.manager.commands.authorization:join_authorization_delegate",
+        "As the authorized key, add or clear delegate keys.",
+    ),
+    "join-authorization-delete": Subcommand(
+        "psyche.manager.commands.authorization:join_authorization_delete",
+        "Deactivate your authorization for a grantee.",
+    ),
+    "create-run": Subcommand(
+        "psyche.manager.commands.runs:create_run",
+        "Create a run (optionally treasurer-backed with a collateral mint).",
+    ),
+    "update-config": Subcommand(
+        "psyche.manager.commands.runs:update_config",
+        "Change a run's config TOML, progress, metadata or client version.",
+    ),
+    "set-paused": Subcommand(
+        "psyche.manager.commands.runs:set_paused",
+        "Pause a run, or resume it with --resume.",
+    ),
+    "close-run": Subcommand(
+        "psyche.manager.commands.runs:close_run",
+        "Close a halted run and recover its rent.",
+    ),
+    "json-dump-run": Subcommand(
+        "psyche.manager.commands.runs:json_dump_run",
+        "Print a run's instance, state, clients and treasurer funding as JSON.",
+    ),
+    "download-results": Subcommand(
+        "psyche.manager.commands.rundown:download_results",
+        "Download a run's result files through the run-down service (resumable).",
+    ),
+    "upload-data": Subcommand(
+        "psyche.manager.commands.rundown:upload_data",
+        "Upload a file or directory to a run through the run-down service.",
+    ),
+    "set-future-epoch-rates": Subcommand(
+        "psyche.manager.commands.admin:set_future_epoch_rates",
+        "Set the reward rates of the next epochs.",
+    ),
+    "checkpoint": Subcommand(
+        "psyche.manager.commands.admin:checkpoint",
+        "Announce a new Hub checkpoint (signed by an epoch client).",
+    ),
+    "tick": Subcommand(
+        "psyche.manager.commands.admin:tick",
+        "Send tick transactions to advance a run's state machine.",
+    ),
+    "treasurer-top-up-rewards": Subcommand(
+        "psyche.manager.commands.admin:treasurer_top_up_rewards",
+        "Move collateral tokens into a run's treasury.",
+    ),
+    "show-config": Subcommand(
+        "psyche.manager.cli:show_config",
+        "Validate the .env and environment; print each setting and where it came from.",
+    ),
+    "doctor": Subcommand(
+        "psyche.manager.commands.doctor:doctor",
+        "Check what a join needs (env, wallet, RPC/WS, run, P2P, Docker, GPUs); OK/WARN/FAIL + fixes.",
+    ),
+    "status": Subcommand(
+        "psyche.manager.commands.status:status",
+        "One screen: the client container, the run's epoch and step, P2P results, your rewards.",
+    ),
+    "localnet": Subcommand(
+        "psyche.localnet.cli:localnet",
+        "Run a local Solana-compatible chain with the Psyche programs (127.0.0.1 unless --host).",
+    ),
 }
 
 ENV_FILE_REQUIRED = (
     "--env-file is required for Docker mode. Use 'run-manager --help' to see available commands."
 )
-MAIN_JOB = "psyche.manager.mainjob:run_main_job"
 _TRAILING = "psyche.trailing_args"
-_VALUE_OPTIONS = frozenset(
-    {
-        "--env-file",
-        "--authorizer",
-        "--entrypoint",
-        "--coordinator-program-id",
-        "--image-repository",
-        "--metrics-port",
-        "--stall-timeout",
-        "--wallet-key-via",
-        "--runtime",
-    }
-)
-
-
-class MainJobMissing(RunManagerError):
-    """The Docker-mode supervisor is not part of this build yet."""
-
-    exit_code = 2
 
 
 if TYPE_CHECKING:
@@ -111,6 +143,7 @@ class PubkeyType(_ParamType):
     name = "PUBKEY"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """The key itself, once it decodes to 32 bytes; a usage error (exit 2) otherwise."""
         from psyche.base58 import is_pubkey
 
         if not isinstance(value, str) or not is_pubkey(value):
@@ -140,39 +173,48 @@ def env_file_option(f: F) -> F:
 class LazyGroup(click.Group):
     """A group whose subcommands are imported on first use, and the one place errors become exit codes."""
 
-    def __init__(self, *args: Any, lazy_commands: Mapping[str, str], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, lazy_commands: Mapping[str, Subcommand], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lazy_commands = lazy_commands
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every subcommand name, the lazy ones included, sorted."""
         return sorted({*super().list_commands(ctx), *self.lazy_commands})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The subcommand ``cmd_name``, importing its module on first use.
+
+        Raises:
+            TypeError: the registry names something that is not a click command (a bug).
+        """
         if cmd_name in self.lazy_commands:
-            module_name, _, attribute = self.lazy_commands[cmd_name].partition(":")
+            target = self.lazy_commands[cmd_name].target
+            module_name, _, attribute = target.partition(":")
             command = getattr(importlib.import_module(module_name), attribute)
             if not isinstance(command, click.Command):
-                raise TypeError(f"{self.lazy_commands[cmd_name]} is not a click command")
+                raise TypeError(f"{target} is not a click command")
             return command
         return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The help's Commands section from the registry's summaries, importing no subcommand."""
         rows = []
         for name in self.list_commands(ctx):
-            summary = COMMAND_HELP.get(name)
-            if summary is None:
-                command = self.get_command(ctx, name)
-                if command is None or command.hidden:
-                    continue
-                summary = command.get_short_help_str(formatter.width - 6 - len(name))
-            rows.append((name, summary))
+            if name in self.lazy_commands:
+                rows.append((name, self.lazy_commands[name].summary))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(formatter.width - 6 - len(name))))
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse the root options; arguments after a top-level ``--`` go to the container's entrypoint."""
         # Arguments after a top-level `--` belong to the container entrypoint, unless a subcommand
         # came first (then the subcommand owns everything after its name).
+        takes_value = value_options(self)
         skip_value = False
         for index, arg in enumerate(args):
             if skip_value:
@@ -181,19 +223,30 @@ class LazyGroup(click.Group):
                 ctx.meta[_TRAILING] = tuple(args[index + 1 :])
                 args = args[:index]
                 break
-            elif arg in _VALUE_OPTIONS:
+            elif arg in takes_value:
                 skip_value = True
             elif arg in self.list_commands(ctx):
                 break
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a RunManagerError is printed (message and hint) and becomes its exit code."""
         try:
             return super().invoke(ctx)
         except RunManagerError as err:
             ui = ctx.obj.ui if isinstance(ctx.obj, App) else _ui(_environ(ctx))
             ui.error(err.message, err.hint)
             ctx.exit(err.exit_code)
+
+
+def value_options(command: click.Command) -> frozenset[str]:
+    """The option names of ``command`` that take a value (``--env-file PATH``), read from its parameters."""
+    return frozenset(
+        name
+        for param in command.params
+        if isinstance(param, click.Option) and not param.is_flag and not param.count
+        for name in (*param.opts, *param.secondary_opts)
+    )
 
 
 def _environ(ctx: click.Context) -> Mapping[str, str]:
@@ -256,18 +309,6 @@ def _print_version(long: bool) -> Callable[[click.Context, click.Parameter, bool
         ctx.exit(0)
 
     return callback
-
-
-def _find_main_job() -> Callable[[App], int | None] | None:
-    module_name, _, attribute = MAIN_JOB.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        return None
-    job = getattr(module, attribute, None)
-    return job if callable(job) else None
 
 
 @click.group(
@@ -430,12 +471,9 @@ def cli(
     wallet = app.wallet
     app.ui.info(f"User pubkey: {wallet.pubkey}")
     app.ui.info(f"Using coordinator program ID: {settings.coordinator_program_id}")
-    job = _find_main_job()
-    if job is None:
-        raise MainJobMissing(
-            "the main job (container supervisor) is not built yet; settings and wallet are valid"
-        )
-    ctx.exit(job(app) or 0)
+    from psyche.manager import mainjob
+
+    ctx.exit(mainjob.run_main_job(app) or 0)
 
 
 @click.command("show-config")

@@ -4,51 +4,49 @@ from __future__ import annotations
 
 from typing import Final
 
+from psyche.env_contract import ClientEnvVars
+
 # Plain strings only: this module is imported by `run-manager --help`, which must not pay for solders.
 
 
 class EnvVars:
-    """Names of the variables read from the `.env` file and the process environment."""
+    """Names of the variables read from the `.env` file and the process environment.
 
-    RPC: Final = "RPC"
-    WS_RPC: Final = "WS_RPC"
+    The names the client reads too are the container environment contract's (``ClientEnvVars``), never
+    spelled again here; the shell's variables are read only when named here (settings.py ``_KNOWN``).
+    """
+
+    RPC: Final = ClientEnvVars.RPC
+    WS_RPC: Final = ClientEnvVars.WS_RPC
     # Backups are RPC_2/WS_RPC_2, RPC_3/WS_RPC_3, ... (see backup_rpc / backup_ws_rpc).
     RPC_BACKUP_PREFIX: Final = "RPC_"
     WS_RPC_BACKUP_PREFIX: Final = "WS_RPC_"
 
-    RUN_ID: Final = "RUN_ID"
-    AUTHORIZER: Final = "AUTHORIZER"
+    RUN_ID: Final = ClientEnvVars.RUN_ID
+    AUTHORIZER: Final = ClientEnvVars.AUTHORIZER
 
     WALLET_PATH: Final = "WALLET_PATH"
-    WALLET_PRIVATE_KEY_PATH: Final = "WALLET_PRIVATE_KEY_PATH"
-    RAW_WALLET_PRIVATE_KEY: Final = "RAW_WALLET_PRIVATE_KEY"
+    WALLET_PRIVATE_KEY_PATH: Final = ClientEnvVars.WALLET_PRIVATE_KEY_PATH
+    RAW_WALLET_PRIVATE_KEY: Final = ClientEnvVars.RAW_WALLET_PRIVATE_KEY
 
-    NVIDIA_DRIVER_CAPABILITIES: Final = "NVIDIA_DRIVER_CAPABILITIES"
-    PARALLELISM_AUTO: Final = "PARALLELISM_AUTO"
-    DATA_PARALLELISM: Final = "DATA_PARALLELISM"
-    TENSOR_PARALLELISM: Final = "TENSOR_PARALLELISM"
-    MICRO_BATCH_SIZE: Final = "MICRO_BATCH_SIZE"
+    NVIDIA_DRIVER_CAPABILITIES: Final = ClientEnvVars.NVIDIA_DRIVER_CAPABILITIES
+    PARALLELISM_AUTO: Final = ClientEnvVars.PARALLELISM_AUTO
+    DATA_PARALLELISM: Final = ClientEnvVars.DATA_PARALLELISM
+    TENSOR_PARALLELISM: Final = ClientEnvVars.TENSOR_PARALLELISM
+    MICRO_BATCH_SIZE: Final = ClientEnvVars.MICRO_BATCH_SIZE
     SCRATCH_DIR: Final = "SCRATCH_DIR"
-    # The client's peer-to-peer endpoint (psyche.manager.p2p): port and address it binds, the address peers
-    # dial, and peers of the run to start from.
-    P2P_PORT: Final = "P2P_PORT"
-    P2P_BIND: Final = "P2P_BIND"
-    P2P_ADVERTISE: Final = "P2P_ADVERTISE"
-    P2P_BOOTSTRAP: Final = "P2P_BOOTSTRAP"
+    # The client's peer-to-peer endpoint (psyche.manager.p2p).
+    P2P_PORT: Final = ClientEnvVars.P2P_PORT
+    P2P_BIND: Final = ClientEnvVars.P2P_BIND
+    P2P_ADVERTISE: Final = ClientEnvVars.P2P_ADVERTISE
+    P2P_BOOTSTRAP: Final = ClientEnvVars.P2P_BOOTSTRAP
 
-    COORDINATOR_PROGRAM_ID: Final = "COORDINATOR_PROGRAM_ID"
-    AUTHORIZER_PROGRAM_ID: Final = "AUTHORIZER_PROGRAM_ID"
-    TREASURER_PROGRAM_ID: Final = "TREASURER_PROGRAM_ID"
+    COORDINATOR_PROGRAM_ID: Final = ClientEnvVars.COORDINATOR_PROGRAM_ID
+    AUTHORIZER_PROGRAM_ID: Final = ClientEnvVars.AUTHORIZER_PROGRAM_ID
+    TREASURER_PROGRAM_ID: Final = ClientEnvVars.TREASURER_PROGRAM_ID
 
-    @staticmethod
-    def backup_rpc(n: int) -> str:
-        """Name of the n-th backup HTTP endpoint variable (n >= 2)."""
-        return f"RPC_{n}"
-
-    @staticmethod
-    def backup_ws_rpc(n: int) -> str:
-        """Name of the n-th backup WebSocket endpoint variable (n >= 2)."""
-        return f"WS_RPC_{n}"
+    backup_rpc = staticmethod(ClientEnvVars.backup_rpc)
+    backup_ws_rpc = staticmethod(ClientEnvVars.backup_ws_rpc)
 
 
 class AppEnvVars:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -11,88 +10,60 @@ from typing import TYPE_CHECKING, Protocol
 
 from psyche.errors import AccountDecodeError, AccountNotFound, RpcUnavailable, RunManagerError
 from psyche.manager.constants import EnvVars
+from psyche.manager.doctor_host import (
+    check_client,
+    check_client_version,
+    check_disk,
+    check_engine,
+    check_gpus,
+    check_parallelism,
+    check_shm,
+    check_wallet_key,
+)
+from psyche.manager.doctor_p2p import P2PProbe, SocketProbe, check_p2p
+from psyche.manager.doctor_report import DEFAULT_OPTIONS, Check, DoctorOptions, EngineProbe, Status, skip
 from psyche.manager.hardware import DiskUsage, GpuProbe
-from psyche.parallelism import Table as ParallelismTable
+from psyche.parallelism_table import Table as ParallelismTable
 
 if TYPE_CHECKING:
     from solders.pubkey import Pubkey
 
     from psyche.chain.queries import Run
     from psyche.chain.rpc import AccountInfo
-    from psyche.manager.doctor_p2p import P2PProbe
-    from psyche.manager.engines import EngineId
     from psyche.manager.procruntime import ClientProbe
     from psyche.manager.settings import Settings
     from psyche.manager.wallet import Wallet
 
 LAMPORTS_PER_SOL = 1_000_000_000
 FEE_LAMPORTS = 5_000  # Solana's base fee per signature: less than this cannot pay for the join transaction
-LOW_BALANCE_LAMPORTS = 10_000_000  # 0.01 SOL: about 2,000 transactions at the base fee
 SLOW_MS = 1_000.0
-# A CUDA + torch client image unpacks to well over 10 GB; a rough floor, not a measurement (docs/doctor.md).
-IMAGE_SIZE_ESTIMATE = 20 * 2**30
-CONTAINER_SHM = "1g"  # LaunchConfig's default --shm-size (a unit test keeps the two equal)
-
-
-class Status(enum.StrEnum):
-    """How a check came out; SKIP means a check it depends on failed first."""
-
-    OK = "OK"
-    WARN = "WARN"
-    FAIL = "FAIL"
-    SKIP = "SKIP"
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One line of the report: what was checked, how it came out, what was seen, and what to do."""
-
-    name: str
-    status: Status
-    detail: str
-    fix: str | None = None
-
-    def to_json(self) -> dict[str, str | None]:
-        return {"name": self.name, "status": str(self.status), "detail": self.detail, "fix": self.fix}
 
 
 class ChainProbe(Protocol):
     """The slice of RpcClient the doctor uses (queries.AccountReader plus slot, balance, close)."""
 
-    def get_account_info(self, pubkey: Pubkey) -> AccountInfo | None: ...
+    def get_account_info(self, pubkey: Pubkey) -> AccountInfo | None:
+        """The account at ``pubkey``, or None."""
 
-    def get_multiple_accounts(self, pubkeys: Sequence[Pubkey]) -> list[AccountInfo | None]: ...
+    def get_multiple_accounts(self, pubkeys: Sequence[Pubkey]) -> list[AccountInfo | None]:
+        """The accounts at ``pubkeys``, in order, None for a missing one."""
 
     def get_program_accounts(
         self, program: Pubkey, filters: Sequence[int | tuple[int, bytes]] = ()
-    ) -> list[tuple[Pubkey, bytes]]: ...
+    ) -> list[tuple[Pubkey, bytes]]:
+        """Every account of ``program`` that passes ``filters`` (data size, or (offset, bytes) memcmp)."""
 
     @property
     def current_endpoint(self) -> str: ...
 
-    def get_slot(self) -> int: ...
+    def get_slot(self) -> int:
+        """The slot of the endpoint answering."""
 
-    def get_balance(self, pubkey: Pubkey) -> int: ...
+    def get_balance(self, pubkey: Pubkey) -> int:
+        """``pubkey``'s balance in lamports."""
 
-    def close(self) -> None: ...
-
-
-class EngineProbe(Protocol):
-    """The slice of DockerRuntime the doctor uses."""
-
-    def version(self) -> str: ...
-
-    def engine(self) -> EngineId: ...
-
-    def api_version(self) -> str: ...
-
-    def has_nvidia_runtime(self) -> bool: ...
-
-    def image_exists(self, image: str) -> bool: ...
-
-    def data_root(self) -> str | None: ...
-
-    def image_labels(self, image: str) -> dict[str, str]: ...
+    def close(self) -> None:
+        """Close the client and its connections."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,38 +83,7 @@ class Seams:
     monotonic: Callable[[], float]
     cdi_spec: Callable[[], str | None] = lambda: None  # a CDI spec file for Podman's GPUs, or None
     client: Callable[[], ClientProbe] = lambda: ClientProbe(None)  # --runtime process: the installed client
-    p2p: P2PProbe = field(default_factory=lambda: _socket_probe())  # real TCP sockets on this host
-
-
-def _socket_probe() -> P2PProbe:
-    from psyche.manager.doctor_p2p import SocketProbe
-
-    return SocketProbe()
-
-
-@dataclass(frozen=True, slots=True)
-class DoctorOptions:
-    """Flags and thresholds."""
-
-    local: bool = False
-    repository: str | None = None
-    timeout: float = 5.0
-    image_size: int = IMAGE_SIZE_ESTIMATE
-    low_balance: int = LOW_BALANCE_LAMPORTS
-    container_shm: str = CONTAINER_SHM
-    gpus: bool = True  # the client container requests every GPU (--no-gpus: a CPU-only client)
-    wallet_key_via: str = "auto"  # --wallet-key-via
-    local_engine: bool = True  # DOCKER_HOST is a unix socket (the engine can bind-mount a host file)
-    runtime: str = "docker"  # --runtime: process checks the installed client, torch and CUDA, not an engine
-
-
-def exit_code(checks: Sequence[Check]) -> int:
-    """0 only when nothing FAILs."""
-    return 1 if any(c.status == Status.FAIL for c in checks) else 0
-
-
-def skip(name: str, needs: str) -> Check:
-    return Check(name, Status.SKIP, f"not checked: needs {needs}")
+    p2p: P2PProbe = field(default_factory=SocketProbe)  # real TCP sockets on this host
 
 
 # -- configuration ------------------------------------------------------------------------------------
@@ -380,18 +320,8 @@ def check_authorization(rpc: ChainProbe, settings: Settings, wallet: Wallet) -> 
 # -- composition --------------------------------------------------------------------------------------
 
 
-def run_doctor(seams: Seams, options: DoctorOptions = DoctorOptions()) -> list[Check]:
+def run_doctor(seams: Seams, options: DoctorOptions = DEFAULT_OPTIONS) -> list[Check]:
     """Every check, in report order; a check whose prerequisite failed is SKIP."""
-    from psyche.manager.doctor_host import (
-        check_disk,
-        check_engine,
-        check_gpus,
-        check_parallelism,
-        check_shm,
-        check_wallet_key,
-    )
-    from psyche.manager.doctor_p2p import check_p2p
-
     process = options.runtime == "process"
     checks: list[Check] = []
     env_check, settings = check_settings(seams.settings)
@@ -399,8 +329,6 @@ def run_doctor(seams: Seams, options: DoctorOptions = DoctorOptions()) -> list[C
     wallet: Wallet | None = None
     run: Run | None = None
     if process:
-        from psyche.manager.doctor_host import check_client
-
         client = seams.client()
         engine_checks, engine = check_client(client, options.gpus)
     else:
@@ -421,8 +349,6 @@ def run_doctor(seams: Seams, options: DoctorOptions = DoctorOptions()) -> list[C
                 run_check, run = check_run(rpc, settings)
                 checks.append(run_check)
                 if process:
-                    from psyche.manager.doctor_host import check_client_version
-
                     checks.append(
                         check_client_version(run, client) if run else skip("client version", "the run")
                     )

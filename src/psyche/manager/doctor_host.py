@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from psyche.errors import RunManagerError
-from psyche.manager.doctor import Check, DoctorOptions, EngineProbe, Status, skip
+from psyche.manager.doctor_report import Check, DoctorOptions, EngineProbe, Status, skip
 from psyche.manager.engines import parse_size
 from psyche.manager.hardware import DiskUsage, GpuProbe
-from psyche.parallelism import Table as ParallelismTable
-from psyche.parallelism import lookup, model_key, normalise_gpu_name
+from psyche.parallelism_table import Table as ParallelismTable
+from psyche.parallelism_table import lookup, model_key, normalise_gpu_name
 
 if TYPE_CHECKING:
     from psyche.chain.accounts.model import LLM

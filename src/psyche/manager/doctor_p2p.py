@@ -9,7 +9,7 @@ import socket
 from typing import TYPE_CHECKING, Protocol
 
 from psyche.manager.constants import EnvVars
-from psyche.manager.doctor import Check, Status
+from psyche.manager.doctor_report import Check, Status
 from psyche.manager.p2p import HostPort
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from psyche.errors import RpcError
-from psyche.parallelism import Table, load_bundled_table
+from psyche.parallelism_table import Table, load_bundled_table
 
 NVIDIA_SMI = "nvidia-smi"
 # The NVIDIA Container Toolkit's OCI prestart hook (and its older alias). Docker registers its "nvidia"

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from psyche.backoff import exponential
+from psyche.env_contract import ClientEnvVars
 from psyche.manager.images import DEFAULT_LOCAL_REPOSITORY, DEFAULT_REPOSITORY, ImageRef
 from psyche.manager.runtime import ContainerSpec
 
@@ -20,7 +21,7 @@ LABEL_CLIENT_VERSION = "io.psyche.run-manager.client-version"
 LABEL_WALLET = "io.psyche.run-manager.wallet"
 # The manager owns restarts: it tells the reference image's entrypoint to run the client once instead of
 # looping 5 times itself (psyche.client.entrypoint.RUN_ONCE_ENV; upstream images ignore it).
-RUN_ONCE_ENV = "PSYCHE_RUN_ONCE"
+RUN_ONCE_ENV = ClientEnvVars.RUN_ONCE
 
 # How the wallet key reaches the client (--wallet-key-via, docs/supervisor.md). "env": RAW_WALLET_PRIVATE_KEY
 # in the container's environment (what upstream images expect; docker inspect shows it). "file": a read-only
@@ -30,8 +31,8 @@ KeyVia = Literal["auto", "file", "env"]
 KEY_VIA_CHOICES: tuple[KeyVia, ...] = ("auto", "file", "env")
 KEY_FILE_LABEL = "psyche.client.key-file"
 KEY_FILE_TARGET = "/run/psyche/wallet-key"
-_RAW_KEY = "RAW_WALLET_PRIVATE_KEY"
-_KEY_PATH = "WALLET_PRIVATE_KEY_PATH"
+_RAW_KEY = ClientEnvVars.RAW_WALLET_PRIVATE_KEY
+_KEY_PATH = ClientEnvVars.WALLET_PRIVATE_KEY_PATH
 
 
 def key_delivery(via: KeyVia, image_labels: Mapping[str, str]) -> Literal["file", "env"]:
@@ -111,7 +112,12 @@ class LaunchConfig:
         ``KEY_FILE_TARGET`` (``ContainerSpec.secret_files``) and WALLET_PRIVATE_KEY_PATH names it.
         """
         safe_run = re.sub(r"[^A-Za-z0-9_.-]", "-", self.run_id)[:32] or "run"
-        env = {**self.env, "RUN_ID": self.run_id, "CLIENT_VERSION": image.client_version, RUN_ONCE_ENV: "1"}
+        env = {
+            **self.env,
+            ClientEnvVars.RUN_ID: self.run_id,
+            ClientEnvVars.CLIENT_VERSION: image.client_version,
+            RUN_ONCE_ENV: "1",
+        }
         secret_files: dict[str, bytes] = {}
         key = env.pop(_RAW_KEY, None) if key_file else None
         if key is not None:

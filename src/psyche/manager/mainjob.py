@@ -13,6 +13,7 @@ from psyche.chain import queries
 from psyche.chain.accounts.coordinator import RunState
 from psyche.chain.programs import ProgramIds
 from psyche.chain.ws import SubscriptionDown, SubscriptionUp, WatchEvent
+from psyche.env_contract import ClientEnvVars
 from psyche.errors import ConfigError, RunManagerError
 from psyche.manager.app import App
 from psyche.manager.chainwait import is_transient
@@ -33,7 +34,7 @@ _MANAGED = frozenset(
         EnvVars.RUN_ID,
         EnvVars.AUTHORIZER,
         EnvVars.RAW_WALLET_PRIVATE_KEY,
-        "CLIENT_VERSION",
+        ClientEnvVars.CLIENT_VERSION,
     }
 )
 

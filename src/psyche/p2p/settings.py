@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from psyche.env_contract import ClientEnvVars
 from psyche.errors import ConfigError
 from psyche.p2p.wire import parse_address
 
@@ -15,10 +16,10 @@ from psyche.p2p.wire import parse_address
 class P2PEnvVars:
     """Every variable the transport reads."""
 
-    P2P_PORT: Final = "P2P_PORT"
-    P2P_BIND: Final = "P2P_BIND"
-    P2P_ADVERTISE: Final = "P2P_ADVERTISE"
-    P2P_BOOTSTRAP: Final = "P2P_BOOTSTRAP"
+    P2P_PORT: Final = ClientEnvVars.P2P_PORT
+    P2P_BIND: Final = ClientEnvVars.P2P_BIND
+    P2P_ADVERTISE: Final = ClientEnvVars.P2P_ADVERTISE
+    P2P_BOOTSTRAP: Final = ClientEnvVars.P2P_BOOTSTRAP
 
 
 WILDCARDS: Final = frozenset({"", "0.0.0.0", "::", "[::]"})

@@ -1,10 +1,15 @@
-"""The coordinator program's custom error codes (6000 + i, spec 4.3) as exceptions the emulator maps."""
+"""The coordinator program's custom error codes (6000 + i, spec 4.3); the exceptions live in psyche.errors.
+
+``CoordinatorProgramError`` and ``CoordinatorPanic`` are re-exported here for the logic's modules and callers.
+"""
 
 from __future__ import annotations
 
 from enum import IntEnum
 
-from psyche.errors import ChainError
+from psyche.errors import CoordinatorPanic, CoordinatorProgramError
+
+__all__ = ["CoordinatorErrorCode", "CoordinatorPanic", "CoordinatorProgramError", "fail"]
 
 
 class CoordinatorErrorCode(IntEnum):
@@ -39,20 +44,6 @@ class CoordinatorErrorCode(IntEnum):
     def code(self) -> int:
         """The numeric custom error code (Solana `InstructionError::Custom`)."""
         return 6000 + int(self)
-
-
-class CoordinatorProgramError(ChainError):
-    """The coordinator program rejected the instruction with custom error ``code`` (6000 + i)."""
-
-    def __init__(self, error: CoordinatorErrorCode) -> None:
-        self.error = error
-        self.code = error.code
-        self.name = error.name
-        super().__init__(f"coordinator error {self.code} ({self.name})")
-
-
-class CoordinatorPanic(ChainError):
-    """The real program would panic (Rust assert/unwrap/todo): the transaction fails without a custom code."""
 
 
 def fail(error: CoordinatorErrorCode) -> CoordinatorProgramError:

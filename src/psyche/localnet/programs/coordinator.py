@@ -6,7 +6,7 @@ import struct
 
 from solders.pubkey import Pubkey
 
-from psyche.chain import coordinator_logic as logic
+from psyche.chain import logic as logic
 from psyche.chain.accounts.authorization import Authorization
 from psyche.chain.accounts.coordinator import CoordinatorAccount
 from psyche.chain.accounts.instance import CoordinatorInstance
@@ -229,7 +229,7 @@ _HANDLERS: dict[bytes, tuple[str, Handler]] = {
 
 
 class CoordinatorProgram:
-    """``4SHug…``: the run's state machine; the logic lives in :mod:`psyche.chain.coordinator_logic`."""
+    """``4SHug…``: the run's state machine; the logic lives in :mod:`psyche.chain.logic`."""
 
     program_id: Pubkey = COORDINATOR_PROGRAM_ID
     native = False

@@ -15,7 +15,8 @@ from psyche.manager.app import App
 from psyche.manager.commands.common import cluster_options
 
 if TYPE_CHECKING:
-    from psyche.manager.doctor import ChainProbe, Check, EngineProbe, Seams
+    from psyche.manager.doctor import ChainProbe, Seams
+    from psyche.manager.doctor_report import Check, EngineProbe
     from psyche.manager.ui import UI
 
 
@@ -136,7 +137,8 @@ def doctor(app: App, as_json: bool, local: bool, no_gpus: bool, image_size: floa
     bootstrap peers, Docker (API version) and GPU access, the GPUs and the parallelism settings, free disk
     and shm. Exit code 0 only when nothing FAILs.
     """
-    from psyche.manager.doctor import DoctorOptions, exit_code, run_doctor
+    from psyche.manager.doctor import run_doctor
+    from psyche.manager.doctor_report import DoctorOptions, exit_code
     from psyche.manager.runtime import engine_is_local
 
     options = DoctorOptions(

@@ -1,6 +1,6 @@
-"""Parallelism: the manual DATA_PARALLELISM / TENSOR_PARALLELISM / MICRO_BATCH_SIZE, or PARALLELISM_AUTO's
-lookup of the run's model, the GPU type and count in a model -> gpu_type -> count -> {dp, tp,
-micro_batch_size} table (``psyche.parallelism``, shared with the run-manager's doctor)."""
+"""This client's parallelism: the manual DATA_PARALLELISM / TENSOR_PARALLELISM / MICRO_BATCH_SIZE, or
+PARALLELISM_AUTO's lookup of the run's model and the GPU type and count detected here in the table
+(``psyche.parallelism_table``, torch-free and shared with the run-manager's doctor)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from psyche.chain.accounts.model import LLM
 from psyche.client.config import EnvVars, TrainerEnv
 from psyche.errors import ConfigError
-from psyche.parallelism import (
+from psyche.parallelism_table import (
     Parallelism,
     Table,
     load_bundled_table,
@@ -20,18 +20,6 @@ from psyche.parallelism import (
     normalise_gpu_name,
     parse_table,
 )
-
-__all__ = [
-    "Parallelism",
-    "Table",
-    "detect_gpus",
-    "load_table",
-    "lookup",
-    "model_key",
-    "normalise_gpu_name",
-    "parse_table",
-    "resolve_parallelism",
-]
 
 log = logging.getLogger("psyche.client")
 

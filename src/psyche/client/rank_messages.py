@@ -69,15 +69,20 @@ Message = Build | Step | Save | Apply | RoundBf16 | ResetErrors | Shutdown
 class WorkerTrainer(Protocol):
     """The part of ``train.Trainer`` a worker rank calls, with the arguments rank 0 uses."""
 
-    def train_step(self, sample_indices: Sequence[int], *, step: int | None = None) -> object: ...
+    def train_step(self, sample_indices: Sequence[int], *, step: int | None = None) -> object:
+        """One optimizer step over ``sample_indices`` (``Step``)."""
 
-    def save_checkpoint(self, root: Path, epoch: int, step: int) -> object: ...
+    def save_checkpoint(self, root: Path, epoch: int, step: int) -> object:
+        """Checkpoint ``epoch`` at ``step`` under ``root`` (``Save``; every rank calls it, rank 0 writes)."""
 
-    def apply_results(self, results: Sequence[Sequence[Any]], step: int) -> object: ...
+    def apply_results(self, results: Sequence[Sequence[Any]], step: int) -> object:
+        """Apply DisTrO ``results`` at ``step`` (``Apply``)."""
 
-    def round_to_bf16(self) -> object: ...
+    def round_to_bf16(self) -> object:
+        """Round the weights to bf16 (``RoundBf16``)."""
 
-    def reset_errors(self) -> object: ...
+    def reset_errors(self) -> object:
+        """Reset DisTrO's error feedback (``ResetErrors``)."""
 
 
 def serve(receive: Callable[[], object], build: Callable[[Build], WorkerTrainer]) -> int:

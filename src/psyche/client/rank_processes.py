@@ -15,7 +15,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any, cast
 
-from psyche.client.ranks import Message, Shutdown
+from psyche.client.rank_messages import Message, Shutdown
 from psyche.errors import RunManagerError
 
 log = logging.getLogger("psyche.client")
