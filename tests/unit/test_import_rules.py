@@ -21,6 +21,7 @@ SHARED = frozenset(
         "psyche.boundedread",
         "psyche.env_contract",
         "psyche.parallelism_table",
+        "psyche._build_info",  # written by scripts/build-binary for the build's duration (two constants)
     }
 )
 PACKAGES = frozenset({"psyche.chain", "psyche.manager", "psyche.client", "psyche.localnet", "psyche.p2p"})
@@ -39,6 +40,7 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
     "psyche.backoff": frozenset(),
     "psyche.boundedread": frozenset(),
     "psyche.env_contract": frozenset(),
+    "psyche._build_info": frozenset(),
     "psyche.parallelism_table": frozenset({"psyche.chain", "psyche.errors"}),
     ROOT: frozenset(),
 }

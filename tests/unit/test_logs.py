@@ -15,7 +15,6 @@ from psyche.manager.logs import (
     Demuxer,
     LineSplitter,
     OutputDecoder,
-    dechunk,
     demux,
     frames,
     frames_after,
@@ -30,13 +29,6 @@ STDOUT, STDERR = 1, 2
 
 def frame(kind: int, payload: bytes) -> bytes:
     return struct.pack(">BxxxL", kind, len(payload)) + payload
-
-
-def chunk(data: bytes, extension: bytes = b"") -> bytes:
-    return b"%x%s\r\n%s\r\n" % (len(data), extension, data)
-
-
-LAST_CHUNK = b"0\r\n\r\n"
 
 
 def cut(data: bytes, sizes: list[int]) -> list[bytes]:
@@ -123,36 +115,6 @@ def test_a_line_without_a_stamp_when_stamps_were_asked_is_kept_whole() -> None:
     )
 
 
-# -- HTTP chunked transfer coding ---------------------------------------------------------------
-
-
-def test_dechunk_joins_the_chunks_of_each_block_and_survives_any_cut() -> None:
-    body = chunk(b"hello ") + chunk(b"world", b";ext=1") + chunk(b"\r\n!") + LAST_CHUNK
-    assert b"".join(dechunk([body])) == b"hello world\r\n!"
-    assert list(dechunk([body])) == [b"hello world\r\n!"]  # one piece per block, not per chunk
-    for blocks in every_split(body):
-        assert b"".join(dechunk(blocks)) == b"hello world\r\n!"
-    assert b"".join(dechunk([bytes([b]) for b in body])) == b"hello world\r\n!"
-
-
-def test_dechunk_stops_at_the_last_chunk_without_reading_on() -> None:
-    # The engine keeps the connection open after the last chunk: one more read would block forever.
-    def blocks() -> Iterator[bytes]:
-        yield chunk(b"a") + b"0\r\n"
-        raise AssertionError("read past the last chunk")
-
-    assert list(dechunk(blocks())) == [b"a"]
-
-
-def test_dechunk_refuses_a_cut_stream_and_a_bad_size_line() -> None:
-    with pytest.raises(ContainerRuntimeError, match="ended inside an HTTP chunk"):
-        list(dechunk([chunk(b"abcdef")[:-4]]))
-    with pytest.raises(ContainerRuntimeError, match="bad HTTP chunk size b'zz'"):
-        list(dechunk([b"zz\r\nab\r\n"]))
-    with pytest.raises(ContainerRuntimeError, match="no HTTP chunk size line"):
-        list(dechunk([b"1" * 2000]))
-
-
 # -- Docker stream frames ------------------------------------------------------------------------
 
 
@@ -176,14 +138,13 @@ def test_demux_treats_stdin_as_stdout_skips_empty_frames_and_raises_engine_error
 
 
 def test_a_flood_of_numbered_lines_on_both_streams_survives_random_reads() -> None:
-    # What DockerRuntime.logs does to the raw response, over 100,000 lines and random read sizes.
+    # What DockerRuntime.logs does to the unchunked body, over 100,000 lines and random read sizes.
     rng = random.Random(7)
-    frames = b"".join(frame(STDERR if i % 7 == 0 else STDOUT, f"{i}\n".encode()) for i in range(100_000))
-    body = b"".join(chunk(frames[i : i + 4096]) for i in range(0, len(frames), 4096)) + LAST_CHUNK
+    body = b"".join(frame(STDERR if i % 7 == 0 else STDOUT, f"{i}\n".encode()) for i in range(100_000))
     blocks = cut(body, [rng.randint(1, 70_000) for _ in range(len(body) // 20_000)])
     decoder = OutputDecoder()
     got: list[LogLine] = []
-    for stream, piece in demux(dechunk(blocks)):
+    for stream, piece in demux(blocks):
         got += decoder.feed(stream, piece)
     got += decoder.finish()
     assert [line.text for line in got if line.stream == "stdout"] == [str(i) for i in range(100_000) if i % 7]

@@ -744,3 +744,31 @@ def test_an_explicit_wallet_key_via_overrides_the_label(
     (spec,) = r.runtime.specs
     assert bool(spec.secret_files) is as_file and ("RAW_WALLET_PRIVATE_KEY" in spec.env) is not as_file
     assert r.of(ev.WalletKeyDelivery) == ([ev.WalletKeyDelivery("file", V1, "file")] if as_file else [])
+
+
+def test_output_silent_after_the_exit_is_given_up_after_the_drain_timeout_on_the_injected_clock() -> None:
+    clock = FakeClock()
+    policy = RestartPolicy(log_drain_timeout=600.0)
+    r = rig(
+        [Script(exit_code=0, stdout=("last",), runs_for=3.0, output_hangs=True)], policy=policy, clock=clock
+    )
+    result: list[int] = []
+    supervising = threading.Thread(target=lambda: result.append(r.supervisor.run()), daemon=True)
+    try:
+        supervising.start()
+        # Only the fake clock passes the 600 s: real time would keep the supervisor draining for 10
+        # minutes (the fake stream itself gives up after 10 s of real time).
+        while supervising.is_alive() and clock.now < 1000.0 + 3600.0:
+            clock.advance(10.0)
+            supervising.join(0.002)
+        supervising.join(5.0)
+        assert not supervising.is_alive(), "the drain timeout did not follow the injected clock"
+    finally:
+        r.runtime.release_output.set()
+    assert result == [0]
+    assert [line.text for line in r.log_lines()] == ["last"]
+    exited = [e for e in r.events if isinstance(e, ev.ContainerExited)]
+    assert [(e.container_id, e.exit_code) for e in exited] == [("c1", 0)]
+    assert clock.now - 1000.0 >= exited[0].seconds + 600.0  # it drained for the whole timeout, no less
+    assert r.of(ev.Finished) == [ev.Finished(0)]
+    assert r.runtime.live() == []

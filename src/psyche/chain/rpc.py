@@ -57,7 +57,7 @@ from solders.signature import Signature
 from solders.transaction import Transaction, VersionedTransaction
 from solders.transaction_status import TransactionConfirmationStatus, TransactionStatus, UiTransactionEncoding
 
-from psyche.backoff import exponential
+from psyche.backoff import Backoff
 from psyche.base58 import b58encode
 from psyche.chain.endpoints import redacted_labels, scrub
 from psyche.chain.program_errors import describe_tx_error, parse_transaction_error, program_error_of
@@ -177,8 +177,7 @@ class RpcClient:
         self._sleep = sleep
         self._monotonic = monotonic
         self._max_rounds = max_rounds
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
+        self._backoff = Backoff(backoff_base, backoff_cap, attempts=max_rounds)
         self._on_fallback = on_fallback
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -263,7 +262,7 @@ class RpcClient:
             if not candidates:
                 break
             if round_no:
-                self._sleep(exponential(round_no, self._backoff_base, self._backoff_cap))
+                self._sleep(self._backoff.delay(round_no))
             for index in candidates:
                 if last_failed is not None and last_failed[0] != index and self._on_fallback is not None:
                     self._on_fallback(self._labels[last_failed[0]], self._labels[index], last_failed[1])

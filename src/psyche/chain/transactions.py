@@ -42,15 +42,19 @@ class SentTransaction:
 class SendingRpc(Protocol):
     """The RPC calls sending needs (RpcClient has them; unit tests pass a scripted fake)."""
 
-    def get_latest_blockhash(self) -> tuple[Hash, int]: ...
+    def get_latest_blockhash(self) -> tuple[Hash, int]:
+        """The latest blockhash and the last block height at which it is valid."""
 
-    def send_transaction(self, tx: Transaction) -> Signature: ...
+    def send_transaction(self, tx: Transaction) -> Signature:
+        """Submit a signed transaction (after the node's preflight); its signature."""
 
     def confirm_transaction(
         self, signature: Signature, timeout: float = ..., *, poll_interval: float = ...
-    ) -> int: ...
+    ) -> int:
+        """Wait until ``signature`` is confirmed; the slot it landed in (TransactionFailed if it failed)."""
 
-    def get_transaction(self, signature: Signature) -> TransactionRecord | None: ...
+    def get_transaction(self, signature: Signature) -> TransactionRecord | None:
+        """The landed transaction's status and logs, or None while the node does not know it."""
 
 
 # How many sent signatures a sender remembers to refuse resending one (see TransactionSender.send).

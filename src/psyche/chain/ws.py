@@ -16,6 +16,7 @@ from solders.pubkey import Pubkey
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
+from psyche.backoff import Backoff
 from psyche.chain.endpoints import redacted_labels, scrub
 from psyche.errors import ConfigError, RunManagerError
 
@@ -115,8 +116,7 @@ class AccountWatcher:
         self._nonce_of = nonce_of
         self._on_event = on_event
         self._subscribe_params = [str(account), {"encoding": encoding, "commitment": commitment}]
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
+        self._backoff = Backoff(backoff_base, backoff_cap, growth="linear")
         self._open_timeout = open_timeout
         self._ping_interval = ping_interval
         self._max_message_bytes = max_message_bytes
@@ -170,7 +170,7 @@ class AccountWatcher:
                     self._connected.discard(index)
                     retries = 0
                 retries += 1
-                delay = min(self._backoff_cap, self._backoff_base * retries)
+                delay = self._backoff.delay(retries)
                 self._emit(SubscriptionDown(self._labels[index], reason, delay))
                 await self._sleep(delay)
         finally:

@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import torch
 
+from psyche.backoff import Backoff
 from psyche.chain.accounts.model import (
     DataLocation,
     DataLocationKind,
@@ -32,6 +33,8 @@ from psyche.errors import ConfigError, DataError
 log = logging.getLogger("psyche.client")
 
 FETCH_ATTEMPTS = 8  # the first try and 7 retries, as the real client does (contract 5.3)
+# Before retry n: 2 s x n (2, 4, ... 14 s), as the real client does.
+FETCH_BACKOFF = Backoff(2.0, growth="linear", attempts=FETCH_ATTEMPTS)
 
 
 class DataSource(Protocol):
@@ -132,7 +135,7 @@ class HttpFiles:
         last = ""
         for attempt in range(1, FETCH_ATTEMPTS + 1):
             if attempt > 1:
-                self.sleep(2.0 * (attempt - 1))
+                self.sleep(FETCH_BACKOFF.delay(attempt - 1))
             try:
                 response = self.client.request(method, url, headers=headers)
             except httpx.TransportError as exc:

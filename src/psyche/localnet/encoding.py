@@ -29,6 +29,7 @@ def b58decode(text: str) -> bytes:
 
 
 def zstd_compress(data: bytes) -> bytes:
+    """``data`` as one zstd frame (the account encoding ``base64+zstd``)."""
     import zstandard  # imported lazily: only clients asking for base64+zstd pay for it
 
     return bytes(zstandard.ZstdCompressor().compress(data))
@@ -58,6 +59,7 @@ def _ui_amount(amount: int, decimals: int) -> dict[str, Any]:
 
 
 def token_amount(account: TokenAccount, decimals: int) -> dict[str, Any]:
+    """The ``uiTokenAmount`` object Solana's jsonParsed encoding gives for a token account's balance."""
     return _ui_amount(account.amount, decimals)
 
 

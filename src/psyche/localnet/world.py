@@ -88,6 +88,7 @@ class World:
         return await asyncio.to_thread(self.rpc.get_minimum_balance_for_rent_exemption, size)
 
     async def create_mint(self, decimals: int) -> Pubkey:
+        """A new SPL mint with ``decimals``, the payer its mint authority; its address."""
         mint = Keypair()
         data = Writer().u8(_INITIALIZE_MINT2).u8(decimals).pubkey(self.payer.pubkey()).u8(0).getvalue()
         init = Instruction(TOKEN_PROGRAM_ID, data, [_meta(mint.pubkey(), writable=True)])

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from psyche.chain.queries import AccountReader
 from psyche.errors import AccountDecodeError, AccountNotFound, RpcUnavailable, RunManagerError
 from psyche.manager.constants import EnvVars
 from psyche.manager.doctor_host import (
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from solders.pubkey import Pubkey
 
     from psyche.chain.queries import Run
-    from psyche.chain.rpc import AccountInfo
     from psyche.manager.procruntime import ClientProbe
     from psyche.manager.settings import Settings
     from psyche.manager.wallet import Wallet
@@ -39,22 +39,8 @@ FEE_LAMPORTS = 5_000  # Solana's base fee per signature: less than this cannot p
 SLOW_MS = 1_000.0
 
 
-class ChainProbe(Protocol):
-    """The slice of RpcClient the doctor uses (queries.AccountReader plus slot, balance, close)."""
-
-    def get_account_info(self, pubkey: Pubkey) -> AccountInfo | None:
-        """The account at ``pubkey``, or None."""
-
-    def get_multiple_accounts(self, pubkeys: Sequence[Pubkey]) -> list[AccountInfo | None]:
-        """The accounts at ``pubkeys``, in order, None for a missing one."""
-
-    def get_program_accounts(
-        self, program: Pubkey, filters: Sequence[int | tuple[int, bytes]] = ()
-    ) -> list[tuple[Pubkey, bytes]]:
-        """Every account of ``program`` that passes ``filters`` (data size, or (offset, bytes) memcmp)."""
-
-    @property
-    def current_endpoint(self) -> str: ...
+class ChainProbe(AccountReader, Protocol):
+    """The slice of RpcClient the doctor uses: what queries read (AccountReader), slot, balance, close."""
 
     def get_slot(self) -> int:
         """The slot of the endpoint answering."""

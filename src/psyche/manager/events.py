@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeAlias
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +228,9 @@ class Finished:
     exit_code: int
 
 
-Event = (
+# Every event, for the exhaustive matches in render.py and metrics.py: a member added here and not
+# handled there is a mypy --strict error (typing.assert_never), not a silent fallback.
+Event: TypeAlias = (
     OrphanFound
     | OrphanRemoved
     | ImageResolved

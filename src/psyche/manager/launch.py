@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from psyche.backoff import exponential
+from psyche.backoff import Backoff
 from psyche.env_contract import ClientEnvVars
 from psyche.manager.images import DEFAULT_LOCAL_REPOSITORY, DEFAULT_REPOSITORY, ImageRef
 from psyche.manager.runtime import ContainerSpec
@@ -62,13 +62,23 @@ class RestartPolicy:
     # counters above); None never restarts a quiet client.
     stall_timeout: float | None = None
 
+    @property
+    def restart_backoff(self) -> Backoff:
+        """Restarts: base, 2*base, 4*base, ... capped (the counters above decide when to stop)."""
+        return Backoff(self.backoff_base, self.backoff_cap)
+
+    @property
+    def pull_retry(self) -> Backoff:
+        """Image pulls: pull_backoff, 2x, 4x ... uncapped, ``pull_attempts`` tries in all."""
+        return Backoff(self.pull_backoff, attempts=self.pull_attempts)
+
     def backoff(self, attempt: int) -> float:
         """Delay before restart ``attempt`` (1-based): base, 2*base, 4*base, ... capped."""
-        return exponential(attempt, self.backoff_base, self.backoff_cap)
+        return self.restart_backoff.delay(attempt)
 
     def chain_retry(self, attempt: int) -> float:
         """Delay before chain read retry ``attempt`` (1-based) while no endpoint answers."""
-        return exponential(attempt, self.chain_retry_base, self.chain_retry_cap)
+        return Backoff(self.chain_retry_base, self.chain_retry_cap).delay(attempt)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Pure decoders for the engine's log stream: HTTP chunks -> Docker frames -> lines -> LogLine events."""
+"""Pure decoders for the engine's log stream: Docker frames -> lines -> LogLine events."""
 
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ Stream = Literal["stdout", "stderr"]
 # Text waiting this long for its newline is emitted as it is, so one endless line (say, a progress
 # bar written without newlines) can neither hold output back nor grow the buffer without bound.
 MAX_LINE_CHARS = 65536
-# A chunk-size line is a few hex digits; more bytes than this without its CRLF is not HTTP chunking.
-_MAX_CHUNK_HEADER = 1024
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 # Docker's RFC 3339 timestamps carry nanoseconds; datetime keeps microseconds.
@@ -31,51 +29,6 @@ _SYSTEM_ERROR = 3
 _MAX_TIMESTAMP = 40
 
 Frame = tuple[int, bytes]  # (stream type, payload as the engine sent it)
-
-
-def dechunk(blocks: Iterable[bytes]) -> Iterator[bytes]:
-    """The body of an HTTP/1.1 chunked response read in arbitrary blocks, one piece per block.
-
-    Stops at the last (zero-size) chunk without asking for another block: the engine keeps the
-    connection open after it, so one more read would block forever. A stream cut inside a chunk
-    raises ContainerRuntimeError (bytes were lost).
-    """
-    pending = b""
-    for block in blocks:
-        data = pending + block if pending else block
-        end = len(data)
-        pos = 0
-        parts: list[bytes] = []
-        while True:
-            eol = data.find(b"\r\n", pos)
-            if eol < 0:
-                if end - pos > _MAX_CHUNK_HEADER:
-                    raise ContainerRuntimeError("malformed log stream: no HTTP chunk size line")
-                break
-            size = _chunk_size(data[pos:eol])
-            start = eol + 2
-            if size == 0:
-                if parts:
-                    yield b"".join(parts)
-                return
-            if start + size + 2 > end:
-                break  # the rest of this chunk is in a later block
-            parts.append(data[start : start + size])
-            pos = start + size + 2  # the data's trailing CRLF
-        pending = data[pos:]
-        if parts:
-            yield b"".join(parts)
-    if pending:
-        raise ContainerRuntimeError(
-            f"the engine's log stream ended inside an HTTP chunk ({len(pending)} bytes)"
-        )
-
-
-def _chunk_size(line: bytes) -> int:
-    try:
-        return int(line.partition(b";")[0], 16)  # ';' starts chunk extensions
-    except ValueError:
-        raise ContainerRuntimeError(f"malformed log stream: bad HTTP chunk size {line[:32]!r}") from None
 
 
 class Demuxer:

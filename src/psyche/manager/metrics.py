@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, assert_never
 
 from psyche import __version__
 from psyche.chain.endpoints import redacted_labels
@@ -63,28 +63,54 @@ class Metrics:
         self._rpc: dict[str, _Rpc] = {}
 
     def observe(self, event: ev.Event) -> None:
-        """Update the state from one supervisor event."""
+        """Update the state from one supervisor event.
+
+        Every member of ``ev.Event`` has a case, those that change nothing too, so a new event is a mypy
+        error here (``assert_never``) until someone decides whether it counts.
+        """
         now = self._monotonic()
         with self._lock:
-            if isinstance(event, ev.LogLines):
-                self._log_lines += len(event.lines)
-                self._last_log_at = now
-            elif isinstance(event, ev.LogLine):
-                self._log_lines += 1
-                self._last_log_at = now
-            elif isinstance(event, ev.ContainerStarted):
-                self._up, self._started_at = True, now
-                self._starts += 1
-                self._version = event.client_version
-            elif isinstance(event, ev.ContainerExited):
-                self._up, self._started_at = False, None
-                self._last_exit = event.exit_code
-            elif isinstance(event, ev.Restarting):
-                self._restarts += 1
-            elif isinstance(event, ev.VersionChanged):
-                self._version_changes += 1
-            elif isinstance(event, ev.Stopped | ev.GivingUp | ev.Finished):
-                self._up, self._started_at = False, None
+            match event:
+                case ev.LogLines():
+                    self._log_lines += len(event.lines)
+                    self._last_log_at = now
+                case ev.LogLine():
+                    self._log_lines += 1
+                    self._last_log_at = now
+                case ev.ContainerStarted():
+                    self._up, self._started_at = True, now
+                    self._starts += 1
+                    self._version = event.client_version
+                case ev.ContainerExited():
+                    self._up, self._started_at = False, None
+                    self._last_exit = event.exit_code
+                case ev.Restarting():
+                    self._restarts += 1
+                case ev.VersionChanged():
+                    self._version_changes += 1
+                case ev.Stopped() | ev.GivingUp() | ev.Finished():
+                    self._up, self._started_at = False, None
+                case (
+                    ev.OrphanFound()
+                    | ev.OrphanRemoved()
+                    | ev.ImageResolved()
+                    | ev.UsingLocalImage()
+                    | ev.PullStarted()
+                    | ev.PullProgress()
+                    | ev.PullDone()
+                    | ev.PullFailed()
+                    | ev.WalletKeyDelivery()
+                    | ev.ContainerRemoved()
+                    | ev.Stopping()
+                    | ev.Stalled()
+                    | ev.Killing()
+                    | ev.Notice()
+                    | ev.ChainUnreachable()
+                    | ev.ChainReachable()
+                ):
+                    pass  # nothing the metrics count
+                case _:
+                    assert_never(event)
 
     def tee(self, renderer: Callable[[ev.Event], None]) -> Callable[[ev.Event], None]:
         """An ``on_event`` callback that records each event, then hands it to ``renderer``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import IO
+from typing import IO, assert_never
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 
@@ -39,6 +39,7 @@ class PullDisplay:
             self._progress.start()
 
     def update(self, event: ev.PullProgress) -> None:
+        """Record one layer's progress: move its bar, or print the summary line when one is due."""
         current = event.current or 0
         total = event.total or 0
         previous = self._layers.get(event.layer, (0, 0))
@@ -61,12 +62,14 @@ class PullDisplay:
             self._ui.info(f"{MANAGER_PREFIX} pulling {self._image}: {self.summary()}")
 
     def summary(self) -> str:
+        """Layers done of layers seen, and megabytes so far of the total, e.g. ``2/5 layers, 3.1/40.0 MB``."""
         done = sum(1 for cur, tot in self._layers.values() if tot and cur >= tot)
         current = sum(cur for cur, _ in self._layers.values())
         total = sum(tot for _, tot in self._layers.values())
         return f"{done}/{len(self._layers)} layers, {current / 1e6:.1f}/{total / 1e6:.1f} MB"
 
     def close(self) -> None:
+        """Take the bars off the terminal (a no-op without them, or when already closed)."""
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
@@ -105,20 +108,105 @@ class EventRenderer:
         self._ui.info(f"{MANAGER_PREFIX} {message}")
 
     def __call__(self, event: ev.Event) -> None:
-        if isinstance(event, ev.LogLines):
-            self._log(event.lines)
-            return
-        if isinstance(event, ev.LogLine):
-            self._log((event,))
-            return
-        if isinstance(event, ev.PullProgress):
-            if self._pull is not None:
-                self._pull.update(event)
-            return
-        if self._pull is not None and not isinstance(event, ev.PullStarted):
-            self._pull.close()
-            self._pull = None
-        self._render(event)
+        """Show one event: client lines on stdout, pull progress on the bar, the rest as a manager line.
+
+        The match names every member of ``ev.Event``: an event added there without a case here is a
+        mypy error (``assert_never``), not a dataclass repr on the user's screen.
+        """
+        if not isinstance(event, ev.LogLine | ev.LogLines | ev.PullProgress | ev.PullStarted):
+            self._close_pull()  # the pull is over once the manager says anything else
+        unit = self._unit
+        match event:
+            case ev.LogLines():
+                self._log(event.lines)
+            case ev.LogLine():
+                self._log((event,))
+            case ev.PullProgress():
+                if self._pull is not None:
+                    self._pull.update(event)
+            case ev.OrphanFound():
+                self._warn(
+                    f"found container {event.name} ({event.container_id[:12]}, {event.status}) "
+                    "left by an earlier run-manager; removing it"
+                )
+            case ev.OrphanRemoved():
+                self._say(f"removed leftover container {event.name}")
+            case ev.ImageResolved():
+                target = f"installed client {event.image}" if self._process else f"image {event.image}"
+                self._say(f"run's client_version {event.client_version!r} -> {target}")
+            case ev.UsingLocalImage():
+                if self._process:
+                    self._say(f"{event.image} is installed (python -m psyche.client)")
+                else:
+                    self._say(f"using local image {event.image} (no pull)")
+            case ev.PullStarted():
+                where = " in the background" if event.background else ""
+                retry = f" (attempt {event.attempt})" if event.attempt > 1 else ""
+                self._say(f"pulling {event.image}{where}{retry}")
+                self._close_pull()
+                self._pull = PullDisplay(self._ui, event.image, monotonic=self._monotonic)
+            case ev.PullDone():
+                self._say(f"pulled {event.image} in {event.seconds:.1f}s")
+            case ev.PullFailed():
+                retry = f"; retrying in {event.retry_in:.0f}s" if event.retry_in is not None else ""
+                self._warn(f"pull of {event.image} failed: {event.error}{retry}")
+            case ev.WalletKeyDelivery():
+                self._say(f"wallet key for {event.image}: {_key_delivery(event, process=self._process)}")
+            case ev.ContainerStarted():
+                what = f"pid {event.container_id}" if self._process else event.container_id[:12]
+                version = event.client_version
+                self._say(f"started {event.name} ({what}) from {event.image}, CLIENT_VERSION={version}")
+            case ev.ContainerExited():
+                self._say(
+                    f"{unit} {event.container_id[:12]} exited with code {event.exit_code} "
+                    f"after {event.seconds:.0f}s"
+                )
+            case ev.ContainerRemoved():
+                self._say(f"removed {unit} {event.container_id[:12]}")
+            case ev.VersionChanged():
+                how = (
+                    "on chain while the client runs" if event.live else "after the client reported a mismatch"
+                )
+                self._say(f"client_version changed {event.old!r} -> {event.new!r} ({how})")
+            case ev.Restarting():
+                self._warn(
+                    f"restarting the client in {event.delay:g}s (attempt {event.attempt}): {event.reason}"
+                )
+            case ev.Stopping():
+                cid, why = event.container_id[:12], event.reason
+                self._say(f"stopping container {cid} ({why}; up to {event.grace:.0f}s)")
+            case ev.Stalled():
+                self._warn(
+                    f"the client wrote no log line for {event.silent_for:.0f}s "
+                    f"(--stall-timeout {event.timeout:g}): restarting it"
+                )
+            case ev.Killing():
+                self._warn(f"killing container {event.container_id[:12]}")
+            case ev.Notice():
+                self._say(event.message)
+            case ev.ChainUnreachable():
+                self._warn(
+                    "chain unreachable, retrying until it answers "
+                    f"(next try in {event.retry_in:g}s): {event.reason}"
+                )
+            case ev.ChainReachable():
+                self._say(f"chain reachable again after {event.seconds:.0f}s")
+            case ev.GivingUp():
+                # A warning: the one `Error:` line is the error the supervisor raises right after.
+                self._warn(f"giving up: {event.reason}")
+                if event.last_lines:
+                    self._say(f"last {len(event.last_lines)} client log lines:")
+                    for line in event.last_lines:
+                        self._ui.info(f"  {line}")
+            case ev.Stopped():
+                self._say(f"stopped: {event.reason}")
+            case ev.Finished():
+                self._say(f"client finished with exit code {event.exit_code}")
+            case _:
+                assert_never(event)
+
+    def _warn(self, message: str) -> None:
+        self._ui.warning(f"{MANAGER_PREFIX} {message}")
 
     def _log(self, lines: tuple[ev.LogLine, ...]) -> None:
         if self._timestamps:
@@ -130,104 +218,33 @@ class EventRenderer:
         self.last_log_at = self._monotonic()
         self.log_lines += len(lines)
 
-    def _render(self, event: ev.Event) -> None:
-        if isinstance(event, ev.OrphanFound):
-            self._ui.warning(
-                f"{MANAGER_PREFIX} found container {event.name} ({event.container_id[:12]}, {event.status}) "
-                "left by an earlier run-manager; removing it"
-            )
-        elif isinstance(event, ev.OrphanRemoved):
-            self._say(f"removed leftover container {event.name}")
-        elif isinstance(event, ev.ImageResolved):
-            target = f"installed client {event.image}" if self._process else f"image {event.image}"
-            self._say(f"run's client_version {event.client_version!r} -> {target}")
-        elif isinstance(event, ev.UsingLocalImage):
-            if self._process:
-                self._say(f"{event.image} is installed (python -m psyche.client)")
-            else:
-                self._say(f"using local image {event.image} (no pull)")
-        elif isinstance(event, ev.PullStarted):
-            where = " in the background" if event.background else ""
-            retry = f" (attempt {event.attempt})" if event.attempt > 1 else ""
-            self._say(f"pulling {event.image}{where}{retry}")
-            if self._pull is not None:
-                self._pull.close()
-            self._pull = PullDisplay(self._ui, event.image, monotonic=self._monotonic)
-        elif isinstance(event, ev.PullDone):
-            self._say(f"pulled {event.image} in {event.seconds:.1f}s")
-        elif isinstance(event, ev.PullFailed):
-            retry = f"; retrying in {event.retry_in:.0f}s" if event.retry_in is not None else ""
-            self._ui.warning(f"{MANAGER_PREFIX} pull of {event.image} failed: {event.error}{retry}")
-        elif isinstance(event, ev.WalletKeyDelivery):
-            if event.via == "file":
-                how = "a read-only file on a tmpfs mount, not in the container's environment"
-                why = f"its label {KEY_FILE_LABEL}=1"
-            else:
-                how = "RAW_WALLET_PRIVATE_KEY in the container's environment"
-                why = f"no {KEY_FILE_LABEL} label"
-            why = why if event.chosen_by == "auto" else "--wallet-key-via"
-            if self._process:
-                how = (
-                    "a 0400 file on /dev/shm (WALLET_PRIVATE_KEY_PATH), not in the client's environment"
-                    if event.via == "file"
-                    else "RAW_WALLET_PRIVATE_KEY in the client's environment"
-                )
-                why = "the installed reference client reads the file" if event.chosen_by == "auto" else why
-            self._say(f"wallet key for {event.image}: {how} ({why})")
-        elif isinstance(event, ev.ContainerStarted):
-            what = f"pid {event.container_id}" if self._process else event.container_id[:12]
-            version = event.client_version
-            self._say(f"started {event.name} ({what}) from {event.image}, CLIENT_VERSION={version}")
-        elif isinstance(event, ev.ContainerExited):
-            self._say(
-                f"{self._unit} {event.container_id[:12]} exited with code {event.exit_code} "
-                f"after {event.seconds:.0f}s"
-            )
-        elif isinstance(event, ev.ContainerRemoved):
-            self._say(f"removed {self._unit} {event.container_id[:12]}")
-        elif isinstance(event, ev.VersionChanged):
-            how = "on chain while the client runs" if event.live else "after the client reported a mismatch"
-            self._say(f"client_version changed {event.old!r} -> {event.new!r} ({how})")
-        elif isinstance(event, ev.Restarting):
-            self._ui.warning(
-                f"{MANAGER_PREFIX} restarting the client in {event.delay:g}s "
-                f"(attempt {event.attempt}): {event.reason}"
-            )
-        elif isinstance(event, ev.Stopping):
-            self._say(
-                f"stopping container {event.container_id[:12]} ({event.reason}; up to {event.grace:.0f}s)"
-            )
-        elif isinstance(event, ev.Stalled):
-            self._ui.warning(
-                f"{MANAGER_PREFIX} the client wrote no log line for {event.silent_for:.0f}s "
-                f"(--stall-timeout {event.timeout:g}): restarting it"
-            )
-        elif isinstance(event, ev.Killing):
-            self._ui.warning(f"{MANAGER_PREFIX} killing container {event.container_id[:12]}")
-        elif isinstance(event, ev.Notice):
-            self._say(event.message)
-        elif isinstance(event, ev.ChainUnreachable):
-            self._ui.warning(
-                f"{MANAGER_PREFIX} chain unreachable, retrying until it answers "
-                f"(next try in {event.retry_in:g}s): {event.reason}"
-            )
-        elif isinstance(event, ev.ChainReachable):
-            self._say(f"chain reachable again after {event.seconds:.0f}s")
-        elif isinstance(event, ev.GivingUp):
-            # A warning: the one `Error:` line is the error the supervisor raises right after.
-            self._ui.warning(f"{MANAGER_PREFIX} giving up: {event.reason}")
-            if event.last_lines:
-                self._ui.info(f"{MANAGER_PREFIX} last {len(event.last_lines)} client log lines:")
-                for line in event.last_lines:
-                    self._ui.info(f"  {line}")
-        elif isinstance(event, ev.Stopped):
-            self._say(f"stopped: {event.reason}")
-        elif isinstance(event, ev.Finished):
-            self._say(f"client finished with exit code {event.exit_code}")
-        else:
-            self._say(str(event))
-
-    def close(self) -> None:
+    def _close_pull(self) -> None:
         if self._pull is not None:
             self._pull.close()
             self._pull = None
+
+    def close(self) -> None:
+        """Stop the pull display, if one is showing."""
+        self._close_pull()
+
+
+def _key_delivery(event: ev.WalletKeyDelivery, *, process: bool) -> str:
+    """How the wallet key reaches the client, and why that way (the setting, or what the image says)."""
+    if process:
+        if event.via == "file":
+            how = "a 0400 file on /dev/shm (WALLET_PRIVATE_KEY_PATH), not in the client's environment"
+        else:
+            how = "RAW_WALLET_PRIVATE_KEY in the client's environment"
+        why = (
+            "the installed reference client reads the file"
+            if event.chosen_by == "auto"
+            else "--wallet-key-via"
+        )
+        return f"{how} ({why})"
+    if event.via == "file":
+        how = "a read-only file on a tmpfs mount, not in the container's environment"
+        why = f"its label {KEY_FILE_LABEL}=1"
+    else:
+        how = "RAW_WALLET_PRIVATE_KEY in the container's environment"
+        why = f"no {KEY_FILE_LABEL} label"
+    return f"{how} ({why if event.chosen_by == 'auto' else '--wallet-key-via'})"

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import httpx
 
-from psyche.backoff import exponential
+from psyche.backoff import Backoff
 from psyche.chain.endpoints import redact
 from psyche.errors import ConfigError, RunDownError
 from psyche.manager import rundown
@@ -113,7 +113,7 @@ class RunDownClient:
         self.base_url = base_url
         self._keypair = keypair
         self._attempts = max(1, attempts)
-        self._retry_delay = retry_delay
+        self._backoff = Backoff(retry_delay, RETRY_CAP_S, attempts=self._attempts)
         self._sleep = sleep
         self._nonces = rundown.Nonces()
         self._http = httpx.Client(
@@ -196,7 +196,7 @@ class RunDownClient:
         last = ""
         for number in range(self._attempts):
             if number:
-                self._sleep(exponential(number, self._retry_delay, RETRY_CAP_S))
+                self._sleep(self._backoff.delay(number))
             try:
                 return attempt()
             except _Retry as exc:

@@ -36,13 +36,13 @@ from psyche.manager.engines import (
     identify,
     podman_create_body,
 )
+from psyche.manager.enginestream import EngineAddress, engine_address, stream_get
 from psyche.manager.events import PullProgress
 from psyche.manager.images import ImageRef
 from psyche.manager.logs import (
     Demuxer,
     Frame,
     Stream,
-    dechunk,
     frames,
     frames_after,
     parse_log_line,
@@ -67,9 +67,6 @@ INFINIBAND = "/dev/infiniband"
 SCRATCH_TARGET = "/scratch"
 # Where the wallet key file is staged on the host before its bind mount: RAM-backed, so never on disk.
 SECRET_TMPFS_CANDIDATES = ("/dev/shm",)
-# One read of the log response: large, so a flood costs one Python round per 64 KiB, not per line;
-# read1 returns whatever has arrived, so a quiet client's line is not held back.
-LOG_READ_SIZE = 65536
 # How much of the log's tail a catch-up reads, growing until it finds the last line the follow gave.
 CATCH_UP_TAILS = ("1024", "65536", "all")
 
@@ -266,7 +263,10 @@ class DockerRuntime:
         )
         self._connection_errors: tuple[type[BaseException], ...] = (requests.exceptions.ConnectionError,)
         source = environ if environ is not None else os.environ
+        self._environ = source
         self._tried = candidate_hosts(source)
+        self._host: str | None = None  # the engine _connect chose; None for a client passed in
+        self._address: EngineAddress | None = None  # where the log reader connects (_log_address)
         self._engine = EngineId("docker", "unknown")
         owns_client = client is None
         if client is None:
@@ -285,6 +285,7 @@ class DockerRuntime:
         """
         sdk = self._docker
         host = choose_host(environ, socket_answers)  # DOCKER_HOST, else Docker's or Podman's socket
+        self._host = host
         env = {**environ, "DOCKER_HOST": host}
         probe: Any = None
         failures: tuple[type[BaseException], ...] = (*self._foreign, OSError)
@@ -556,9 +557,10 @@ class DockerRuntime:
     def logs(self, handle: ContainerHandle, *, timestamps: bool = False) -> Iterator[tuple[Stream, bytes]]:
         """Follow both streams of the container, from its first line to its end, over one request.
 
-        docker-py's reader does two small reads per frame (about 54,000 lines/s at best), so this reads
-        the raw response in LOG_READ_SIZE blocks and undoes the HTTP chunking and Docker's frame headers
-        itself (logs.dechunk, logs.Demuxer). A TTY container's output has no frame headers: all stdout.
+        docker-py's reader does two small reads per frame (about 54,000 lines/s at best), so this asks
+        over a connection of its own for an unchunked body (enginestream.py), reads it in blocks of up
+        to 64 KiB and undoes Docker's frame headers itself (logs.Demuxer). A TTY container's output has
+        no frame headers: all stdout.
 
         The 20.10 engine can end a follow early when the container stops while the reader is caught
         up (its follower picks "container gone" over "file written" at random), dropping the last
@@ -582,7 +584,7 @@ class DockerRuntime:
                 yield stream_of(kind), payload if timestamps else strip_timestamp(payload)
         except self._foreign as exc:
             self._raise(exc, action)
-        except OSError as exc:  # the socket itself, read outside requests
+        except OSError as exc:  # the log stream's own connection (enginestream.py)
             raise ContainerRuntimeError(f"{action} failed: {exc}") from exc
 
     def _missed(self, handle: ContainerHandle, anchor: Frame | None) -> list[Frame]:
@@ -598,27 +600,42 @@ class DockerRuntime:
 
     @contextlib.contextmanager
     def _log_body(
-        self, handle: ContainerHandle, *, follow: bool, timestamps: bool, tail: str = "all"
+        self, handle: ContainerHandle, *, follow: bool, timestamps: bool, tail: str = "all", action: str = ""
     ) -> Iterator[Iterator[bytes]]:
-        """The raw body of ``GET /containers/{id}/logs`` (both streams), closed on leaving the block."""
-        api = self._client.api
-        params = {
+        """The raw body of ``GET /containers/{id}/logs`` (both streams), closed on leaving the block.
+
+        Raises:
+            ContainerRuntimeError: the engine refused (its message), or the engine is not reachable
+                by unix:// or tcp:// (enginestream.engine_address).
+            OSError: the connection failed or broke.
+        """
+        params: dict[str, str | int] = {
             "stdout": 1,
             "stderr": 1,
             "follow": int(follow),
             "timestamps": int(timestamps),
             "tail": tail,
         }
-        response = api._get(api._url("/containers/{0}/logs", handle.id), params=params, stream=True)
-        try:
-            api._raise_for_status(response)
-            # docker-py's own stream helpers do this too: a quiet client must not time the read out.
-            api._disable_socket_timeout(api._get_raw_response_socket(response))
-            http = response.raw._fp  # http.client's response; its buffered file may hold the first bytes
-            body = _read_blocks(http.fp.read1)
-            yield dechunk(body) if http.chunked else body
-        finally:  # also when the reader stops early: release the socket now
-            _close_response(response)
+        api = self._client.api
+        with stream_get(
+            self._log_address(),
+            f"/v{api.api_version}/containers/{handle.id}/logs",
+            params,
+            timeout=api.timeout,  # the SDK client's, which its own streams use up to the headers
+            action=action or f"reading the logs of container {handle.name}",
+        ) as body:
+            yield body
+
+    def _log_address(self) -> EngineAddress:
+        """Where the log reader connects: the engine the SDK client speaks to, with its TLS settings."""
+        if self._address is None:
+            api = self._client.api
+            base = str(api.base_url)
+            if base.startswith("http+docker://"):  # a unix socket: the SDK keeps its path to itself
+                self._address = engine_address(self._host or choose_host(self._environ, socket_answers))
+            else:  # tcp://: the SDK's http(s):// base URL, certificates as requests holds them
+                self._address = engine_address(base, verify=api.verify, cert=api.cert)
+        return self._address
 
     def wait(self, handle: ContainerHandle) -> int:
         """The container's exit code, once it stops (no request timeout)."""
@@ -684,7 +701,8 @@ class DockerRuntime:
         handle = ContainerHandle(container_id, container_id[:12])
         try:
             tty = bool((self._client.api.inspect_container(container_id).get("Config") or {}).get("Tty"))
-            with self._log_body(handle, follow=False, timestamps=True, tail="1") as body:
+            action = f"reading the last log line of container {handle.name}"
+            with self._log_body(handle, follow=False, timestamps=True, tail="1", action=action) as body:
                 # A TTY container's log has no frame headers: its body is the text itself.
                 data = b"".join(body) if tty else b"".join(payload for _, payload in frames(body))
         except self._foreign as exc:
@@ -707,18 +725,3 @@ def _mounts(spec: ContainerSpec, secret_mounts: list[BindMount]) -> list[BindMou
 
 def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _read_blocks(read1: Callable[[int], bytes]) -> Iterator[bytes]:
-    """Blocks of up to LOG_READ_SIZE bytes, each as soon as any has arrived, until end of file."""
-    while block := read1(LOG_READ_SIZE):
-        yield block
-
-
-def _close_response(response: Any) -> None:
-    """Close a streamed log response and its connection now, not at garbage collection (a ResourceWarning).
-
-    The body may be unread (an early stop): requests then closes the connection rather than reusing it.
-    """
-    with contextlib.suppress(OSError):
-        response.close()

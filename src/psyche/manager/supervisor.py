@@ -6,18 +6,19 @@ streams, wait for the exit, pull, or stop, and report back through one queue. Se
 
 from __future__ import annotations
 
+import enum
 import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from psyche.errors import ClientExited, ImagePullFailed, RunManagerError, VersionMismatch
 from psyche.manager import events as ev
-from psyche.manager import workers as w
+from psyche.manager import workers
 from psyche.manager.chainwait import ChainWait, WaitStopped
 from psyche.manager.images import ImageRef, image_for_version, validate_client_version
 from psyche.manager.launch import (
@@ -64,6 +65,61 @@ class _Outcome:
     stalled: float | None = None  # seconds without output when the stall timeout stopped it
 
 
+class _Phase(enum.Enum):
+    """Where one container's watch stands."""
+
+    RUNNING = "running"  # nothing asked it to stop
+    STOPPING = "stopping"  # the manager sent the stop (see _Why); waiting for the exit
+    DRAINING = "draining"  # it exited; reading the output that is left
+
+
+class _Why(enum.Enum):
+    """Why the manager stopped the container; a user's stop wins over the others."""
+
+    USER = "user"
+    SWAP = "swap"  # a new client_version is ready
+    STALL = "stall"  # --stall-timeout: no log line for too long
+
+
+@dataclass(slots=True)
+class _Watching:
+    """The state of one container's watch; only the deciding thread touches it."""
+
+    handle: ContainerHandle
+    image: ImageRef
+    task: int  # the follow's task (output, exit and stop failures)
+    started: float
+    phase: _Phase = _Phase.RUNNING
+    why: _Why | None = None  # set when the manager stopped it
+    killed: bool = False
+    prepull: _Prepull | None = None  # a new client_version being pulled while this one runs
+    swap_to: _Prepull | None = None  # _Why.SWAP: the pulled version to start next
+    last_output: float = field(init=False)  # when the last output arrived (or the start)
+    stalled: float | None = None  # _Why.STALL: how long it had been silent
+    ran_until_silent: float = 0.0  # _Why.STALL: from the start to its last line
+    reading: bool = True  # the output streams have not ended yet
+    code: int = 0  # DRAINING: the exit code
+    seconds: float = 0.0  # DRAINING: how long it ran
+    drain_until: float = 0.0  # DRAINING: give up on silent output streams at this time
+
+    def __post_init__(self) -> None:
+        self.last_output = self.started
+
+    def tasks(self) -> tuple[int, int]:
+        """The tasks whose messages concern this watch (-1: no pre-pull)."""
+        return self.task, self.prepull.task if self.prepull is not None else -1
+
+    def outcome(self) -> _Outcome:
+        """What the exit means, once drained: a user's stop, a swap, a stall or a plain exit."""
+        if self.why is _Why.USER:
+            return _Outcome("stopped", self.code, self.seconds)
+        if self.why is _Why.SWAP and self.swap_to is not None:
+            return _Outcome("swap", self.code, self.seconds, self.swap_to.version, self.swap_to.image)
+        if self.why is _Why.STALL:  # it ran, for the healthy_after rule, only until its last line
+            return _Outcome("exited", self.code, self.ran_until_silent, stalled=self.stalled)
+        return _Outcome("exited", self.code, self.seconds)
+
+
 class Supervisor:
     """Keeps the run's client container running; ``run()`` returns 0 or raises a RunManagerError.
 
@@ -97,7 +153,7 @@ class Supervisor:
         self._sleep_fn = sleep
         self._monotonic = monotonic
         self._poll = poll_interval
-        self._workers = w.Workers(runtime, timestamps=launch.timestamps)
+        self._workers = workers.Workers(runtime, timestamps=launch.timestamps)
         self._stop = threading.Event()
         self._force = threading.Event()
         self._notice_lock = threading.Lock()
@@ -228,26 +284,26 @@ class Supervisor:
                 )
             self._emit(ev.UsingLocalImage(image.reference))
             return True
-        attempts = self._policy.pull_attempts
-        for attempt in range(1, attempts + 1):
+        backoff = self._policy.pull_retry
+        for attempt in range(1, self._policy.pull_attempts + 1):
             self._emit(ev.PullStarted(image.reference, attempt))
             began = self._monotonic()
             task = self._workers.pull(image)
-            done: w.Done | None = None
+            done: workers.Done | None = None
             while done is None:
                 if self._stop.is_set():
                     return False
                 msg = self._next()
-                if isinstance(msg, w.Progress) and msg.task == task:
+                if isinstance(msg, workers.Progress) and msg.task == task:
                     self._emit(msg.progress)
-                elif isinstance(msg, w.Done) and msg.task == task:
+                elif isinstance(msg, workers.Done) and msg.task == task:
                     done = msg
             if done.error is None:
                 self._emit(ev.PullDone(image.reference, self._monotonic() - began))
                 return True
             error = done.error
-            retry = isinstance(error, ImagePullFailed) and attempt < attempts
-            delay = self._policy.pull_backoff * 2 ** (attempt - 1) if retry else None
+            retry = isinstance(error, ImagePullFailed) and backoff.retries_after(attempt)
+            delay = backoff.delay(attempt) if retry else None
             self._emit(ev.PullFailed(image.reference, attempt, str(error), delay))
             if delay is None:
                 raise error
@@ -263,104 +319,103 @@ class Supervisor:
         return handle
 
     def _watch(self, handle: ContainerHandle, image: ImageRef) -> _Outcome:
-        """Stream, wait, and react to stop requests and version notices until the container is gone."""
-        started = self._monotonic()
-        task = self._workers.follow(handle)
+        """Stream, wait, and react to stop requests and version notices until the container is gone.
+
+        A state machine (``_Watching``): RUNNING until the manager asks the container to stop (STOPPING)
+        or it exits (DRAINING); DRAINING until both output streams have ended or stayed silent for
+        ``log_drain_timeout``. Every time it reads comes from the injected clock.
+        """
+        started = self._monotonic()  # before the follow: its wait thread may move a fake clock
+        watch = _Watching(handle, image, self._workers.follow(handle), started)
         self._last_lines.clear()
         output = OutputDecoder(timestamped=self._launch.timestamps)
-        reading = True
-        code: int | None = None
-        seconds = 0.0
-        drain_until = 0.0
-        stopping = user_stop = killed = False
-        swap: tuple[str, ImageRef] | None = None
-        prepull: _Prepull | None = None
-        gone = False
-        stall_after = self._policy.stall_timeout
-        last_output = started  # the injected clock: fake-clock tests control stalls
-        stalled: float | None = None
-        ran_until_silent = 0.0  # for a stall: from the start to the last line before it (not its TERM words)
+        removed = False
         try:
-            while True:
-                if code is None:
-                    if self._stop.is_set() and not user_stop:
-                        user_stop = True
-                        stopping = stopping or self._begin_stop(task, handle, "stop requested")
-                    if self._force.is_set() and not killed:
-                        killed = True
-                        self._emit(ev.Killing(handle.id))
-                        self._quietly(self._runtime.kill, handle)
-                    notice = None if stopping else self._take_notice()
-                    if notice is None:
-                        pass
-                    elif notice == image.client_version:
-                        prepull = None  # back to the running version (or a pause): nothing to swap to
-                    elif prepull is None or prepull.version != notice:
-                        prepull = self._prepare_swap(image.client_version, notice)
-                        if prepull is not None and prepull.task == 0:  # --local: nothing to pull
-                            swap = (prepull.version, prepull.image)
-                            stopping = self._begin_stop(task, handle, f"client_version changed to {notice!r}")
-                    if stall_after is not None and not stopping:
-                        silent = self._monotonic() - last_output
-                        if silent >= stall_after:
-                            stalled, ran_until_silent = silent, last_output - started
-                            self._emit(ev.Stalled(handle.id, silent, stall_after))
-                            stopping = self._begin_stop(task, handle, f"no log line for {silent:.0f}s")
-                elif not reading or time.monotonic() >= drain_until:
-                    break
+            while not self._drained(watch):
+                if watch.phase is not _Phase.DRAINING:
+                    self._react(watch)
                 msg = self._next()
-                if (
-                    msg is None
-                    or isinstance(msg, w.Wake)
-                    or msg.task not in (task, prepull.task if prepull else -1)
-                ):
-                    continue
-                elif isinstance(msg, w.Output):
-                    last_output = self._monotonic()
-                    self._log(output.feed_all((m.stream, m.data) for m in self._workers.batch(msg)))
-                    if code is not None:  # still catching up after the exit: an idle timeout, not a total
-                        drain_until = time.monotonic() + self._policy.log_drain_timeout
-                elif isinstance(msg, w.OutputEnd):
-                    reading = False
-                    self._log(output.finish())
-                    if msg.error is not None:
-                        self._emit(ev.Notice(f"lost the client's output: {msg.error}"))
-                elif isinstance(msg, w.Exit):
-                    if msg.error is not None:
-                        raise msg.error
-                    code, seconds = msg.code, self._monotonic() - started
-                    drain_until = time.monotonic() + self._policy.log_drain_timeout
-                elif isinstance(msg, w.Progress):
-                    self._emit(msg.progress)
-                elif isinstance(msg, w.Done) and prepull is not None and msg.task == prepull.task:
-                    new_version, new_image, began = prepull.version, prepull.image, prepull.began
-                    prepull = None
-                    if msg.error is not None:
-                        self._emit(ev.PullFailed(new_image.reference, 1, str(msg.error), None))
-                        self._emit(ev.Notice(f"keeping client_version {image.client_version!r} running"))
-                    elif code is None and not stopping:
-                        self._emit(ev.PullDone(new_image.reference, self._monotonic() - began))
-                        swap = (new_version, new_image)
-                        stopping = self._begin_stop(
-                            task, handle, f"client_version changed to {new_version!r}"
-                        )
-                elif isinstance(msg, w.Done) and msg.error is not None:  # the stop request failed
-                    self._emit(ev.Notice(f"stopping {handle.name} failed: {msg.error}"))
-            assert code is not None  # the loop ends only after the exit
-            self._emit(ev.ContainerExited(handle.id, code, seconds))
+                if msg is not None and not isinstance(msg, workers.Wake) and msg.task in watch.tasks():
+                    self._receive(watch, msg, output)
+            self._emit(ev.ContainerExited(handle.id, watch.code, watch.seconds))
             self._runtime.remove(handle)
-            gone = True
+            removed = True
             self._emit(ev.ContainerRemoved(handle.id))
         finally:
-            if not gone:  # an error is on its way out: never leave the container behind
+            if not removed:  # an error is on its way out: never leave the container behind
                 self._quietly(self._runtime.remove, handle)
-        if user_stop:
-            return _Outcome("stopped", code, seconds)
-        if swap is not None:
-            return _Outcome("swap", code, seconds, version=swap[0], image=swap[1])
-        if stalled is not None:  # it ran, for the healthy_after rule, only until its last line
-            return _Outcome("exited", code, ran_until_silent, stalled=stalled)
-        return _Outcome("exited", code, seconds)
+        return watch.outcome()
+
+    def _drained(self, watch: _Watching) -> bool:
+        """DRAINING is over: both streams ended, or none said anything for ``log_drain_timeout``."""
+        return watch.phase is _Phase.DRAINING and (
+            not watch.reading or self._monotonic() >= watch.drain_until
+        )
+
+    def _react(self, watch: _Watching) -> None:
+        """Before the exit: act on a stop or kill request, a version notice, or a stall."""
+        if self._stop.is_set() and watch.why is not _Why.USER:
+            if watch.phase is _Phase.RUNNING:
+                self._begin_stop(watch, _Why.USER, "stop requested")
+            watch.why = _Why.USER  # also over a swap or stall already stopping it
+        if self._force.is_set() and not watch.killed:
+            watch.killed = True
+            self._emit(ev.Killing(watch.handle.id))
+            self._quietly(self._runtime.kill, watch.handle)
+        if watch.phase is not _Phase.RUNNING:
+            return
+        notice = self._take_notice()
+        if notice is None:
+            pass
+        elif notice == watch.image.client_version:
+            watch.prepull = None  # back to the running version (or a pause): nothing to swap to
+        elif watch.prepull is None or watch.prepull.version != notice:
+            watch.prepull = self._prepare_swap(watch.image.client_version, notice)
+            if watch.prepull is not None and watch.prepull.task == 0:  # --local: nothing to pull
+                watch.swap_to = watch.prepull
+                self._begin_stop(watch, _Why.SWAP, f"client_version changed to {notice!r}")
+        stall_after = self._policy.stall_timeout
+        if stall_after is not None and watch.phase is _Phase.RUNNING:
+            silent = self._monotonic() - watch.last_output
+            if silent >= stall_after:
+                # For the healthy_after rule it ran only until its last line (not its TERM words).
+                watch.stalled, watch.ran_until_silent = silent, watch.last_output - watch.started
+                self._emit(ev.Stalled(watch.handle.id, silent, stall_after))
+                self._begin_stop(watch, _Why.STALL, f"no log line for {silent:.0f}s")
+
+    def _receive(self, watch: _Watching, msg: workers.Message, output: OutputDecoder) -> None:
+        """One helper-thread message for this container (or its pre-pull)."""
+        if isinstance(msg, workers.Output):
+            watch.last_output = self._monotonic()
+            self._log(output.feed_all((m.stream, m.data) for m in self._workers.batch(msg)))
+            if (
+                watch.phase is _Phase.DRAINING
+            ):  # still catching up after the exit: an idle timeout, not a total
+                watch.drain_until = watch.last_output + self._policy.log_drain_timeout
+        elif isinstance(msg, workers.OutputEnd):
+            watch.reading = False
+            self._log(output.finish())
+            if msg.error is not None:
+                self._emit(ev.Notice(f"lost the client's output: {msg.error}"))
+        elif isinstance(msg, workers.Exit):
+            if msg.error is not None:
+                raise msg.error
+            now = self._monotonic()
+            watch.code, watch.seconds = msg.code, now - watch.started
+            watch.phase, watch.drain_until = _Phase.DRAINING, now + self._policy.log_drain_timeout
+        elif isinstance(msg, workers.Progress):
+            self._emit(msg.progress)
+        elif isinstance(msg, workers.Done) and watch.prepull is not None and msg.task == watch.prepull.task:
+            pulled, watch.prepull = watch.prepull, None
+            if msg.error is not None:
+                self._emit(ev.PullFailed(pulled.image.reference, 1, str(msg.error), None))
+                self._emit(ev.Notice(f"keeping client_version {watch.image.client_version!r} running"))
+            elif watch.phase is _Phase.RUNNING:
+                self._emit(ev.PullDone(pulled.image.reference, self._monotonic() - pulled.began))
+                watch.swap_to = pulled
+                self._begin_stop(watch, _Why.SWAP, f"client_version changed to {pulled.version!r}")
+        elif isinstance(msg, workers.Done) and msg.error is not None:  # the stop request failed
+            self._emit(ev.Notice(f"stopping {watch.handle.name} failed: {msg.error}"))
 
     def _key_file(self, image: ImageRef) -> bool:
         """Whether ``image`` gets the wallet key as a file (--wallet-key-via, the image's label for auto)."""
@@ -396,11 +451,12 @@ class Supervisor:
         self._emit(ev.PullStarted(image.reference, 1, background=True))
         return _Prepull(self._workers.pull(image), new, image, self._monotonic())
 
-    def _begin_stop(self, task: int, handle: ContainerHandle, reason: str) -> bool:
+    def _begin_stop(self, watch: _Watching, why: _Why, reason: str) -> None:
+        """RUNNING -> STOPPING: SIGTERM now, SIGKILL after the grace period (in a helper thread)."""
         grace = self._policy.stop_grace
-        self._emit(ev.Stopping(handle.id, reason, grace))
-        self._workers.stop(task, handle, grace)
-        return True
+        self._emit(ev.Stopping(watch.handle.id, reason, grace))
+        self._workers.stop(watch.task, watch.handle, grace)
+        watch.phase, watch.why = _Phase.STOPPING, why
 
     def _log(self, lines: tuple[ev.LogLine, ...]) -> None:
         if lines:
@@ -431,7 +487,7 @@ class Supervisor:
 
     # -- helper threads -------------------------------------------------------------------------
 
-    def _next(self) -> w.Message | None:
+    def _next(self) -> workers.Message | None:
         return self._workers.next(self._poll)
 
     def _take_notice(self) -> str | None:

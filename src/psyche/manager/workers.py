@@ -14,7 +14,7 @@ from psyche.manager.images import ImageRef
 from psyche.manager.logs import Stream
 from psyche.manager.runtime import ContainerHandle, ContainerRuntime
 
-# Messages, not bytes: a log Output holds one read of the engine's response (runtime.LOG_READ_SIZE at
+# Messages, not bytes: a log Output holds one read of the engine's response (enginestream.READ_SIZE at
 # most), so the queue holds at most about 256 x 64 KiB = 16 MiB of client output.
 QUEUE_LIMIT = 256
 # Output already queued behind the one being handled joins its batch, up to this many bytes, so a

@@ -71,6 +71,7 @@ class EnvOption(click.Option):
         self.env_name = env
 
     def resolve_envvar_value(self, ctx: click.Context) -> str | None:
+        """The fallback variable's value (the .env file wins over the shell), remembering where it was."""
         if self.env_name is None:
             return None
         found = env_lookup(ctx, self.env_name)
@@ -80,6 +81,11 @@ class EnvOption(click.Option):
         return found[0]
 
     def process_value(self, ctx: click.Context, value: Any) -> Any:
+        """Convert as click does; a bad value from the environment names its variable.
+
+        Raises:
+            ConfigError: the value came from the environment and does not convert.
+        """
         try:
             return super().process_value(ctx, value)
         except click.BadParameter as exc:
@@ -89,6 +95,7 @@ class EnvOption(click.Option):
             raise
 
     def get_error_hint(self, ctx: click.Context | None) -> str:
+        """Click's hint, plus the variable that can also set the option."""
         hint = super().get_error_hint(ctx)
         return hint if self.env_name is None else f"{hint} (or set {self.env_name})"
 
@@ -144,10 +151,12 @@ def wallet_option(f: F) -> F:
 
 
 def run_id_option(f: F) -> F:
+    """The required ``--run-id`` (env RUN_ID)."""
     return env_option("-r", "--run-id", env="RUN_ID", required=True, help="The run's id.")(f)
 
 
 def treasurer_index_option(f: F) -> F:
+    """``--treasurer-index`` (env TREASURER_INDEX); unset means the index derived from the run id."""
     return env_option(
         "--treasurer-index",
         env="TREASURER_INDEX",
@@ -157,6 +166,7 @@ def treasurer_index_option(f: F) -> F:
 
 
 def pubkey_option(*decls: str, env: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """An ``env_option`` whose value is parsed as a base58 public key."""
     return env_option(*decls, env=env, type=PubkeyType(), **kwargs)
 
 
@@ -241,6 +251,7 @@ class Session:
         return self._sender
 
     def report_failure(self, error: TransactionFailed) -> None:
+        """Print a failed transaction's signature and its logs (programs named) on stderr."""
         ui = self.app.ui
         if error.signature:
             ui.info(f"Signature: {error.signature}")
@@ -250,6 +261,7 @@ class Session:
                 ui.info(line)
 
     def explorer(self, logs: Sequence[str]) -> list[str]:
+        """Program logs as the reference prints them: program ids named, custom errors named."""
         from solders.pubkey import Pubkey
 
         from psyche.chain.program_errors import error_name
@@ -295,6 +307,7 @@ def _with_hint(error: TransactionFailed) -> TransactionFailed:
 
 
 def parse_pubkey(text: str) -> Pubkey:
+    """``text`` as a public key (ValueError when it is not base58 of 32 bytes)."""
     from solders.pubkey import Pubkey
 
     return Pubkey.from_string(text)

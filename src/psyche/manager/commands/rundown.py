@@ -101,6 +101,7 @@ class TransferDisplay:
             self._progress.start()
 
     def __call__(self, event: TransferEvent) -> None:
+        """Show one transfer event (a bar on a terminal; elsewhere a line, at most every few seconds)."""
         from psyche.manager.rundown_client import TransferDone, TransferStarted
 
         if isinstance(event, TransferStarted):
@@ -140,6 +141,7 @@ class TransferDisplay:
             self._progress.reset(task, total=event.total, completed=event.offset)
 
     def close(self) -> None:
+        """Stop the progress display (idempotent)."""
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
