@@ -21,7 +21,7 @@ from solders.keypair import Keypair
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.integration.commands_support import localnet_process, run_toml, write_keypair
+from tests.support.commands import localnet_process, run_toml, write_keypair
 
 
 def _script() -> str:

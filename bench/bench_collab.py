@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.integration.collab_support import RoundCost, collaborate, loopback_rounds
+from tests.support.collab import RoundCost, collaborate, loopback_rounds
 
 SHARE_GOAL = 0.10  # of the training step, at the demo's sizes
 

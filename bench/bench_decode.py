@@ -6,6 +6,7 @@ Run: .venv/bin/python bench/bench_decode.py [N]   (plain script, not a test; tar
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -60,7 +61,7 @@ def report(label: str, data: bytes, n: int) -> None:
     print(f"decode coordinator account ({label}): {decode:.1f} µs/op (target < {TARGET_US:.0f} µs)")
     print(f"encode coordinator account ({label}): {per_op_us(account.encode, max(n // 10, 1)):.1f} µs/op")
     for name, peek in (("peek_nonce", peek_nonce), ("peek_run_state", peek_run_state)):
-        print(f"{name} ({label}): {per_op_us(lambda p=peek: p(data), n * 10):.2f} µs/op")
+        print(f"{name} ({label}): {per_op_us(functools.partial(peek, data), n * 10):.2f} µs/op")
     print(f"peek_client_version ({label}): {per_op_us(lambda: peek_client_version(data), n * 10):.2f} µs/op")
 
 

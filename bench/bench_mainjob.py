@@ -31,8 +31,8 @@ from typing import IO
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import docker
-from tests.integration.conftest import PushedImage, _busybox_rootfs, _delete_from_registry
-from tests.integration.mainjob_support import (
+from tests.support.engine import PushedImage, busybox_rootfs, delete_from_registry
+from tests.support.mainjob import (
     LABEL_RUN_ID,
     TICKING,
     Chain,
@@ -57,7 +57,7 @@ def images(client: docker.DockerClient) -> Iterator[tuple[PushedImage, PushedIma
     tag = uuid.uuid4().hex[:8]
     with tempfile.TemporaryDirectory() as tmp:
         context = Path(tmp)
-        _busybox_rootfs(context / "rootfs")
+        busybox_rootfs(context / "rootfs")
         (context / "Dockerfile").write_text('FROM scratch\nCOPY rootfs/ /\nENV PATH=/bin\nCMD ["sh"]\n')
         built = []
         for name in ("a", "b"):
@@ -73,7 +73,7 @@ def images(client: docker.DockerClient) -> Iterator[tuple[PushedImage, PushedIma
         for image in built:
             with contextlib.suppress(docker.errors.ImageNotFound):
                 client.images.remove(image.ref, force=True)
-            _delete_from_registry(REGISTRY, image)
+            delete_from_registry(REGISTRY, image)
 
 
 def spread(values: list[float]) -> str:
@@ -244,7 +244,8 @@ class Bench:
         assert proc.stdout is not None and proc.stderr is not None
         ours = Count(proc.stdout, "run-manager")
         err = io.StringIO()
-        err_thread = threading.Thread(target=lambda: err.write(proc.stderr.read().decode()), daemon=True)
+        stderr = proc.stderr
+        err_thread = threading.Thread(target=lambda: err.write(stderr.read().decode()), daemon=True)
         err_thread.start()
         peak_thread = threading.Thread(target=self._peak_loop, args=(proc, "log throughput"), daemon=True)
         peak_thread.start()

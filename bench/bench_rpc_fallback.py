@@ -1,7 +1,7 @@
 """Bench: what endpoint fallback costs one getAccountInfo (primary refusing, primary hanging) over healthy.
 
 Run from the repository root: ``.venv/bin/python bench/bench_rpc_fallback.py [--samples N] [--timeout S]``.
-Servers are real HTTP servers on 127.0.0.1 (tests/integration/loopback_rpc.py).
+Servers are real HTTP servers on 127.0.0.1 (tests/support/loopback_rpc.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from solders.pubkey import Pubkey
-from tests.integration.loopback_rpc import refusing_url, servers
+from tests.support.loopback_rpc import servers
+from tests.support.net import dead_url
 
 from psyche.chain.rpc import RpcClient
 
@@ -61,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with servers("healthy", "hang") as (healthy, hanging):
-        refusing = refusing_url()
+        refusing = dead_url("/")
         healthy_cold = cold_median([healthy.url], args.timeout, args.samples)
         with RpcClient([healthy.url], timeout=args.timeout) as client:
             client.get_account_info(KEY)

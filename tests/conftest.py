@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# Real upstream files (coordinator dumps, run-config TOMLs), copied into the project: see its README.md.
-PSYCHE_FIXTURES = PROJECT_ROOT / "tests" / "fixtures" / "psyche"
+from tests.support.paths import PSYCHE_FIXTURES
 
 # Variables the run-manager reads; none of the developer's own may leak into a test.
 _LEAKY_PREFIXES = ("RPC", "WS_RPC", "RUN_MANAGER_")
@@ -49,22 +47,6 @@ def isolation(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
         if name in _LEAKY_NAMES or name.startswith(_LEAKY_PREFIXES):
             monkeypatch.delenv(name, raising=False)
     yield home
-
-
-def worst_toml(directory: Path) -> Path:
-    """The real config.toml with every variable-length model field at its longest (Borsh: 482 bytes)."""
-    text = (PSYCHE_FIXTURES / "run-config-config.toml").read_text()
-    for old, new in [
-        ('repo_id = "emozilla/llama2-1.1b-gqa-init"', f'repo_id = "{"o" * 64}"\nrevision = "{"r" * 64}"'),
-        ('shuffle = "DontShuffle"', "shuffle = { Seeded = [" + ", ".join(["7"] * 32) + "] }"),
-        ('bucket_name = "nous-pretraining-public-us"', f'bucket_name = "{"b" * 64}"'),
-        ('filter_directory = "fineweb-edu-tokenized-llama2"', f'filter_directory = "{"f" * 192}"'),
-    ]:
-        assert old in text
-        text = text.replace(old, new)
-    path = directory / "worst.toml"
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture

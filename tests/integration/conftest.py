@@ -5,14 +5,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import shutil
-import subprocess
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import NoReturn
 
 import docker
 import httpx
@@ -20,34 +15,29 @@ import pytest
 import requests
 
 # The client image (scripts/build-client-image), built at most once per content hash; shared by every test.
-from .client_image_support import client_image as client_image
+from tests.support.client_image import client_image as client_image
 
-# Every container a test creates carries both labels (use the `container_labels` fixture). The session
-# label scopes teardown to this run: several developers share one engine, and a sweep of `psyche.test=1`
-# alone would kill their running tests' containers.
-TEST_LABEL = "psyche.test"
-SESSION_LABEL = "psyche.test.session"
-SESSION_ID = uuid.uuid4().hex[:10]
+# The chain commands' fixtures (a local chain per module, reached on RPC and through a dead RPC + RPC_2).
+from tests.support.commands import cli as cli
+from tests.support.commands import endpoints as endpoints
+from tests.support.commands import net as net
+from tests.support.engine import (
+    BUSYBOX,
+    BUSYBOX_REPOSITORY,
+    PODMAN_HOST,
+    SESSION_ID,
+    SESSION_LABEL,
+    TEST_LABEL,
+    BuildImage,
+    Engine,
+    PushedImage,
+    busybox_rootfs,
+    delete_from_registry,
+    unavailable,
+)
 
 # Tests that use any of these get the `docker` marker automatically, so `-m "not docker"` deselects them.
 DOCKER_FIXTURES = frozenset({"docker_client", "registry", "busybox_image", "container_labels", "engine"})
-# The private Podman service of scripts/services (start --engine podman): its Docker-compatible socket.
-PODMAN_HOST = os.environ.get("PSYCHE_PODMAN_HOST", "unix:///tmp/psyche-podman/podman.sock")
-
-BUSYBOX = Path(os.environ.get("PSYCHE_TEST_BUSYBOX", "/bin/busybox"))
-BUSYBOX_REPOSITORY = "psyche-test-bb"
-_MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"true", "1"}
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip on a developer machine; fail under CI=true, where the Docker tier must prove it ran."""
-    if _in_ci():
-        pytest.fail(f"{reason} (CI=true: the Docker tier must run, so this fails instead of skipping)")
-    pytest.skip(reason)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -60,48 +50,37 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.podman)
 
 
-@dataclass(frozen=True, slots=True)
-class PushedImage:
-    """An image that is in the loopback registry (and, until a test removes it, in the local engine)."""
-
-    repository: str
-    tag: str
-
-    @property
-    def ref(self) -> str:
-        return f"{self.repository}:{self.tag}"
-
-
-@pytest.fixture(scope="session")
-def docker_client() -> Iterator[docker.DockerClient]:
-    """docker.from_env() after a ping; skipped (CI: failed) with the reason when no engine answers."""
-    where = os.environ.get("DOCKER_HOST", "the default socket")
+def _connected(
+    connect: Callable[[], docker.DockerClient], unreachable: str, start: str
+) -> docker.DockerClient:
+    """A client that answered a ping; else skipped (CI: failed) with what is missing and how to start it."""
     reason = None
     # docker-py leaves the socket of a failed connect unclosed; with warnings as errors its ResourceWarning
     # would surface in some later test, so drop it here, quietly, before skipping.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         try:
-            client = docker.from_env(timeout=60)
+            client = connect()
             client.ping()
         except (docker.errors.DockerException, requests.RequestException) as exc:
-            reason = f"no Docker engine at {where}: {exc} (start one: scripts/services start)"
+            reason = f"{unreachable}: {exc} (start one: {start})"
         gc.collect()
     if reason is not None:
         unavailable(reason)
+    return client
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """docker.from_env() after a ping; skipped (CI: failed) with the reason when no engine answers."""
+    where = os.environ.get("DOCKER_HOST", "the default socket")
+    client = _connected(
+        lambda: docker.from_env(timeout=60), f"no Docker engine at {where}", "scripts/services start"
+    )
     try:
         yield client
     finally:
         client.close()
-
-
-@dataclass(frozen=True, slots=True)
-class Engine:
-    """The engine a test drives: its name, the DOCKER_HOST a run-manager gets, and a client to inspect it."""
-
-    name: str  # "docker" or "podman"
-    host: str
-    client: docker.DockerClient
 
 
 @pytest.fixture(scope="session")
@@ -110,18 +89,11 @@ def podman_client() -> Iterator[docker.DockerClient]:
 
     At the end it removes the images this session pulled into Podman (their tags carry the session id).
     """
-    reason = None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        try:
-            client = docker.DockerClient(base_url=PODMAN_HOST, version="1.41", timeout=60)
-            client.ping()
-        except (docker.errors.DockerException, requests.RequestException) as exc:
-            start = "scripts/services start --engine podman"
-            reason = f"no Podman service at {PODMAN_HOST}: {exc} (start one: {start})"
-        gc.collect()
-    if reason is not None:
-        unavailable(reason)
+    client = _connected(
+        lambda: docker.DockerClient(base_url=PODMAN_HOST, version="1.41", timeout=60),
+        f"no Podman service at {PODMAN_HOST}",
+        "scripts/services start --engine podman",
+    )
     try:
         yield client
     finally:
@@ -160,7 +132,7 @@ def registry() -> str:
 @pytest.fixture(scope="session")
 def busybox_image(
     docker_client: docker.DockerClient, registry: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[str], PushedImage]]:
+) -> Iterator[BuildImage]:
     """Factory: tag -> a pushed `FROM scratch` busybox image, <registry>/psyche-test-bb:<tag>-<session>.
 
     The image has /bin/busybox plus a symlink per applet (sh, echo, sleep, wget, ...) and no entrypoint, so a
@@ -178,7 +150,7 @@ def busybox_image(
             return pushed[tag]
         image = PushedImage(repository, f"{tag}-{SESSION_ID}")
         context = tmp_path_factory.mktemp("busybox-image")
-        _busybox_rootfs(context / "rootfs")
+        busybox_rootfs(context / "rootfs")
         if unique:
             (context / "rootfs" / "image-id").write_text(f"{image.ref} {uuid.uuid4()}\n")
         (context / "Dockerfile").write_text('FROM scratch\nCOPY rootfs/ /\nENV PATH=/bin\nCMD ["sh"]\n')
@@ -195,26 +167,7 @@ def busybox_image(
     for image in pushed.values():
         with contextlib.suppress(docker.errors.ImageNotFound):  # a test removed it to prove a pull
             docker_client.images.remove(image.ref, force=True)
-        _delete_from_registry(registry, image)
-
-
-def _busybox_rootfs(rootfs: Path) -> None:
-    bin_dir = rootfs / "bin"
-    bin_dir.mkdir(parents=True)
-    shutil.copy2(BUSYBOX, bin_dir / "busybox")
-    applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True, check=True).stdout
-    for applet in applets.split():
-        if applet != "busybox":
-            (bin_dir / applet).symlink_to("busybox")
-
-
-def _delete_from_registry(registry: str, image: PushedImage) -> None:
-    """Drop the tag's manifest so a shared development registry does not fill with per-session tags."""
-    manifest = f"http://{registry}/v2/{BUSYBOX_REPOSITORY}/manifests/"
-    with httpx.Client(timeout=10, trust_env=False) as http:
-        head = http.head(manifest + image.tag, headers={"Accept": _MANIFEST_V2})
-        if head.status_code == 200:
-            http.delete(manifest + head.headers["Docker-Content-Digest"]).raise_for_status()
+        delete_from_registry(registry, image)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.integration.localnet_support import localnet, run
+from tests.support.localnet import localnet, run
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from psyche.manager.cli import COMMANDS
-from tests.conftest import PROJECT_ROOT
-from tests.integration.loopback_rpc import free_port
+from tests.support.net import unused_port
+from tests.support.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +84,7 @@ def test_binary_holds_no_torch_and_carries_the_parallelism_table(binary: Path) -
 def demo_chain(binary: Path, tmp_path: Path) -> Iterator[Path]:
     """`run-manager localnet --demo` from the binary itself, on free loopback ports; yields the demo .env."""
     demo = tmp_path / "demo"
-    rpc_port, ws_port = free_port(), free_port()
+    rpc_port, ws_port = unused_port(), unused_port()
     log = (tmp_path / "localnet.log").open("w")
     process = subprocess.Popen(
         [

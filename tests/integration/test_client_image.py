@@ -14,8 +14,7 @@ from psyche.manager import events as ev
 from psyche.manager.launch import LaunchConfig, RestartPolicy
 from psyche.manager.runtime import DockerRuntime
 from psyche.manager.supervisor import Supervisor
-
-from .client_image_support import ClientImage
+from tests.support.client_image import ClientImage
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -105,7 +104,7 @@ def test_pulls_back_from_the_registry_as_the_same_image(
 def test_second_build_reuses_the_pushed_image(
     client_image: ClientImage, registry: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from .client_image_support import build_client_image
+    from tests.support.client_image import build_client_image
 
     again = build_client_image(registry, tmp_path_factory.mktemp("client-image-again") / "summary.json")
 

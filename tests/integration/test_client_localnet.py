@@ -16,19 +16,6 @@ from solders.keypair import Keypair
 pytest.importorskip("torch")
 
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
-from psyche.chain.accounts.model import (
-    LLM,
-    AdamW,
-    Checkpoint,
-    CheckpointKind,
-    ConstantLR,
-    CoordinatorConfig,
-    DataLocation,
-    DataLocationKind,
-    HubRepo,
-    LLMArchitecture,
-    LLMTrainingDataType,
-)
 from psyche.chain.programs import DEFAULT_PROGRAM_IDS, PERMISSIONLESS_GRANTEE
 from psyche.chain.rpc import RpcClient
 from psyche.client.actions import Train, TrainOutcome
@@ -39,51 +26,13 @@ from psyche.client.rank_processes import RankGroup
 from psyche.client.runner import ChainPort, Runner
 from psyche.client.trainer_port import TorchTrainerPort
 from psyche.localnet.world import World
-from tests.integration.localnet_support import chain_rpc, localnet, run
+from tests.support.client_run import CONFIG, EARNING_RATE, MODEL, SPEED, TOTAL_STEPS, permissionless_run
+from tests.support.clock import FastClock
+from tests.support.localnet import chain_rpc, localnet, run
 
 pytestmark = pytest.mark.slow
 
-SPEED = 4.0  # chain seconds per real second: the chain and the client share this clock
-TOTAL_STEPS = 6
-EARNING_RATE = 1_000_000
-CONFIG = CoordinatorConfig(
-    warmup_time=4,
-    cooldown_time=2,
-    max_round_train_time=8,
-    round_witness_time=1,
-    global_batch_size_warmup_tokens=0,
-    epoch_time=120,
-    total_steps=TOTAL_STEPS,
-    init_min_clients=1,
-    min_clients=1,
-    witness_nodes=0,
-    global_batch_size_start=16,
-    global_batch_size_end=16,
-    verification_percent=0,
-    waiting_for_members_extra_time=1,
-)
 RANKS_CONFIG = dataclasses.replace(CONFIG, warmup_time=20)  # 5 s real: rank 1 starts and imports torch
-MODEL = LLM(
-    max_seq_len=32,
-    cold_start_warmup_steps=0,
-    architecture=LLMArchitecture.HfLlama,
-    checkpoint=Checkpoint(CheckpointKind.Dummy, HubRepo("")),
-    data_type=LLMTrainingDataType.Pretraining,
-    data_location=DataLocation(DataLocationKind.Dummy),
-    lr_schedule=ConstantLR(1e-2, 1e-2, 0),
-    optimizer=AdamW((0.9, 0.95), 0.0, 1e-8, None),
-)
-
-
-class FastClock:
-    """Wall time running ``speed`` times faster from the moment it is made."""
-
-    def __init__(self, speed: float = SPEED) -> None:
-        self.start = time.time()
-        self.speed = speed
-
-    def __call__(self) -> float:
-        return self.start + (time.time() - self.start) * self.speed
 
 
 class RecordingTrainer(TorchTrainerPort):
@@ -112,13 +61,7 @@ def test_one_client_trains_a_whole_run_and_earns_points(
 
     async def scenario() -> tuple[int, CoordinatorAccount, RecordingTrainer]:
         async with localnet(clock=clock) as srv, chain_rpc(srv.rpc_url) as client:
-            owner = Keypair()
-            world = World(client, owner)
-            await world.airdrop(owner.pubkey(), 100 * 10**9)
-            await world.airdrop(wallet.pubkey(), 10**9)
-            handle = await world.create_run(run_id)
-            await world.authorize(PERMISSIONLESS_GRANTEE)
-            await world.configure(handle, CONFIG, MODEL, earning_rate=EARNING_RATE)
+            await permissionless_run(client, run_id, [wallet.pubkey()])
 
             trainer = RecordingTrainer(TrainerEnv(device="cpu", checkpoint_dir=tmp_path / "ckpt"), run_id)
             # The client is synchronous: it runs on a thread so that this event loop keeps serving the chain.
@@ -147,7 +90,7 @@ def test_one_client_trains_a_whole_run_and_earns_points(
 
 def test_two_clients_on_a_treasurer_run_both_train_witness_and_earn(tmp_path: Path) -> None:
     """The grand end-to-end: two wallets, a permissionless treasurer-backed run, one full epoch."""
-    clock = FastClock()
+    clock = FastClock(SPEED)
     wallets = [Keypair(), Keypair()]
     run_id = "client-e2e-two"
     config = dataclasses.replace(CONFIG, init_min_clients=2, min_clients=2)
@@ -189,7 +132,7 @@ def test_a_client_with_two_training_ranks_trains_a_whole_run(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, dp: int, tp: int
 ) -> None:
     """DATA_PARALLELISM=2 (or TENSOR_PARALLELISM=2): rank 0 follows the chain, rank 1 is a gloo process."""
-    clock = FastClock()
+    clock = FastClock(SPEED)
     wallet = Keypair()
     run_id = f"client-e2e-dp{dp}-tp{tp}"
     env = TrainerEnv(device="cpu", data_parallelism=dp, tensor_parallelism=tp, checkpoint_dir=tmp_path / "ck")
@@ -217,7 +160,7 @@ def test_a_client_with_two_training_ranks_trains_a_whole_run(
 
 
 def test_a_training_rank_crash_ends_the_client_with_exit_1_within_seconds(tmp_path: Path) -> None:
-    clock = FastClock()
+    clock = FastClock(SPEED)
     wallet = Keypair()
     run_id = "client-e2e-crash"
     trainer = RecordingTrainer(TrainerEnv(device="cpu", data_parallelism=2), run_id)
@@ -252,13 +195,7 @@ def test_a_training_rank_crash_ends_the_client_with_exit_1_within_seconds(tmp_pa
 
 async def _permissionless_run(client: RpcClient, run_id: str, wallet: Keypair) -> None:
     """A one-client run whose warmup leaves time to start a second training process (torch import)."""
-    owner = Keypair()
-    world = World(client, owner)
-    await world.airdrop(owner.pubkey(), 100 * 10**9)
-    await world.airdrop(wallet.pubkey(), 10**9)
-    handle = await world.create_run(run_id)
-    await world.authorize(PERMISSIONLESS_GRANTEE)
-    await world.configure(handle, RANKS_CONFIG, MODEL, earning_rate=EARNING_RATE)
+    await permissionless_run(client, run_id, [wallet.pubkey()], RANKS_CONFIG)
 
 
 def follow(

@@ -32,7 +32,7 @@ pytest.importorskip("torch")
 from psyche.client.sharing import STATUS_FILE
 from psyche.localnet.demo import client_keyfile
 from psyche.localnet.demo_run import demo_run_toml
-from tests.integration.netns_support import BRIDGE_ADDRESS, Hosts, hosts, skip_reason, stop_group
+from tests.support.netns import BRIDGE_ADDRESS, Hosts, hosts, skip_reason, stop_group
 
 pytestmark = pytest.mark.slow
 

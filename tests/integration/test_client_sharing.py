@@ -14,7 +14,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -39,13 +39,15 @@ from psyche.client.identity import derive_identity
 from psyche.client.protocol import ClientProtocol
 from psyche.client.runner import ChainPort, Runner
 from psyche.client.sharing import STATUS_FILE, ResultSharing, start_sharing
+from psyche.client.train import Trainer
 from psyche.client.trainer_port import TorchTrainerPort
-from psyche.localnet.world import World
 from psyche.p2p.node import P2PNode
 from psyche.p2p.settings import P2PSettings
 from psyche.p2p.wire import Broadcast, Proof, TrainingResult, encode_broadcast
-from tests.integration.localnet_support import chain_rpc, localnet, run
-from tests.integration.test_client_localnet import CONFIG, MODEL, FastClock
+from tests.support.client_run import CONFIG, MODEL, SPEED, permissionless_run
+from tests.support.clock import FastClock
+from tests.support.localnet import chain_rpc, localnet, run
+from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +65,7 @@ SHARED_MODEL = dataclasses.replace(MODEL, optimizer=DISTRO)
 def params_hash(port: TorchTrainerPort) -> str:
     """sha256 over every parameter's bytes, in name order."""
     trainer = port.trainer
-    assert trainer is not None
+    assert isinstance(trainer, Trainer)
     h = hashlib.sha256()
     for name, p in sorted(trainer.model.named_parameters()):
         h.update(name.encode())
@@ -213,7 +215,7 @@ def checkpoint_files(scratch: Path, run_id: str) -> dict[str, dict[str, bytes]]:
 
 def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: list[Client]) -> None:
     """One honest pair and one client that also announces bad results; an outsider announces too."""
-    clock = FastClock()
+    clock = FastClock(SPEED)
     run_id = "shared-three"
     config = dataclasses.replace(
         CONFIG, init_min_clients=3, min_clients=2, epoch_time=20, total_steps=1000, warmup_time=8
@@ -228,14 +230,7 @@ def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: 
 
     async def scenario() -> CoordinatorAccount:
         async with localnet(clock=clock) as srv, chain_rpc(srv.rpc_url) as rpc:
-            owner = Keypair()
-            world = World(rpc, owner)
-            await world.airdrop(owner.pubkey(), 100 * 10**9)
-            for c in clients:
-                await world.airdrop(c.wallet.pubkey(), 10**9)
-            handle = await world.create_run(run_id)
-            await world.authorize(PERMISSIONLESS_GRANTEE)
-            await world.configure(handle, config, SHARED_MODEL, earning_rate=1_000_000)
+            await permissionless_run(rpc, run_id, [c.wallet.pubkey() for c in clients], config, SHARED_MODEL)
             threads = [
                 asyncio.ensure_future(asyncio.to_thread(follow, c, srv.rpc_url, srv.ws_url, run_id, clock))
                 for c in clients
@@ -280,7 +275,7 @@ def test_three_clients_train_one_model_over_two_epochs(tmp_path: Path, clients: 
 def test_a_killed_client_is_dropped_and_a_joiner_fetches_the_model_from_peers(
     tmp_path: Path, clients: list[Client]
 ) -> None:
-    clock = FastClock()
+    clock = FastClock(SPEED)
     run_id = "shared-join"
     config = dataclasses.replace(
         # epoch_time: a loaded machine runs few rounds per epoch; the victim's drop (at the earliest two
@@ -303,14 +298,8 @@ def test_a_killed_client_is_dropped_and_a_joiner_fetches_the_model_from_peers(
 
     async def scenario() -> CoordinatorAccount:
         async with localnet(clock=clock) as srv, chain_rpc(srv.rpc_url) as rpc:
-            owner = Keypair()
-            world = World(rpc, owner)
-            await world.airdrop(owner.pubkey(), 100 * 10**9)
-            for c in [*clients, joiner]:
-                await world.airdrop(c.wallet.pubkey(), 10**9)
-            handle = await world.create_run(run_id)
-            await world.authorize(PERMISSIONLESS_GRANTEE)
-            await world.configure(handle, config, SHARED_MODEL, earning_rate=1_000_000)
+            wallets = [c.wallet.pubkey() for c in [*clients, joiner]]
+            await permissionless_run(rpc, run_id, wallets, config, SHARED_MODEL)
             running = [
                 asyncio.ensure_future(asyncio.to_thread(follow, c, srv.rpc_url, srv.ws_url, run_id, clock))
                 for c in clients
@@ -363,14 +352,15 @@ def applied_in(client: Client, *, epoch: int) -> int:
     return sum(1 for key in list(client.trainer.after_apply) if key[0] >= epoch)
 
 
-async def until(done: Callable[[], bool], running: list[asyncio.Future[None]], timeout: float) -> None:
+async def until(done: Callable[[], bool], running: Sequence[asyncio.Future[None]], timeout: float) -> None:
     """Wait for ``done()``; a client that ends first, or the timeout, fails the test."""
-    deadline = time.monotonic() + timeout
-    while not done():
+
+    def reached() -> bool:
         ended = [f for f in running if f.done()]
         assert not ended, f"a client ended early: {[f.exception() for f in ended]}"
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.1)
+        return done()
+
+    await wait_until_async(reached, timeout=timeout, what="the clients' goal", interval=0.1)
 
 
 def stop(clients: list[Client]) -> None:

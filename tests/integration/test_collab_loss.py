@@ -1,6 +1,6 @@
 """Collaboration helps: three DisTrO clients sharing their results reach a lower held-out loss than one client
 alone with the same per-client batch and the same number of rounds, and stay bitwise equal after every apply
-(tests/integration/collab_support.py has the schedule; bench/bench_collab.py reports the curves)."""
+(tests/support/collab.py has the schedule; bench/bench_collab.py reports the curves)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 
 import torch
 
-from tests.integration.collab_support import collaborate, loopback_rounds
+from tests.support.collab import collaborate, loopback_rounds
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from psyche.chain import pda
-from tests.conftest import worst_toml
-from tests.integration.commands_support import (
+from tests.support.commands import (
     Cli,
     Localnet,
     cli,
@@ -19,6 +18,7 @@ from tests.integration.commands_support import (
     with_world,
     write_keypair,
 )
+from tests.support.paths import worst_toml
 
 pytestmark = pytest.mark.slow
 

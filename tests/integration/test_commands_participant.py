@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
+from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
+from solders.signature import Signature
 
 from psyche.chain import pda, round_view
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
@@ -14,13 +17,11 @@ from psyche.chain.accounts.state import Bloom
 from psyche.chain.accounts.token import TokenAccount
 from psyche.chain.instructions import coordinator
 from psyche.chain.rpc import RpcClient
-from tests.integration.commands_support import (
+from psyche.localnet.world import World
+from tests.support.commands import (
     Cli,
     Localnet,
-    cli,
-    endpoints,
     error_line,
-    net,
     run_toml,
     with_world,
     write_keypair,
@@ -28,8 +29,8 @@ from tests.integration.commands_support import (
 
 pytestmark = pytest.mark.slow
 
-# Fixtures used by name; every test runs on RPC and again through a dead RPC + RPC_2 (see commands_support).
-__all__ = ["cli", "endpoints", "net"]
+# The fixtures cli, endpoints and net come from tests/support/commands.py through the conftest: every
+# test runs on RPC and again through a dead RPC + RPC_2.
 
 RUN = "journey"
 
@@ -87,7 +88,12 @@ class Epoch:
                 broadcast_bloom=Bloom(),
                 broadcast_merkle=bytes(32),
             )
-            with_world(self.net, kp, lambda w, ix=ix: w.send([ix]))  # type: ignore[misc]
+            with_world(self.net, kp, functools.partial(send_one, ix=ix))
+
+
+async def send_one(world: World, ix: Instruction) -> Signature:
+    """Send one instruction as its own transaction."""
+    return await world.send([ix])
 
 
 def test_participant_journey_authorize_join_earn_claim_once(cli: Cli, net: Localnet, tmp_path: Path) -> None:

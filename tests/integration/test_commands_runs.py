@@ -8,13 +8,10 @@ from pathlib import Path
 import pytest
 from solders.keypair import Keypair
 
-from tests.integration.commands_support import (
+from tests.support.commands import (
     Cli,
     Localnet,
-    cli,
-    endpoints,
     error_line,
-    net,
     run_toml,
     with_world,
     write_keypair,
@@ -22,8 +19,8 @@ from tests.integration.commands_support import (
 
 pytestmark = pytest.mark.slow
 
-# Fixtures used by name; every test runs on RPC and again through a dead RPC + RPC_2 (see commands_support).
-__all__ = ["cli", "endpoints", "net"]
+# The fixtures cli, endpoints and net come from tests/support/commands.py through the conftest: every
+# test runs on RPC and again through a dead RPC + RPC_2.
 
 
 @pytest.fixture

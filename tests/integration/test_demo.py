@@ -16,21 +16,13 @@ import docker
 import pytest
 
 from psyche.manager.launch import LABEL_MANAGED, LABEL_RUN_ID
+from tests.support.client_image import ClientImage
+from tests.support.paths import PROJECT_ROOT
+from tests.support.processes import running
 
-from .client_image_support import ClientImage
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEMO = PROJECT_ROOT / "scripts" / "demo"
 DEMO_RUN = "demo-rewards"
 CLIENTS = 2  # the demo's default
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.slow
@@ -124,7 +116,7 @@ def test_demo_two_clients_join_train_and_ctrl_c_leaves_nothing_running(
     assert left == []
     chain = re.search(r"stopping the local chain \(pid (\d+)\)", output)
     assert chain is not None, output[-4000:]
-    assert not alive(int(chain.group(1)))
+    assert not running(int(chain.group(1)))
     assert (demo_dir / ".env").is_file() and (demo_dir / "localnet.log").is_file()
     assert "localnet stopping" in (demo_dir / "localnet.log").read_text()
 

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import docker
 import httpx
 import pytest
 
-from .conftest import BUSYBOX_REPOSITORY, PushedImage
+from tests.support.engine import BUSYBOX_REPOSITORY, BuildImage
 
 pytestmark = pytest.mark.docker
 
 
 def test_pulls_from_loopback_registry_then_runs_with_chosen_exit_code(
     docker_client: docker.DockerClient,
-    busybox_image: Callable[[str], PushedImage],
+    busybox_image: BuildImage,
     container_labels: dict[str, str],
 ) -> None:
     image = busybox_image("pull-run")
@@ -48,7 +47,7 @@ def test_pulls_from_loopback_registry_then_runs_with_chosen_exit_code(
 
 def test_host_network_reaches_loopback_services(
     docker_client: docker.DockerClient,
-    busybox_image: Callable[[str], PushedImage],
+    busybox_image: BuildImage,
     container_labels: dict[str, str],
     registry: str,
 ) -> None:
@@ -67,7 +66,7 @@ def test_host_network_reaches_loopback_services(
 
 
 def test_missing_tag_is_the_registrys_404(
-    docker_client: docker.DockerClient, busybox_image: Callable[[str], PushedImage], registry: str
+    docker_client: docker.DockerClient, busybox_image: BuildImage, registry: str
 ) -> None:
     image = busybox_image("present")
 

@@ -15,9 +15,9 @@ from psyche.manager import cli as cli_module
 from psyche.manager.engines import cdi_spec_present
 from psyche.manager.hardware import find_nvidia_hook
 from psyche.manager.runtime import GPU_MISSING, GPU_MISSING_PODMAN
-from tests.integration.conftest import PODMAN_HOST
-from tests.integration.localnet_support import DemoLocalnet, demo_localnet
-from tests.integration.loopback_rpc import free_port, refusing_url
+from tests.support.engine import PODMAN_HOST
+from tests.support.localnet import DemoLocalnet, demo_localnet
+from tests.support.net import dead_url, unused_port
 
 pytestmark = pytest.mark.docker
 
@@ -45,7 +45,7 @@ def doctor(home: Path, env_file: Path, variables: dict[str, str], *args: str) ->
 def test_dead_rpc_fails_while_rpc_2_answers_and_the_engine_is_checked(
     docker_client: docker.DockerClient, localnet: DemoLocalnet, isolation: Path
 ) -> None:
-    dead_http, dead_ws = refusing_url(), f"ws://127.0.0.1:{free_port()}"
+    dead_http, dead_ws = dead_url("/"), f"ws://127.0.0.1:{unused_port()}"
     environ = {"RPC": dead_http, "WS_RPC": dead_ws, "RPC_2": localnet.rpc_url, "WS_RPC_2": localnet.ws_url}
     code, out = doctor(isolation, localnet.demo_dir / ".env", environ, "--json")
     report = json.loads(out)

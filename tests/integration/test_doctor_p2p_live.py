@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,20 +12,13 @@ from click.testing import CliRunner
 
 from psyche.manager import cli as cli_module
 from psyche.manager.doctor_p2p import SocketProbe
-from tests.integration.loopback_rpc import free_port, refusing_url
-
-
-@contextmanager
-def listening() -> Iterator[int]:
-    """A TCP listener on 127.0.0.1 (what a peer's P2P node looks like to a connect)."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        yield server.getsockname()[1]
+from tests.support.net import dead_url, listening_port, unused_port
 
 
 def p2p_checks(tmp_path: Path, variables: dict[str, str]) -> dict[str, dict[str, str]]:
     """The real command (real seams), with a dead RPC and no Docker engine: only the P2P checks matter."""
     env_file = tmp_path / ".env"
-    lines = {"RPC": refusing_url(), "WS_RPC": f"ws://127.0.0.1:{free_port()}", **variables}
+    lines = {"RPC": dead_url("/"), "WS_RPC": f"ws://127.0.0.1:{unused_port()}", **variables}
     env_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
     obj = {"HOME": str(tmp_path), "NO_COLOR": "1", "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
     result = CliRunner().invoke(
@@ -38,8 +29,8 @@ def p2p_checks(tmp_path: Path, variables: dict[str, str]) -> dict[str, dict[str,
 
 
 def test_taken_port_fails_free_port_passes_and_peers_are_dialled(tmp_path: Path) -> None:
-    with listening() as taken, listening() as peer:
-        closed = free_port()
+    with listening_port() as taken, listening_port() as peer:
+        closed = unused_port()
         checks = p2p_checks(
             tmp_path,
             {
@@ -59,7 +50,7 @@ def test_taken_port_fails_free_port_passes_and_peers_are_dialled(tmp_path: Path)
             f"1 of 2 did not answer: 127.0.0.1:{closed} (Connection refused); answered: 127.0.0.1:{peer}"
         )
 
-        port = free_port()
+        port = unused_port()
         checks = p2p_checks(
             tmp_path, {"P2P_BIND": "127.0.0.1", "P2P_PORT": str(port), "P2P_BOOTSTRAP": f"127.0.0.1:{peer}"}
         )
@@ -78,9 +69,9 @@ def test_taken_port_fails_free_port_passes_and_peers_are_dialled(tmp_path: Path)
 
 def test_an_address_that_leads_to_the_listener_is_reached_and_one_that_does_not_is_refused() -> None:
     probe = SocketProbe()
-    port = free_port()
+    port = unused_port()
     probe.reach("127.0.0.1", port, "127.0.0.1", port, 2.0)
-    elsewhere = free_port()
+    elsewhere = unused_port()
     with pytest.raises(ConnectionRefusedError):
         probe.reach("127.0.0.1", port, "127.0.0.1", elsewhere, 2.0)
     assert probe.resolve("localhost")[0] in ("127.0.0.1", "::1")

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import threading
 import time
@@ -27,23 +26,22 @@ from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState, peek
 from psyche.chain.accounts.token import TokenAccount
 from psyche.chain.rpc import RpcClient
 from psyche.chain.ws import AccountUpdate, AccountWatcher, WatcherHandle
-from tests.integration.client_image_support import ClientImage
-from tests.integration.commands_support import with_world
-from tests.integration.conftest import SESSION_ID, PushedImage
-from tests.integration.mainjob_support import (
+from tests.support.client_image import ClientImage
+from tests.support.commands import with_world
+from tests.support.engine import SESSION_ID, PushedImage
+from tests.support.mainjob import (
     LABEL_CLIENT_VERSION,
     Chain,
     Manager,
-    Participant,
     build_version,
     chain,
+    cpu_client,
     manager_args,
     manager_environ,
-    participant,
     remove_run_containers,
     run_containers,
-    write_env,
 )
+from tests.support.net import unused_ports
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -242,16 +240,6 @@ def _checkpoint_files(scratch: Path) -> dict[str, bytes]:
     }
 
 
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free TCP ports on 127.0.0.1 (held together while chosen)."""
-    held = [socket.create_server(("127.0.0.1", 0)) for _ in range(n)]
-    try:
-        return [s.getsockname()[1] for s in held]
-    finally:
-        for s in held:
-            s.close()
-
-
 def _process_group_gone(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -288,29 +276,25 @@ def test_two_run_managers_train_earn_claim_and_follow_a_version_bump(
     )  # fmt: skip
     cli.ok("treasurer-top-up-rewards", "-r", run_id, "--collateral-amount", "100", "-w", world.owner)
 
-    # Two participants, each with a funded wallet, a .env and a run-manager of its own.
-    wallets: list[Participant] = [participant(tmp_path / "keys", name) for name in ("alice", "bob")]
-    for wallet in wallets:
-        net.airdrop(wallet.keypair, 10 * 10**9)
-    client_env = {"DEVICE": "cpu", "MODEL_PRESET": "tiny", "OMP_NUM_THREADS": "1", "P2P_BIND": "127.0.0.1"}
     account = Pubkey.from_string(created["coordinator_account"])
     states = fleet.watch(net.ws_url, account)
     cli.ok("set-paused", "-r", run_id, "--resume", "-w", world.owner)
-    ports = free_ports(len(wallets))
-    scratch = {w.path.stem: tmp_path / f"{w.path.stem}-scratch" for w in wallets}
-    for wallet, port in zip(wallets, ports, strict=True):
-        scratch[wallet.path.stem].mkdir()
-        p2p = {"P2P_PORT": str(port), "P2P_BOOTSTRAP": f"127.0.0.1:{ports[0]}"}
-        env_file = write_env(
-            tmp_path / f"{wallet.path.stem}.env",
-            rpc=net.rpc_url,
-            ws=net.ws_url,
-            wallet=wallet.path,
-            run_id=run_id,
-            extra={**client_env, **p2p, "SCRATCH_DIR": str(scratch[wallet.path.stem])},
+    # Two participants, each with a funded wallet, a .env and a run-manager of its own.
+    ports = unused_ports(2)
+    clients = [
+        cpu_client(
+            world,
+            tmp_path,
+            run_id,
+            name,
+            {"P2P_BIND": "127.0.0.1", "P2P_PORT": str(port), "P2P_BOOTSTRAP": f"127.0.0.1:{ports[0]}"},
         )
-        args = manager_args(env_file, repository=client_image.repository, script=None)
+        for name, port in zip(("alice", "bob"), ports, strict=True)
+    ]
+    for client in clients:
+        args = manager_args(client.env_file, repository=client_image.repository, script=None)
         fleet.managers.append(Manager(args, manager_environ(world.home)))
+    wallets = [c.wallet for c in clients]
     alice, bob = fleet.managers
 
     # Both join, train through epoch 0 to its end; the owner pauses as soon as epoch 1 opens.
@@ -345,7 +329,7 @@ def test_two_run_managers_train_earn_claim_and_follow_a_version_bump(
         assert applied and max(applied) == 2, manager.out.text[-3000:]
 
     # One model: the two containers' epoch-end checkpoints are byte-identical, file by file.
-    saved = [_checkpoint_files(folder) for folder in scratch.values()]
+    saved = [_checkpoint_files(c.scratch) for c in clients]
     assert saved[0] and saved[0] == saved[1], [sorted(s) for s in saved]
 
     # Witnesses landed: each finishing client earned half the epoch's rate; both claim exactly that.

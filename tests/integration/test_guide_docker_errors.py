@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine_standin import EngineStandIn, engine_standin
-from tests.integration.commands_support import dead_url
-from tests.integration.conftest import PushedImage
-from tests.integration.mainjob_support import Job, Manager, job, manager_environ, participant, versions, world
-from tests.integration.mainjob_support import write_env as write_dotenv
-from tests.integration.test_guide_errors import ENTRIES, pattern
+from tests.support.engine import PushedImage
+from tests.support.engine_standin import EngineStandIn, engine_standin
+from tests.support.guide import ENTRIES, pattern
+from tests.support.mainjob import Job, Manager, job, manager_environ, participant, versions, world
+from tests.support.mainjob import write_env as write_dotenv
+from tests.support.net import dead_url
 
 __all__ = ["job", "versions", "world"]  # fixtures used by name
 

@@ -16,8 +16,6 @@ any text). An entry with no reproduction, or a reproduction whose entry is gone,
 
 from __future__ import annotations
 
-import re
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,16 +26,14 @@ from solders.keypair import Keypair
 
 from psyche.chain.programs import DEFAULT_PROGRAM_IDS
 from psyche.manager import cli as cli_module
-from tests.integration.commands_support import dead_url, write_keypair
-from tests.integration.conftest import SESSION_ID, PushedImage
-from tests.integration.localnet_support import DemoLocalnet, demo_localnet
-from tests.integration.mainjob_support import Job, Manager, job, versions, world, write_env
+from tests.support.commands import write_keypair
+from tests.support.engine import SESSION_ID, PushedImage
+from tests.support.guide import ENTRIES, pattern
+from tests.support.localnet import DemoLocalnet, demo_localnet
+from tests.support.mainjob import Job, Manager, job, versions, world, write_env
+from tests.support.net import dead_url, listening_port
 
 __all__ = ["job", "versions", "world"]  # fixtures used by name
-
-ROOT = Path(__file__).resolve().parents[2]
-GUIDE = (ROOT / "docs" / "guide.md").read_text()
-ENTRIES: list[str] = re.findall(r"^### `Error: (.+)`$", GUIDE.split("## Troubleshooting", 1)[1], flags=re.M)
 
 # Entries whose reproductions live in another module (the Docker engine's own refusals, driven there
 # through the main job against the real engine and a stand-in one).
@@ -60,12 +56,6 @@ NOT_YET_REPRODUCED: tuple[str, ...] = (
     "the wallet key file needs the Docker engine on this machine",
     "no tmpfs for the wallet key file",
 )
-
-
-def pattern(entry: str) -> re.Pattern[str]:
-    """The entry as a regex: ``<placeholder>`` and ``…`` match any non-empty text, the rest literally."""
-    parts = re.split(r"<[^>]+>|…", entry)
-    return re.compile(".+".join(re.escape(p) for p in parts))
 
 
 def entry_for(prefix: str) -> str:
@@ -303,6 +293,7 @@ def _no_joinable_runs(m: MainJob) -> Manager:
 
 
 def _no_gpus(m: MainJob) -> Manager:
+    assert m.job.docker is not None
     if "nvidia" in m.job.docker.info().get("Runtimes", {}):
         pytest.skip("this engine has the NVIDIA runtime: the error path cannot be shown here")
     m.job.world.create_run(m.job.run_id, m.image.tag)
@@ -355,10 +346,8 @@ MAIN_JOB: dict[str, Callable[[MainJob], Manager]] = {
 
 @pytest.fixture
 def busy_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
+    with listening_port() as port:
+        yield port
 
 
 @pytest.mark.parametrize("prefix", list(MAIN_JOB), ids=[p[:40] for p in MAIN_JOB])

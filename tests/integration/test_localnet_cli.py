@@ -3,7 +3,6 @@ traceback; the URLs it prints name --host."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,15 +10,13 @@ from pathlib import Path
 import pytest
 
 from psyche.localnet.server import url_host
+from tests.support.net import listening_port
 
 RUN_MANAGER = Path(sys.executable).with_name("run-manager")
 
 
 def test_a_busy_rpc_port_is_one_line_naming_the_port_and_the_flag() -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
+    with listening_port() as port:
         done = subprocess.run(
             [str(RUN_MANAGER), "localnet", "--rpc-port", str(port), "--ws-port", "0"],
             capture_output=True,

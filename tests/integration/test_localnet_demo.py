@@ -15,7 +15,7 @@ from psyche.chain.instructions import coordinator
 from psyche.chain.programs import PERMISSIONLESS_GRANTEE
 from psyche.localnet.demo import TREASURY_FUNDING, build_demo, describe
 from psyche.localnet.world import World
-from tests.integration.localnet_support import chain_rpc, localnet, run
+from tests.support.localnet import chain_rpc, localnet, run
 
 
 def _keypair(path: Path) -> Keypair:

@@ -19,7 +19,8 @@ from psyche.chain.instructions import coordinator, treasurer
 from psyche.chain.instructions.system import create_associated_token_account_idempotent
 from psyche.localnet.presets import small_config, small_model
 from psyche.localnet.world import RunHandle, World
-from tests.integration.localnet_support import FakeClock, chain_rpc, localnet, raw_rpc, run, send
+from tests.support.clock import FakeClock
+from tests.support.localnet import chain_rpc, localnet, raw_rpc, run, send
 
 CONFIG = small_config(total_steps=3)
 MODEL = small_model()
@@ -76,7 +77,7 @@ class Epoch:
 
 
 def test_full_epoch_rewards_and_claims() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=1_750_000_000.0)
 
     async def scenario() -> None:
         async with (

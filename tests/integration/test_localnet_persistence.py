@@ -20,9 +20,8 @@ from solders.system_program import TransferParams, transfer
 
 from psyche.localnet.chain import Chain
 from psyche.localnet.world import World
-from tests.integration.localnet_support import chain_rpc, localnet, run, sign
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.localnet import chain_rpc, localnet, run, sign
+from tests.support.paths import PROJECT_ROOT
 
 
 def _snapshot(chain: Chain) -> dict[Pubkey, tuple[int, bytes, Pubkey, bool]]:

@@ -16,6 +16,12 @@ from solders.keypair import Keypair
 from solders.message import MessageV0
 from solders.pubkey import Pubkey
 from solders.rpc.errors import RpcCustomErrorFieldless, SendTransactionPreflightFailureMessage
+from solders.rpc.responses import (
+    AccountNotification,
+    ProgramNotification,
+    SignatureNotification,
+    SlotNotification,
+)
 from solders.signature import Signature
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
@@ -25,7 +31,7 @@ from spl.token.constants import TOKEN_PROGRAM_ID
 
 from psyche.chain.instructions.system import system_create_account
 from psyche.localnet.ledger import LAMPORTS_PER_SIGNATURE, MAX_PROCESSING_AGE
-from tests.integration.localnet_support import fund, localnet, raw_rpc, run, send, sign
+from tests.support.localnet import fund, localnet, raw_rpc, run, send, sign
 
 SYSTEM = "11111111111111111111111111111111"
 
@@ -337,21 +343,27 @@ def test_pubsub_account_signature_slot_and_program_with_solana_py() -> None:
             tx = sign([_transfer(alice, bob, 1_234_567)], alice, blockhash)
             sig_sub = await ws.signature_subscribe(signature=tx.signatures[0])
             await client.send_transaction(tx)
-            seen: dict[str, object] = {}
+            seen: dict[type, object] = {}
             while len(seen) < 3:
                 note = await ws.recv()
-                seen.setdefault(type(note).__name__, note)
-            account_note = seen["AccountNotification"]
-            assert account_note.subscription == account_sub.subscription_id  # type: ignore[attr-defined]
-            assert account_note.result.value.lamports == 1_234_567  # type: ignore[attr-defined]
-            assert seen["ProgramNotification"].subscription == program_sub.subscription_id  # type: ignore[attr-defined]
-            assert seen["SignatureNotification"].subscription == sig_sub.subscription_id  # type: ignore[attr-defined]
+                seen.setdefault(type(note), note)
+            account_note = seen[AccountNotification]
+            assert isinstance(account_note, AccountNotification)
+            assert account_note.subscription == account_sub.subscription_id
+            assert account_note.result.value.lamports == 1_234_567
+            program_note = seen[ProgramNotification]
+            assert isinstance(program_note, ProgramNotification)
+            assert program_note.subscription == program_sub.subscription_id
+            signature_note = seen[SignatureNotification]
+            assert isinstance(signature_note, SignatureNotification)
+            assert signature_note.subscription == sig_sub.subscription_id
             await ws.unsubscribe(account_sub)
             await ws.unsubscribe(program_sub)
             slot_sub = await ws.slot_subscribe()
             slot_note = await ws.recv()
-            assert slot_note.subscription == slot_sub.subscription_id  # type: ignore[attr-defined]
-            assert slot_note.result.slot >= 1  # type: ignore[attr-defined]
+            assert isinstance(slot_note, SlotNotification)
+            assert slot_note.subscription == slot_sub.subscription_id
+            assert slot_note.result.slot >= 1
 
     run(scenario)
 
@@ -408,7 +420,8 @@ def test_simulate_and_fee_for_message() -> None:
             await fund(client, alice.pubkey(), 10**9)
             blockhash = (await client.get_latest_blockhash()).value.blockhash
             tx = sign([_transfer(alice, bob, 1_000_001)], alice, blockhash)
-            fee = (await client.get_fee_for_message(tx.message)).value
+            # solana-py annotates MessageV0 but sends any message's bytes; the local chain prices a legacy one
+            fee = (await client.get_fee_for_message(tx.message)).value  # type: ignore[arg-type]
             assert fee == 5_000
             sim = (await client.simulate_transaction(tx, accounts_addresses=[bob])).value
             assert sim.err is None and sim.accounts is not None and sim.accounts[0] is not None

@@ -21,18 +21,17 @@ import pytest
 from solders.keypair import Keypair
 
 from psyche.manager.engines import cdi_spec_present
-from tests.integration.commands_support import dead_url
-from tests.integration.conftest import Engine, PushedImage
-from tests.integration.loopback_rpc import servers
-from tests.integration.mainjob_support import (
+from tests.support.engine import Engine, PushedImage, delete_from_registry
+from tests.support.loopback_rpc import JsonRpcServer, servers
+from tests.support.mainjob import (
     Job,
     both_engines,
     build_version,
-    delete_from_registry,
     job,
     versions,
     world,
 )
+from tests.support.net import dead_url
 
 __all__ = ["job", "versions", "world"]  # fixtures used by name
 
@@ -297,6 +296,7 @@ def test_a_primary_rpc_node_behind_the_job_runs_through_rpc_2(
     job.world.create_run(job.run_id, a.tag)
     net = job.world.net
     with servers("node-behind") as [behind]:
+        assert isinstance(behind, JsonRpcServer)
         manager = job.start(
             env_file=job.env_file(rpc=behind.url, extra={"RPC_2": net.rpc_url, "WS_RPC_2": net.ws_url})
         )

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 import docker
 import pytest
 
-from tests.integration.commands_support import localnet_process
-from tests.integration.conftest import PushedImage
-from tests.integration.mainjob_support import Job, chain, new_run_id, participant, versions
+from tests.support.commands import localnet_process
+from tests.support.engine import PushedImage
+from tests.support.mainjob import Job, chain, new_run_id, participant, versions
 
 __all__ = ["versions"]  # fixture used by name
 

@@ -8,7 +8,6 @@ busybox-free `/bin/sh -c script` through --entrypoint (as the container tests do
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import time
@@ -18,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from psyche import __version__
-from tests.integration.mainjob_support import Chain, Job, Manager, new_run_id, participant, world
+from tests.support.mainjob import Chain, Job, Manager, new_run_id, participant, world
+from tests.support.processes import running
+from tests.support.wait import wait_until
 
 __all__ = ["world"]  # fixtures used by name
 
@@ -35,14 +36,6 @@ def job(world: Chain, tmp_path: Path) -> Iterator[Job]:
         started.close()
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def child_pid(manager: Manager, start: int = 0) -> int:
     line = manager.err.lines[manager.err.wait_for("started psyche-client-", start=start)][1]
     match = re.search(r"\(pid (\d+)\)", line)
@@ -50,11 +43,9 @@ def child_pid(manager: Manager, start: int = 0) -> int:
     return int(match[1])
 
 
-def wait_gone(pid: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while alive(pid):  # reaped by the run-manager, or (its parent killed) by init
-        assert time.monotonic() < deadline, f"client process {pid} still alive after {timeout} s"
-        time.sleep(0.05)
+def wait_gone(pid: int) -> None:
+    """Reaped by the run-manager, or (its parent killed) by init."""
+    wait_until(lambda: not running(pid), timeout=10.0, what=f"client process {pid} gone", interval=0.05)
 
 
 def test_the_client_runs_as_a_child_with_the_containers_environment_and_its_logs_stream(job: Job) -> None:
@@ -88,14 +79,14 @@ def test_sigterm_stops_the_client_and_leaves_no_process(job: Job) -> None:
     manager = job.start(extra_args=PROCESS)
     manager.out.wait_for("tick 3")
     pid = child_pid(manager)
-    assert alive(pid)
+    assert running(pid)
     began = time.monotonic()
     manager.signal(signal.SIGTERM)
     assert manager.wait(30) == 0, manager.err.text
     assert time.monotonic() - began < 10  # the client's TERM trap, not the grace period
     assert f"client {__version__} got TERM" in manager.out.text
     assert "[run-manager] stopped: stop requested" in manager.err.text
-    assert not alive(pid)
+    assert not running(pid)
 
 
 def test_a_crashing_client_is_restarted_with_backoff_then_given_up(job: Job) -> None:

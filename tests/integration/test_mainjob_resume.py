@@ -12,18 +12,17 @@ import docker
 import pytest
 
 from psyche.localnet import demo_run
-from tests.integration.client_image_support import ClientImage
-from tests.integration.conftest import SESSION_ID
-from tests.integration.mainjob_support import (
+from tests.support.client_image import ClientImage
+from tests.support.engine import SESSION_ID
+from tests.support.mainjob import (
     Chain,
     Manager,
     chain,
+    cpu_client,
     manager_args,
     manager_environ,
-    participant,
     remove_run_containers,
     run_containers,
-    write_env,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -62,19 +61,9 @@ def test_a_client_killed_after_epoch_0_resumes_its_scratch_checkpoint(
     cli.ok("update-config", "-r", run_id, "--config-path", tmp_path / "demo-run.toml", "-w", world.owner)
     cli.ok("set-paused", "-r", run_id, "--resume", "-w", world.owner)
 
-    wallet = participant(tmp_path / "keys")
-    world.net.airdrop(wallet.keypair, 10 * 10**9)
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    env_file = write_env(
-        tmp_path / ".env",
-        rpc=world.net.rpc_url,
-        ws=world.net.ws_url,
-        wallet=wallet.path,
-        run_id=run_id,
-        extra={"SCRATCH_DIR": str(scratch), "DEVICE": "cpu", "MODEL_PRESET": "tiny", "OMP_NUM_THREADS": "1"},
-    )
-    args = manager_args(env_file, repository=client_image.repository, script=None)
+    client = cpu_client(world, tmp_path, run_id)
+    wallet, scratch = client.wallet, client.scratch
+    args = manager_args(client.env_file, repository=client_image.repository, script=None)
     manager = Manager(args, manager_environ(world.home))
     try:
         # Epoch 0 trains and ends with a checkpoint in /scratch; then the client container is killed.

@@ -8,13 +8,12 @@ import signal
 import docker
 import pytest
 
-from tests.integration.conftest import PushedImage
-from tests.integration.mainjob_support import (
+from tests.support.engine import PushedImage, delete_from_registry
+from tests.support.mainjob import (
     LABEL_CLIENT_VERSION,
     TICKING,
     Job,
     both_engines,
-    delete_from_registry,
     job,
     push,
     versions,
@@ -40,6 +39,7 @@ def test_version_changed_on_chain_while_running_prepulls_then_swaps(
     job: Job, versions: tuple[PushedImage, PushedImage]
 ) -> None:
     a, b = versions
+    assert job.docker is not None
     with contextlib.suppress(docker.errors.NotFound):  # Podman: "image not known", a plain NotFound
         job.docker.images.remove(b.ref)  # so the swap must pull B from the registry
     job.world.create_run(job.run_id, a.tag)

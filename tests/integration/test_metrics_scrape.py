@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import urllib.request
@@ -16,9 +15,10 @@ from psyche.manager.launch import LaunchConfig, RestartPolicy
 from psyche.manager.metrics import MainJobMetrics
 from psyche.manager.runtime import DockerRuntime
 from psyche.manager.supervisor import Supervisor
-from tests.fake_runtime import FakeClock, FakeRuntime, Script
-
-from .conftest import PushedImage
+from tests.support.clock import FakeClock
+from tests.support.engine import BuildImage
+from tests.support.fake_runtime import FakeRuntime, Script
+from tests.support.net import dead_url
 
 FOREVER = 'trap "exit 0" TERM; echo ready; while true; do sleep 0.1; done'
 
@@ -45,16 +45,10 @@ def wait_for(url: str, ready: Callable[[dict[str, float]], bool], timeout: float
     raise AssertionError(f"metrics never got there; last scrape: {seen}")
 
 
-def dead_rpc() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
-
-
 @pytest.mark.docker
 def test_scrape_during_a_supervised_busybox_run(
     docker_client: docker.DockerClient,
-    busybox_image: Callable[[str], PushedImage],
+    busybox_image: BuildImage,
     container_labels: dict[str, str],
 ) -> None:
     pushed = busybox_image("rt-run")
@@ -65,7 +59,7 @@ def test_scrape_during_a_supervised_busybox_run(
         command=("sh", "-c", FOREVER),
         extra_labels=container_labels,
     )
-    rpc = dead_rpc()
+    rpc = dead_url()
     metrics = MainJobMetrics(0, launch.run_id, [rpc], lambda _line: None, probe_interval=0.2)
     assert metrics._server is not None
     url = metrics._server.url

@@ -1,7 +1,7 @@
 """The cross-machine path for real: three nodes in three network namespaces, one bootstrap address.
 
 Each namespace gets its own address (10.231.0.2-4/24) on a veth pair whose other end joins a bridge
-inside a fourth namespace (tests/integration/netns_support.py), so the host's own network is never
+inside a fourth namespace (tests/support/netns.py), so the host's own network is never
 touched. The first node binds its address on a fixed port; the others bind the wildcard on an ephemeral
 port and know only the first one's address: they must work out their advertised address from the route
 (P2P_ADVERTISE unset), find each other through the first node's /peers, exchange signed broadcasts and
@@ -16,13 +16,12 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.integration.netns_support import SUBNET, hosts, skip_reason
+from tests.support.netns import SUBNET, hosts, skip_reason
+from tests.support.paths import PROJECT_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 COUNT = 3
 BOOT_PORT = 4100
 
@@ -54,13 +53,13 @@ def test_three_namespaces_find_each_other_from_one_bootstrap_and_share(namespace
                 ns,
                 sys.executable,
                 "-m",
-                "tests.p2p_netns_node",
+                "tests.support.p2p_netns_node",
                 str(i),
                 str(COUNT),
             ]
             procs.append(
                 subprocess.Popen(
-                    cmd, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+                    cmd, cwd=PROJECT_ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
                 )
             )
         reports = []

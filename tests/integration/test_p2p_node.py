@@ -19,6 +19,8 @@ from psyche.client.identity import P2PIdentity
 from psyche.p2p.errors import FetchFailed, PeerRefused
 from psyche.p2p.node import P2PNode
 from psyche.p2p.wire import Ticket, sign
+from tests.support.net import unused_port
+from tests.support.wait import wait_until
 
 IDS = [P2PIdentity(bytes([i + 1]) * 32) for i in range(10)]
 STRANGER = P2PIdentity(b"\x99" * 32)
@@ -34,20 +36,12 @@ class Inbox:
     def __call__(self, sender: bytes, data: bytes) -> None:
         if data.startswith(b"refuse"):
             err = ValueError("no")
-            err.reason = "wrong-batch"  # type: ignore[attr-defined]
+            err.reason = "wrong-batch"  # type: ignore[attr-defined]  # what a refusing handler tags
             raise err
         if data.startswith(b"boom"):
             raise RuntimeError("handler bug")
         self.got.append((sender, data))
         self.event.set()
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -121,7 +115,7 @@ def test_blob_publish_and_fetch_with_fallback(trio: list[tuple[P2PNode, Inbox]])
     assert b.fetch(ticket, IDS[0].public, [], len(data), 5.0, keep=5) == data
     assert b.blobs.get(ticket.blob) == data  # kept: b now serves it too
     # The announcer is gone from the ticket's address: c falls back to b.
-    dead = Ticket(ticket.blob, "127.0.0.1", _free_port())
+    dead = Ticket(ticket.blob, "127.0.0.1", unused_port())
     assert c.fetch(dead, IDS[0].public, [IDS[1].public], len(data), 5.0) == data
     # Nobody has it: one line naming every attempt.
     a.blobs.drop_before(6)
@@ -133,12 +127,6 @@ def test_blob_publish_and_fetch_with_fallback(trio: list[tuple[P2PNode, Inbox]])
     assert "no peer delivered it" in msg and "\n" not in msg and msg.count("127.0.0.1:") == 3
     assert "HTTP 404" in msg and "ConnectError" in msg
     assert c.stats()["fetch_failed"] == 1
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Liar(BaseHTTPRequestHandler):
@@ -287,7 +275,7 @@ def test_discovery_ignores_bad_records_and_keeps_the_newest(
 
 
 def test_close_is_quick_and_frees_the_port(make_node: Callable[..., tuple[P2PNode, Inbox]]) -> None:
-    node = P2PNode(IDS[3], "127.0.0.1", 0, None, [("127.0.0.1", _free_port())], Inbox()).start()
+    node = P2PNode(IDS[3], "127.0.0.1", 0, None, [("127.0.0.1", unused_port())], Inbox()).start()
     port = node.bound[1]
     start = time.monotonic()
     node.close()

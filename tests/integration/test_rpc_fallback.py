@@ -10,7 +10,8 @@ from solders.pubkey import Pubkey
 
 from psyche.chain.rpc import RpcClient
 from psyche.errors import RpcResponseError, RpcUnavailable
-from tests.integration.loopback_rpc import ACCOUNT_DATA, JsonRpcServer, RawSocketServer, refusing_url, servers
+from tests.support.loopback_rpc import ACCOUNT_DATA, JsonRpcServer, RawSocketServer, servers
+from tests.support.net import dead_url
 
 KEY = Pubkey.from_string("SysvarC1ock11111111111111111111111111111111")
 TIMEOUT = 0.3
@@ -21,7 +22,7 @@ def no_sleep(_seconds: float) -> None:
 
 
 def test_every_kind_of_broken_endpoint_falls_through_to_the_healthy_one_and_sticks() -> None:
-    refusing = refusing_url()
+    refusing = dead_url("/")
     with servers("hang", "429", "500", "garbage", "garbage-200", "healthy") as started:
         hang, s429, s500, garbage, garbage200, healthy = started
         assert isinstance(healthy, JsonRpcServer)
@@ -71,7 +72,7 @@ def test_sticky_endpoint_failing_moves_back_to_the_first_in_order() -> None:
 
 
 def test_all_failing_lists_each_endpoint_with_its_error_and_no_api_key() -> None:
-    refusing = refusing_url().rstrip("/") + "/?api-key=sup3r-secret-key"
+    refusing = dead_url("/").rstrip("/") + "/?api-key=sup3r-secret-key"
     delays: list[float] = []
     with servers("hang", "429", "garbage") as (hang, s429, garbage):
         keyed_429 = s429.url + "0123456789abcdef0123456789abcdef"

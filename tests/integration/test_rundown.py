@@ -21,8 +21,7 @@ from solders.keypair import Keypair
 
 from psyche.manager import cli as cli_module
 from psyche.manager import rundown
-
-from .rundown_service import RunDownService, rundown_service
+from tests.support.rundown_service import RunDownService, rundown_service
 
 RUN = "results-run"
 MB = 1 << 20
@@ -265,7 +264,10 @@ def test_a_failed_upload_stores_nothing_and_writes_nothing_locally(
     data = tmp_path / "data"
     data.mkdir()
     (data / "x.bin").write_bytes(os.urandom(MB))
-    local = lambda: sorted(str(p) for p in tmp_path.rglob("*") if service.root not in p.parents)  # noqa: E731
+
+    def local() -> list[str]:
+        return sorted(str(p) for p in tmp_path.rglob("*") if service.root not in p.parents)
+
     before = local()
 
     result = cli("upload-data", "-p", str(data / "x.bin"))
@@ -284,7 +286,9 @@ def test_the_service_double_refuses_replays_bad_nonces_and_bad_signatures(
     """The checks the end-to-end tests rely on are real: a replay, a bad nonce or a forged signature fail."""
     service.add_run(RUN, wallet.pubkey())
     request = rundown.download_urls_request(service.url, wallet, RUN, 60, 42)
-    post = lambda r: httpx.post(r.url, headers=dict(r.headers), json=dict(r.body), trust_env=False)  # noqa: E731
+
+    def post(r: rundown.SignedRequest) -> httpx.Response:
+        return httpx.post(r.url, headers=dict(r.headers), json=dict(r.body), trust_env=False)
 
     assert post(request).status_code == 200
     replay = post(request)

@@ -19,8 +19,7 @@ from psyche.manager.launch import LABEL_INSTANCE, LABEL_MANAGED, LABEL_RUN_ID, L
 from psyche.manager.logs import frames, split_lines
 from psyche.manager.runtime import ContainerHandle, ContainerSpec, DockerRuntime
 from psyche.manager.supervisor import Supervisor
-
-from .conftest import PushedImage
+from tests.support.engine import BuildImage, PushedImage
 
 pytestmark = pytest.mark.docker
 
@@ -66,7 +65,7 @@ def test_from_env_reaches_the_engine_and_negotiates_its_api_version(
 
 
 def test_pull_reports_layer_progress_from_the_loopback_registry(
-    docker_client: docker.DockerClient, runtime: DockerRuntime, busybox_image: Callable[[str], PushedImage]
+    docker_client: docker.DockerClient, runtime: DockerRuntime, busybox_image: BuildImage
 ) -> None:
     pushed = busybox_image("rt-pull", unique=True)  # a layer no other image in the engine holds
     docker_client.images.remove(pushed.ref, force=True)
@@ -98,7 +97,7 @@ def test_a_missing_tag_fails_naming_the_image_and_the_registry_answer(
 def test_run_streams_every_line_and_reports_the_exit_code(
     docker_client: docker.DockerClient,
     runtime: DockerRuntime,
-    busybox_image: Callable[[str], PushedImage],
+    busybox_image: BuildImage,
     container_labels: dict[str, str],
 ) -> None:
     image = busybox_image("rt-run").ref
@@ -129,7 +128,7 @@ def test_run_streams_every_line_and_reports_the_exit_code(
 def test_logs_follow_a_flood_on_both_streams_with_no_line_lost_or_reordered(
     docker_client: docker.DockerClient,
     runtime: DockerRuntime,
-    busybox_image: Callable[[str], PushedImage],
+    busybox_image: BuildImage,
     container_labels: dict[str, str],
 ) -> None:
     # Both streams written at once, read while they are written (follow), over one request.
@@ -151,7 +150,7 @@ def test_logs_follow_a_flood_on_both_streams_with_no_line_lost_or_reordered(
 def test_a_cut_follow_is_caught_up_from_the_logs_tail(
     docker_client: docker.DockerClient,
     runtime: DockerRuntime,
-    busybox_image: Callable[[str], PushedImage],
+    busybox_image: BuildImage,
     container_labels: dict[str, str],
 ) -> None:
     # The 20.10 engine may end a follow early at the container's exit; logs() then reads the tail again
@@ -178,7 +177,7 @@ def test_a_cut_follow_is_caught_up_from_the_logs_tail(
 def test_logs_of_a_tty_container_are_its_raw_output_on_stdout(
     docker_client: docker.DockerClient,
     runtime: DockerRuntime,
-    busybox_image: Callable[[str], PushedImage],
+    busybox_image: BuildImage,
     container_labels: dict[str, str],
 ) -> None:
     # A TTY merges stderr into stdout and sends no frame headers; lines end in \r\n (onlcr).
@@ -202,7 +201,7 @@ def test_logs_of_a_tty_container_are_its_raw_output_on_stdout(
 def test_stop_with_a_trap_is_quick_and_remove_leaves_nothing(
     docker_client: docker.DockerClient,
     runtime: DockerRuntime,
-    busybox_image: Callable[[str], PushedImage],
+    busybox_image: BuildImage,
     container_labels: dict[str, str],
 ) -> None:
     spec = ContainerSpec(
@@ -224,7 +223,7 @@ def test_stop_with_a_trap_is_quick_and_remove_leaves_nothing(
 def test_gpu_request_without_nvidia_runtime_is_one_clear_line_and_leaves_no_container(
     docker_client: docker.DockerClient,
     runtime: DockerRuntime,
-    busybox_image: Callable[[str], PushedImage],
+    busybox_image: BuildImage,
     container_labels: dict[str, str],
 ) -> None:
     if runtime.has_nvidia_runtime():
@@ -245,7 +244,7 @@ def test_gpu_request_without_nvidia_runtime_is_one_clear_line_and_leaves_no_cont
 def test_a_refused_container_is_docker_run_failed_with_the_engines_reason_and_leaves_nothing(
     docker_client: docker.DockerClient,
     runtime: DockerRuntime,
-    busybox_image: Callable[[str], PushedImage],
+    busybox_image: BuildImage,
     container_labels: dict[str, str],
 ) -> None:
     spec = ContainerSpec(
@@ -278,7 +277,7 @@ def launch_for(pushed: PushedImage, labels: dict[str, str], script: str, run_id:
 
 def test_supervisor_removes_an_orphan_of_its_run_then_runs_to_exit_zero(
     docker_client: docker.DockerClient,
-    busybox_image: Callable[[str], PushedImage],
+    busybox_image: BuildImage,
     container_labels: dict[str, str],
 ) -> None:
     pushed = busybox_image("rt-run")
@@ -298,8 +297,10 @@ def test_supervisor_removes_an_orphan_of_its_run_then_runs_to_exit_zero(
     ).run()
 
     assert code == 0
+    found = events[0]
+    assert isinstance(found, ev.OrphanFound)
     assert events[:2] == [
-        ev.OrphanFound(orphan.id, orphan.name, events[0].status),  # type: ignore[union-attr]
+        ev.OrphanFound(orphan.id, orphan.name, found.status),
         ev.OrphanRemoved(orphan.id, orphan.name),
     ]
     assert texts(events) == ["done"]
@@ -308,7 +309,7 @@ def test_supervisor_removes_an_orphan_of_its_run_then_runs_to_exit_zero(
 
 def test_supervisor_exit_10_with_a_changed_version_pulls_and_runs_the_new_tag(
     docker_client: docker.DockerClient,
-    busybox_image: Callable[[str], PushedImage],
+    busybox_image: BuildImage,
     container_labels: dict[str, str],
 ) -> None:
     old, new = busybox_image("rt-va"), busybox_image("rt-vb")
@@ -334,7 +335,7 @@ def test_supervisor_exit_10_with_a_changed_version_pulls_and_runs_the_new_tag(
 
 def test_supervisor_live_version_change_pre_pulls_then_swaps(
     docker_client: docker.DockerClient,
-    busybox_image: Callable[[str], PushedImage],
+    busybox_image: BuildImage,
     container_labels: dict[str, str],
 ) -> None:
     old, new = busybox_image("rt-va"), busybox_image("rt-vb")
@@ -363,7 +364,7 @@ def test_supervisor_live_version_change_pre_pulls_then_swaps(
 
 def test_supervisor_stop_request_stops_and_removes_within_the_grace(
     docker_client: docker.DockerClient,
-    busybox_image: Callable[[str], PushedImage],
+    busybox_image: BuildImage,
     container_labels: dict[str, str],
 ) -> None:
     pushed = busybox_image("rt-run")
@@ -402,7 +403,7 @@ def test_supervisor_stop_request_stops_and_removes_within_the_grace(
 def test_a_secret_file_is_a_read_only_tmpfs_file_in_the_container_and_nowhere_else(
     docker_client: docker.DockerClient,
     runtime: DockerRuntime,
-    busybox_image: Callable[[str], PushedImage],
+    busybox_image: BuildImage,
     container_labels: dict[str, str],
 ) -> None:
     secret = f"[{uuid.uuid4().int % 251},7,7,7]-{uuid.uuid4().hex}"

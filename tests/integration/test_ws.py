@@ -22,6 +22,7 @@ from psyche.chain.ws import (
     WatchEvent,
 )
 from psyche.errors import AccountDecodeError, ConfigError
+from tests.support.wait import wait_until_async
 
 KEY = Pubkey.from_string("SysvarC1ock11111111111111111111111111111111")
 SUBSCRIPTION = 77
@@ -88,12 +89,6 @@ class PubsubServer:
         )
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
-
-
 def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     async def bounded() -> None:
         async with asyncio.timeout(15):
@@ -138,7 +133,7 @@ def test_two_endpoints_each_nonce_once_and_in_order() -> None:
         a, b = await PubsubServer().start(), await PubsubServer().start()
         try:
             async with Watch([a.url, b.url]) as w:
-                await until(lambda: len(w.watcher.connected) == 2)
+                await wait_until_async(lambda: len(w.watcher.connected) == 2)
                 assert w.watcher.connected == [a.url, b.url]
                 assert a.requests[0]["method"] == "accountSubscribe"
                 assert a.requests[0]["params"] == [
@@ -148,15 +143,22 @@ def test_two_endpoints_each_nonce_once_and_in_order() -> None:
                 for n in (1, 2, 3):
                     await a.push(n)
                     await b.push(n)
-                await until(lambda: w.nonces()[-1:] == [3])
+                await wait_until_async(lambda: w.nonces()[-1:] == [3])
                 await b.push(5)
-                await until(lambda: w.nonces()[-1:] == [5])
+                await wait_until_async(lambda: w.nonces()[-1:] == [5])
                 await a.push(4)  # older than what b already delivered: dropped
                 await a.push(5)
                 await a.push(6)
                 await b.push(6)
-                await until(lambda: w.nonces()[-1:] == [6])
-                await asyncio.sleep(0.05)  # let b's 6 arrive too; it must not be delivered twice
+                await wait_until_async(lambda: w.nonces()[-1:] == [6])
+                # Both 6s are read before what each endpoint sends after them: an unreadable notification,
+                # which each reports once. When both reports are in, the second 6 has been seen and dropped.
+                await a.push_raw(None)
+                await b.push_raw(None)
+                await wait_until_async(
+                    lambda: {e.url for e in w.events if isinstance(e, UpdateRejected)} == {a.url, b.url},
+                    what="both endpoints' notifications after their 6",
+                )
                 assert w.nonces() == [1, 2, 3, 5, 6]
                 assert w.got[-1].data == (6).to_bytes(8, "little") + b"coordinator"
                 assert w.got[-1].slot == 5
@@ -174,7 +176,7 @@ def test_unreadable_notifications_are_reported_not_delivered() -> None:
         a = await PubsubServer().start()
         try:
             async with Watch([a.url]) as w:
-                await until(lambda: w.watcher.any_connected)
+                await wait_until_async(lambda: w.watcher.any_connected)
                 await a.push_raw(None)  # account closed
                 await a.push_raw({"data": [base64.b64encode(b"\x01").decode(), "base64"]})  # too short
                 await a.push_raw({"data": ["%%%", "base64"]})
@@ -182,7 +184,7 @@ def test_unreadable_notifications_are_reported_not_delivered() -> None:
                     {"data": ["AA==", "base64"]}, subscription=SUBSCRIPTION + 1
                 )  # not ours: ignored
                 await a.push(9)
-                await until(lambda: w.nonces() == [9])
+                await wait_until_async(lambda: w.nonces() == [9])
                 rejected = [e.reason for e in w.events if isinstance(e, UpdateRejected)]
                 assert rejected[0] == "ValueError: the account no longer exists"
                 assert rejected[1] == "AccountDecodeError: coordinator: expected >= 8 bytes, got 1"
@@ -194,6 +196,11 @@ def test_unreadable_notifications_are_reported_not_delivered() -> None:
     run(scenario)
 
 
+def refused(reason: str) -> bool:
+    """A SubscriptionDown's reason says the connect was refused."""
+    return "Errno" in reason or "refused" in reason.lower()
+
+
 def test_kill_and_restart_an_endpoint_resubscribes() -> None:
     async def scenario() -> None:
         a, b = await PubsubServer().start(), await PubsubServer().start()
@@ -201,20 +208,24 @@ def test_kill_and_restart_an_endpoint_resubscribes() -> None:
         restarted: PubsubServer | None = None
         try:
             async with Watch([a.url, b.url]) as w:
-                await until(lambda: len(w.watcher.connected) == 2)
+                await wait_until_async(lambda: len(w.watcher.connected) == 2)
                 await a.stop()
-                await until(lambda: len(w.downs(url_a)) >= 1)
+                await wait_until_async(lambda: len(w.downs(url_a)) >= 1)
                 assert w.downs(url_a)[0].reason == "websocket closed (code 1001)"
                 assert w.watcher.connected == [b.url] and w.watcher.any_connected
                 await b.push(1)
-                await until(lambda: w.nonces() == [1])
-                await asyncio.sleep(0.1)  # a few refused reconnects
-                assert any("Errno" in d.reason or "refused" in d.reason.lower() for d in w.downs(url_a)[1:])
+                await wait_until_async(lambda: w.nonces() == [1])
+                await wait_until_async(
+                    lambda: any(
+                        "Errno" in d.reason or "refused" in d.reason.lower() for d in w.downs(url_a)[1:]
+                    ),
+                    what="a refused reconnect to the stopped endpoint",
+                )
                 restarted = await PubsubServer(port).start()
-                await until(lambda: w.ups(url_a) == 2)
+                await wait_until_async(lambda: w.ups(url_a) == 2)
                 assert len(w.watcher.connected) == 2
                 await restarted.push(2)
-                await until(lambda: w.nonces() == [1, 2])
+                await wait_until_async(lambda: w.nonces() == [1, 2])
                 assert w.got[-1].url == url_a
         finally:
             await a.stop()
@@ -230,11 +241,11 @@ def test_all_down_means_not_connected() -> None:
         a, b = await PubsubServer().start(), await PubsubServer().start()
         try:
             async with Watch([a.url, b.url]) as w:
-                await until(lambda: len(w.watcher.connected) == 2)
+                await wait_until_async(lambda: len(w.watcher.connected) == 2)
                 await a.stop()
                 await b.stop()
-                await until(lambda: not w.watcher.any_connected)
-                await until(lambda: bool(w.downs(a.url)) and bool(w.downs(b.url)))
+                await wait_until_async(lambda: not w.watcher.any_connected)
+                await wait_until_async(lambda: bool(w.downs(a.url)) and bool(w.downs(b.url)))
                 assert w.watcher.connected == []
         finally:
             await a.stop()
@@ -256,14 +267,14 @@ def test_backoff_grows_to_the_cap_and_resets_after_a_subscription() -> None:
         again: PubsubServer | None = None
         try:
             async with Watch([a.url], sleep=fake_sleep, backoff_base=1.0, backoff_cap=2.5) as w:
-                await until(lambda: w.ups(a.url) == 1)
+                await wait_until_async(lambda: w.ups(a.url) == 1)
                 await a.stop()
-                await until(lambda: len(delays) >= 4)
+                await wait_until_async(lambda: len(delays) >= 4)
                 again = await PubsubServer(port).start()
-                await until(lambda: w.ups(a.url) == 2)
+                await wait_until_async(lambda: w.ups(a.url) == 2)
                 seen = len(delays)
                 await again.stop()
-                await until(lambda: len(delays) > seen)
+                await wait_until_async(lambda: len(delays) > seen)
                 # dropped after a good subscription: base; then refused: 2*base, capped at 2.5 ...
                 assert delays[:4] == [1.0, 2.0, 2.5, 2.5]
                 assert delays[seen] == 1.0
@@ -287,9 +298,9 @@ def test_thread_wrapper_delivers_on_its_own_thread_and_stops() -> None:
         watcher = AccountWatcher([a.url], KEY, nonce_of=nonce_of, backoff_base=0.02, open_timeout=2.0)
         handle = watcher.start_in_thread(callback, name="watcher-test")
         try:
-            await until(lambda: watcher.any_connected)
+            await wait_until_async(lambda: watcher.any_connected)
             await a.push(3)
-            await until(lambda: got == [(3, "watcher-test")])
+            await wait_until_async(lambda: got == [(3, "watcher-test")])
             assert handle.running
         finally:
             await asyncio.to_thread(handle.stop)
@@ -308,9 +319,9 @@ def test_thread_wrapper_reraises_a_callback_error_from_stop() -> None:
         watcher = AccountWatcher([a.url], KEY, nonce_of=nonce_of, backoff_base=0.02, open_timeout=2.0)
         handle = watcher.start_in_thread(callback)
         try:
-            await until(lambda: watcher.any_connected)
+            await wait_until_async(lambda: watcher.any_connected)
             await a.push(4)
-            await until(lambda: not handle.running)
+            await wait_until_async(lambda: not handle.running)
         finally:
             await a.stop()
         with pytest.raises(RuntimeError, match="bug at nonce 4"):

@@ -17,7 +17,7 @@ from psyche.errors import (
 from psyche.manager import events as ev
 from psyche.manager.chainwait import ChainWait, WaitStopped, is_transient
 from psyche.manager.launch import RestartPolicy
-from tests.fake_runtime import FakeClock
+from tests.support.clock import FakeClock
 
 DOWN = RpcUnavailable({"http://127.0.0.1:8899": "ConnectError: [Errno 111] Connection refused"})
 BEHIND = RpcUnavailable(

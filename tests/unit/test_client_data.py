@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 torch = pytest.importorskip("torch")
-np = pytest.importorskip("numpy")
+pytest.importorskip("numpy")
+
+import numpy as np  # noqa: E402
 
 from psyche.chain.accounts.model import (  # noqa: E402
     DataLocation,

@@ -8,21 +8,29 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from psyche.client.entrypoint import RUN_ONCE_ENV, RestartLoop, RestartPolicy, missing_required, run_once
+from psyche.client.entrypoint import (
+    RUN_ONCE_ENV,
+    Child,
+    RestartLoop,
+    RestartPolicy,
+    missing_required,
+    run_once,
+)
 from psyche.client.env import load_client_env
 from psyche.client.identity import derive_identity
 from psyche.errors import ConfigError, WalletError
+from tests.support.clock import FakeClock
+from tests.support.paths import PROJECT_ROOT
 
-PROJECT = Path(__file__).resolve().parents[2]
 
-
-class FakeChild:
+class FakeChild(Child):
     """A client process that exits with ``code`` after ``runtime`` seconds of the fake clock."""
 
     def __init__(self, clock: FakeClock, code: int, runtime: float) -> None:
@@ -37,18 +45,10 @@ class FakeChild:
         self.terminated = True
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def loop_with(
-    exits: list[tuple[int, float]], *, once: bool = False
+    exits: Sequence[tuple[int, float]], *, once: bool = False
 ) -> tuple[RestartLoop, list[str], list[FakeChild]]:
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     lines: list[str] = []
     children: list[FakeChild] = []
     script = iter(exits)
@@ -112,7 +112,7 @@ def test_run_once_reads_the_variable_the_manager_sets() -> None:
 def test_a_signal_during_launch_stops_without_deadlock() -> None:
     # A SIGTERM handler runs on the main thread: if it lands while run() is inside launch(), stop() runs
     # there, nested in run()'s critical section. It must neither deadlock nor leave the child running.
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     children: list[FakeChild] = []
     holder: list[RestartLoop] = []
 
@@ -168,6 +168,18 @@ def test_missing_required_names_the_first_unset_variable() -> None:
     assert missing_required({k: v for k, v in full.items() if k != "RUN_ID"}) == "RUN_ID"
 
 
+def client_env(port: int, secret: str | None = None, **more: str) -> dict[str, str]:
+    """Every variable the client requires, its chain on a loopback ``port`` nothing answers, and a wallet."""
+    return {
+        "NVIDIA_DRIVER_CAPABILITIES": "all",
+        "RPC": f"http://127.0.0.1:{port}",
+        "WS_RPC": f"ws://127.0.0.1:{port}",
+        "RUN_ID": "r",
+        "RAW_WALLET_PRIVATE_KEY": secret or json.dumps(list(bytes(Keypair()))),
+        **more,
+    }
+
+
 def _module(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "PYTHONPATH")}
     return subprocess.run(
@@ -176,7 +188,7 @@ def _module(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=PROJECT,
+        cwd=PROJECT_ROOT,
     )
 
 
@@ -190,15 +202,7 @@ def test_entrypoint_refuses_a_missing_variable_with_the_reference_line() -> None
 
 def test_entrypoint_reports_a_bad_value_in_one_line_without_restarting(tmp_path: Path) -> None:
     secret = json.dumps(list(bytes(Keypair())))
-    env = {
-        "NVIDIA_DRIVER_CAPABILITIES": "all",
-        "RPC": "http://127.0.0.1:1",
-        "WS_RPC": "ws://127.0.0.1:1",
-        "RUN_ID": "r",
-        "RAW_WALLET_PRIVATE_KEY": secret,
-        "DATA_PARALLELISM": "two",
-        "CHECKPOINT_DIR": str(tmp_path),
-    }
+    env = client_env(1, secret, DATA_PARALLELISM="two", CHECKPOINT_DIR=str(tmp_path))
     result = _module(env)
     assert result.returncode == 1
     assert result.stderr.strip() == "[!] DATA_PARALLELISM: not an integer: 'two'"
@@ -220,14 +224,7 @@ def test_train_exits_1_when_no_rpc_answers() -> None:
 
 @pytest.mark.slow
 def test_entrypoint_with_run_once_runs_a_failing_client_one_time() -> None:
-    env = {
-        "NVIDIA_DRIVER_CAPABILITIES": "all",
-        "RPC": "http://127.0.0.1:9",
-        "WS_RPC": "ws://127.0.0.1:9",
-        "RUN_ID": "r",
-        "RAW_WALLET_PRIVATE_KEY": json.dumps(list(bytes(Keypair()))),
-        RUN_ONCE_ENV: "1",
-    }
+    env = client_env(9, **{RUN_ONCE_ENV: "1"})
     result = _module(env)
     assert result.returncode == 1
     assert (
@@ -240,13 +237,7 @@ def test_entrypoint_with_run_once_runs_a_failing_client_one_time() -> None:
 
 @pytest.mark.slow
 def test_sigterm_stops_the_entrypoint_with_exit_0() -> None:
-    env = {
-        "NVIDIA_DRIVER_CAPABILITIES": "all",
-        "RPC": "http://127.0.0.1:9",
-        "WS_RPC": "ws://127.0.0.1:9",
-        "RUN_ID": "r",
-        "RAW_WALLET_PRIVATE_KEY": json.dumps(list(bytes(Keypair()))),
-    }
+    env = client_env(9)
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "psyche.client"],
@@ -254,7 +245,7 @@ def test_sigterm_stops_the_entrypoint_with_exit_0() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=PROJECT,
+        cwd=PROJECT_ROOT,
     )
     with proc:
         assert proc.stdout is not None

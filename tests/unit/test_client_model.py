@@ -8,18 +8,20 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
 
-from safetensors.torch import save_file  # noqa: E402
+import torch
+from safetensors.torch import save_file
 
-from psyche.client.model import (  # noqa: E402
+from psyche.client.model import (
+    DecoderLayer,
     ModelSpec,
     Transformer,
     load_hf_weights,
     preset,
     read_hf_config,
 )
-from psyche.errors import ConfigError  # noqa: E402
+from psyche.errors import ConfigError
 
 
 def _model(seed: int = 1, **changes: object) -> Transformer:
@@ -51,7 +53,9 @@ def test_logits_shape_and_causality() -> None:
 
 
 def test_grouped_query_attention_has_fewer_kv_projections() -> None:
-    attn = _model().model.layers[0].self_attn
+    layer = _model().model.layers[0]
+    assert isinstance(layer, DecoderLayer)
+    attn = layer.self_attn
     assert attn.q_proj.weight.shape == (64, 64) and attn.k_proj.weight.shape == (32, 64)
 
 

@@ -17,14 +17,14 @@ from psyche.client.config import TrainerEnv
 from psyche.client.parallelism_choice import load_table, resolve_parallelism
 from psyche.errors import ConfigError
 from psyche.parallelism_table import Parallelism, lookup, model_key, normalise_gpu_name, parse_table
-from tests.unit.test_client_ranks import MODEL
+from tests.support.client_run import P2P_MODEL
 
 TINY_LLAMA = "TinyLlama/TinyLlama-1.1B-Chat-v0.4"
 LLAMA_8B = "NousResearch/Meta-Llama-3.1-8B"
 
 
 def _run(kind: CheckpointKind, repo: str) -> LLM:
-    return dataclasses.replace(MODEL, checkpoint=Checkpoint(kind, HubRepo(repo)))
+    return dataclasses.replace(P2P_MODEL, checkpoint=Checkpoint(kind, HubRepo(repo)))
 
 
 HUB_8B = _run(CheckpointKind.Hub, LLAMA_8B)
@@ -65,7 +65,7 @@ def test_the_model_key_is_the_repo_the_runs_checkpoint_names() -> None:
 )
 def test_a_checkpoint_naming_no_model_is_one_line(checkpoint: Checkpoint, what: str) -> None:
     with pytest.raises(ConfigError) as info:
-        model_key(dataclasses.replace(MODEL, checkpoint=checkpoint))
+        model_key(dataclasses.replace(P2P_MODEL, checkpoint=checkpoint))
     assert str(info.value) == (
         f"PARALLELISM_AUTO: the run's model has {what}, which names no model to look up; "
         "set DATA_PARALLELISM, TENSOR_PARALLELISM and MICRO_BATCH_SIZE instead, or give a PARALLELISM_TABLE"
@@ -148,7 +148,7 @@ def test_manual_values_without_auto() -> None:
     def no_gpu() -> tuple[str, int]:
         raise AssertionError("detection must not run without PARALLELISM_AUTO")
 
-    assert resolve_parallelism(env, MODEL, detect=no_gpu) == Parallelism(2, 2, 3)
+    assert resolve_parallelism(env, P2P_MODEL, detect=no_gpu) == Parallelism(2, 2, 3)
 
 
 def test_auto_ignores_manual_values_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
@@ -171,4 +171,4 @@ def test_auto_on_a_run_naming_no_model_fails_before_looking_at_gpus() -> None:
         raise AssertionError("no GPU detection for a model with no key")
 
     with pytest.raises(ConfigError, match="names no model to look up"):
-        resolve_parallelism(TrainerEnv(parallelism_auto=True), MODEL, detect=no_gpu)
+        resolve_parallelism(TrainerEnv(parallelism_auto=True), P2P_MODEL, detect=no_gpu)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+from collections.abc import Callable
 
 import pytest
 from solders.pubkey import Pubkey
@@ -12,8 +13,8 @@ from solders.pubkey import Pubkey
 from psyche.chain import bloom
 from psyche.chain import logic as cl
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
-from psyche.chain.accounts.model import Distro
-from psyche.chain.accounts.state import Bloom, ClientState, Round
+from psyche.chain.accounts.model import CoordinatorConfig, Distro
+from psyche.chain.accounts.state import Bloom, ClientState, NodeIdentity, Round
 from psyche.chain.logic.errors import CoordinatorErrorCode
 from psyche.chain.round_view import current_round, round_assignments, round_batch_size
 from psyche.client.actions import (
@@ -35,7 +36,7 @@ from psyche.client.actions import (
 from psyche.client.exchange import merkle_root
 from psyche.client.protocol import ClientProtocol
 from psyche.errors import ChainError
-from tests.unit.coordinator_helpers import CONFIG, configured, key
+from tests.support.coordinator import CONFIG, configured, key
 
 START = 1000
 DISTRO = Distro(
@@ -62,8 +63,8 @@ class FixedRng(random.Random):
 class SimChain:
     """Applies the protocols' sends with the real coordinator logic and broadcasts every new state."""
 
-    def __init__(self, n_clients: int, config: object = CONFIG, version: str = "test") -> None:
-        self.run = configured(config)  # type: ignore[arg-type]
+    def __init__(self, n_clients: int, config: CoordinatorConfig = CONFIG, version: str = "test") -> None:
+        self.run = configured(config)
         if version != "test":
             self.run.acc = dataclasses.replace(self.run.acc, client_version=version)
         self.clients = {i: ClientProtocol(key(i), bytes(key(100 + i)), "v1") for i in range(1, n_clients + 1)}
@@ -91,7 +92,7 @@ class SimChain:
             new = cl.tick(self.acc, t, slot)
         elif isinstance(sent, SendWarmupWitness):
             new = cl.warmup_witness(self.acc, me, sent.proof, Bloom(), Bloom(), bytes(32), t, slot)
-        else:
+        elif isinstance(sent, SendWitness):
             new = cl.witness(
                 self.acc,
                 me,
@@ -102,11 +103,11 @@ class SimChain:
                 t,
                 slot,
             )
+        else:
+            raise AssertionError(f"the simulated chain has no rule for {sent!r}")
         self.run.acc = new
 
-    def _identity(self, i: int) -> object:
-        from psyche.chain.accounts.state import NodeIdentity
-
+    def _identity(self, i: int) -> NodeIdentity:
         return NodeIdentity(key(i), key(100 + i))
 
     def _do(self, i: int, actions: list[Action], now: float) -> None:
@@ -157,16 +158,16 @@ class SimChain:
             if i in self.started and i not in self.exits:
                 self._do(i, client.on_timer(now), now)
 
-    def run_until(self, done: object, start: float = START, limit: float = 600) -> float:
+    def run_until(self, done: Callable[[], object], start: float = START, limit: float = 600) -> float:
         now = start
-        while not done() and now < start + limit:  # type: ignore[operator]
+        while not done() and now < start + limit:
             self.step(now)
             now += 0.5
-        assert done(), f"stuck in {self.acc.run_state.display} at step {self.acc.progress.step}"  # type: ignore[operator]
+        assert done(), f"stuck in {self.acc.run_state.display} at step {self.acc.progress.step}"
         return now
 
 
-def short_config(total_steps: int = 3) -> object:
+def short_config(total_steps: int = 3) -> CoordinatorConfig:
     return dataclasses.replace(CONFIG, total_steps=total_steps)
 
 
@@ -201,7 +202,7 @@ def test_each_round_trains_every_sample_once_on_the_assigned_trainer() -> None:
             expected[k][Pubkey.default()] = (rnd.data_index, round_batch_size(acc, rnd))
         original(now)
 
-    sim.broadcast = watch  # type: ignore[method-assign]
+    sim.broadcast = watch  # type: ignore[method-assign]  # the test watches every broadcast state
     sim.start_all()
     sim.run_until(lambda: len(sim.exits) == 2)
     for i, task in sim.trained:
@@ -329,7 +330,9 @@ def test_client_not_selected_waits_and_joins_next_epoch(caplog: pytest.LogCaptur
     # In the simulated run the late client joins at the next WaitingForMembers and is selected.
     sim.start(2, now)
     sim.run_until(lambda: sim.reached(1, RunState.RoundTrain), now)
-    assert [c.signer for c in sim.reached(1, RunState.RoundTrain).epoch_state.clients] == [key(1), key(2)]  # type: ignore[union-attr]
+    training = sim.reached(1, RunState.RoundTrain)
+    assert training is not None
+    assert [c.signer for c in training.epoch_state.clients] == [key(1), key(2)]
 
 
 def test_unhealthy_client_stops_acting_for_the_epoch(caplog: pytest.LogCaptureFixture) -> None:
@@ -439,7 +442,7 @@ class AllVerified:
 class DistroSim(SimChain):
     """SimChain on a DisTrO run: applies finish at once, except while ``holding`` says to keep them back."""
 
-    def __init__(self, n_clients: int, config: object) -> None:
+    def __init__(self, n_clients: int, config: CoordinatorConfig) -> None:
         super().__init__(n_clients, config)
         self.run.acc = dataclasses.replace(
             self.acc, model=dataclasses.replace(self.acc.model, optimizer=DISTRO)

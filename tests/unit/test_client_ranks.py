@@ -20,15 +20,9 @@ pytest.importorskip("torch")
 from psyche.chain.accounts.coordinator import CoordinatorAccount
 from psyche.chain.accounts.model import (
     LLM,
-    AdamW,
     Checkpoint,
     CheckpointKind,
-    ConstantLR,
-    DataLocation,
-    DataLocationKind,
     HubRepo,
-    LLMArchitecture,
-    LLMTrainingDataType,
 )
 from psyche.client.actions import Train
 from psyche.client.checkpoint import write_checkpoint
@@ -47,53 +41,15 @@ from psyche.client.rank_messages import (
     serve,
 )
 from psyche.client.rank_processes import RankGroup, describe_exit
-from psyche.client.train import StepResult
-from psyche.client.trainer_port import TorchTrainerPort
+from psyche.client.trainer_port import Ranks, TorchTrainerPort
 from psyche.errors import RunManagerError
 from psyche.parallelism_table import Parallelism
-from tests.unit.rank_fakes import raising_worker, recording_worker
-
-MODEL = LLM(
-    max_seq_len=32,
-    cold_start_warmup_steps=0,
-    architecture=LLMArchitecture.HfLlama,
-    checkpoint=Checkpoint(CheckpointKind.P2P, HubRepo("")),
-    data_type=LLMTrainingDataType.Pretraining,
-    data_location=DataLocation(DataLocationKind.Dummy),
-    lr_schedule=ConstantLR(1e-2, 1e-2, 0),
-    optimizer=AdamW((0.9, 0.95), 0.0, 1e-8, None),
-)
-DUMMY = dataclasses.replace(MODEL, checkpoint=Checkpoint(CheckpointKind.Dummy, HubRepo("")))
+from tests.support.client_run import MODEL, P2P_MODEL
+from tests.support.rank_fakes import raising_worker, recording_worker
+from tests.support.trainer_fakes import FakeTrainer
 
 
-class FakeTrainer:
-    """Records every call; the loss falls by one per step."""
-
-    distro = None  # an AdamW run
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[object, ...]] = []
-
-    def train_step(self, sample_indices: Sequence[int], *, step: int | None = None) -> StepResult:
-        self.calls.append(("train_step", list(sample_indices)) + (() if step is None else (step,)))
-        n = len(self.calls)
-        return StepResult(n, 10.0 - n, len(sample_indices) * 32, 0.1, 320.0, 1e-2, None)
-
-    def save_checkpoint(self, root: Path, epoch: int, step: int) -> Path | None:
-        self.calls.append(("save_checkpoint", root, epoch, step))
-        return None
-
-    def apply_results(self, results: Sequence[Sequence[object]], step: int) -> None:
-        self.calls.append(("apply_results", results, step))
-
-    def round_to_bf16(self) -> None:
-        self.calls.append(("round_to_bf16",))
-
-    def reset_errors(self) -> None:
-        self.calls.append(("reset_errors",))
-
-
-class FakeRanks:
+class FakeRanks(Ranks):
     """What rank 0 sent to the other ranks."""
 
     def __init__(self) -> None:
@@ -120,12 +76,14 @@ class Scripted:
             raise EOFError from None
 
 
-def _account() -> CoordinatorAccount:
+def _account(model: LLM = P2P_MODEL) -> CoordinatorAccount:
     # The port reads the model and, for the resume decision, the epoch and the step it started from.
     return cast(
         CoordinatorAccount,
         SimpleNamespace(
-            model=MODEL, progress=SimpleNamespace(epoch=1, step=5), epoch_state=SimpleNamespace(start_step=5)
+            model=model,
+            progress=SimpleNamespace(epoch=1, step=5),
+            epoch_state=SimpleNamespace(start_step=5),
         ),
     )
 
@@ -141,9 +99,15 @@ def test_serve_calls_the_trainer_in_message_order_and_ends_on_shutdown(tmp_path:
         builds.append(message)
         return trainer
 
-    script = [Build(MODEL, tmp_path), Step(range(0, 4)), Save(tmp_path, 1, 7), Step(range(4, 8)), Shutdown()]
+    script = [
+        Build(P2P_MODEL, tmp_path),
+        Step(range(0, 4)),
+        Save(tmp_path, 1, 7),
+        Step(range(4, 8)),
+        Shutdown(),
+    ]
     assert serve(Scripted(script), build) == 0
-    assert builds == [Build(MODEL, tmp_path)]
+    assert builds == [Build(P2P_MODEL, tmp_path)]
     assert trainer.calls == [
         ("train_step", [0, 1, 2, 3]),
         ("save_checkpoint", tmp_path, 1, 7),
@@ -155,7 +119,7 @@ def test_serve_passes_distro_messages_to_the_trainer(tmp_path: Path) -> None:
     trainer = FakeTrainer()
     results = [["r0"], ["r1"]]
     script = [
-        Build(MODEL),
+        Build(P2P_MODEL),
         ResetErrors(),
         Step(range(0, 2), step=5),
         Apply(results, 5),
@@ -174,11 +138,11 @@ def test_serve_passes_distro_messages_to_the_trainer(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("script", "message"),
     [
-        ([Build(MODEL)], "rank 0 went away (its pipe closed)"),
+        ([Build(P2P_MODEL)], "rank 0 went away (its pipe closed)"),
         ([Step(range(2))], "Step received before Build"),
         ([Save(Path("x"), 0, 1)], "Save received before Build"),
-        ([Build(MODEL), Build(MODEL)], "Build received twice"),
-        ([Build(MODEL), "train"], "unknown message from rank 0: str"),
+        ([Build(P2P_MODEL), Build(P2P_MODEL)], "Build received twice"),
+        ([Build(P2P_MODEL), "train"], "unknown message from rank 0: str"),
     ],
     ids=["eof", "step-first", "save-first", "build-twice", "unknown"],
 )
@@ -210,7 +174,8 @@ def _port(
 
 
 def test_rank_0_sends_every_call_first_so_a_worker_makes_the_same_ones(tmp_path: Path) -> None:
-    leader, ranks, started = FakeTrainer(), FakeRanks(), []
+    leader, ranks = FakeTrainer(), FakeRanks()
+    started: list[Parallelism] = []
     port = _port(tmp_path, Parallelism(2, 1, 4), leader, ranks, started)
     port.prepare(_account(), 0)
     port.prepare(_account(), 1)  # kept in memory: no second Build
@@ -223,7 +188,7 @@ def test_rank_0_sends_every_call_first_so_a_worker_makes_the_same_ones(tmp_path:
     assert second.loss < first.loss
     root = tmp_path / "ckpt" / "run"  # each run's checkpoints in a folder of their own
     assert ranks.sent == [
-        Build(DUMMY, None),  # P2P read as Dummy; no checkpoint yet
+        Build(MODEL, None),  # P2P read as Dummy; no checkpoint yet
         Step(range(0, 8), 1),  # the coordinator's step: a DisTrO run's LR follows it
         Save(root, 0, 1),
         Step(range(8, 16), 2),
@@ -240,11 +205,12 @@ def test_resume_is_decided_by_rank_0_and_sent_with_build(tmp_path: Path) -> None
     leader, ranks = FakeTrainer(), FakeRanks()
     port = _port(tmp_path, Parallelism(1, 2, 1), leader, ranks, [])
     port.prepare(_account(), 1)
-    assert ranks.sent == [Build(DUMMY, current)]
+    assert ranks.sent == [Build(MODEL, current)]
 
 
 def test_one_rank_starts_no_processes_and_sends_nothing(tmp_path: Path) -> None:
-    leader, ranks, started = FakeTrainer(), FakeRanks(), []
+    leader, ranks = FakeTrainer(), FakeRanks()
+    started: list[Parallelism] = []
     port = _port(tmp_path, Parallelism(1, 1, 2), leader, ranks, started)
     port.train(_account(), Train((0, 1), 1, 0, 3))
     port.save(0, 1)
@@ -272,10 +238,9 @@ def test_parallelism_auto_decides_the_grid(tmp_path: Path) -> None:
         build=lambda build, env, run_id, p, ctx: FakeTrainer(),
         start_ranks=start,
     )
-    account = _account()
     # The table's key is the repo the run's checkpoint names (Dummy weights here: nothing to find on disk).
-    account.model = dataclasses.replace(
-        MODEL, checkpoint=Checkpoint(CheckpointKind.Dummy, HubRepo("org/model"))
+    account = _account(
+        dataclasses.replace(P2P_MODEL, checkpoint=Checkpoint(CheckpointKind.Dummy, HubRepo("org/model")))
     )
     port.prepare(account, 0)
     assert started == [Parallelism(2, 1, 3)]
@@ -304,7 +269,7 @@ def _collect() -> tuple[list[str], threading.Event, Callable[[str], None]]:
 def test_workers_receive_every_message_and_leave_on_close(tmp_path: Path) -> None:
     failures, _, on_failure = _collect()
     group = RankGroup(3, recording_worker, (str(tmp_path),), on_failure=on_failure)
-    group.broadcast(Build(MODEL, tmp_path))
+    group.broadcast(Build(P2P_MODEL, tmp_path))
     group.broadcast(Step(range(3)))
     group.broadcast(Save(tmp_path / "ck", 2, 9))
     group.close()
@@ -321,7 +286,7 @@ def test_a_worker_crash_is_reported_at_once_and_stops_the_others(tmp_path: Path)
     failures, failed, on_failure = _collect()
     group = RankGroup(2, recording_worker, (str(tmp_path), 3), on_failure=on_failure)
     try:
-        group.broadcast(Build(MODEL))
+        group.broadcast(Build(P2P_MODEL))
         crashed = time.monotonic()
         group.broadcast(Step(range(2)))
         assert failed.wait(10)
@@ -350,7 +315,7 @@ def test_a_worker_error_prints_one_line_and_exits_1(capfd: pytest.CaptureFixture
     failures, failed, on_failure = _collect()
     group = RankGroup(2, raising_worker, on_failure=on_failure)
     try:
-        group.broadcast(Build(MODEL))
+        group.broadcast(Build(P2P_MODEL))
         group.broadcast(Step(range(1)))
         assert failed.wait(10)
     finally:

@@ -23,12 +23,13 @@ from psyche.client.train import run_seed, trainer_for_run  # noqa: E402
 from psyche.client.trainer_port import TorchTrainerPort, build_trainer, offline_model  # noqa: E402
 from psyche.errors import ConfigError  # noqa: E402
 from psyche.parallelism_table import Parallelism  # noqa: E402
-from tests.unit.test_client_ranks import DUMMY, FakeTrainer  # noqa: E402
+from tests.support.client_run import MODEL  # noqa: E402
+from tests.support.trainer_fakes import FakeTrainer  # noqa: E402
 
 RUN = "demo-rewards"
 # What the demo run's model is after epoch 0: its Dummy checkpoint turned P2P, naming a Hub repo on no disk.
 P2P_DEMO = dataclasses.replace(
-    DUMMY, checkpoint=Checkpoint(CheckpointKind.P2P, HubRepo("psyche-demo/tiny-llama"))
+    MODEL, checkpoint=Checkpoint(CheckpointKind.P2P, HubRepo("psyche-demo/tiny-llama"))
 )
 
 
@@ -158,8 +159,8 @@ def test_a_hub_repo_not_on_disk_without_a_current_checkpoint_is_one_line(tmp_pat
 def test_a_dummy_run_without_a_current_checkpoint_starts_from_the_seed(tmp_path: Path) -> None:
     _write(tmp_path / RUN, 0, 5, run_id="someone-else")
     builds: list[Build] = []
-    _port(tmp_path, builds).prepare(_account(DUMMY, 1, 5), 1)
-    assert builds == [Build(DUMMY, None)]
+    _port(tmp_path, builds).prepare(_account(MODEL, 1, 5), 1)
+    assert builds == [Build(MODEL, None)]
 
 
 # ------------------------------------------------------------------------------------ the real trainer
@@ -169,7 +170,7 @@ def test_the_trainer_takes_shape_weights_and_step_from_the_checkpoint(tmp_path: 
     env = TrainerEnv(
         device="cpu", checkpoint_dir=tmp_path, model_preset="tiny", model_dirs=(tmp_path / "hub",)
     )
-    first = trainer_for_run(DUMMY, env, run_seed(RUN), Parallelism(micro_batch_size=2), run_id=RUN)
+    first = trainer_for_run(MODEL, env, run_seed(RUN), Parallelism(micro_batch_size=2), run_id=RUN)
     for i in range(3):
         first.train_step(range(i * 2, i * 2 + 2))
     saved = first.save_checkpoint(ckpt.run_root(tmp_path, RUN), 0, 4)

@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
 from psyche.client.sharing import rounds_epoch
-from tests.unit.coordinator_helpers import configured
+from tests.support.coordinator import configured
 
 
 def at(state: RunState, epoch: int) -> CoordinatorAccount:

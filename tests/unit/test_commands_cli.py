@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from click.testing import CliRunner, Result
 from solders.keypair import Keypair
 
 from psyche.manager import cli as cli_module
+from tests.support.net import dead_url
 
 KEYPAIR = Keypair.from_seed(bytes(range(3, 35)))
 SECRET_JSON = json.dumps(list(bytes(KEYPAIR)))
@@ -39,16 +39,10 @@ CHAIN_COMMANDS = [
 Invoke = Callable[..., Result]
 
 
-def _dead() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
 @pytest.fixture
 def cli(isolation: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
     monkeypatch.chdir(tmp_path)
-    dead = _dead()
+    dead = dead_url()
 
     def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
         environ = {"HOME": str(isolation), "NO_COLOR": "1", "COLUMNS": "100", "RPC": dead, **(env or {})}
@@ -113,7 +107,7 @@ def test_dead_rpc_is_one_error_line_and_the_secret_never_shows(cli: Invoke) -> N
 
 
 def test_rpc_flag_wins_and_loses_its_quotes(cli: Invoke) -> None:
-    dead = _dead()
+    dead = dead_url()
     result = cli("json-dump-run", "-r", "r1", "--rpc", f'"{dead}"')
     assert _error(result).startswith(f"Error: all RPC endpoints failed: {dead}: ")
 

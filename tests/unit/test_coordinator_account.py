@@ -46,7 +46,7 @@ from psyche.chain.accounts.model import (
 )
 from psyche.chain.layout import Reader
 from psyche.errors import AccountDecodeError
-from tests.unit.coordinator_strategies import accounts, blooms, proofs, witnesses
+from tests.support.coordinator_strategies import accounts, blooms, proofs, witnesses
 
 KEY_A = Pubkey.from_bytes(bytes(range(32)))
 KEY_B = Pubkey.from_bytes(bytes(range(32, 64)))

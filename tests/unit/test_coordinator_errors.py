@@ -21,13 +21,14 @@ from psyche.chain.accounts.state import (
     WitnessProof,
 )
 from psyche.errors import ChainError
-from tests.unit.coordinator_helpers import CONFIG, MODEL, Run, configured, ident, key, replace_acc
+from tests.support.coordinator import CONFIG, MODEL, Run, configured, ident, key, replace_acc
 
 
 def _code(fn: Callable[..., Any], *args: Any) -> int:
     with pytest.raises(cl.CoordinatorProgramError) as err:
         fn(*args)
     assert isinstance(err.value, ChainError)
+    assert isinstance(err.value.error, cl.CoordinatorErrorCode)
     assert err.value.code == 6000 + int(err.value.error)
     return err.value.code
 
@@ -37,14 +38,14 @@ def _in_warmup() -> Run:
     run.at(1001).join(1)
     run.join(2)
     run.at(1003).tick()
-    assert run.state == RunState.Warmup
+    assert run.state() == RunState.Warmup
     return run
 
 
 def _in_round_train() -> Run:
     run = _in_warmup()
     run.at(1008).tick()
-    assert run.state == RunState.RoundTrain
+    assert run.state() == RunState.RoundTrain
     return run
 
 
@@ -146,7 +147,7 @@ def test_join_while_paused_does_not_tick() -> None:
     run = configured()
     run.pause(True)
     run.at(5000).join(1)
-    assert run.state == RunState.Paused
+    assert run.state() == RunState.Paused
     assert run.ledger(1).active == run.acc.clients_state.next_active
 
 
@@ -169,12 +170,12 @@ def test_warmup_witness_rules() -> None:
         == 6013
     )
     run.warmup_witness(2)
-    assert run.state == RunState.RoundTrain
+    assert run.state() == RunState.RoundTrain
     before = run.acc.epoch_state
     run.warmup_witness(1)  # late warmup witness: ignored (but it still ticks and bumps the nonce)
     assert run.acc.epoch_state == before
     run.at(1014).tick()
-    assert run.state == RunState.RoundWitness
+    assert run.state() == RunState.RoundWitness
     args = (WitnessProof(0, 0, True), Bloom(), Bloom(), bytes(32), 1014, 1)
     assert _code(cl.warmup_witness, run.acc, key(1), *args) == 6012
     paused = cl.set_paused(_in_warmup().acc, True, 1004, 1)
@@ -186,7 +187,7 @@ def test_warmup_witnesses_full() -> None:
     for i in range(1, 41):
         run.at(1001).join(i)
     run.at(1003).tick()
-    assert run.state == RunState.Warmup and len(run.acc.epoch_state.clients) == 40
+    assert run.state() == RunState.Warmup and len(run.acc.epoch_state.clients) == 40
     # 32 stored witnesses without the round having started: only reachable by a hand-made account.
     stored = tuple(Witness(WitnessProof(0, i, True)) for i in range(32))
     rounds = (
@@ -217,10 +218,10 @@ def test_witness_rules() -> None:
     out_of_range = dataclasses.replace(good, index=7)
     assert _code(cl.witness, run.acc, key(1), out_of_range, Bloom(), Bloom(), bytes(32), 1009, 1) == 6011
     run.at(1009).witness(1)
-    assert run.state == RunState.RoundTrain
+    assert run.state() == RunState.RoundTrain
     assert _code(cl.witness, run.acc, key(1), good, Bloom(), Bloom(), bytes(32), 1009, 1) == 6013
     run.witness(2)
-    assert run.state == RunState.RoundWitness  # both witnesses in: witness phase early
+    assert run.state() == RunState.RoundWitness  # both witnesses in: witness phase early
     assert run.acc.run_state_start_unix_timestamp == 1009
 
 
@@ -239,7 +240,7 @@ def test_witness_with_configured_nodes_elects_exactly_that_many() -> None:
         _code(cl.witness, run.acc, key(loser), run.proof(loser), Bloom(), Bloom(), bytes(32), 1009, 1) == 6011
     )
     run.at(1009).witness(elected[0])
-    assert run.state == RunState.RoundWitness
+    assert run.state() == RunState.RoundWitness
 
 
 def test_invalid_committee_selection() -> None:
@@ -257,7 +258,7 @@ def _at_height_two() -> Run:
         run.witness(2, [1, 2])
         run.at(t + 3).tick()
         t += 3
-    assert run.round.height == 2 and run.state == RunState.RoundTrain
+    assert run.round.height == 2 and run.state() == RunState.RoundTrain
     return run
 
 

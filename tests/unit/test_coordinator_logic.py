@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import pytest
 
 from psyche.chain import logic as cl
 from psyche.chain.accounts.coordinator import RunState
 from psyche.chain.accounts.model import Checkpoint, CheckpointKind, GcsRepo, HubRepo
-from psyche.chain.accounts.state import ClientState
-from tests.unit.coordinator_helpers import CONFIG, configured, key, replace_acc
+from psyche.chain.accounts.state import ClientState, EpochClient, NodeIdentity
+from tests.support.coordinator import CONFIG, Run, configured, key, replace_acc
 
 
-def _start_epoch(run, t: int = 1001):  # type: ignore[no-untyped-def]
+def _start_epoch(run: Run, t: int = 1001) -> None:
     """Clients 1 and 2 join; Warmup starts 3 s (waiting_for_members_extra_time) after the resume."""
     run.at(t).join(1)
     run.join(2)
     run.at(1003).tick()
-    assert run.state == RunState.Warmup
+    assert run.state() == RunState.Warmup
 
 
 def test_resume_from_uninitialized_goes_through_paused_to_waiting() -> None:
     run = configured()
-    assert run.state == RunState.WaitingForMembers
+    assert run.state() == RunState.WaitingForMembers
     assert run.acc.progress.step == 1
     assert run.acc.clients_state.next_active == 1
     assert run.acc.run_state_start_unix_timestamp == 1000
@@ -38,20 +39,20 @@ def test_full_epoch_with_two_clients_pays_each_half() -> None:
     assert run.acc.epoch_state.start_timestamp == 1003
 
     run.at(1004).warmup_witness(1)
-    assert run.state == RunState.Warmup
+    assert run.state() == RunState.Warmup
     run.warmup_witness(2)  # both warmup witnesses (= min(2 clients, 32)) start round 0 early
-    assert run.state == RunState.RoundTrain
+    assert run.state() == RunState.RoundTrain
     assert run.acc.clients_state.next_active == 2  # everyone must re-join for the next epoch
     assert (run.round.height, run.round.data_index, run.round.clients_len) == (0, 0, 2)
 
     heights, t = [], 1004
-    while run.state != RunState.Cooldown:
-        assert run.state == RunState.RoundTrain
+    while run.state() != RunState.Cooldown:
+        assert run.state() == RunState.RoundTrain
         heights.append(run.round.height)
         t += 1
         run.at(t).witness(1)
         run.witness(2)  # the second witness completes the round early
-        assert run.state == RunState.RoundWitness
+        assert run.state() == RunState.RoundWitness
         t += 2
         run.at(t).tick()
     # epoch_time 40 from 1003 passes at the round ending at 1045: last_step = step + 2, two more rounds.
@@ -63,7 +64,7 @@ def test_full_epoch_with_two_clients_pays_each_half() -> None:
     assert last_round_index == 8 * (len(heights) - 1)
 
     run.at(t + 5).tick()
-    assert run.state == RunState.WaitingForMembers
+    assert run.state() == RunState.WaitingForMembers
     assert run.acc.progress.epoch == 1
     assert run.acc.progress.epoch_start_data_index == last_round_index + 8
     assert run.acc.model.checkpoint == Checkpoint(CheckpointKind.P2P, HubRepo("org/model"))
@@ -75,7 +76,7 @@ def test_new_epoch_needs_fresh_joins() -> None:
     run = configured()
     _start_epoch(run)
     run.at(1010).tick()  # warmup_time over: round 0
-    assert run.state == RunState.RoundTrain
+    assert run.state() == RunState.RoundTrain
     assert run.acc.clients_state.next_active == 2
     # Joining now only counts for the next epoch; the old joins are void.
     assert all(c.active == 1 for c in run.acc.clients_state.clients)
@@ -88,27 +89,27 @@ def test_new_epoch_needs_fresh_joins() -> None:
     run.at(1021).tick()  # train timeout
     run.at(1023).tick()  # no witnesses: everyone withdrawn, cooldown
     run.at(1028).tick()
-    assert run.state == RunState.WaitingForMembers
+    assert run.state() == RunState.WaitingForMembers
     run.at(1100).tick()
-    assert run.state == RunState.WaitingForMembers  # nobody pending any more
+    assert run.state() == RunState.WaitingForMembers  # nobody pending any more
     run.join(1)
     run.join(2)
     run.at(1101).tick()
-    assert run.state == RunState.Warmup
+    assert run.state() == RunState.Warmup
 
 
 def test_zero_witness_round_withdraws_everyone_and_pays_nothing() -> None:
     run = configured()
     _start_epoch(run)
     run.at(1008).tick()
-    assert run.state == RunState.RoundTrain
+    assert run.state() == RunState.RoundTrain
     run.at(1018).tick()
-    assert run.state == RunState.RoundWitness
+    assert run.state() == RunState.RoundWitness
     run.at(1020).tick()
-    assert run.state == RunState.Cooldown
+    assert run.state() == RunState.Cooldown
     assert all(c.state == ClientState.Withdrawn for c in run.acc.epoch_state.clients)
     run.at(1025).tick()
-    assert run.state == RunState.WaitingForMembers
+    assert run.state() == RunState.WaitingForMembers
     assert [c.signer for c in run.acc.epoch_state.exited_clients] == [key(1), key(2)]
     assert run.acc.epoch_state.clients == ()
     assert run.ledger(1).earned == 0 and run.ledger(2).earned == 0
@@ -119,24 +120,24 @@ def test_timeouts_never_fire_in_the_second_the_state_began() -> None:
     run = configured(config)
     run.at(1000).join(1)
     run.join(2)
-    assert run.state == RunState.WaitingForMembers  # same second as the resume
+    assert run.state() == RunState.WaitingForMembers  # same second as the resume
     run.at(1001).tick()
-    assert run.state == RunState.Warmup
+    assert run.state() == RunState.Warmup
     run.tick()
-    assert run.state == RunState.Warmup  # warmup_time 0, but still the same second
+    assert run.state() == RunState.Warmup  # warmup_time 0, but still the same second
     run.at(1002).tick()
-    assert run.state == RunState.RoundTrain
+    assert run.state() == RunState.RoundTrain
     run.at(1011).tick()
-    assert run.state == RunState.RoundTrain  # 9 < max_round_train_time
+    assert run.state() == RunState.RoundTrain  # 9 < max_round_train_time
     run.at(1012).tick()
-    assert run.state == RunState.RoundWitness
+    assert run.state() == RunState.RoundWitness
 
 
 def test_pause_while_waiting_is_immediate() -> None:
     run = configured()
     run.at(1001).join(1)
     run.at(1002).pause(True)
-    assert run.state == RunState.Paused
+    assert run.state() == RunState.Paused
     assert run.acc.run_state_start_unix_timestamp == 1002
     assert run.acc.epoch_state.cold_start_epoch is True
     with pytest.raises(cl.CoordinatorProgramError) as err:
@@ -149,14 +150,14 @@ def test_pause_while_training_waits_for_the_epoch_end() -> None:
     _start_epoch(run)
     run.at(1008).tick()
     run.at(1009).pause(True)
-    assert run.state == RunState.RoundTrain
+    assert run.state() == RunState.RoundTrain
     assert run.acc.pending_pause is True
     run.at(1010).witness(1)
     run.witness(2)
     run.at(1012).tick()
-    assert run.state == RunState.Cooldown  # pending pause ends the epoch early
+    assert run.state() == RunState.Cooldown  # pending pause ends the epoch early
     run.at(1017).tick()
-    assert run.state == RunState.Paused
+    assert run.state() == RunState.Paused
     assert run.acc.pending_pause is False
     assert run.acc.epoch_state.cold_start_epoch is True
     assert run.acc.progress.epoch == 1
@@ -164,7 +165,7 @@ def test_pause_while_training_waits_for_the_epoch_end() -> None:
     assert run.ledger(1).earned == 0  # withdrawn by the pause: no points for this epoch
 
     run.at(1100).pause(False)
-    assert run.state == RunState.WaitingForMembers
+    assert run.state() == RunState.WaitingForMembers
     assert run.acc.clients_state.next_active == 3
 
 
@@ -183,7 +184,7 @@ def test_epoch_end_false_from_warmup_still_pays() -> None:
     # The owner cannot do this while running; it stands for clients lost during warmup.
     replace_acc(run, config=dataclasses.replace(CONFIG, min_clients=3))
     run.at(1004).tick()
-    assert run.state == RunState.WaitingForMembers
+    assert run.state() == RunState.WaitingForMembers
     assert run.ledger(1).earned == 500 and run.ledger(2).earned == 500
 
 
@@ -195,11 +196,11 @@ def test_health_check_drops_an_unseen_trainer() -> None:
     run.at(1008).tick()
     t = 1008
     for _ in range(2):  # rounds 0 and 1; witnesses 1 and 2 only ever saw 1 and 2
-        assert run.state == RunState.RoundTrain
+        assert run.state() == RunState.RoundTrain
         run.at(t + 1).witness(1, [1, 2])
         run.witness(2, [1, 2])
         run.at(t + 10).tick()
-        assert run.state == RunState.RoundWitness
+        assert run.state() == RunState.RoundWitness
         run.at(t + 12).tick()
         t += 12
     assert run.round.height == 2
@@ -221,8 +222,8 @@ def test_health_check_drops_an_unseen_trainer() -> None:
     assert [c.signer for c in run.acc.epoch_state.exited_clients] == [key(3)]
 
 
-def run_ident(i: int):  # type: ignore[no-untyped-def]
-    from tests.unit.coordinator_helpers import ident
+def run_ident(i: int) -> NodeIdentity:
+    from tests.support.coordinator import ident
 
     return ident(i)
 
@@ -265,7 +266,7 @@ def test_new_epoch_without_old_peers_reverts_p2p_checkpoint() -> None:
     run.at(1026).join(3)
     run.join(4)
     run.at(1029).tick()
-    assert run.state == RunState.Warmup
+    assert run.state() == RunState.Warmup
     assert run.acc.model.checkpoint == Checkpoint.hub("org/model")
 
 
@@ -287,19 +288,19 @@ def test_three_finishers_share_the_rate() -> None:
     run.at(1004).warmup_witness(5)
     run.warmup_witness(1)
     run.warmup_witness(2)
-    assert run.state == RunState.RoundTrain
+    assert run.state() == RunState.RoundTrain
     replace_acc(run, config=dataclasses.replace(CONFIG, min_clients=4))  # force an early end
     t = 1004
     run.at(t + 1).witness(5)
     run.witness(1)
     run.witness(2)
     run.at(t + 3).tick()
-    assert run.state == RunState.Cooldown
+    assert run.state() == RunState.Cooldown
     run.at(t + 8).tick()
     assert [run.ledger(i).earned for i in (5, 1, 2)] == [333, 333, 333]
 
 
-def _with_epoch(run, clients, exited):  # type: ignore[no-untyped-def]
+def _with_epoch(run: Run, clients: Sequence[EpochClient], exited: Sequence[EpochClient]) -> None:
     es = dataclasses.replace(run.acc.epoch_state, clients=tuple(clients), exited_clients=tuple(exited))
     rates = dataclasses.replace(run.acc.clients_state.current_epoch_rates, slashing_rate_per_client=7)
     cs = dataclasses.replace(run.acc.clients_state, current_epoch_rates=rates)
@@ -307,12 +308,10 @@ def _with_epoch(run, clients, exited):  # type: ignore[no-untyped-def]
 
 
 def test_reward_cursor_walk_follows_ledger_order() -> None:
-    from psyche.chain.accounts.state import EpochClient
-
     def client(i: int, state: ClientState = ClientState.Healthy) -> EpochClient:
         return EpochClient(key(i), key(100 + i), state)
 
-    def epoch_end(finished, exited):  # type: ignore[no-untyped-def]
+    def epoch_end(finished: list[EpochClient], exited: list[EpochClient]) -> list[tuple[int, int]]:
         run = configured()
         for i in (1, 2, 3, 4):
             run.at(1001).join(i)

@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
 
-from psyche.chain.accounts.model import ConstantLR, LinearLR  # noqa: E402
-from psyche.chain.accounts.optimizer import Distro  # noqa: E402
-from psyche.client.config import OptimizerSettings, TrainerConfig  # noqa: E402
-from psyche.client.data import DummySource  # noqa: E402
-from psyche.client.distributed import ParallelContext  # noqa: E402
-from psyche.client.distro import (  # noqa: E402
+import torch
+
+from psyche.chain.accounts.model import ConstantLR, LinearLR
+from psyche.chain.accounts.optimizer import Distro
+from psyche.client.config import OptimizerSettings, TrainerConfig
+from psyche.client.data import DummySource
+from psyche.client.distributed import ParallelContext
+from psyche.client.distro import (
     DistroOptimizer,
     ParamTransform,
     SparseParam,
@@ -26,10 +28,10 @@ from psyche.client.distro import (  # noqa: E402
     dct_basis,
     quantize_1bit,
 )
-from psyche.client.distro_payload import decode_payload, encode_payload, max_payload_bytes  # noqa: E402
-from psyche.client.model import preset  # noqa: E402
-from psyche.client.train import Trainer  # noqa: E402
-from psyche.errors import ConfigError, RunManagerError  # noqa: E402
+from psyche.client.distro_payload import decode_payload, encode_payload, max_payload_bytes
+from psyche.client.model import preset
+from psyche.client.train import Trainer
+from psyche.errors import ConfigError, RunManagerError
 
 R2 = math.sqrt(0.5)
 
@@ -252,7 +254,8 @@ def test_two_optimizers_given_the_same_inputs_stay_bitwise_identical() -> None:
         for m, opt in zip(models, opts, strict=True):
             m.zero_grad()
             opt.lookahead(1e-3 if step else 0.0)
-            torch.nn.functional.cross_entropy(m(x), y).backward()
+            loss = torch.nn.functional.cross_entropy(m(x), y)
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
             opt.restore()
             wires.append(opt.generate(1e-3))
         # Both apply the same results in the same order (their own plus a "peer" made from noise).
@@ -305,7 +308,7 @@ def test_distro_trainer_loss_falls_applying_its_own_results() -> None:
         assert all(
             torch.equal(p, b) for p, b in zip(t.params, before, strict=True)
         )  # training alone: no change
-        assert {v for res in r.payload_results for v in res.val.unique().tolist()} <= {-1.0, 1.0}
+        assert {v for res in r.payload_results for v in torch.unique(res.val).tolist()} <= {-1.0, 1.0}
         t.apply_results([r.payload_results], step)
         losses.append(r.loss)
     assert losses[0] > 6.0
@@ -454,7 +457,8 @@ def test_bucketed_and_per_parameter_processing_agree() -> None:
         wires = []
         for m, opt in zip(models, opts, strict=True):
             m.zero_grad()
-            torch.nn.functional.cross_entropy(m(x), y).backward()
+            loss = torch.nn.functional.cross_entropy(m(x), y)
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
             wires.append(opt.generate(1e-3))
         for a, b in zip(*wires, strict=True):
             assert torch.equal(a.idx.sort(-1).values, b.idx.sort(-1).values)

@@ -8,11 +8,13 @@ import struct
 
 import pytest
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
 
-from psyche.chain.accounts.optimizer import Distro  # noqa: E402
-from psyche.client.distro import DistroOptimizer, SparseParam  # noqa: E402
-from psyche.client.distro_payload import (  # noqa: E402
+import torch
+
+from psyche.chain.accounts.optimizer import Distro
+from psyche.client.distro import DistroOptimizer, SparseParam
+from psyche.client.distro_payload import (
     Payload,
     PayloadRefused,
     PayloadShape,
@@ -23,8 +25,8 @@ from psyche.client.distro_payload import (  # noqa: E402
     max_payload_bytes,
     payload_shapes,
 )
-from psyche.client.model import Transformer, preset  # noqa: E402
-from psyche.errors import ConfigError, RunManagerError  # noqa: E402
+from psyche.client.model import Transformer, preset
+from psyche.errors import ConfigError, RunManagerError
 
 # One 1-D parameter of 4 values, one chunk of 4 coefficients, top-2: indices [3, 0], values [-1, +1].
 TINY_1BIT = [SparseParam(torch.tensor([[3, 0]]), torch.tensor([[-1.0, 1.0]]), (1, 4), 4)]
@@ -89,12 +91,12 @@ def test_round_trip_for_the_tiny_preset(chunk: int, topk: int, one_bit: bool) ->
     shapes = payload_shapes(named, settings)
     raw = encode_payload(3, 1, (40, 47), results, one_bit)
     assert len(raw) == max_payload_bytes(shapes, settings)
-    p = decode_payload(raw, shapes, len(raw))
-    assert (p.step, p.trainer_nonce, p.batch) == (3, 1, (40, 47))
-    for got, sent in zip(p.results, results, strict=True):
+    payload = decode_payload(raw, shapes, len(raw))
+    assert (payload.step, payload.trainer_nonce, payload.batch) == (3, 1, (40, 47))
+    for got, sent in zip(payload.results, results, strict=True):
         assert torch.equal(got.idx, sent.idx) and torch.equal(got.val, sent.val)
         assert (got.xshape, got.totalk) == (sent.xshape, sent.totalk)
-    assert data_hash(p) == data_hash(Payload(3, 1, (40, 47), results, one_bit))
+    assert data_hash(payload) == data_hash(Payload(3, 1, (40, 47), results, one_bit))
     if chunk == 512:  # the embedding's chunks are 512 x 64 = 32768 coefficients: u16 indices
         assert (shapes[0].xshape, shapes[0].totalk, shapes[0].count) == ((1, 1, 512, 64), 32768, 4)
         assert shapes[0].nbytes() == 1 + 2 * 4 + 8 + 4 * 2 + 1

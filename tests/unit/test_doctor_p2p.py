@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from psyche.manager.doctor_report import Check, Status, exit_code
-from tests.unit.p2p_fakes import HOST_IP, PEER, PUBLIC_IP
-from tests.unit.test_doctor import World, world
+from tests.support.doctor_world import World, world
+from tests.support.p2p_fakes import HOST_IP, PEER, PUBLIC_IP
 
 __all__ = ["world"]  # the fixture, used by name
 

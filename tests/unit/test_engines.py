@@ -19,18 +19,19 @@ from psyche.manager.engines import (
     podman_create_body,
 )
 from psyche.manager.runtime import DockerRuntime, socket_answers
-from tests.engine_standin import EngineStandIn, engine_standin
+from tests.support.engine_standin import EngineStandIn, engine_standin
 
 # Podman 4.3.1's own GET /version (Debian bookworm), trimmed to what identify reads.
+PODMAN_COMPONENTS: list[dict[str, object]] = [
+    {
+        "Name": "Podman Engine",
+        "Version": "4.3.1",
+        "Details": {"APIVersion": "4.3.1", "MinAPIVersion": "4.0.0"},
+    },
+    {"Name": "Conmon", "Version": "conmon version 2.1.6, commit: unknown"},
+]
 PODMAN_VERSION = {
-    "Components": [
-        {
-            "Name": "Podman Engine",
-            "Version": "4.3.1",
-            "Details": {"APIVersion": "4.3.1", "MinAPIVersion": "4.0.0"},
-        },
-        {"Name": "Conmon", "Version": "conmon version 2.1.6, commit: unknown"},
-    ],
+    "Components": PODMAN_COMPONENTS,
     "Version": "4.3.1",
     "ApiVersion": "1.41",
     "MinAPIVersion": "1.24",
@@ -151,7 +152,7 @@ def test_without_docker_host_the_rootless_podman_socket_is_found() -> None:
     if socket_answers("unix:///var/run/docker.sock") or socket_answers("unix:///run/podman/podman.sock"):
         pytest.skip("a system engine answers on a default socket: discovery would rightly pick it")
     podman = EngineStandIn(version="4.3.1", api_version="1.41", min_api_version="1.24",
-                           components=PODMAN_VERSION["Components"])  # fmt: skip
+                           components=PODMAN_COMPONENTS)  # fmt: skip
     with engine_standin(podman, "podman/podman.sock") as (host, standin):
         runtime_dir = host.removeprefix("unix://").removesuffix("/podman/podman.sock")
         with DockerRuntime(environ={"XDG_RUNTIME_DIR": runtime_dir}) as runtime:

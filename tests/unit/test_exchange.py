@@ -12,7 +12,15 @@ from solders.pubkey import Pubkey
 from psyche.chain import bloom, committee, round_view
 from psyche.chain import logic as cl
 from psyche.chain.accounts.coordinator import RunState
-from psyche.chain.accounts.state import Bloom, ClientState, EpochClient, NodeIdentity, Witness, WitnessProof
+from psyche.chain.accounts.state import (
+    Bloom,
+    ClientState,
+    EpochClient,
+    NodeIdentity,
+    Round,
+    Witness,
+    WitnessProof,
+)
 from psyche.chain.data_selection import BatchAssignment
 from psyche.chain.instructions import coordinator as ix
 from psyche.client import exchange as ex
@@ -30,7 +38,7 @@ from psyche.client.exchange import (
     merkle_root,
 )
 from psyche.errors import BroadcastRefused, RunManagerError
-from tests.unit.coordinator_helpers import CONFIG, Run, configured, key
+from tests.support.coordinator import CONFIG, Run, configured, key
 
 
 def sha(*parts: bytes) -> bytes:
@@ -138,9 +146,9 @@ def offer_from(run: Run, i: int, rnd: object = None, *, data: bytes = b"payload"
     return dataclasses.replace(offer, **changes)  # type: ignore[arg-type]
 
 
-def refused(run: Run, offer: Offer, rnd: object = None) -> str:
+def refused(run: Run, offer: Offer, rnd: Round | None = None) -> str:
     with pytest.raises(BroadcastRefused) as err:
-        check_offer(run.acc, rnd, offer)  # type: ignore[arg-type]
+        check_offer(run.acc, rnd, offer)
     assert isinstance(err.value, RunManagerError)
     return err.value.reason
 

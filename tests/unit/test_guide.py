@@ -13,11 +13,11 @@ from click.testing import CliRunner
 
 from psyche.manager import constants
 from psyche.manager.cli import COMMANDS, cli, value_options
+from tests.support.paths import PROJECT_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-GUIDE = ROOT / "docs" / "guide.md"
+GUIDE = PROJECT_ROOT / "docs" / "guide.md"
 TEXT = GUIDE.read_text()
-DEMO = ROOT / "scripts" / "demo"
+DEMO = PROJECT_ROOT / "scripts" / "demo"
 
 
 def code_blocks(text: str) -> list[str]:
@@ -143,7 +143,7 @@ def test_the_quick_start_env_loads(tmp_path: Path) -> None:
 
 
 def test_the_systemd_unit_runs_the_main_job_with_real_flags() -> None:
-    unit = (ROOT / "deploy" / "run-manager.service").read_text()
+    unit = (PROJECT_ROOT / "deploy" / "run-manager.service").read_text()
     (exec_start,) = re.findall(r"^ExecStart=(.+)$", unit, flags=re.M)
     tokens = shlex.split(exec_start)
     assert Path(tokens[0]).name == "run-manager"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -546,8 +547,10 @@ def test_token_transfer_checked_tag_12() -> None:
     ("builder", "payload"),
     [(ix.create_associated_token_account, b""), (ix.create_associated_token_account_idempotent, b"\x01")],
 )
-def test_associated_token_account_creation(builder: object, payload: bytes) -> None:
-    instruction = builder(A, TEST_RUN, NATIVE_MINT)  # type: ignore[operator]
+def test_associated_token_account_creation(
+    builder: Callable[[Pubkey, Pubkey, Pubkey], Instruction], payload: bytes
+) -> None:
+    instruction = builder(A, TEST_RUN, NATIVE_MINT)
     assert instruction.program_id == ASSOCIATED_TOKEN_PROGRAM_ID
     assert data(instruction) == payload
     assert metas(instruction) == [

@@ -23,8 +23,8 @@ from psyche.manager.mainjob import container_env, discover_run, select_run
 from psyche.manager.render import MANAGER_PREFIX, EventRenderer
 from psyche.manager.settings import load_settings
 from psyche.manager.ui import UI
-from tests.fake_runtime import FakeClock
-from tests.unit.test_queries import OWNER, FakeChain, seed_authorization, seed_run
+from tests.support.clock import FakeClock
+from tests.support.fake_chain import OWNER, FakeChain, seed_authorization, seed_run
 
 SECRET = "[" + ",".join(str(b) for b in bytes(Keypair())) + "]"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import threading
 import urllib.error
 import urllib.request
@@ -17,14 +16,8 @@ import pytest
 from psyche.errors import ConfigError
 from psyche.manager import events as ev
 from psyche.manager.metrics import CONTENT_TYPE, MainJobMetrics, Metrics, MetricsServer, RpcProber
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
+from tests.support.net import unused_port
 
 
 def samples(text: str) -> dict[str, float]:
@@ -38,7 +31,7 @@ def samples(text: str) -> dict[str, float]:
 
 
 def test_events_drive_up_restarts_versions_and_log_age() -> None:
-    clock = Clock()
+    clock = FakeClock(start=100.0)
     metrics = Metrics("run-1", monotonic=clock)
     seen: list[ev.Event] = []
     on_event = metrics.tee(seen.append)
@@ -117,10 +110,11 @@ def test_a_busy_port_is_a_config_error(server: tuple[Metrics, MetricsServer]) ->
 
 def test_without_a_port_main_job_metrics_do_nothing() -> None:
     said: list[str] = []
-    renderer = said.append
+    shown: list[ev.Event] = []
+    renderer = shown.append
     with MainJobMetrics(None, "r", ["http://127.0.0.1:9"], said.append) as m:
-        assert m.tee(renderer) is renderer  # type: ignore[comparison-overlap]
-    assert said == []
+        assert m.tee(renderer) is renderer
+    assert said == [] and shown == []
 
 
 class _Health(BaseHTTPRequestHandler):
@@ -150,14 +144,8 @@ def healthy_rpc() -> Iterator[str]:
         thread.join()
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_rpc_probe_marks_each_endpoint_up_or_down_with_latency(healthy_rpc: str) -> None:
-    dead = f"http://127.0.0.1:{closed_port()}/?api-key=s3cret"
+    dead = f"http://127.0.0.1:{unused_port()}/?api-key=s3cret"
     metrics = Metrics()
     RpcProber(metrics, [healthy_rpc, dead], timeout=2).probe_once()
     text = metrics.render()

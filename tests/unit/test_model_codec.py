@@ -42,7 +42,7 @@ from psyche.chain.accounts.model import (
 from psyche.chain.accounts.zerocopy import f32, f32_serde
 from psyche.chain.layout import Reader
 from psyche.errors import AccountDecodeError
-from tests.unit.coordinator_strategies import (
+from tests.support.coordinator_strategies import (
     checkpoints,
     configs,
     data_locations,

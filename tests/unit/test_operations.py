@@ -36,7 +36,7 @@ from psyche.chain.programs import (
 from psyche.chain.transactions import PACKET_DATA_SIZE, SentTransaction, transaction_size
 from psyche.errors import ConfigError, JoinRefused, NotAuthorized
 from psyche.manager.operations import admin, authorization, participant, runs
-from tests.unit.test_queries import COORD, MINT, OWNER, USER, FakeChain, seed_authorization, seed_run
+from tests.support.fake_chain import COORD, MINT, OWNER, USER, FakeChain, seed_authorization, seed_run
 
 RENT = 1_000_000
 

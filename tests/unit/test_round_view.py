@@ -6,16 +6,16 @@ from psyche.chain import logic as cl
 from psyche.chain import round_view
 from psyche.chain.accounts.coordinator import RunState
 from psyche.chain.accounts.state import Bloom
-from tests.unit.coordinator_helpers import configured, key
+from tests.support.coordinator import Run, configured, key
 
 
-def _round_train():  # type: ignore[no-untyped-def]
+def _round_train() -> Run:
     run = configured()
     for i in (1, 2, 3):
         run.at(1001).join(i)
     run.at(1003).tick()
     run.at(1008).tick()
-    assert run.state == RunState.RoundTrain
+    assert run.state() == RunState.RoundTrain
     return run
 
 
@@ -31,7 +31,7 @@ def test_witness_proof_is_accepted_by_the_program() -> None:
 def test_assignments_cover_the_round_batch() -> None:
     run = _round_train()
     assignments = round_view.round_assignments(run.acc)
-    assert sorted(a.trainer for a in assignments) == sorted([key(1), key(2), key(3)])
+    assert sorted(bytes(a.trainer) for a in assignments) == sorted(bytes(key(i)) for i in (1, 2, 3))
     assert [(a.start, a.end) for a in assignments] == [(0, 2), (3, 5), (6, 7)]  # batch 8 over 3
     mine = round_view.assignment_for(run.acc, key(1))
     assert mine is not None and mine.trainer == key(1)

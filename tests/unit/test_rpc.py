@@ -413,7 +413,7 @@ def test_batch_item_error_and_whole_batch_refusal_raise() -> None:
 
 # -- transactions ----------------------------------------------------------------------------------------
 
-PREFLIGHT = {
+PREFLIGHT: dict[str, Any] = {
     "code": -32002,
     "message": "Transaction simulation failed: Error processing Instruction 0: custom program error: 0x1773",
     "data": {
@@ -620,7 +620,7 @@ def test_redacted_labels_stay_distinct_and_endpoint_repr_hides_keys() -> None:
     assert "one" not in repr(endpoint) and "one" not in str(endpoint)
     assert repr(Endpoint("http://127.0.0.1:8899")) == "Endpoint(http='http://127.0.0.1:8899', ws=None)"
     with pytest.raises(AttributeError):
-        endpoint.http = "x"  # type: ignore[misc]
+        endpoint.http = "x"  # type: ignore[misc]  # the point: it is frozen
 
 
 # Every shape a user may paste into RPC=/WS_RPC=/--rpc, well formed or not: (value, secret, shown).

@@ -14,7 +14,7 @@ import pytest
 from psyche.errors import ContainerRuntimeError, DockerUnavailable
 from psyche.manager.engineapi import negotiate
 from psyche.manager.runtime import DOCKER_UNAVAILABLE, ContainerSpec, DockerRuntime, host_devices
-from tests.engine_standin import EngineStandIn, engine_standin
+from tests.support.engine_standin import EngineStandIn, engine_standin
 
 
 def test_an_unreachable_engine_gives_the_reference_message_and_what_to_do(tmp_path: Path) -> None:

@@ -6,12 +6,13 @@ import ast
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SRC = ROOT / "src" / "psyche"
+from tests.support.paths import PROJECT_ROOT
+
+SRC = PROJECT_ROOT / "src" / "psyche"
 
 
 def _imported_top_level_modules(path: Path) -> set[str]:
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name.split(".")[0] for alias in node.names)
@@ -31,12 +32,13 @@ def test_the_walk_sees_imports_inside_functions(tmp_path: Path) -> None:
 def test_nothing_under_src_imports_solana_py() -> None:
     files = sorted(SRC.rglob("*.py"))
     assert len(files) > 100
-    offenders = [str(p.relative_to(ROOT)) for p in files if "solana" in _imported_top_level_modules(p)]
+    solana_users = [p for p in files if "solana" in _imported_top_level_modules(p)]
+    offenders = [str(p.relative_to(PROJECT_ROOT)) for p in solana_users]
     assert offenders == []
 
 
 def test_solana_py_is_a_dev_dependency_not_a_runtime_one() -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
 
     def names(requirements: list[str]) -> set[str]:
         return {r.split(">")[0].split("<")[0].split("=")[0].split("[")[0].strip() for r in requirements}

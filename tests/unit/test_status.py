@@ -40,7 +40,7 @@ from psyche.manager.status import (
     render_p2p,
     tokens,
 )
-from tests.unit.test_queries import COORD, MINT, OWNER, FakeChain, seed_run
+from tests.support.fake_chain import COORD, MINT, OWNER, FakeChain, seed_run
 
 USER = Pubkey.new_unique()
 NOW = 1_750_000_000.0
@@ -114,6 +114,7 @@ def test_the_last_log_line_age_comes_from_the_engine_for_running_containers_only
     )
     runtime = LabelRuntime([frozen, quiet, gone, exited], {"frozen": NOW - 428.6, "exited": NOW - 60})
 
+    # LabelRuntime is a partial fake: only what find_containers reads (the ignores below say the same).
     views = {v.id: v for v in find_containers(runtime, None, NOW)}  # type: ignore[arg-type]
 
     assert runtime.log_asked == ["frozen", "quiet", "gone"]  # never for a container that is not running

@@ -6,6 +6,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import pytest
 
@@ -30,12 +31,14 @@ from psyche.manager.supervisor import (
     RestartPolicy,
     Supervisor,
 )
-from tests.fake_runtime import SIGKILL_EXIT, SIGTERM_EXIT, FakeClock, FakeRuntime, Script
+from tests.support.clock import FakeClock
+from tests.support.fake_runtime import SIGKILL_EXIT, SIGTERM_EXIT, FakeRuntime, Script
 
 REPO = "127.0.0.1:5000/psyche-client"
 V1 = f"{REPO}:v1"
 V2 = f"{REPO}:v2"
 SECRET = "[1,2,3,4]"
+E = TypeVar("E")
 
 
 @dataclass
@@ -45,7 +48,7 @@ class Rig:
     supervisor: Supervisor
     events: list[ev.Event] = field(default_factory=list)
 
-    def of(self, kind: type) -> list[ev.Event]:
+    def of(self, kind: type[E]) -> list[E]:
         return [e for e in self.events if isinstance(e, kind)]
 
     def log_lines(self) -> list[ev.LogLine]:
@@ -78,6 +81,7 @@ def rig(
     **runtime_options: object,
 ) -> Rig:
     clock = clock or FakeClock()
+    # rig forwards FakeRuntime's own keyword options untouched; their types are checked there, not here.
     runtime = FakeRuntime(clock, scripts, **runtime_options)  # type: ignore[arg-type]
     events: list[ev.Event] = []
 
@@ -637,7 +641,7 @@ def test_stalls_count_as_quick_crashes_however_long_the_timeout() -> None:
         r.supervisor.run()
 
     assert raised.value.code == SIGTERM_EXIT
-    assert [e.silent_for for e in r.of(ev.Stalled)] == [301.0, 301.0]  # type: ignore[attr-defined]
+    assert [e.silent_for for e in r.of(ev.Stalled)] == [301.0, 301.0]
     assert r.of(ev.Restarting) == [
         ev.Restarting(1, 1.0, "no log line for 301s (stall timeout), exit code 143")
     ]
@@ -733,7 +737,7 @@ def test_an_explicit_wallet_key_via_overrides_the_label(
         run_id="run-1",
         env={"RAW_WALLET_PRIVATE_KEY": SECRET},
         repository=REPO,
-        wallet_key_via=via,  # type: ignore[arg-type]
+        wallet_key_via=via,  # type: ignore[arg-type]  # parametrised over the Literal's values
     )
     r = rig([Script()], launch=launch, image_labels={V1: labels})
     r.supervisor.run()

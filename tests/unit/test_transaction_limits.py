@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 from solders.hash import Hash
@@ -20,8 +20,9 @@ from solders.transaction import VersionedTransaction
 
 from psyche.chain import instructions as ix
 from psyche.chain import pda
-from psyche.chain.accounts.coordinator import SIZE, CoordinatorProgress, RunMetadata
+from psyche.chain.accounts.coordinator import SIZE
 from psyche.chain.accounts.model import Checkpoint
+from psyche.chain.accounts.setup import CoordinatorProgress, RunMetadata
 from psyche.chain.accounts.token import Mint
 from psyche.chain.instructions.args import WitnessMetadata
 from psyche.chain.instructions.coordinator import BLOOM_SIZE, MERKLE_ROOT_SIZE, WITNESS_PROOF_SIZE
@@ -34,7 +35,7 @@ from psyche.localnet.chain import Chain
 from psyche.localnet.ledger import rent_exempt_minimum
 from psyche.localnet.records import Account
 from psyche.manager.commands.plans import UpdatePlan
-from tests.conftest import PSYCHE_FIXTURES, worst_toml
+from tests.support.paths import PSYCHE_FIXTURES, worst_toml
 
 RUN_ID = "r" * 32  # the longest run_id
 VERSION = "v" * 96  # the longest client_version
@@ -167,6 +168,15 @@ def test_update_config_at_its_longest_on_a_treasurer_run_is_split_and_each_part_
         assert result.err is None, result.logs
 
 
+class WitnessFields(TypedDict):
+    """A witness's variable parts, as keyword arguments (typed, so mypy checks them against each builder)."""
+
+    proof: bytes
+    participant_bloom: bytes
+    broadcast_bloom: bytes
+    broadcast_merkle: bytes
+
+
 def test_client_transactions_at_their_longest_fit() -> None:
     net = Ledger()
     instance, account = _create_run(net, treasurer=False)
@@ -174,12 +184,12 @@ def test_client_transactions_at_their_longest_fit() -> None:
     metadata = WitnessMetadata(
         step=2**32 - 1, evals=tuple((f"eval{i}", 1.0) for i in range(8)), prompt_results=tuple(range(16))
     )
-    full = {
-        "proof": b"\xff" * WITNESS_PROOF_SIZE,
-        "participant_bloom": b"\xff" * BLOOM_SIZE,
-        "broadcast_bloom": b"\xff" * BLOOM_SIZE,
-        "broadcast_merkle": b"\xff" * MERKLE_ROOT_SIZE,
-    }
+    full = WitnessFields(
+        proof=b"\xff" * WITNESS_PROOF_SIZE,
+        participant_bloom=b"\xff" * BLOOM_SIZE,
+        broadcast_bloom=b"\xff" * BLOOM_SIZE,
+        broadcast_merkle=b"\xff" * MERKLE_ROOT_SIZE,
+    )
     sent = [
         ix.witness(me, instance, account, **full, metadata=metadata),
         ix.warmup_witness(me, instance, account, **full),

@@ -15,6 +15,7 @@ from psyche.chain.programs import AUTHORIZER_PROGRAM_ID, COORDINATOR_PROGRAM_ID,
 from psyche.chain.rpc import TransactionRecord
 from psyche.chain.transactions import TransactionSender, build_transaction
 from psyche.errors import TransactionFailed
+from tests.support.clock import FakeClock
 
 
 def test_error_names_depend_on_the_failing_program() -> None:
@@ -55,21 +56,6 @@ def test_transaction_is_signed_by_payer_and_extra_signers_once_each() -> None:
 
 
 # --- TransactionSender on a scripted RPC and a fake clock ------------------------------------------------
-
-
-class FakeClock:
-    """monotonic() and sleep() over one number the sleeps advance."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class ScriptedRpc:
@@ -115,7 +101,7 @@ def _sender(rpc: ScriptedRpc, clock: FakeClock, payer: Keypair) -> TransactionSe
 
 
 def test_sender_signs_sends_confirms_and_returns_the_logs() -> None:
-    payer, clock = Keypair(), FakeClock()
+    payer, clock = Keypair(), FakeClock(start=0.0)
     first = Hash.new_unique()
     rpc = ScriptedRpc([first])
     sent = _sender(rpc, clock, payer).send(
@@ -134,7 +120,7 @@ def test_sender_signs_sends_confirms_and_returns_the_logs() -> None:
 
 
 def test_a_repeat_waits_for_a_fresh_blockhash() -> None:
-    payer, clock = Keypair(), FakeClock()
+    payer, clock = Keypair(), FakeClock(start=0.0)
     old, new = Hash.new_unique(), Hash.new_unique()
     rpc = ScriptedRpc([old, old, old, old, new])
     sender = _sender(rpc, clock, payer)
@@ -146,7 +132,7 @@ def test_a_repeat_waits_for_a_fresh_blockhash() -> None:
 
 
 def test_different_instructions_under_the_same_blockhash_do_not_wait() -> None:
-    payer, clock = Keypair(), FakeClock()
+    payer, clock = Keypair(), FakeClock(start=0.0)
     rpc = ScriptedRpc([Hash.new_unique()])
     sender = _sender(rpc, clock, payer)
     sender.send([ix.tick(payer.pubkey(), Pubkey.new_unique(), Pubkey.new_unique())])
@@ -155,7 +141,7 @@ def test_different_instructions_under_the_same_blockhash_do_not_wait() -> None:
 
 
 def test_a_chain_stuck_on_one_blockhash_fails_after_the_wait_without_sending_a_duplicate() -> None:
-    payer, clock = Keypair(), FakeClock()
+    payer, clock = Keypair(), FakeClock(start=0.0)
     rpc = ScriptedRpc([Hash.new_unique()])
     sender = _sender(rpc, clock, payer)
     tick = ix.tick(payer.pubkey(), Pubkey.new_unique(), Pubkey.new_unique())
@@ -167,7 +153,7 @@ def test_a_chain_stuck_on_one_blockhash_fails_after_the_wait_without_sending_a_d
 
 
 def test_a_failed_send_names_the_program_error() -> None:
-    payer, clock = Keypair(), FakeClock()
+    payer, clock = Keypair(), FakeClock(start=0.0)
     logs = [f"Program {COORDINATOR_PROGRAM_ID} failed: custom program error: 0x177f"]
     rpc = ScriptedRpc([Hash.new_unique()], fail_with=TransactionFailed("simulation failed", logs=logs))
     with pytest.raises(TransactionFailed) as caught:

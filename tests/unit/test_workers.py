@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 from psyche.manager import workers as w
 from psyche.manager.logs import Stream
 from psyche.manager.runtime import ContainerHandle
+from tests.support.wait import wait_until
 
 HANDLE = ContainerHandle("c1", "client")
 
@@ -29,15 +29,12 @@ class ScriptedLogs:
 
 
 def queued(workers: w.Workers, count: int) -> None:
-    deadline = time.monotonic() + 5
-    while workers._queue.qsize() < count:
-        assert time.monotonic() < deadline, "the helper threads never reported"
-        time.sleep(0.001)
+    wait_until(lambda: workers._queue.qsize() >= count, what="the helper threads' reports", interval=0.001)
 
 
 def test_a_batch_takes_the_queued_output_and_leaves_the_next_message_in_place() -> None:
     runtime = ScriptedLogs([("stdout", b"a\n"), ("stderr", b"b\n"), ("stdout", b"c")])
-    workers = w.Workers(runtime)  # type: ignore[arg-type]
+    workers = w.Workers(runtime)  # type: ignore[arg-type]  # a partial fake: only logs()
     task = workers.follow(HANDLE)
     queued(workers, 4)  # three Output and the OutputEnd; the exit is still held back
     runtime.exit.set()

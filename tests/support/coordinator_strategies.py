@@ -57,7 +57,7 @@ pubkeys = st.binary(min_size=32, max_size=32).map(Pubkey.from_bytes)
 
 def fixed_str(n: int) -> st.SearchStrategy[str]:
     """Strings that fit a FixedString<n> (≤ 4 bytes per char, no NUL, no lone surrogates)."""
-    chars = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
+    chars = st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"])
     return st.text(alphabet=chars, max_size=n // 4)
 
 

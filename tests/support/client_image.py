@@ -13,7 +13,8 @@ from typing import Any
 import docker
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import PROJECT_ROOT
+
 BUILD_SCRIPT = PROJECT_ROOT / "scripts" / "build-client-image"
 # Cold: base ~50 s + torch build ~50 s + push ~50 s (docs/client-image.md); leave room for a busy machine.
 BUILD_TIMEOUT_S = 900
@@ -56,7 +57,7 @@ def build_client_image(registry: str, json_path: Path) -> ClientImage:
         pytest.fail(f"scripts/build-client-image took over {BUILD_TIMEOUT_S} s")
     if done.returncode != 0:
         if "mmdebstrap not found" in done.stderr:
-            from .conftest import unavailable  # here: conftest imports this module
+            from tests.support.engine import unavailable
 
             unavailable("mmdebstrap is not installed (scripts/setup --system installs it)")
         pytest.fail(f"scripts/build-client-image exited {done.returncode}:\n{done.stderr[-4000:]}")

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from psyche.client.rank_messages import Build, serve
+from psyche.client.rank_messages import Build, WorkerTrainer, serve
 
 
-class FileTrainer:
+class FileTrainer(WorkerTrainer):
     """Appends one line per call to a file, so the test can read what each rank did."""
 
     def __init__(self, path: Path, crash_code: int | None = None, raise_on_step: bool = False) -> None:

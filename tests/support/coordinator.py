@@ -98,8 +98,8 @@ class Run:
         es = self.acc.epoch_state
         return es.rounds[es.rounds_head]
 
-    @property
     def state(self) -> RunState:
+        """The run's state now (a method: a property read would stay narrowed across calls that move it)."""
         return self.acc.run_state
 
     def index_of(self, i: int) -> int:

@@ -16,18 +16,6 @@ ACCOUNT_OWNER = "BPFLoaderUpgradeab1e11111111111111111111111"
 GARBAGE = b"\x00\xffthis is not http\r\n\r\n"
 
 
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def refusing_url() -> str:
-    """An http URL whose port refuses connections."""
-    return f"http://127.0.0.1:{free_port()}/"
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so sticky calls reuse the connection like a real client
     disable_nagle_algorithm = True  # headers and body go in two writes; Nagle would add 40 ms per answer

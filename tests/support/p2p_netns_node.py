@@ -1,6 +1,6 @@
 """One P2P node for tests/integration/test_p2p_netns.py, run inside a network namespace.
 
-``python -m tests.p2p_netns_node INDEX COUNT`` with P2P_* in the environment: starts a node with
+``python -m tests.support.p2p_netns_node INDEX COUNT`` with P2P_* in the environment: starts a node with
 identity seed bytes([INDEX + 1]) * 32, allows the COUNT test identities, waits for every peer, publishes
 a 1 MiB blob and broadcasts its ticket, fetches every other node's blob from its announcer, prints one
 JSON line of what happened, then keeps serving until stdin closes.

@@ -28,16 +28,6 @@ from psyche.localnet.server import LocalnetServer
 T = TypeVar("T")
 
 
-class FakeClock:
-    """A wall clock the test moves by hand (seconds since the epoch)."""
-
-    def __init__(self, start: float = 1_750_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
     async def main() -> T:
         return await coro_fn()

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -22,9 +22,8 @@ import pytest
 from docker.models.containers import Container
 from solders.keypair import Keypair
 
-from tests.integration.commands_support import Cli, Localnet, localnet_process, write_keypair
-from tests.integration.conftest import SESSION_ID, Engine, PushedImage
-from tests.integration.conftest import _delete_from_registry as delete_from_registry
+from tests.support.commands import Cli, Localnet, localnet_process, write_keypair
+from tests.support.engine import SESSION_ID, BuildImage, Engine, PushedImage, delete_from_registry
 
 RUN_MANAGER = Path(sys.executable).with_name("run-manager")
 PERMISSIONLESS = "11111111111111111111111111111111"
@@ -146,6 +145,46 @@ def write_env(
     lines += [f"{k}={v}" for k, v in (extra or {}).items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# What a real client needs to train on a CPU in a test: the tiny preset, one thread.
+CPU_CLIENT = {"DEVICE": "cpu", "MODEL_PRESET": "tiny", "OMP_NUM_THREADS": "1"}
+
+
+@dataclass(frozen=True, slots=True)
+class CpuClient:
+    """One participant of a run on the local chain: its funded wallet, its scratch folder and its .env."""
+
+    wallet: Participant
+    scratch: Path
+    env_file: Path
+
+
+def cpu_client(
+    world: Chain,
+    directory: Path,
+    run_id: str,
+    name: str = "participant",
+    extra: Mapping[str, str] | None = None,
+) -> CpuClient:
+    """A participant ready to start: a wallet funded with 10 SOL, ``<name>-scratch/`` and ``<name>.env``.
+
+    The .env names the chain, the run and the wallet, and runs the client on a CPU (``CPU_CLIENT``) with
+    ``extra`` on top.
+    """
+    wallet = participant(directory / "keys", name)
+    world.net.airdrop(wallet.keypair, 10 * 10**9)
+    scratch = directory / f"{name}-scratch"
+    scratch.mkdir()
+    env_file = write_env(
+        directory / f"{name}.env",
+        rpc=world.net.rpc_url,
+        ws=world.net.ws_url,
+        wallet=wallet.path,
+        run_id=run_id,
+        extra={**CPU_CLIENT, **(extra or {}), "SCRATCH_DIR": str(scratch)},
+    )
+    return CpuClient(wallet, scratch, env_file)
 
 
 def manager_environ(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -374,7 +413,7 @@ def build_version(
 
 @pytest.fixture(scope="module")
 def versions(
-    docker_client: docker.DockerClient, registry: str, busybox_image: Callable[[str], PushedImage]
+    docker_client: docker.DockerClient, registry: str, busybox_image: BuildImage
 ) -> Iterator[tuple[PushedImage, PushedImage]]:
     """Two images in the loopback registry, each with its own digest: the run's client versions A and B."""
     base = busybox_image("mj-base")

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from solders.keypair import Keypair
 from psyche.chain.rpc import RpcClient
 from psyche.localnet.world import World
 from psyche.manager import cli as cli_module
+from tests.support.net import dead_url
 
 T = TypeVar("T")
 
@@ -114,14 +114,6 @@ def endpoints(request: pytest.FixtureRequest) -> str:
 def net(endpoints: str) -> Iterator[Localnet]:
     with localnet_process() as chain:
         yield chain
-
-
-def dead_url() -> str:
-    """An http URL on a loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def with_world(net: Localnet, payer: Keypair, action: Callable[[World], Awaitable[T]]) -> T:

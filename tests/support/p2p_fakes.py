@@ -6,6 +6,8 @@ import dataclasses
 import errno
 import ipaddress
 
+from psyche.manager.doctor_p2p import P2PProbe
+
 PEER = "peer.example.org"
 PEER_IP = "192.0.2.10"
 HOST_IP = "10.0.0.5"  # this host's LAN address
@@ -13,7 +15,7 @@ PUBLIC_IP = "203.0.113.5"  # the router's public address, in front of this host
 
 
 @dataclasses.dataclass
-class FakeP2P:
+class FakeP2P(P2PProbe):
     """This host owns ``local``; ports in ``busy`` are taken on every address; ``up`` answer a connect;
     ``forwards`` maps a public (host, port) to the local port it leads to. Every dial is recorded."""
 

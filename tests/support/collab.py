@@ -40,6 +40,7 @@ from psyche.client.model import preset
 from psyche.client.train import Trainer
 from psyche.p2p.node import P2PNode
 from psyche.p2p.wire import Broadcast, Proof, TrainingResult, decode_broadcast, encode_broadcast, verify
+from tests.support.wait import wait_until
 
 # clip 1.0, no weight decay, decay 0.999, top-k 8, chunk 64, 1-bit: upstream's settings
 UPSTREAM = Distro(1.0, None, 0.999, 8, 64, True)
@@ -290,11 +291,11 @@ def loopback_rounds(
     try:
         for p in peers:
             p.node.set_allowed({i.public for i in ids})
-        deadline = time.monotonic() + 30
-        while any(len(p.node.peers()) < clients - 1 for p in peers):
-            if time.monotonic() > deadline:
-                raise AssertionError("the loopback peers did not find each other in 30 s")
-            time.sleep(0.02)
+        wait_until(
+            lambda: all(len(p.node.peers()) >= clients - 1 for p in peers),
+            timeout=30,
+            what="the loopback peers finding each other",
+        )
         for h in range(rounds + 1):
             times: Times = {k: [0.0] * clients for k in PHASES}
             published = []
