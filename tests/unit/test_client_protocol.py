@@ -518,3 +518,21 @@ def test_a_distro_epoch_nobody_witnessed_to_its_end_still_applies_and_saves_its_
         applied = [a.source for a in mine if isinstance(a, ApplyResults)]
         assert applied == [(0, h) for h in range(last + 1)], f"client {i} applied {applied}"
         assert SaveCheckpoint(0, cooldown.progress.step) in mine, f"client {i} saved nothing"
+
+
+def test_a_distro_client_restarted_during_a_cooldown_takes_part_in_the_next_epoch() -> None:
+    # Its first account is a Cooldown of an epoch it is still a client of, with no model loaded: there is
+    # nothing of that epoch for it to finish, and the next epoch must not wait for it.
+    sim = DistroSim(2, dataclasses.replace(CONFIG, total_steps=100, epoch_time=30))
+    sim.start_all()
+    cooldown = sim.until(0, RunState.Cooldown)
+    restarted = ClientProtocol(key(1), bytes(key(101)), "v1", sharing=AllVerified(sim))
+    sim.clients[1] = restarted
+    sim.actions[1] = []
+    sim.timeline = []
+    sim.start(1, START + 200)
+    assert restarted.acc is cooldown
+    sim.run_until(lambda: sim.reached(1, RunState.Cooldown), start=START + 200)
+    mine = [a for c, a, _ in sim.timeline if c == 1]
+    assert PrepareModel(1) in mine, mine
+    assert any(isinstance(a, Train) and a.key[0] == 1 for a in mine), "the restarted client trained nothing"

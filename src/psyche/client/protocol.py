@@ -341,7 +341,7 @@ class ClientProtocol:
                     SendWarmupWitness(ep.number, WitnessProof(position=me, index=me, witness=True))
                 )
         elif state == RunState.Cooldown:
-            if self._shares(acc) and ep.tail is None:
+            if self._shares(acc) and ep.tail is None and ep.prepared:
                 # Every round whose next round was witnessed is applied before the epoch's model is saved.
                 ep.tail = (round_view.current_round(acc).height - 1, acc.progress.step)
             if ep.tail is not None:
@@ -355,8 +355,9 @@ class ClientProtocol:
 
     @staticmethod
     def _unfinished(ep: _Epoch) -> bool:
-        """Whether ``ep`` reached its Cooldown but its last applies or its checkpoint are still to come."""
-        return ep.tail is not None and not ep.checkpointed and ep.left is None
+        """Whether ``ep`` reached its Cooldown with its model but its last applies or its checkpoint are still
+        to come (a client that first saw the epoch at its Cooldown, after a restart, has nothing to finish)."""
+        return ep.tail is not None and ep.prepared and not ep.checkpointed and ep.left is None
 
     def _finish_epoch(self, acc: CoordinatorAccount, ep: _Epoch) -> list[Action]:
         """The next apply of ``ep``'s last rounds ([] while one runs), then its checkpoint (once)."""
