@@ -355,8 +355,10 @@ class ClientProtocol:
 
     @staticmethod
     def _unfinished(ep: _Epoch) -> bool:
-        """Whether ``ep`` reached its Cooldown with its model but its last applies or its checkpoint are still
-        to come (a client that first saw the epoch at its Cooldown, after a restart, has nothing to finish)."""
+        """Whether ``ep`` reached its Cooldown with its model, its last applies or checkpoint still to come.
+
+        A client that first saw the epoch at its Cooldown (restarted, no model loaded) has nothing to finish.
+        """
         return ep.tail is not None and ep.prepared and not ep.checkpointed and ep.left is None
 
     def _finish_epoch(self, acc: CoordinatorAccount, ep: _Epoch) -> list[Action]:
