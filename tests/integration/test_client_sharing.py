@@ -26,7 +26,6 @@ import torch
 
 from psyche.chain import round_view
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
-from psyche.chain.accounts.model import Distro
 from psyche.chain.programs import DEFAULT_PROGRAM_IDS, PERMISSIONLESS_GRANTEE
 from psyche.chain.queries import fetch_run
 from psyche.chain.rpc import RpcClient
@@ -44,21 +43,13 @@ from psyche.client.trainer_port import TorchTrainerPort
 from psyche.p2p.node import P2PNode
 from psyche.p2p.settings import P2PSettings
 from psyche.p2p.wire import Broadcast, Proof, TrainingResult, encode_broadcast
-from tests.support.client_run import CONFIG, MODEL, SPEED, permissionless_run
+from tests.support.client_run import CONFIG, DISTRO, MODEL, SPEED, permissionless_run
 from tests.support.clock import FastClock
 from tests.support.localnet import chain_rpc, localnet, run
 from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.slow
 
-DISTRO = Distro(
-    clip_grad_norm=1.0,
-    weight_decay=None,
-    compression_decay=0.999,
-    compression_topk=8,
-    compression_chunk=64,
-    quantize_1bit=True,
-)
 SHARED_MODEL = dataclasses.replace(MODEL, optimizer=DISTRO)
 
 

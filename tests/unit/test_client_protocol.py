@@ -13,7 +13,7 @@ from solders.pubkey import Pubkey
 from psyche.chain import bloom
 from psyche.chain import logic as cl
 from psyche.chain.accounts.coordinator import CoordinatorAccount, RunState
-from psyche.chain.accounts.model import CoordinatorConfig, Distro
+from psyche.chain.accounts.model import CoordinatorConfig
 from psyche.chain.accounts.state import Bloom, ClientState, NodeIdentity, Round
 from psyche.chain.logic.errors import CoordinatorErrorCode
 from psyche.chain.round_view import current_round, round_assignments, round_batch_size
@@ -36,17 +36,10 @@ from psyche.client.actions import (
 from psyche.client.exchange import merkle_root
 from psyche.client.protocol import ClientProtocol
 from psyche.errors import ChainError
+from tests.support.client_run import DISTRO
 from tests.support.coordinator import CONFIG, configured, key
 
 START = 1000
-DISTRO = Distro(
-    clip_grad_norm=1.0,
-    weight_decay=None,
-    compression_decay=0.999,
-    compression_topk=8,
-    compression_chunk=64,
-    quantize_1bit=True,
-)
 
 
 class FixedRng(random.Random):
