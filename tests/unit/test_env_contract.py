@@ -102,3 +102,24 @@ def test_the_managers_names_for_contract_variables_are_the_contracts() -> None:
     assert {k: getattr(EnvVars, k) for k in shared} == {k: getattr(ClientEnvVars, k) for k in shared}
     assert EnvVars.backup_rpc(4) == ClientEnvVars.backup_rpc(4) == "RPC_4"
     assert EnvVars.backup_ws_rpc(4) == ClientEnvVars.backup_ws_rpc(4) == "WS_RPC_4"
+
+
+def test_program_ids_given_outside_the_env_file_reach_the_client(tmp_path: Path) -> None:
+    # The manager finds the run under the programs it was given (shell or flag); the client must follow
+    # the same ones, not fall back to the default programs.
+    env_file = tmp_path / ".env"
+    env_file.write_text("RPC=http://127.0.0.1:8899\nWS_RPC=ws://127.0.0.1:8900\n")
+    authorizer, treasurer = Pubkey.new_unique(), Pubkey.new_unique()
+    shell = {
+        "HOME": str(tmp_path),
+        "COORDINATOR_PROGRAM_ID": str(COORDINATOR),
+        "AUTHORIZER_PROGRAM_ID": str(authorizer),
+        "TREASURER_PROGRAM_ID": str(treasurer),
+    }
+    settings = load_settings(env_file, shell)
+    client = load_client_env(_client_environment(settings, Pubkey.new_unique()))
+    assert (client.programs.coordinator, client.programs.authorizer, client.programs.treasurer) == (
+        COORDINATOR,
+        authorizer,
+        treasurer,
+    )

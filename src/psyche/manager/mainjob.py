@@ -43,7 +43,8 @@ def container_env(settings: Settings, wallet_secret: str, run_id: str, grantee: 
     """The client's whole environment, from the one parsed Settings (never via argv).
 
     Every .env variable passes through; the endpoints (with fallbacks), the run, the authorization
-    grantee, the key, the parallelism and the P2P settings are set from their validated values.
+    grantee, the key, the program IDs, the parallelism and the P2P settings are set from their validated
+    values.
     """
     env = {k: v for k, v in settings.passthrough.items() if k not in _MANAGED}
     for n, endpoint in enumerate(settings.endpoints, start=1):
@@ -56,6 +57,11 @@ def container_env(settings: Settings, wallet_secret: str, run_id: str, grantee: 
     env[EnvVars.AUTHORIZER] = str(grantee)
     env[EnvVars.RAW_WALLET_PRIVATE_KEY] = wallet_secret
     env[EnvVars.NVIDIA_DRIVER_CAPABILITIES] = settings.nvidia_driver_capabilities or "all"
+    # The programs the manager found the run under, wherever they were given (.env, shell, flag): the
+    # client must follow the same run, not the default programs'.
+    env[EnvVars.COORDINATOR_PROGRAM_ID] = settings.coordinator_program_id
+    env[EnvVars.AUTHORIZER_PROGRAM_ID] = settings.authorizer_program_id
+    env[EnvVars.TREASURER_PROGRAM_ID] = settings.treasurer_program_id
     for name, value in (
         (EnvVars.DATA_PARALLELISM, settings.data_parallelism),
         (EnvVars.TENSOR_PARALLELISM, settings.tensor_parallelism),
