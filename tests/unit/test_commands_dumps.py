@@ -23,9 +23,10 @@ from psyche.chain.accounts.treasurer import Participant, TreasurerRun
 from psyche.chain.programs import PERMISSIONLESS_GRANTEE
 from psyche.chain.queries import JoinCheck, Run
 from psyche.errors import ConfigError
-from psyche.manager.commands.decisions import join_refusal
-from psyche.manager.commands.dumps import TreasurerView, dump_run, dump_user
-from psyche.manager.commands.plans import config_problems, plan_update, start_data_index, switch_to_hub
+from psyche.manager.commands.dumps import dump_run, dump_user
+from psyche.manager.operations.decisions import join_refusal
+from psyche.manager.operations.plans import config_problems, plan_update, start_data_index, switch_to_hub
+from psyche.manager.operations.runs import TreasurerView
 
 A = Pubkey(bytes([1, 2, 3, 4]) + bytes(28))
 B = Pubkey(bytes([9]) * 32)

@@ -14,14 +14,12 @@ from psyche.manager.commands.format import (
     format_duration,
     format_sol,
     format_table,
-    format_ui,
-    joinable_first,
     node_id8,
     run_table_row,
     time_left_cell,
-    to_base_units,
-    ui_amount,
 )
+from psyche.manager.operations.amounts import format_ui, to_base_units, ui_amount
+from psyche.manager.operations.decisions import joinable_first
 
 
 @pytest.mark.parametrize(

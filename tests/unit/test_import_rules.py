@@ -130,6 +130,18 @@ def test_the_rules_name_every_part() -> None:
     assert {part_of(name) for name, _, _ in source_modules()} | BUILD_ONLY == set(MAY_IMPORT)
 
 
+def test_the_chain_operations_do_not_reach_back_into_the_commands() -> None:
+    # manager/operations is the core the click commands call: commands -> operations, never back.
+    back = [
+        f"{name}:{line} imports {imported}"
+        for name, source, pkg in source_modules()
+        if _within(name, "psyche.manager.operations")
+        for line, imported in imported_names(name, source, is_package=pkg)
+        if _within(imported, "psyche.manager.commands")
+    ]
+    assert back == []
+
+
 # --- the checker itself can fail -----------------------------------------------------------------
 
 

@@ -34,7 +34,7 @@ from psyche.localnet.budget import compute_budget
 from psyche.localnet.chain import Chain
 from psyche.localnet.ledger import rent_exempt_minimum
 from psyche.localnet.records import Account
-from psyche.manager.commands.plans import UpdatePlan
+from psyche.manager.operations.plans import UpdatePlan
 from tests.support.paths import PSYCHE_FIXTURES, worst_toml
 
 RUN_ID = "r" * 32  # the longest run_id

@@ -159,7 +159,8 @@ def discover_run(
             f"No joinable runs found for user {user}",
             hint="set RUN_ID in your .env, or ask a run owner for a join authorization",
         )
-    from psyche.manager.commands.format import RUN_TABLE_HEADER, format_table, joinable_first, run_table_row
+    from psyche.manager.commands.format import RUN_TABLE_HEADER, format_table, run_table_row
+    from psyche.manager.operations.decisions import joinable_first
 
     ordered = [candidates[i] for i in joinable_first([(c.run.state, True) for c in candidates])]
     rows = [

@@ -136,8 +136,8 @@ def treasurer_top_up_rewards(
     app: App, as_json: bool, run_id: str, treasurer_index: int | None, collateral_amount: str
 ) -> None:
     """Move collateral tokens from your wallet into the run's treasury (paid out as rewards)."""
-    from psyche.manager.commands.format import format_ui
     from psyche.manager.operations.admin import top_up_rewards
+    from psyche.manager.operations.amounts import format_ui
 
     top_up = top_up_rewards(Session(app), run_id, collateral_amount, treasurer_index=treasurer_index)
     amount, decimals, total = top_up.amount, top_up.decimals, top_up.treasury_balance

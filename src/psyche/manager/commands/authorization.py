@@ -29,7 +29,7 @@ PERMISSIONLESS = "11111111111111111111111111111111"
 
 
 def _describe(state: AuthorizationState) -> tuple[list[tuple[str, object]], dict[str, object]]:
-    from psyche.manager.commands.decisions import grantee_label
+    from psyche.manager.operations.decisions import grantee_label
 
     address, auth, lamports = state.address, state.authorization, state.lamports
 

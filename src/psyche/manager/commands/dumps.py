@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from solders.pubkey import Pubkey
 
 from psyche.chain.accounts.coordinator import CoordinatorAccount, EpochClient
-from psyche.chain.accounts.treasurer import Participant, TreasurerRun
+from psyche.chain.accounts.treasurer import Participant
 from psyche.chain.queries import Run
-from psyche.manager.commands.format import node_id8, ui_amount
-
-
-@dataclass(frozen=True, slots=True)
-class TreasurerView:
-    """A treasurer run with what the dumps need beside it: address, mint decimals, vault balance."""
-
-    address: Pubkey
-    run: TreasurerRun
-    decimals: int
-    vault_balance: int
+from psyche.manager.commands.format import node_id8
+from psyche.manager.operations.amounts import ui_amount
+from psyche.manager.operations.runs import TreasurerView
 
 
 def _finite_or_none(value: float) -> float | None:

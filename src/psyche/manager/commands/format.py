@@ -1,28 +1,16 @@
-"""Pure text formatting for the chain commands: the run table, durations, token amounts, explorer logs."""
+"""Pure text formatting for the chain commands: the run table, durations, SOL, explorer logs."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 from solders.pubkey import Pubkey
 
 from psyche.chain.accounts.coordinator import RunState
-from psyche.errors import ConfigError
 
 LAMPORTS_PER_SOL = 1_000_000_000
 RUN_TABLE_HEADER = ("run-id", "state", "clients", "epoch time", "time left")
-# States a client can join (the reference drops Uninitialized, Finished and Paused from discovery).
-JOINABLE_STATES = frozenset(
-    {
-        RunState.WaitingForMembers,
-        RunState.Warmup,
-        RunState.RoundTrain,
-        RunState.RoundWitness,
-        RunState.Cooldown,
-    }
-)
 _NO_CLIENT_COUNT = frozenset({RunState.Paused, RunState.Uninitialized, RunState.Finished})
 _NO_TIME_LEFT = frozenset(
     {RunState.WaitingForMembers, RunState.Finished, RunState.Paused, RunState.Uninitialized}
@@ -81,47 +69,10 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[s
     return [line(header), *(line(row) for row in rows)]
 
 
-def joinable_first(items: Sequence[tuple[RunState, bool]]) -> list[int]:
-    """Indexes in display order: joinable first (Waiting for members before the others), RPC order kept."""
-
-    def rank(index: int) -> tuple[int, int]:
-        state, joinable = items[index]
-        if not joinable:
-            return (2, 0)
-        return (0, 0) if state == RunState.WaitingForMembers else (1, 0)
-
-    return sorted(range(len(items)), key=rank)  # sorted() is stable: RPC order within each rank
-
-
 def format_sol(lamports: int) -> str:
     """Lamports as SOL with all nine decimals (``0.829935360``)."""
     whole, frac = divmod(lamports, LAMPORTS_PER_SOL)
     return f"{whole}.{frac:09d}"
-
-
-def ui_amount(base_units: int, decimals: int) -> float:
-    """Base units as the token's UI amount (``base / 10**decimals``), as the reference prints it."""
-    return float(base_units) / float(10**decimals)
-
-
-def format_ui(base_units: int, decimals: int) -> str:
-    """An exact decimal rendering of ``base_units`` in UI units (no float rounding)."""
-    text = str(Decimal(base_units).scaleb(-decimals))
-    return text if "E" not in text else f"{Decimal(base_units).scaleb(-decimals):f}"
-
-
-def to_base_units(text: str, decimals: int, what: str) -> int:
-    """A UI amount (``"1.5"``) in base units: ``round(ui * 10**decimals)`` computed exactly in decimal."""
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise ConfigError(f"{what}: not a number: {text!r}") from None
-    if not value.is_finite() or value < 0:
-        raise ConfigError(f"{what}: must be a finite amount of zero or more, got {text!r}")
-    base = int(value.scaleb(decimals).to_integral_value(rounding=ROUND_HALF_EVEN))
-    if base >= 2**64:
-        raise ConfigError(f"{what}: {text} is too large for a u64 in base units (decimals {decimals})")
-    return base
 
 
 def node_id8(signer: Pubkey) -> str:

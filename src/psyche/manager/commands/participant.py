@@ -48,7 +48,7 @@ def _address_option(required: bool, help_text: str) -> Callable[[F], F]:
 @_address_option(False, "The key to check. [default: the wallet's public key]")
 def can_join(app: App, as_json: bool, run_id: str, authorizer: str | None, address: str | None) -> None:
     """Check that a key may join a run (exit 0) or say why not (exit 1); at most 2 RPC round trips."""
-    from psyche.manager.commands.decisions import grantee_label
+    from psyche.manager.operations.decisions import grantee_label
     from psyche.manager.operations.participant import can_join as decide
 
     session = Session(app)
@@ -108,8 +108,8 @@ def treasurer_claim_rewards(app: App, as_json: bool, run_id: str, treasurer_inde
 
 
 def _claim_output(run_id: str, claim: Claim) -> tuple[dict[str, object], list[str]]:
-    from psyche.manager.commands.decisions import nothing_to_claim
-    from psyche.manager.commands.format import format_ui
+    from psyche.manager.operations.amounts import format_ui
+    from psyche.manager.operations.decisions import nothing_to_claim
 
     rewards, plan = claim.rewards, claim.plan
     decimals = rewards.mint.decimals

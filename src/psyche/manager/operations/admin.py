@@ -43,7 +43,7 @@ def set_future_epoch_rates(
     """
     from psyche.chain import instructions as ix
     from psyche.chain.queries import fetch_run
-    from psyche.manager.commands.format import to_base_units
+    from psyche.manager.operations.amounts import to_base_units
     from psyche.manager.operations.runs import load_treasurer_view
 
     if earning_rate_total_shared is None and slashing_rate_per_client is None:
@@ -189,7 +189,7 @@ def top_up_rewards(
     from psyche.chain import instructions as ix
     from psyche.chain import pda
     from psyche.chain.accounts.token import TokenAccount
-    from psyche.manager.commands.format import format_ui, to_base_units
+    from psyche.manager.operations.amounts import format_ui, to_base_units
     from psyche.manager.operations.runs import load_treasurer_view
 
     view = load_treasurer_view(chain, run_id, treasurer_index)

@@ -14,8 +14,8 @@ from psyche.manager.operations import ChainAccess
 if TYPE_CHECKING:
     from psyche.chain.accounts.treasurer import Participant
     from psyche.chain.queries import JoinCheck, Rewards, Run
-    from psyche.manager.commands.decisions import ClaimPlan
-    from psyche.manager.commands.dumps import TreasurerView
+    from psyche.manager.operations.decisions import ClaimPlan
+    from psyche.manager.operations.runs import TreasurerView
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ def can_join(chain: ChainAccess, run_id: str, user: Pubkey, authorizer: Pubkey |
         AccountNotFound, AccountDecodeError: the run cannot be read.
     """
     from psyche.chain.queries import check_join
-    from psyche.manager.commands.decisions import join_refusal
+    from psyche.manager.operations.decisions import join_refusal
 
     check = check_join(chain.reader, run_id, user, authorizer, chain.programs)
     chosen = next(((g, a) for g, a, outcome in check.tried if outcome == "valid"), None)
@@ -71,7 +71,7 @@ def claim_rewards(chain: ChainAccess, run_id: str, *, treasurer_index: int | Non
     from psyche.chain import instructions as ix
     from psyche.chain import pda
     from psyche.chain.queries import fetch_rewards
-    from psyche.manager.commands.decisions import claim_plan
+    from psyche.manager.operations.decisions import claim_plan
 
     user = chain.sender.payer
     programs = chain.programs
@@ -138,8 +138,7 @@ def list_runs(
     from psyche.chain import pda
     from psyche.chain.programs import PERMISSIONLESS_GRANTEE
     from psyche.chain.queries import scan_runs
-    from psyche.manager.commands.decisions import authorization_valid
-    from psyche.manager.commands.format import JOINABLE_STATES, joinable_first
+    from psyche.manager.operations.decisions import JOINABLE_STATES, authorization_valid, joinable_first
 
     programs = chain.programs
     scan = scan_runs(chain.reader, programs)

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from solders.pubkey import Pubkey
 
+from psyche.chain.accounts.treasurer import TreasurerRun
 from psyche.errors import AccountNotFound, ConfigError
-from psyche.manager.commands.dumps import TreasurerView
 from psyche.manager.operations import ChainAccess
 
 if TYPE_CHECKING:
@@ -18,7 +18,17 @@ if TYPE_CHECKING:
     from psyche.chain.accounts.coordinator import RunState
     from psyche.chain.programs import ProgramIds
     from psyche.chain.queries import Run
-    from psyche.manager.commands.plans import UpdatePlan
+    from psyche.manager.operations.plans import UpdatePlan
+
+
+@dataclass(frozen=True, slots=True)
+class TreasurerView:
+    """A treasurer run with what dumps and claims need beside it: address, mint decimals, vault balance."""
+
+    address: Pubkey
+    run: TreasurerRun
+    decimals: int
+    vault_balance: int
 
 
 def load_treasurer_view(chain: ChainAccess, run_id: str, index: int | None) -> TreasurerView | None:
@@ -96,7 +106,7 @@ def create_run(
     from psyche.chain import instructions as ix
     from psyche.chain import pda
     from psyche.chain.accounts.coordinator import SIZE
-    from psyche.manager.commands.plans import check_client_version
+    from psyche.manager.operations.plans import check_client_version
 
     pda.run_id_bytes(run_id)  # the reference's "run_id must be 32 bytes or less, got N bytes"
     check_client_version(client_version)
@@ -258,7 +268,7 @@ def update_config(
     from psyche.chain.queries import fetch_run, fetch_treasurer
     from psyche.chain.runconfig import load_run_config
     from psyche.chain.transactions import pack
-    from psyche.manager.commands.plans import (
+    from psyche.manager.operations.plans import (
         check_client_version,
         cold_start_problem,
         config_problems,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from solders.pubkey import Pubkey
@@ -12,6 +13,17 @@ from psyche.chain.programs import JOIN_RUN_AUTHORIZATION_SCOPE, PERMISSIONLESS_G
 from psyche.chain.queries import JoinCheck, Rewards
 from psyche.chain.rpc import AccountInfo
 from psyche.errors import AccountDecodeError
+
+# States a client can join (the reference drops Uninitialized, Finished and Paused from discovery).
+JOINABLE_STATES = frozenset(
+    {
+        RunState.WaitingForMembers,
+        RunState.Warmup,
+        RunState.RoundTrain,
+        RunState.RoundWitness,
+        RunState.Cooldown,
+    }
+)
 
 
 def grantee_label(grantee: Pubkey) -> str:
@@ -107,3 +119,15 @@ def nothing_to_claim(rewards: Rewards) -> str:
         f"Nothing to claim now: {rewards.unclaimed} points are unclaimed but the treasury holds 0; "
         "ask the run owner to top it up (treasurer-top-up-rewards)"
     )
+
+
+def joinable_first(items: Sequence[tuple[RunState, bool]]) -> list[int]:
+    """Indexes in display order: joinable first (Waiting for members before the others), RPC order kept."""
+
+    def rank(index: int) -> tuple[int, int]:
+        state, joinable = items[index]
+        if not joinable:
+            return (2, 0)
+        return (0, 0) if state == RunState.WaitingForMembers else (1, 0)
+
+    return sorted(range(len(items)), key=rank)  # sorted() is stable: RPC order within each rank
