@@ -24,6 +24,12 @@
     ├── ClientExited                     the client container ended with a non-zero code
     │   └── VersionMismatch              the client reported exit code 10
     ├── BroadcastRefused                 a peer's result broadcast breaks an acceptance rule; .reason
+    ├── PayloadRefused                   a peer's DisTrO payload does not fit the run's model; .reason
+    ├── Desync                           an agreed result cannot be had: the client leaves the epoch
+    ├── ModelUnavailable                 no peer serves the model a joiner needs
+    ├── P2PError                         the peer-to-peer transport
+    │   ├── PeerRefused                  bytes from a peer were refused; .reason (a key the node counts)
+    │   └── FetchFailed                  no peer delivered a blob or a model; says why, in one line
     └── DataError                        the client cannot read its training data (after the retries)
 
 Foreign exceptions (httpx, websockets, docker) are translated into these once, at the module
@@ -216,3 +222,41 @@ class BroadcastRefused(RunManagerError):
 
 class DataError(RunManagerError):
     """Training data could not be read (HTTP failures after retries, short or bad token files)."""
+
+
+class PayloadRefused(RunManagerError):
+    """A payload that is not a valid result for this run's model; ``reason`` is a short stable key (for the
+    refused counters), the message says what was wrong."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"payload refused: {reason}" + (f" ({detail})" if detail else ""))
+        self.reason = reason
+
+
+class Desync(RunManagerError):
+    """An agreed result cannot be had: applying anything else would leave us off our peers' model."""
+
+
+class ModelUnavailable(RunManagerError):
+    """No peer serves the model a joiner needs."""
+
+
+class P2PError(RunManagerError):
+    """Base of every peer-to-peer transport error."""
+
+
+class PeerRefused(P2PError):
+    """A message, record, manifest or blob from a peer was refused.
+
+    ``reason`` is a short key ("bad-signature", "not-allowed", "too-large", "malformed", "hash-mismatch",
+    ...) that the node counts in its stats; ``detail`` says more, never quoting the peer's bytes at length.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class FetchFailed(P2PError):
+    """No peer delivered what was asked for; the message lists what each attempt got, in one line."""

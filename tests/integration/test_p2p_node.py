@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from psyche.client.identity import P2PIdentity
-from psyche.p2p.errors import FetchFailed, PeerRefused
+from psyche.errors import FetchFailed, PeerRefused
 from psyche.p2p.node import P2PNode
 from psyche.p2p.wire import Ticket, sign
 from tests.support.net import unused_port

@@ -16,7 +16,6 @@ from psyche.chain.accounts.optimizer import Distro
 from psyche.client.distro import DistroOptimizer, SparseParam
 from psyche.client.distro_payload import (
     Payload,
-    PayloadRefused,
     PayloadShape,
     data_hash,
     decode_payload,
@@ -26,7 +25,7 @@ from psyche.client.distro_payload import (
     payload_shapes,
 )
 from psyche.client.model import Transformer, preset
-from psyche.errors import ConfigError, RunManagerError
+from psyche.errors import ConfigError, PayloadRefused, RunManagerError
 
 # One 1-D parameter of 4 values, one chunk of 4 coefficients, top-2: indices [3, 0], values [-1, +1].
 TINY_1BIT = [SparseParam(torch.tensor([[3, 0]]), torch.tensor([[-1.0, 1.0]]), (1, 4), 4)]

@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from psyche.client.identity import P2PIdentity
+from psyche.errors import PeerRefused
 from psyche.p2p.blobs import BlobStore
-from psyche.p2p.errors import PeerRefused
 from psyche.p2p.wire import (
     DOMAIN_ADDRESS,
     ENVELOPE_OVERHEAD,

@@ -30,11 +30,10 @@ import torch
 
 from psyche.chain.accounts.optimizer import Distro
 from psyche.client.distro import ParamTransform, SparseParam
-from psyche.errors import ConfigError, RunManagerError
+from psyche.errors import ConfigError, PayloadRefused
 
 __all__ = [
     "Payload",
-    "PayloadRefused",
     "PayloadShape",
     "data_hash",
     "decode_payload",
@@ -49,15 +48,6 @@ _HEADER = struct.Struct("<BBIIQQI")  # version, flags, step, trainer_nonce, star
 _FLAG_1BIT = 1
 _U16_MAX = 0xFFFF
 _U32_MAX = 0xFFFFFFFF
-
-
-class PayloadRefused(RunManagerError):
-    """A payload that is not a valid result for this run's model; ``reason`` is a short stable key (for the
-    refused counters), the message says what was wrong."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"payload refused: {reason}" + (f" ({detail})" if detail else ""))
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

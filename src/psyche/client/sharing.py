@@ -34,16 +34,22 @@ from psyche.client.checkpoint import Content
 from psyche.client.distro import SparseParam
 from psyche.client.distro_payload import (
     Payload,
-    PayloadRefused,
     PayloadShape,
     data_hash,
     decode_payload,
     encode_payload,
 )
 from psyche.client.identity import P2PIdentity
-from psyche.errors import BroadcastRefused, RunManagerError
+from psyche.errors import (
+    BroadcastRefused,
+    Desync,
+    FetchFailed,
+    ModelUnavailable,
+    PayloadRefused,
+    PeerRefused,
+    RunManagerError,
+)
 from psyche.p2p import model_share
-from psyche.p2p.errors import FetchFailed, PeerRefused
 from psyche.p2p.node import P2PNode
 from psyche.p2p.settings import P2PSettings
 from psyche.p2p.wire import (
@@ -64,10 +70,6 @@ APPLY_WAIT_S = 20.0  # how long an agreed payload may still take to arrive befor
 RESEND_S = 1.0  # our live broadcasts are sent again (nonce + 1) for peers that came late
 STATUS_FILE = "p2p-status.json"
 FETCH_RETRY_S = 0.2
-
-
-class Desync(RunManagerError):
-    """An agreed result cannot be had: applying anything else would leave us off our peers' model."""
 
 
 @dataclass(slots=True)
@@ -536,10 +538,6 @@ class ResultSharing:
         except FetchFailed as exc:
             raise ModelUnavailable(f"the model served by peers: {exc}") from None
         return manifest.epoch, manifest.step, content_from_wire(manifest, blobs)
-
-
-class ModelUnavailable(RunManagerError):
-    """No peer serves the model a joiner needs."""
 
 
 def _dtype_name(t: torch.Tensor) -> str:

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
-from psyche.p2p.errors import FetchFailed, PeerRefused
+from psyche.errors import FetchFailed, PeerRefused
 from psyche.p2p.node import P2PNode
 from psyche.p2p.server import url_host
 from psyche.p2p.wire import DOMAIN_MANIFEST, Signer, open_envelope, sign

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Final
 
-from psyche.p2p.errors import PeerRefused
+from psyche.errors import PeerRefused
 from psyche.p2p.wire import (
     ENVELOPE_OVERHEAD,
     HASH_BYTES,

@@ -16,7 +16,7 @@ from typing import Final, Protocol
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
-from psyche.p2p.errors import PeerRefused
+from psyche.errors import PeerRefused
 
 PUBKEY_BYTES: Final = 32
 SIGNATURE_BYTES: Final = 64
