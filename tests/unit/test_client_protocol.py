@@ -442,8 +442,8 @@ class DistroSim(SimChain):
         )
         for client in self.clients.values():
             client.sharing = AllVerified(self)
-        self.holding: object = lambda: False
-        self.witnesses_lost: object = lambda: False
+        self.holding: Callable[[], bool] = lambda: False
+        self.witnesses_lost: Callable[[], bool] = lambda: False
         self.held: list[tuple[int, ApplyResults]] = []
         self.timeline: list[tuple[int, Action, RunState]] = []  # (client, action, the chain's state then)
 
@@ -453,13 +453,13 @@ class DistroSim(SimChain):
         super()._do(i, actions, now)
         for action in actions:
             if isinstance(action, ApplyResults):
-                if self.holding():  # type: ignore[operator]
+                if self.holding():
                     self.held.append((i, action))
                 else:
                     self._do(i, self.clients[i].on_applied(action.source, None, now), now)
 
     def _apply(self, i: int, sent: Send, now: float) -> None:
-        if isinstance(sent, SendWitness) and self.witnesses_lost():  # type: ignore[operator]
+        if isinstance(sent, SendWitness) and self.witnesses_lost():
             return  # sent, never landed
         super()._apply(i, sent, now)
 
