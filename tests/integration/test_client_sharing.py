@@ -40,17 +40,18 @@ from psyche.client.runner import ChainPort, Runner
 from psyche.client.sharing import STATUS_FILE, ResultSharing, start_sharing
 from psyche.client.train import Trainer
 from psyche.client.trainer_port import TorchTrainerPort
+from psyche.localnet.demo_run import DEMO_DISTRO
 from psyche.p2p.node import P2PNode
 from psyche.p2p.settings import P2PSettings
 from psyche.p2p.wire import Broadcast, Proof, TrainingResult, encode_broadcast
-from tests.support.client_run import CONFIG, DISTRO, MODEL, SPEED, permissionless_run
+from tests.support.client_run import CONFIG, MODEL, SPEED, permissionless_run
 from tests.support.clock import FastClock
 from tests.support.localnet import chain_rpc, localnet, run
 from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.slow
 
-SHARED_MODEL = dataclasses.replace(MODEL, optimizer=DISTRO)
+SHARED_MODEL = dataclasses.replace(MODEL, optimizer=DEMO_DISTRO)  # upstream's DisTrO settings
 
 
 def params_hash(port: TorchTrainerPort) -> str:

@@ -17,7 +17,6 @@ from psyche.chain.accounts.model import (
     CoordinatorConfig,
     DataLocation,
     DataLocationKind,
-    Distro,
     HubRepo,
     LLMArchitecture,
     LLMTrainingDataType,
@@ -54,15 +53,6 @@ MODEL = LLM(
     data_location=DataLocation(DataLocationKind.Dummy),
     lr_schedule=ConstantLR(1e-2, 1e-2, 0),
     optimizer=AdamW((0.9, 0.95), 0.0, 1e-8, None),
-)
-# DisTrO as upstream runs it (and the demo): chunk 64, top-k 8, decay 0.999, 1-bit.
-DISTRO = Distro(
-    clip_grad_norm=1.0,
-    weight_decay=None,
-    compression_decay=0.999,
-    compression_topk=8,
-    compression_chunk=64,
-    quantize_1bit=True,
 )
 # The same model read from its peers (a P2P checkpoint is read as Dummy until one exists).
 P2P_MODEL = dataclasses.replace(MODEL, checkpoint=Checkpoint(CheckpointKind.P2P, HubRepo("")))

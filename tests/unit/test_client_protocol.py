@@ -36,7 +36,7 @@ from psyche.client.actions import (
 from psyche.client.exchange import merkle_root
 from psyche.client.protocol import ClientProtocol
 from psyche.errors import ChainError
-from tests.support.client_run import DISTRO
+from psyche.localnet.demo_run import DEMO_DISTRO
 from tests.support.coordinator import CONFIG, configured, key
 
 START = 1000
@@ -438,7 +438,7 @@ class DistroSim(SimChain):
     def __init__(self, n_clients: int, config: CoordinatorConfig) -> None:
         super().__init__(n_clients, config)
         self.run.acc = dataclasses.replace(
-            self.acc, model=dataclasses.replace(self.acc.model, optimizer=DISTRO)
+            self.acc, model=dataclasses.replace(self.acc.model, optimizer=DEMO_DISTRO)
         )
         for client in self.clients.values():
             client.sharing = AllVerified(self)
