@@ -296,12 +296,12 @@ class ClientProtocol:
                 log.info("the run is %s: waiting", state.display)
             return []
         self.halted_told = None
+        ep = self.epoch
+        if ep is not None and ep.number < acc.progress.epoch and self._unfinished(ep):
+            self.finishing = ep  # the chain left it before its last applies and checkpoint ran
         if state == RunState.WaitingForMembers:
             return self._finish_last_epoch(acc) + self._join(acc, now)
-        ep = self.epoch
         if ep is None or ep.number != acc.progress.epoch:
-            if ep is not None and self.finishing is None and self._unfinished(ep):
-                self.finishing = ep
             ep = self.epoch = _Epoch(acc.progress.epoch)
         if self.finishing is not None:
             return self._finish_last_epoch(acc)
@@ -374,17 +374,14 @@ class ClientProtocol:
         return [SaveCheckpoint(ep.number, step)] if any(ep.trained.values()) else []
 
     def _finish_last_epoch(self, acc: CoordinatorAccount) -> list[Action]:
-        """Go on with the epoch the chain has left (``finishing``, or ``epoch`` while the next one has not
-        started yet) until its last rounds are applied and its model saved; upstream's clients likewise
-        finish their cooldown work before they train on the next epoch's model."""
+        """Go on with the epoch the chain has left (``finishing``) until its last rounds are applied and its
+        model saved; upstream's clients likewise finish their cooldown work before they train on the next
+        epoch's model."""
         ep = self.finishing
-        if ep is None and self.epoch is not None and self.epoch.number < acc.progress.epoch:
-            ep = self.epoch
-        if ep is None or not self._unfinished(ep):
-            self.finishing = None
+        if ep is None:
             return []
         actions = self._finish_epoch(acc, ep)
-        if ep is self.finishing and not self._unfinished(ep):
+        if not self._unfinished(ep):
             self.finishing = None
         return actions
 
