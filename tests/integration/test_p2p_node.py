@@ -7,6 +7,7 @@ import math
 import os
 import random
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -407,3 +408,22 @@ def test_a_port_in_use_is_a_config_error(make_node: Callable[..., tuple[P2PNode,
     with pytest.raises(ConfigError, match=rf"^P2P_BIND/P2P_PORT: cannot listen on 127.0.0.1:{a.bound[1]}: "):
         node.start()
     node.close()
+
+
+def test_a_peer_that_resets_its_connection_leaves_no_traceback_and_no_internal_error(
+    trio: list[tuple[P2PNode, Inbox]], capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A killed peer resets its connections: before a request, in the request line, in a body.
+    (a, inbox), (b, _), _ = trio
+    host, port = a.address
+    for raw in [b"", b"GET /pe", b"POST /msg HTTP/1.1\r\nContent-Length: 500\r\n\r\nshort"]:
+        s = socket.create_connection((host, port), timeout=2)
+        if raw:
+            s.sendall(raw)
+        time.sleep(0.1)  # the server thread is reading when the reset arrives
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        s.close()
+    assert b.send_all(b"after the resets") == 2
+    wait_until(lambda: inbox.got == [(IDS[1].public, b"after the resets")])
+    assert a.stats()["refused"].get("internal-error", 0) == 0
+    assert "Traceback" not in capfd.readouterr().err

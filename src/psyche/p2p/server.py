@@ -7,6 +7,7 @@ reaches the server loop (a bug is logged, counted as "internal-error" and closes
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -83,6 +84,15 @@ class Server(ThreadingHTTPServer):
         finally:
             self._active.release()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """An error outside the handler's routes (reading the request line): a peer that hung up or reset is
+        a debug line, anything else one logged traceback; never socketserver's print to stderr."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            log.debug("p2p %s: connection lost: %s", client_address[0], error)
+        else:
+            log.exception("p2p: connection from %s failed", client_address[0])
+
 
 class Handler(BaseHTTPRequestHandler):
     """Routes requests to the node; never lets an exception out (a peer's garbage is a 4xx)."""
@@ -114,6 +124,9 @@ class Handler(BaseHTTPRequestHandler):
                 self._reply(404, b"no such route")
             else:
                 route()
+        except (ConnectionError, TimeoutError) as exc:  # the peer hung up, reset or stalled: not our bug
+            log.debug("p2p %s: connection lost during %s: %s", self.client_address[0], self.command, exc)
+            self.close_connection = True
         except Exception:  # a bug of ours must not take the node down; counted and logged
             log.exception("p2p: request %s %s failed", self.command, self.path[:80])
             self.node.counters.refuse("internal-error")
