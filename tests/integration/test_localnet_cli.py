@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from psyche.localnet.server import url_host
+from psyche.localnet.server import reachable_url_host
 from tests.support.net import listening_port
 
 RUN_MANAGER = Path(sys.executable).with_name("run-manager")
@@ -59,5 +59,5 @@ def test_a_host_address_this_machine_lacks_is_one_line_naming_it_and_the_flag() 
     ],
 )
 def test_the_urls_name_the_host_the_chain_listens_on(host: str, url: str) -> None:
-    assert f"http://{url_host(host)}:8899" == url
-    assert f"ws://{url_host(host)}:8900" == url.replace("http", "ws").replace("8899", "8900")
+    assert f"http://{reachable_url_host(host)}:8899" == url
+    assert f"ws://{reachable_url_host(host)}:8900" == url.replace("http", "ws").replace("8899", "8900")

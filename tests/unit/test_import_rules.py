@@ -20,6 +20,7 @@ SHARED = frozenset(
         "psyche.backoff",
         "psyche.boundedread",
         "psyche.env_contract",
+        "psyche.hosts",
         "psyche.parallelism_table",
         "psyche._build_info",
     }
@@ -41,6 +42,7 @@ MAY_IMPORT: Mapping[str, frozenset[str]] = {
     "psyche.backoff": frozenset(),
     "psyche.boundedread": frozenset(),
     "psyche.env_contract": frozenset(),
+    "psyche.hosts": frozenset(),
     "psyche._build_info": frozenset(),
     "psyche.parallelism_table": frozenset({"psyche.chain", "psyche.errors"}),
     ROOT: frozenset(),

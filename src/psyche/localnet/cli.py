@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import signal
 import sqlite3
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import click
 
 from psyche.errors import ConfigError
+from psyche.hosts import is_loopback
 
 READY_LINE = "localnet ready"
 
@@ -47,7 +47,7 @@ async def _serve(
     try:
         click.echo(f"RPC URL: {server.rpc_url}")
         click.echo(f"WebSocket URL: {server.ws_url}")
-        if not _loopback(host):
+        if not is_loopback(host):
             click.echo(
                 f"Listening on {host}: whoever reaches it can use this chain "
                 "(a public faucet, no access control)"
@@ -65,13 +65,6 @@ async def _serve(
     finally:
         click.echo("localnet stopping")
         await server.stop()
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def _ledger_error(ledger: Path | None, exc: OSError | sqlite3.Error) -> ConfigError:

@@ -16,6 +16,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from psyche.errors import ConfigError
+from psyche.hosts import url_host
 from psyche.localnet.chain import Chain
 from psyche.localnet.pubsub import PubSub
 from psyche.localnet.rpc import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, RpcError, RpcMethods
@@ -74,10 +75,9 @@ def handle_body(methods: RpcMethods, body: bytes) -> Any:
     return _answer(methods, payload)
 
 
-def url_host(host: str) -> str:
-    """``host`` as it goes into a URL: a wildcard bind is reached through loopback; IPv6 in brackets."""
-    host = _WILDCARD_URL_HOSTS.get(host, host)
-    return f"[{host}]" if ":" in host else host
+def reachable_url_host(host: str) -> str:
+    """The bound ``host`` as clients on this machine reach it in a URL: a wildcard through loopback."""
+    return url_host(_WILDCARD_URL_HOSTS.get(host, host))
 
 
 class LocalnetServer:
@@ -108,11 +108,11 @@ class LocalnetServer:
 
     @property
     def rpc_url(self) -> str:
-        return f"http://{url_host(self.host)}:{self.rpc_port}"
+        return f"http://{reachable_url_host(self.host)}:{self.rpc_port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{url_host(self.host)}:{self.ws_port}"
+        return f"ws://{reachable_url_host(self.host)}:{self.ws_port}"
 
     async def start(self) -> None:
         """Listen on 127.0.0.1 (port 0 picks a free one; ``rpc_port``/``ws_port`` then say which) and start
@@ -279,4 +279,4 @@ def _listen_error(what: str, flag: str, host: str, port: int, exc: OSError) -> C
         hint = "pass an address of this machine with --host (the default is 127.0.0.1)"
     else:
         hint = f"stop what uses the port, or pick another with {flag} (0 picks a free one)"
-    return ConfigError(f"cannot listen on {url_host(host)}:{port} for {what}: {reason}", hint=hint)
+    return ConfigError(f"cannot listen on {reachable_url_host(host)}:{port} for {what}: {reason}", hint=hint)

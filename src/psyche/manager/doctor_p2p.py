@@ -8,6 +8,7 @@ import ipaddress
 import socket
 from typing import TYPE_CHECKING, Protocol
 
+from psyche.hosts import is_loopback
 from psyche.manager.constants import EnvVars
 from psyche.manager.doctor_report import Check, Status
 from psyche.manager.p2p import HostPort
@@ -100,13 +101,6 @@ def _is_wildcard(host: str) -> bool:
     return ipaddress.ip_address(host).is_unspecified
 
 
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return address == "localhost"
-
-
 def _is_local(probe: P2PProbe, address: str) -> bool:
     """An IP is this host's when a socket can bind it (EADDRNOTAVAIL otherwise): no interface listing."""
     try:
@@ -187,7 +181,7 @@ def check_advertise(settings: Settings, probe: P2PProbe, timeout: float) -> Chec
     (a port forward tested by a listener the doctor opens on P2P_PORT)."""
     p2p = settings.p2p
     name = "p2p address"
-    remote_peers = [peer for peer in p2p.bootstrap if not _is_loopback(peer.host)]
+    remote_peers = [peer for peer in p2p.bootstrap if not is_loopback(peer.host)]
     fix_set = f"set {EnvVars.P2P_ADVERTISE} to the host:port peers can dial (this host's public address)"
     if p2p.advertise is None:
         derived = _derived_advertise(settings, probe)
@@ -197,7 +191,7 @@ def check_advertise(settings: Settings, probe: P2PProbe, timeout: float) -> Chec
                 "bootstrap peer (or the RPC host)"
             )
             return Check(name, Status.OK, detail)
-        if _is_loopback(derived) and remote_peers:
+        if is_loopback(derived) and remote_peers:
             detail = (
                 f"{EnvVars.P2P_ADVERTISE} unset: the client would advertise {derived}, "
                 "which peers elsewhere cannot dial"
@@ -222,7 +216,7 @@ def check_advertise(settings: Settings, probe: P2PProbe, timeout: float) -> Chec
         port_note = f"; port {advertise.port} must be forwarded to {EnvVars.P2P_PORT} {p2p.port}"
     local = [a for a in addresses if _is_local(probe, a)]
     if local:
-        if all(_is_loopback(a) for a in local) and remote_peers:
+        if all(is_loopback(a) for a in local) and remote_peers:
             detail = f"{advertise} is this host's loopback: peers elsewhere cannot dial it"
             return Check(name, Status.WARN, detail, fix_set)
         if advertise.port is not None and p2p.port == 0:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from psyche.errors import FetchFailed, PeerRefused
+from psyche.hosts import url_host
 from psyche.p2p.node import P2PNode
-from psyche.p2p.server import url_host
 from psyche.p2p.wire import DOMAIN_MANIFEST, Signer, open_envelope, sign
 
 MODEL_TAG: Final = "model"

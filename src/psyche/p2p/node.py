@@ -32,8 +32,9 @@ from typing import Any, Final
 import httpx
 
 from psyche.errors import ConfigError, FetchFailed, PeerRefused
+from psyche.hosts import url_host
 from psyche.p2p.blobs import BlobStore, Tag
-from psyche.p2p.server import HELLO_MAX, Handler, Server, Stats, url_host
+from psyche.p2p.server import HELLO_MAX, Handler, Server, Stats
 from psyche.p2p.settings import P2PSettings, resolve_advertise
 from psyche.p2p.wire import (
     MAX_RECORDS,

@@ -32,11 +32,6 @@ _WRITE_CHUNK: Final = 4 * 1024 * 1024  # memoryview slices: no copy, few syscall
 HELLO_MAX: Final = MAX_RECORD_BYTES + ENVELOPE_OVERHEAD
 
 
-def url_host(host: str) -> str:
-    """``host`` as it goes in a URL (IPv6 in brackets)."""
-    return f"[{host}]" if ":" in host else host
-
-
 class Stats:
     """Counters shared by server threads and callers."""
 
